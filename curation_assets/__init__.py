@@ -1,0 +1,3 @@
+"""Curated video clip datasets as partitioned Dagster assets."""
+
+__version__ = "0.1.0"

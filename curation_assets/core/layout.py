@@ -1,0 +1,353 @@
+"""The clip-writer output layout: paths, ids, chunks and the JSON/pickle/parquet documents.
+
+Everything here is the spec (`clip-writer-layout.md`) turned into functions. It decides *what*
+files a video produces and their bytes; ``storage`` decides *how* they reach the filesystem.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .model import Clip, VideoMetadata, VideoResult, chunk_uuid
+
+T = TypeVar("T")
+
+# Directory names, one per asset.
+CLIPS = "clips"
+FILTERED_CLIPS = "filtered_clips"
+PREVIEWS = "previews"
+METAS = "metas/v0"
+CE1_EMBD = "ce1_embd"
+CE1_EMBD_PARQUET = "ce1_embd_parquet"
+PROCESSED_VIDEOS = "processed_videos"
+PROCESSED_CLIP_CHUNKS = "processed_clip_chunks"
+ALL_DIRECTORIES = (CLIPS, FILTERED_CLIPS, PREVIEWS, METAS, CE1_EMBD, CE1_EMBD_PARQUET, PROCESSED_VIDEOS, PROCESSED_CLIP_CHUNKS)
+
+CHUNK_DURATION_BUDGET = 256  # the reference's num_clips_per_chunk (32) * 8
+
+
+def _output_path(output_path: str, extra: str) -> str:
+    return output_path.rstrip("/") + "/" + extra.strip("/")
+
+
+def get_output_path_clips(output_path: str, filtered: bool = False) -> str:
+    return _output_path(output_path, FILTERED_CLIPS if filtered else CLIPS)
+
+
+def get_output_path_previews(output_path: str) -> str:
+    return _output_path(output_path, PREVIEWS)
+
+
+def get_output_path_metas(output_path: str, version: str = "v0") -> str:
+    return _output_path(output_path, f"metas/{version}")
+
+
+def get_output_path_ce1_embd(output_path: str) -> str:
+    return _output_path(output_path, CE1_EMBD)
+
+
+def get_output_path_ce1_embd_parquet(output_path: str) -> str:
+    return _output_path(output_path, CE1_EMBD_PARQUET)
+
+
+def get_output_path_processed_videos(output_path: str) -> str:
+    return _output_path(output_path, PROCESSED_VIDEOS)
+
+
+def get_output_path_processed_clip_chunks(output_path: str) -> str:
+    return _output_path(output_path, PROCESSED_CLIP_CHUNKS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relative file names (relative to output_path), one function per file kind.
+
+
+def clip_file(clip: Clip) -> str:
+    return f"{FILTERED_CLIPS if clip.filtered_by else CLIPS}/{clip.uuid}.mp4"
+
+
+def preview_file(clip: Clip, start_frame: int, end_frame: int) -> str:
+    return f"{PREVIEWS}/{clip.uuid}/{start_frame}_{end_frame}.webp"
+
+
+def meta_file(clip: Clip) -> str:
+    return f"{METAS}/{clip.uuid}.json"
+
+
+def embedding_file(clip: Clip) -> str:
+    return f"{CE1_EMBD}/{clip.uuid}.pickle"
+
+
+def parquet_file(source_video: str, chunk_index: int) -> str:
+    return f"{CE1_EMBD_PARQUET}/{chunk_uuid(source_video, chunk_index)}.parquet"
+
+
+def video_file(rel_path: str) -> str:
+    return f"{PROCESSED_VIDEOS}/{rel_path.lstrip('/')}.json"
+
+
+def chunk_file(rel_path: str, chunk_index: int) -> str:
+    return f"{PROCESSED_CLIP_CHUNKS}/{rel_path.lstrip('/')}_{chunk_index}.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunks
+
+
+def split_by_chunk_size(items: Iterable[T], budget: int, size: Callable[[T], int]) -> Iterator[list[T]]:
+    """Group items in order; a group closes once the summed ``size`` reaches ``budget``."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        group.append(item)
+        total += size(item)
+        if total >= budget:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
+def chunk_clips(clips: list[Clip], budget: int = CHUNK_DURATION_BUDGET) -> list[list[Clip]]:
+    """The reference chunks all clips (passed and filtered) by ``int(duration)`` before filtering."""
+    return list(split_by_chunk_size(clips, budget, lambda c: int(c.span.end_s - c.span.start_s)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+
+def dumps(doc: Any) -> str:
+    """The reference's JSON formatting."""
+    return json.dumps(doc, indent=4)
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    caption_models: tuple[str, ...] = ()
+    enhanced_caption_models: tuple[str, ...] = ()
+
+
+def clip_meta_doc(clip: Clip, video: VideoMetadata, output_path: str, captions: CaptionConfig) -> dict[str, Any]:
+    """``metas/v0/<uuid>.json`` with the reference's keys in the reference's order."""
+    doc: dict[str, Any] = {
+        "span_uuid": str(clip.uuid),
+        "source_video": clip.source_video,
+        "duration_span": [clip.span.start_s, clip.span.end_s],
+        "width_source": video.width,
+        "height_source": video.height,
+        "framerate_source": video.framerate,
+        "clip_location": _output_path(output_path, clip_file(clip)),
+    }
+    if clip.encoded and clip.probe is not None:
+        p = clip.probe
+        doc.update(
+            width=p.width,
+            height=p.height,
+            framerate=p.framerate,
+            num_frames=p.num_frames,
+            video_codec=p.video_codec,
+            num_bytes=p.num_bytes,
+        )
+    if clip.motion is not None:
+        doc["motion_score"] = {"global_mean": clip.motion.global_mean, "per_patch_min_256": clip.motion.per_patch_min_256}
+    if clip.aesthetic_score is not None:
+        doc["aesthetic_score"] = clip.aesthetic_score
+    if clip.errors:
+        doc["errors"] = list(clip.errors)
+        doc["error_details"] = dict(clip.errors)
+    windows = []
+    for window in clip.windows:
+        entry: dict[str, Any] = {"start_frame": window.start_frame, "end_frame": window.end_frame}
+        for model in captions.caption_models:
+            if model in window.captions:
+                entry[f"{model}_caption"] = window.captions[model]
+        for model in captions.enhanced_caption_models:
+            if model in window.enhanced_captions:
+                entry[f"{model}_enhanced_caption"] = window.enhanced_captions[model]
+        windows.append(entry)
+    doc["windows"] = windows
+    doc["valid"] = bool(clip.encoded and clip.windows)
+    return doc
+
+
+def video_doc(result: VideoResult, num_clip_chunks: int, pipeline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``processed_videos/<rel>.json``; errors and the pipeline record are our documented additions."""
+    m = result.metadata
+    doc: dict[str, Any] = {
+        "video": result.source_video,
+        "height": m.height if m else None,
+        "width": m.width if m else None,
+        "framerate": m.framerate if m else None,
+        "num_frames": m.num_frames if m else None,
+        "duration": m.duration if m else None,
+        "video_codec": m.video_codec if m else None,
+        "pixel_format": m.pixel_format if m else None,
+        "audio_format": m.audio_format if m else None,
+        "num_total_clips": len(result.clips),
+        "num_clip_chunks": num_clip_chunks,
+    }
+    if result.errors:
+        doc["errors"] = list(result.errors)
+        doc["error_details"] = dict(result.errors)
+    if pipeline:
+        doc["pipeline"] = pipeline
+    return doc
+
+
+def _has_caption(clip: Clip, models: Iterable[str]) -> bool:
+    return any(model in w.captions for w in clip.windows for model in models)
+
+
+def _first_text(texts: dict[str, str], models: Iterable[str]) -> str | None:
+    for model in models:
+        if model in texts:
+            return texts[model]
+    return None
+
+
+def chunk_doc(result: VideoResult, chunk_index: int, chunk: list[Clip], captions: CaptionConfig) -> dict[str, Any]:
+    """``processed_clip_chunks/<rel>_<i>.json``: the reference's per-chunk statistics."""
+    passed = [c for c in chunk if c.passed]
+    filtered = [c for c in chunk if not c.passed]
+    durations = [c.span.end_s - c.span.start_s for c in chunk]
+    all_windows: dict[str, dict[str, str]] = {}
+    all_enhanced: dict[str, dict[str, str]] = {}
+    for clip in passed:
+        key = str(clip.uuid)
+        all_windows[key], all_enhanced[key] = {}, {}
+        for w in clip.windows:
+            text = _first_text(w.captions, captions.caption_models)
+            if text is not None:
+                all_windows[key][w.key] = text
+            text = _first_text(w.enhanced_captions, captions.enhanced_caption_models)
+            if text is not None:
+                all_enhanced[key][w.key] = text
+    return {
+        "video": result.source_video,
+        "clip_chunk_index": chunk_index,
+        "num_clips_filtered_by_motion": sum(1 for c in filtered if c.filtered_by == "motion"),
+        "num_clips_filtered_by_aesthetic": sum(1 for c in filtered if c.filtered_by == "aesthetic"),
+        "num_clips_passed": len(passed),
+        "num_clips_transcoded": sum(1 for c in chunk if c.encoded),
+        "num_clips_with_embeddings": sum(1 for c in passed if c.embedding is not None),
+        "num_clips_with_caption": sum(1 for c in chunk if _has_caption(c, captions.caption_models)),
+        "num_clips_with_webp": sum(1 for c in passed if any(w.preview for w in c.windows)),
+        "total_clip_duration": float(sum(durations)),
+        "max_clip_duration": float(max(durations, default=0.0)),
+        "clips": [str(c.uuid) for c in passed],
+        "filtered_clips": [str(c.uuid) for c in filtered],
+        "all_windows": all_windows,
+        "all_windows_enhanced_caption": all_enhanced,
+    }
+
+
+def embedding_pickle(embedding: np.ndarray) -> bytes:
+    """``ce1_embd/<uuid>.pickle``: a pickled numpy array of shape (1, D)."""
+    buf = io.BytesIO()
+    pickle.dump(np.asarray(embedding, dtype=np.float32).reshape(1, -1), buf)
+    return buf.getvalue()
+
+
+EMBEDDING_SCHEMA = pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32()))])
+
+
+def embeddings_parquet(clips: list[Clip]) -> bytes:
+    """``ce1_embd_parquet/<chunk_uuid>.parquet``: one row per passed clip with an embedding."""
+    rows = [c for c in clips if c.passed and c.embedding is not None]
+    table = pa.Table.from_arrays(
+        [
+            pa.array([str(c.uuid) for c in rows], pa.string()),
+            pa.array([np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in rows], pa.list_(pa.float32())),
+        ],
+        schema=EMBEDDING_SCHEMA,
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# The files of one video, per directory
+
+
+@dataclass
+class VideoFiles:
+    """The files one video contributes to each layout directory: relative path -> bytes."""
+
+    files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
+
+    def add(self, directory: str, rel: str, data: bytes | str) -> None:
+        self.files[directory][rel] = data.encode() if isinstance(data, str) else data
+
+
+def video_files(
+    result: VideoResult,
+    output_path: str,
+    *,
+    captions: CaptionConfig = CaptionConfig(),
+    upload_clips: bool = True,
+    dry_run: bool = False,
+    chunk_budget: int = CHUNK_DURATION_BUDGET,
+    pipeline: dict[str, Any] | None = None,
+) -> VideoFiles:
+    """Every file of the layout that one video produces, grouped by directory.
+
+    ``dry_run`` writes only ``processed_videos`` and ``processed_clip_chunks`` (spec);
+    ``upload_clips=False`` omits the mp4s.
+    """
+    out = VideoFiles()
+    chunks = chunk_clips(result.clips, chunk_budget) if result.metadata is not None else []
+    out.add(PROCESSED_VIDEOS, video_file(result.rel_path), dumps(video_doc(result, len(chunks), pipeline)))
+    for i, chunk in enumerate(chunks):
+        out.add(PROCESSED_CLIP_CHUNKS, chunk_file(result.rel_path, i), dumps(chunk_doc(result, i, chunk, captions)))
+        if not dry_run and any(c.passed and c.embedding is not None for c in chunk):
+            out.add(CE1_EMBD_PARQUET, parquet_file(result.source_video, i), embeddings_parquet(chunk))
+    if dry_run or result.metadata is None:
+        return out
+    for clip in result.clips:
+        directory = FILTERED_CLIPS if clip.filtered_by else CLIPS
+        if clip.encoded and upload_clips:
+            out.add(directory, clip_file(clip), clip.encoded)
+        out.add(METAS, meta_file(clip), dumps(clip_meta_doc(clip, result.metadata, output_path, captions)))
+        if clip.passed:
+            for w in clip.windows:
+                if w.preview:
+                    out.add(PREVIEWS, preview_file(clip, w.start_frame, w.end_frame), w.preview)
+            if clip.embedding is not None:
+                out.add(CE1_EMBD, embedding_file(clip), embedding_pickle(clip.embedding))
+    return out
+
+
+def owned_files_from_chunk_docs(chunk_docs: list[dict[str, Any]], source_video: str, num_chunks: int) -> dict[str, set[str]]:
+    """Files an earlier run of this video may have written, read back from its chunk documents.
+
+    The chunk documents list every clip uuid (passed and filtered) so they serve as the manifest
+    for removing files a new run no longer produces; previews are whole folders per clip.
+    """
+    owned: dict[str, set[str]] = {d: set() for d in ALL_DIRECTORIES}
+    for doc in chunk_docs:
+        for uid in doc.get("clips", []):
+            owned[CLIPS].add(f"{CLIPS}/{uid}.mp4")
+            owned[METAS].add(f"{METAS}/{uid}.json")
+            owned[CE1_EMBD].add(f"{CE1_EMBD}/{uid}.pickle")
+            owned[PREVIEWS].add(f"{PREVIEWS}/{uid}/")
+            owned[FILTERED_CLIPS].add(f"{FILTERED_CLIPS}/{uid}.mp4")
+        for uid in doc.get("filtered_clips", []):
+            owned[FILTERED_CLIPS].add(f"{FILTERED_CLIPS}/{uid}.mp4")
+            owned[CLIPS].add(f"{CLIPS}/{uid}.mp4")
+            owned[METAS].add(f"{METAS}/{uid}.json")
+            owned[CE1_EMBD].add(f"{CE1_EMBD}/{uid}.pickle")
+            owned[PREVIEWS].add(f"{PREVIEWS}/{uid}/")
+    for i in range(num_chunks):
+        owned[CE1_EMBD_PARQUET].add(parquet_file(source_video, i))
+    return owned

@@ -1,0 +1,120 @@
+"""Every knob of the pipeline in one typed place: the writer parameters and the stage options.
+
+Field names follow NeMo Curator's example script (`video_split_clip_example.py`) with dashes
+turned into underscores, so a reference command line maps one to one. The Dagster resource
+(`defs/resources.py`) and the CLI are built from this list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SPLITTING_ALGORITHMS = ("fixed_stride", "transnetv2")
+MAX_LENGTH_MODES = ("stride", "truncate")
+MOTION_FILTER_MODES = ("disable", "enable", "score-only")
+EMBEDDING_ALGORITHMS = ("cosmos-embed1-224p", "cosmos-embed1-336p", "cosmos-embed1-448p")
+ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc")
+GENERATE_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    # where
+    input_path: str = "data/videos"
+    output_path: str = "data/outputs"
+    # splitting
+    splitting_algorithm: str = "fixed_stride"
+    fixed_stride_split_duration: float = 10.0
+    fixed_stride_min_clip_length_s: float = 2.0
+    limit_clips: int = 0
+    transnetv2_threshold: float = 0.4
+    transnetv2_min_length_s: float = 2.0
+    transnetv2_max_length_s: float = 10.0
+    transnetv2_max_length_mode: str = "stride"
+    transnetv2_crop_s: float = 0.5
+    # transcoding and chunks
+    transcode_encoder: str = "libx264"
+    transcode_encoder_threads: int = 0
+    clip_re_chunk_size: int = 32
+    # motion
+    motion_filter: str = "score-only"
+    motion_global_mean_threshold: float = 0.00098
+    motion_per_patch_min_256_threshold: float = 0.000001
+    # aesthetics
+    aesthetic_threshold: float | None = None
+    aesthetic_reduction: str = "min"
+    # embeddings
+    generate_embeddings: str = "auto"
+    embedding_algorithm: str = "cosmos-embed1-224p"
+    model_dir: str = "models"
+    # previews
+    generate_previews: bool = True
+    preview_target_fps: float = 1.0
+    preview_target_height: int = 240
+    # captions
+    generate_captions: bool = False
+    caption_models: tuple[str, ...] = ("qwen",)
+    enhanced_caption_models: tuple[str, ...] = ("qwen_lm",)
+    # writer
+    upload_clips: bool = True
+    dry_run: bool = False
+    verbose: bool = False
+    max_workers: int = 6
+    log_stats: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        choice = {
+            "splitting_algorithm": SPLITTING_ALGORITHMS,
+            "transnetv2_max_length_mode": MAX_LENGTH_MODES,
+            "motion_filter": MOTION_FILTER_MODES,
+            "embedding_algorithm": EMBEDDING_ALGORITHMS,
+            "transcode_encoder": ENCODERS,
+            "generate_embeddings": GENERATE_MODES,
+            "aesthetic_reduction": ("min", "mean"),
+        }
+        for name, allowed in choice.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}={getattr(self, name)!r} (choose one of {', '.join(allowed)})")
+        positive = ("fixed_stride_split_duration", "transnetv2_max_length_s", "clip_re_chunk_size", "preview_target_fps",
+                    "preview_target_height", "max_workers")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                problems.append(f"{name}={getattr(self, name)!r} (must be > 0)")
+        for name in ("fixed_stride_min_clip_length_s", "transnetv2_min_length_s", "transnetv2_crop_s", "limit_clips",
+                     "transcode_encoder_threads"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
+        if not 0 < self.transnetv2_threshold < 1:
+            problems.append(f"transnetv2_threshold={self.transnetv2_threshold!r} (must be between 0 and 1)")
+        if problems:
+            raise ValueError("invalid pipeline options: " + "; ".join(problems))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> PipelineOptions:
+        """Build from a dict (resource config, CLI); unknown keys are ignored, lists become tuples."""
+        known = {k: v for k, v in values.items() if k in cls.field_names()}
+        for key in ("caption_models", "enhanced_caption_models"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+    @property
+    def chunk_duration_budget(self) -> int:
+        return self.clip_re_chunk_size * 8
+
+    def record(self) -> dict[str, Any]:
+        """The settings that shape the output, with a stable hash: the ``pipeline`` record."""
+        from .. import __version__
+
+        settings = {k: v for k, v in asdict(self).items() if k not in ("verbose", "max_workers", "log_stats")}
+        settings = json.loads(json.dumps(settings))
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        return {"package": "curation-assets", "version": __version__, "settings": settings, "settings_hash": digest}

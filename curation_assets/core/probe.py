@@ -1,0 +1,91 @@
+"""Read a video's container metadata with PyAV, with the spec's field definitions.
+
+The reference probes with ffprobe; these rules (stream duration, average frame rate,
+``num_frames = int(duration * framerate)``) reproduce its numbers and so its clip ids.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import av
+
+from .model import VideoMetadata
+
+
+class ProbeError(Exception):
+    """The source could not be read as a video; ``key`` is the spec's per-video error key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _bit_depth(pix_fmt: str | None) -> int | None:
+    if not pix_fmt:
+        return None
+    try:
+        desc = av.VideoFormat(pix_fmt)
+        return max(c.bits for c in desc.components) if desc.components else None
+    except Exception:  # unknown/hardware formats
+        return None
+
+
+def _rotation(stream: av.video.stream.VideoStream) -> int:
+    try:
+        rotate = stream.metadata.get("rotate")
+        if rotate is not None:
+            return int(float(rotate)) % 360
+    except (TypeError, ValueError):
+        pass
+    for data in getattr(stream, "side_data", {}) or {}:
+        try:
+            if "DISPLAYMATRIX" in str(data).upper():
+                return int(round(stream.side_data[data])) % 360
+        except Exception:
+            pass
+    return 0
+
+
+def probe_container(container: av.container.InputContainer) -> VideoMetadata:
+    """Metadata of an opened container (video stream: the last one listed, as the reference)."""
+    video_streams = list(container.streams.video)
+    if not video_streams:
+        raise ProbeError("metadata", "no video stream")
+    stream = video_streams[-1]
+    ctx = stream.codec_context
+    framerate = float(stream.average_rate) if stream.average_rate else None
+    if framerate is None and stream.guessed_rate:
+        framerate = float(stream.guessed_rate)
+    duration: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    num_frames = int(duration * framerate) if duration is not None and framerate else None
+    audio = list(container.streams.audio)
+    pix_fmt = ctx.format.name if ctx.format is not None else None
+    return VideoMetadata(
+        height=ctx.height or None,
+        width=ctx.width or None,
+        framerate=framerate,
+        num_frames=num_frames,
+        duration=duration,
+        video_codec=ctx.name,
+        pixel_format=pix_fmt,
+        audio_format=audio[0].codec_context.name if audio else None,
+        bit_depth=_bit_depth(pix_fmt),
+        rotation=_rotation(stream),
+    )
+
+
+def probe_video(source: str | BinaryIO, name: str | None = None) -> VideoMetadata:
+    """Probe a path or binary file object; raise ProbeError naming the source when unreadable."""
+    label = name or (source if isinstance(source, str) else getattr(source, "name", "<stream>"))
+    try:
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            return probe_container(container)
+    except ProbeError as exc:
+        raise ProbeError(exc.key, f"{label}: {exc}") from None
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ProbeError("metadata", f"{label}: not a readable video ({type(exc).__name__}: {exc})") from exc

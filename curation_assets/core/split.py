@@ -1,0 +1,40 @@
+"""Fixed-stride splitting, with the reference's arithmetic so clip ids match NeMo Curator's."""
+
+from __future__ import annotations
+
+from .model import Span, VideoMetadata
+
+
+def fixed_stride_spans(
+    metadata: VideoMetadata,
+    *,
+    clip_len_s: float = 10.0,
+    clip_stride_s: float | None = None,
+    min_clip_length_s: float = 2.0,
+    limit_clips: int = 0,
+) -> list[Span]:
+    """Spans ``[k*stride, min(k*stride + len, duration))`` with ``duration = num_frames / fps``.
+
+    A span shorter than ``min_clip_length_s`` is dropped (in practice only the last one).
+    Frame indices are ``int(seconds * fps)``, exactly what the reference hashes into the uuid.
+    ``limit_clips`` > 0 keeps only the first that many spans.
+    """
+    stride = clip_len_s if clip_stride_s is None else clip_stride_s
+    if clip_len_s <= 0 or stride <= 0:
+        raise ValueError(f"clip length and stride must be positive (got {clip_len_s}, {stride})")
+    if min_clip_length_s < 0:
+        raise ValueError(f"minimum clip length must not be negative (got {min_clip_length_s})")
+    if not metadata.framerate or metadata.num_frames is None:
+        raise ValueError("incomplete metadata: framerate and num_frames are required to split")
+    fps = metadata.framerate
+    duration = metadata.num_frames / fps
+    spans: list[Span] = []
+    start = 0.0
+    while start < duration:
+        end = min(start + clip_len_s, duration)
+        if end - start >= min_clip_length_s:
+            spans.append(Span(start, end, int(start * fps), int(end * fps)))
+            if limit_clips > 0 and len(spans) >= limit_clips:
+                break
+        start += stride
+    return spans

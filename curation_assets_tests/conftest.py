@@ -1,0 +1,1 @@
+pytest_plugins = ["curation_assets_tests.s3_server"]
