@@ -79,9 +79,25 @@ def probe_container(container: av.container.InputContainer) -> VideoMetadata:
     )
 
 
+def _size(source: str | BinaryIO) -> int | None:
+    try:
+        if isinstance(source, str):
+            import os
+
+            return os.path.getsize(source)
+        pos = source.tell()
+        end = source.seek(0, 2)
+        source.seek(pos)
+        return end
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 def probe_video(source: str | BinaryIO, name: str | None = None) -> VideoMetadata:
     """Probe a path or binary file object; raise ProbeError naming the source when unreadable."""
     label = name or (source if isinstance(source, str) else getattr(source, "name", "<stream>"))
+    if _size(source) == 0:
+        raise ProbeError("metadata", f"{label}: empty file (0 bytes)")
     try:
         with av.open(source, mode="r", metadata_errors="ignore") as container:
             return probe_container(container)

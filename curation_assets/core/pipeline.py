@@ -1,0 +1,170 @@
+"""One video from source bytes to clips with scores and previews: the CPU half of the pipeline.
+
+Data flows one way: probe -> spans -> one decode pass feeding every clip's encoder (and the
+preview taps) -> per-clip probe, windows and motion scores -> motion filter. Failures are recorded
+on the video or the clip with the spec's error keys; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .model import Clip, Span, VideoMetadata, VideoResult, Window
+from .options import PipelineOptions
+from .probe import ProbeError, probe_video
+from .split import fixed_stride_spans
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[], AbstractContextManager[BinaryIO]]
+
+
+@dataclass
+class Progress:
+    """A progress tick: one clip of one video finished (or the video itself, with clip=None)."""
+
+    rel_path: str
+    clips_done: int
+    clips_total: int
+    video_seconds: float
+    finished: bool = False
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions) -> list[Span]:
+    """Split a video into spans with the configured algorithm."""
+    if options.splitting_algorithm == "fixed_stride":
+        return fixed_stride_spans(
+            metadata,
+            clip_len_s=options.fixed_stride_split_duration,
+            clip_stride_s=options.fixed_stride_split_duration,
+            min_clip_length_s=options.fixed_stride_min_clip_length_s,
+            limit_clips=options.limit_clips,
+        )
+    from .scenes import detect_scene_spans
+
+    with opener() as source:
+        return detect_scene_spans(
+            source,
+            metadata,
+            threshold=options.transnetv2_threshold,
+            min_length_s=options.transnetv2_min_length_s,
+            max_length_s=options.transnetv2_max_length_s,
+            max_length_mode=options.transnetv2_max_length_mode,
+            crop_s=options.transnetv2_crop_s,
+            limit_clips=options.limit_clips,
+        )
+
+
+def _score_motion(clip: Clip, options: PipelineOptions) -> None:
+    from .motion import MotionDecodeError, compute_motion_score, is_low_motion
+
+    if options.motion_filter == "disable":
+        return
+    if not clip.encoded:
+        clip.errors["buffer"] = "empty"
+        return
+    try:
+        clip.motion = compute_motion_score(clip.encoded)
+    except MotionDecodeError as exc:
+        clip.errors["motion_decode"] = exc.key
+        log.warning("motion score of clip %s: %s", clip.uuid, exc)
+        return
+    if options.motion_filter == "enable" and is_low_motion(
+        clip.motion,
+        global_mean_threshold=options.motion_global_mean_threshold,
+        per_patch_min_256_threshold=options.motion_per_patch_min_256_threshold,
+    ):
+        clip.filtered_by = "motion"
+
+
+def process_video(
+    source_url: str,
+    rel_path: str,
+    opener: Opener,
+    options: PipelineOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> VideoResult:
+    """Probe, split, transcode (one decode pass), preview and motion-score one video."""
+    from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
+
+    started = time.perf_counter()
+    result = VideoResult(source_video=source_url, rel_path=rel_path, metadata=None, settings=options.record())
+    try:
+        with opener() as source:
+            metadata = probe_video(source, name=source_url)
+    except ProbeError as exc:
+        result.errors[exc.key] = str(exc)
+        return result
+    except OSError as exc:
+        result.errors["download"] = f"{source_url}: cannot read ({exc})"
+        return result
+    result.metadata = metadata
+    if not metadata.is_complete():
+        result.errors["metadata"] = "incomplete"
+        return result
+    try:
+        spans = plan_spans(opener, metadata, options)
+    except Exception as exc:  # a decode failure in the scene pass is a per-video error
+        result.errors["split"] = f"{source_url}: splitting failed ({type(exc).__name__}: {exc})"
+        return result
+    result.clips = [Clip(source_video=source_url, span=span) for span in spans]
+    if not spans:
+        return result
+
+    preview = None
+    if options.generate_previews and not options.dry_run:
+        preview = PreviewOptions(target_fps=options.preview_target_fps, target_height=options.preview_target_height)
+    topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
+                             preview=preview)
+    by_span = {clip.span: clip for clip in result.clips}
+    done = 0
+
+    def finished(out) -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
+
+    try:
+        with opener() as source:
+            outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
+    except Exception as exc:
+        result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
+        for clip in result.clips:
+            clip.errors["buffer"] = "empty"
+        return result
+
+    for out in outputs:
+        clip = by_span[out.span]
+        if out.error or not out.data:
+            clip.errors["transcode"] = out.error or "no frames in span"
+        else:
+            clip.encoded = out.data
+            clip.decoded_frames = out.num_frames
+            try:
+                clip.probe = probe_clip(out.data)
+            except Exception as exc:
+                clip.errors["transcode"] = f"encoded clip unreadable: {exc}"
+        clip.windows = [Window(s, e, preview=out.previews.get((s, e))) for s, e in out.windows]
+        if preview is not None:
+            for w in clip.windows:
+                if not w.preview:
+                    clip.errors.setdefault("preview", f"no preview for window {w.key}")
+        _score_motion(clip, options)
+    log.info(
+        "%s: %d clips (%d filtered by motion) in %.1fs",
+        rel_path, len(result.clips), sum(1 for c in result.clips if c.filtered_by == "motion"),
+        time.perf_counter() - started,
+    )
+    if on_progress:
+        on_progress(Progress(rel_path, len(spans), len(spans), 0.0, finished=True))
+    return result

@@ -1,0 +1,34 @@
+"""The code location: assets, IO managers, resources and sensors, assembled. Nothing else lives here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .defs.assets import clip_embeddings, clip_writer, video_clips
+from .defs.io_managers import ClipLayoutIOManager, WorkIOManager
+from .defs.resources import CurationSettings, options_from_env
+from .defs.sensors import new_videos_sensor
+
+
+CURATE_JOB_NAME = "curate_videos"
+curate_videos = dg.define_asset_job(
+    CURATE_JOB_NAME, selection=dg.AssetSelection.all(), description="Every asset of the selected videos."
+)
+
+
+def build_definitions(settings: CurationSettings | None = None, work_path: str = "") -> dg.Definitions:
+    """Definitions with the given settings (default: ``CURATION_*`` environment variables)."""
+    settings = settings or CurationSettings.from_options(options_from_env())
+    return dg.Definitions(
+        assets=[video_clips, clip_embeddings, clip_writer],
+        jobs=[curate_videos],
+        sensors=[new_videos_sensor],
+        resources={
+            "settings": settings,
+            "layout_io_manager": ClipLayoutIOManager(settings=settings),
+            "work_io_manager": WorkIOManager(work_path=work_path),
+        },
+    )
+
+
+defs = build_definitions()

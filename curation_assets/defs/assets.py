@@ -1,0 +1,224 @@
+"""The assets, partitioned by video. Read top to bottom, this is the pipeline:
+
+    video_clips        probe, split, one decode pass -> transcoded clips, previews, motion scores
+    clip_embeddings    Cosmos-Embed1 vectors per clip (GPU pool)
+    clip_writer        filters, then writes every directory of the NeMo Curator layout:
+                       clips (+filtered_clips), previews, metas/v0, ce1_embd, ce1_embd_parquet,
+                       processed_clip_chunks, processed_videos
+
+Every asset takes a range of `videos` partitions per run and handles each video on its own: a
+broken video is recorded, and fails only its own partition.
+"""
+
+
+import time
+from typing import Any
+
+import dagster as dg
+
+from .. import progress
+from ..core import layout, storage
+from ..core.model import VideoResult
+from ..core.pipeline import Progress, process_video
+from ..partitions import source_url_for_key, videos_partitions
+from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager
+from .resources import CurationSettings
+
+VIDEOS_PER_RUN = 16
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
+LAYOUT_GROUP = "clip_writer_layout"
+
+
+def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
+    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    io_manager_key="work_io_manager",
+    group_name="curation",
+    kinds={"python", "video"},
+)
+def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings) -> dict[str, VideoResult]:
+    """Each video split into clips, transcoded in one decode pass, with previews and motion scores."""
+    options = settings.options()
+    input_path = storage.normalize_url(options.input_path)
+    results: dict[str, VideoResult] = {}
+    keys = _partition_keys(context)
+    for n, key in enumerate(keys, 1):
+        started = time.perf_counter()
+        try:
+            url = source_url_for_key(input_path, key)
+        except ValueError as exc:
+            raise dg.Failure(f"partition key {key!r} refused: {exc}") from None
+        rel = storage.relative_to(input_path, url)
+        context.log.info(f"[{n}/{len(keys)}] {rel}: processing")
+
+        def on_progress(p: Progress, _n=n) -> None:
+            progress.emit(p)
+            if p.finished:
+                return
+            if options.verbose or p.clips_done == p.clips_total:
+                context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
+
+        result = process_video(url, rel, lambda u=url: storage.open_input(u), options, on_progress=on_progress)
+        elapsed = time.perf_counter() - started
+        results[key] = result
+        duration = result.metadata.duration if result.metadata and result.metadata.duration else 0.0
+        if result.errors:
+            context.log.error(f"{rel}: {'; '.join(f'{k}: {v}' for k, v in result.errors.items())}")
+        context.add_asset_metadata(
+            {
+                "source": dg.MetadataValue.path(url),
+                "num_clips": len(result.clips),
+                "num_clips_transcoded": sum(1 for c in result.clips if c.encoded),
+                "video_duration_s": round(duration, 3),
+                "wall_time_s": round(elapsed, 3),
+                "video_seconds_per_second": round(duration / elapsed, 3) if elapsed > 0 else 0.0,
+                "errors": dg.MetadataValue.json(result.errors),
+            },
+            partition_key=key,
+        )
+    return results
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    io_manager_key="work_io_manager",
+    group_name="curation",
+    pool="gpu",
+    kinds={"pytorch"},
+)
+def clip_embeddings(
+    context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult]
+) -> dict[str, dict[str, Any]]:
+    """Cosmos-Embed1 embedding per passed clip, keyed by clip uuid."""
+    options = settings.options()
+    out: dict[str, dict[str, Any]] = {}
+    reason = (
+        "embeddings disabled (generate_embeddings=off)"
+        if options.generate_embeddings == "off"
+        else "no embeddings computed: the Cosmos-Embed1 model stage is not wired into this pipeline yet"
+    )
+    for key in _partition_keys(context):
+        out[key] = {}
+        context.add_asset_metadata({"num_embeddings": 0, "note": reason}, partition_key=key)
+    if options.generate_embeddings == "on":
+        raise dg.Failure(f"generate_embeddings=on but {reason}")
+    return out
+
+
+# Output name -> (asset key, description): one asset per directory of the layout.
+WRITER_ASSETS: dict[str, tuple[list[str], str]] = {
+    "clips": (["clips"], "Passed clips (clips/) and filtered clips (filtered_clips/), one mp4 per clip."),
+    "previews": (["previews"], "Animated WebP preview per clip window."),
+    "metas_v0": (["metas", "v0"], "Per-clip metadata JSON (passed and filtered clips)."),
+    "ce1_embd": (["ce1_embd"], "Cosmos-Embed1 embedding per passed clip (pickle, shape (1, D))."),
+    "ce1_embd_parquet": (["ce1_embd_parquet"], "Embeddings per clip chunk (parquet: id, embedding)."),
+    "processed_clip_chunks": (["processed_clip_chunks"], "Per-chunk statistics JSON."),
+    "processed_videos": (["processed_videos"], "Video-level metadata JSON (errors included)."),
+}
+
+
+def _attach(result: VideoResult, embeddings: dict[str, Any]) -> None:
+    for clip in result.clips:
+        vector = embeddings.get(str(clip.uuid))
+        if vector is not None and clip.passed:
+            clip.embedding = vector
+
+
+def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes], written: dict[str, Any],
+                        output_path: str) -> dict[str, Any]:
+    passed = [c for c in result.clips if c.passed]
+    filtered = [c for c in result.clips if not c.passed]
+    durations = [c.duration_s for c in result.clips]
+    md: dict[str, Any] = {
+        "files_written": written["files"],
+        "bytes_written": written["bytes"],
+        "stale_files_removed": written["removed"],
+        "location": dg.MetadataValue.path(storage.join(output_path, ASSET_DIRECTORIES[asset][0])),
+    }
+    if asset == "clips":
+        md.update(
+            num_clips_passed=len(passed),
+            num_clips_filtered=len(filtered),
+            num_clips_filtered_by_motion=sum(1 for c in filtered if c.filtered_by == "motion"),
+            total_clip_duration_s=round(sum(durations), 3),
+            max_clip_duration_s=round(max(durations, default=0.0), 3),
+            filtered_location=dg.MetadataValue.path(storage.join(output_path, layout.FILTERED_CLIPS)),
+        )
+    elif asset == "previews":
+        md["num_previews"] = len(files)
+        first = next((data for rel, data in sorted(files.items())), None)
+        if first is not None and len(first) < 400_000:
+            import base64
+
+            md["preview"] = dg.MetadataValue.md(f"![preview](data:image/webp;base64,{base64.b64encode(first).decode()})")
+    elif asset in ("ce1_embd", "ce1_embd_parquet"):
+        md["num_clips_with_embeddings"] = sum(1 for c in passed if c.embedding is not None)
+        if not md["num_clips_with_embeddings"]:
+            md["note"] = "no embeddings were computed for this video"
+    elif asset == "metas/v0":
+        md["num_metas"] = len(files)
+        md["num_clips_with_errors"] = sum(1 for c in result.clips if c.errors)
+    elif asset == "processed_videos":
+        md["errors"] = dg.MetadataValue.json(result.errors)
+        md["num_total_clips"] = len(result.clips)
+    return md
+
+
+@dg.multi_asset(
+    outs={
+        name: dg.AssetOut(key=key, description=description, io_manager_key="layout_io_manager", is_required=False,
+                          group_name=LAYOUT_GROUP)
+        for name, (key, description) in WRITER_ASSETS.items()
+    },
+    partitions_def=videos_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    required_resource_keys={"layout_io_manager", "settings"},
+    can_subset=False,
+)
+def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoResult],
+                clip_embeddings: dict[str, dict[str, Any]]):
+    """Write each video's files of the NeMo Curator clip-writer layout, one directory per asset."""
+    settings: CurationSettings = context.resources.settings
+    io: ClipLayoutIOManager = context.resources.layout_io_manager
+    options = settings.options()
+    output_path = io.output_path
+    if storage.is_local(output_path):
+        storage.cleanup_temp_files(output_path)
+    captions = layout.CaptionConfig(tuple(options.caption_models), tuple(options.enhanced_caption_models))
+    failed: dict[str, str] = {}
+    for key in _partition_keys(context):
+        result = video_clips[key]
+        _attach(result, clip_embeddings.get(key, {}))
+        files = layout.video_files(
+            result, output_path, captions=captions, upload_clips=options.upload_clips, dry_run=options.dry_run,
+            chunk_budget=options.chunk_duration_budget, pipeline=result.settings,
+        )
+        previous = io.previous_files(result.rel_path, result.source_video)
+        unreadable = result.metadata is None
+        for asset in WRITE_ORDER:
+            subset = {rel: data for d in ASSET_DIRECTORIES[asset] for rel, data in files.files[d].items()}
+            written = io.write_video(asset, subset, previous, remove_stale=not options.dry_run)
+            if unreadable:
+                continue
+            yield dg.AssetMaterialization(
+                asset_key=asset.split("/"),
+                partition=key,
+                metadata=_directory_metadata(asset, result, subset, written, output_path),
+            )
+        if unreadable:
+            failed[key] = "; ".join(result.errors.values()) or "unreadable"
+        context.log.info(
+            f"{result.rel_path}: wrote {sum(len(v) for v in files.files.values())} files"
+            + (f" (errors: {result.errors})" if result.errors else "")
+        )
+    if failed:
+        raise dg.Failure(
+            description="Unreadable videos (their partitions failed; the others were written):\n"
+            + "\n".join(f"- {msg}" for msg in failed.values()),
+            metadata={"failed_partitions": dg.MetadataValue.json(sorted(failed))},
+        )

