@@ -1,0 +1,111 @@
+"""The Dagster layer on small generated videos: asset keys, ranged runs, per-video metadata,
+settings from the environment, the sensor and key refusal."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from curation_assets.core.keys import key_from_rel_path
+from curation_assets.core.options import PipelineOptions
+from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
+from curation_assets.defs.resources import CurationSettings, options_from_env
+from curation_assets.defs.sensors import new_videos_sensor
+from curation_assets.partitions import VIDEOS_PARTITION_NAME, source_url_for_key
+
+from .layout_checks import check_layout
+from .video_factory import make_video
+
+EXPECTED_ASSET_KEYS = {
+    "video_clips", "clip_embeddings", "clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet",
+    "processed_clip_chunks", "processed_videos",
+}
+
+
+def test_asset_keys_snapshot():
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == EXPECTED_ASSET_KEYS
+
+
+def test_embedding_asset_is_in_the_gpu_pool():
+    node = defs.resolve_asset_graph().get(dg.AssetKey("clip_embeddings"))
+    assert node.pools == {"gpu"}
+
+
+def test_resource_fields_mirror_pipeline_options():
+    assert set(CurationSettings.model_fields) == set(PipelineOptions.field_names())
+    opts = PipelineOptions(motion_filter="enable", caption_models=("a", "b"))
+    assert CurationSettings.from_options(opts).options() == opts
+
+
+def test_settings_from_environment():
+    opts = options_from_env({"CURATION_INPUT_PATH": "s3://b/in", "CURATION_FIXED_STRIDE_SPLIT_DURATION": "4",
+                             "CURATION_GENERATE_PREVIEWS": "false", "CURATION_CAPTION_MODELS": "qwen,other",
+                             "CURATION_LIMIT_CLIPS": "3"})
+    assert opts.input_path == "s3://b/in" and opts.fixed_stride_split_duration == 4.0
+    assert opts.generate_previews is False and opts.caption_models == ("qwen", "other") and opts.limit_clips == 3
+    with pytest.raises(ValueError, match="CURATION_GENERATE_PREVIEWS"):
+        options_from_env({"CURATION_GENERATE_PREVIEWS": "maybe"})
+    with pytest.raises(ValueError, match="motion_filter"):
+        options_from_env({"CURATION_MOTION_FILTER": "sometimes"})
+
+
+@pytest.mark.parametrize("key", ["..%2F..%2Fetc%2Fpasswd", "%2E%2E/x.mp4", "/etc/passwd", "s3:%2F%2Fother/x.mp4",
+                                 "file:///etc/passwd", "a/../../b.mp4"])
+def test_keys_outside_input_path_are_refused(tmp_path, key):
+    with pytest.raises(ValueError):
+        source_url_for_key(str(tmp_path), key)
+
+
+def test_ranged_run_gives_each_video_its_own_materialisation(tmp_path):
+    videos = tmp_path / "in"
+    (videos / "sub").mkdir(parents=True)
+    make_video(videos / "a.mp4", seconds=5, fps=25, width=320, height=256, audio=True)
+    make_video(videos / "sub" / "b c.mp4", seconds=3, fps=25, width=256, height=256)
+    (videos / "broken.mp4").write_bytes(b"not a video at all")
+    out = tmp_path / "out"
+    settings = CurationSettings.from_options(
+        PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
+                        fixed_stride_min_clip_length_s=1.0)
+    )
+    local_defs = build_definitions(settings, work_path=str(tmp_path / "work"))
+    job = local_defs.resolve_job_def(CURATE_JOB_NAME)
+    keys = [key_from_rel_path(r) for r in ("a.mp4", "broken.mp4", "sub/b c.mp4")]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, keys)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+        )
+        assert not result.success  # broken.mp4 fails its partition
+        mats = {}
+        for record in instance.fetch_materializations(dg.AssetKey("clips"), limit=100).records:
+            m = record.asset_materialization
+            mats[m.partition] = m.metadata["num_clips_passed"].value
+        assert mats == {keys[0]: 3, keys[2]: 2}  # 5 s: 0-2, 2-4, 4-5; 3 s: 0-2, 2-3
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "broken.mp4" in failure.step_failure_data.error.message
+    summary = check_layout(out, videos, ["a.mp4", "sub/b c.mp4", "broken.mp4"])
+    assert summary["a.mp4"]["passed"] == 3
+    broken = json.loads((out / "processed_videos" / "broken.mp4.json").read_text())
+    assert broken["errors"] == ["metadata"] and "broken.mp4" in broken["error_details"]["metadata"]
+
+
+def test_sensor_adds_new_videos_in_batched_runs(tmp_path, monkeypatch):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    for i in range(3):
+        make_video(videos / f"v{i}.mp4", seconds=1, fps=10, width=64, height=64)
+    monkeypatch.setenv("CURATION_INPUT_PATH", str(videos))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["v0.mp4"])
+        result = new_videos_sensor(dg.build_sensor_context(instance=instance))
+        assert result.dynamic_partitions_requests[0].partition_keys == ["v1.mp4", "v2.mp4"]
+        (request,) = result.run_requests
+        assert request.tags["dagster/asset_partition_range_start"] == "v1.mp4"
+        assert request.tags["dagster/asset_partition_range_end"] == "v2.mp4"
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["v1.mp4", "v2.mp4"])
+        again = new_videos_sensor(dg.build_sensor_context(instance=instance))
+        assert not again.run_requests and again.skip_reason
