@@ -128,6 +128,7 @@ class VideoProgress:
     seconds_done: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    clip_errors: dict[str, int] = field(default_factory=dict)
 
 
 class ProgressPrinter:
@@ -142,9 +143,10 @@ class ProgressPrinter:
 
     def __call__(self, p: Any) -> None:
         v = self.videos.setdefault(p.rel_path, VideoProgress())
-        v.clips_total = p.clips_total
+        v.clips_total = max(v.clips_total, p.clips_total)
         if p.finished:
             v.finished = time.perf_counter()
+            v.clip_errors = dict(p.clip_errors or {})
         else:
             v.clips_done = p.clips_done
             v.seconds_done += p.video_seconds
@@ -187,6 +189,7 @@ def read_summary(options: PipelineOptions, rel_paths: list[str], progress: Progr
             row["filtered"] += len(chunk["filtered_clips"])
         v = progress.videos.get(rel)
         row["wall_s"] = (v.finished - v.started) if v and v.finished else None
+        row["clip_errors"] = v.clip_errors if v else {}
         rows.append(row)
     return rows
 
@@ -197,6 +200,8 @@ def print_summary(rows: list[dict[str, Any]], wall: float, stream=sys.stdout) ->
     for r in rows:
         wall_s = f"{r['wall_s']:.1f}" if r.get("wall_s") is not None else "-"
         status = "ok" if not r["errors"] else "error: " + "; ".join(f"{k}: {v}" for k, v in r["errors"].items())
+        if r.get("clip_errors"):
+            status += " (clips with errors: " + ", ".join(f"{k} {n}" for k, n in r["clip_errors"].items()) + ")"
         stream.write(f"{r['video'].ljust(width)}  {r['passed']:6d}  {r['filtered']:8d}  {r['seconds']:7.1f}  "
                      f"{wall_s:>6}  {status}\n")
     total = sum(r["seconds"] for r in rows)

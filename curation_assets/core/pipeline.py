@@ -33,6 +33,7 @@ class Progress:
     clips_total: int
     video_seconds: float
     finished: bool = False
+    clip_errors: dict[str, int] | None = None  # error key -> clips, on the finished tick
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -75,7 +76,7 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         clip.motion = compute_motion_score(clip.encoded)
     except MotionDecodeError as exc:
         clip.errors["motion_decode"] = exc.key
-        log.warning("motion score of clip %s: %s", clip.uuid, exc)
+        log.info("motion score of clip %s: %s", clip.uuid, exc)
         return
     if options.motion_filter == "enable" and is_low_motion(
         clip.motion,
@@ -97,6 +98,8 @@ def process_video(
     from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
 
     started = time.perf_counter()
+    if on_progress:
+        on_progress(Progress(rel_path, 0, 0, 0.0))
     result = VideoResult(source_video=source_url, rel_path=rel_path, metadata=None, settings=options.record())
     try:
         with opener() as source:
@@ -118,6 +121,8 @@ def process_video(
         return result
     result.clips = [Clip(source_video=source_url, span=span) for span in spans]
     if not spans:
+        if on_progress:
+            on_progress(Progress(rel_path, 0, 0, 0.0, finished=True))
         return result
 
     preview = None
@@ -166,5 +171,9 @@ def process_video(
         time.perf_counter() - started,
     )
     if on_progress:
-        on_progress(Progress(rel_path, len(spans), len(spans), 0.0, finished=True))
+        counts: dict[str, int] = {}
+        for clip in result.clips:
+            for key in clip.errors:
+                counts[key] = counts.get(key, 0) + 1
+        on_progress(Progress(rel_path, len(spans), len(spans), 0.0, finished=True, clip_errors=counts))
     return result

@@ -1,0 +1,264 @@
+"""Cosmos-Embed1 video embeddings (``nvidia/Cosmos-Embed1-224p|336p|448p``).
+
+The path is the reference's (NeMo Curator ``CosmosEmbed1``): ``AutoModel`` / ``AutoProcessor``
+with remote code, frames decoded at 2 fps (re-decoded at a higher rate for short clips),
+``processor.num_video_frames`` frames picked evenly, ``processor(videos=uint8 (1, T, C, H, W))``,
+``model.get_video_embeddings(videos=...)``, its ``.visual_proj``. Unlike the reference, clips are
+batched through the model (``batch_size``) and decoding runs ahead in a thread pool, and vectors
+are returned as float32 (the reference casts to float16).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._runtime import ClipError, ClipFailure, prefetch_map, resolve_device, resolve_dtype
+from ._weights import ModelLoadError, ModelWeightsMissing, cached, resolve_repo
+from .frames import EMBEDDING_FPS, FrameDecodeError, TooFewFrames, frames_for_embedding
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, str] = {
+    "cosmos-embed1-224p": "nvidia/Cosmos-Embed1-224p",
+    "cosmos-embed1-336p": "nvidia/Cosmos-Embed1-336p",
+    "cosmos-embed1-448p": "nvidia/Cosmos-Embed1-448p",
+}
+EMBEDDING_DIMS: dict[str, int] = {"cosmos-embed1-224p": 256, "cosmos-embed1-336p": 768, "cosmos-embed1-448p": 768}
+DEFAULT_VARIANT = "cosmos-embed1-224p"
+
+# Error keys, as the reference names them.
+ERROR_BUFFER = "buffer"  # no clip bytes
+ERROR_FRAMES = "frames-FrameExtractionPolicy.sequence-2000"  # the 2 fps frames could not be decoded
+ERROR_TOO_SHORT = "cosmos_embed1_frames"  # fewer than 8 frames even at 20 fps
+ERROR_EMBEDDING = "cosmos_embed1_embedding"  # the model failed on the batch
+
+_BERT_NOTE = (
+    "the real checkpoint's remote code also reads the bert-base-uncased config; offline, cache it "
+    "once with: huggingface-cli download bert-base-uncased config.json"
+)
+
+__all__ = [
+    "CosmosEmbedder",
+    "ModelWeightsMissing",
+    "ModelLoadError",
+    "ClipError",
+    "VARIANTS",
+    "EMBEDDING_DIMS",
+    "normalize_variant",
+    "cosmos_folder_is_complete",
+    "load_cosmos",
+]
+
+
+def normalize_variant(variant: str) -> str:
+    """``"224p"``, ``"Cosmos-Embed1-224p"`` or ``"cosmos-embed1-224p"`` -> ``"cosmos-embed1-224p"``."""
+    v = variant.strip().lower()
+    if not v.startswith("cosmos-embed1-"):
+        v = "cosmos-embed1-" + v
+    if v not in VARIANTS:
+        raise ValueError(f"unknown embedding algorithm {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return v
+
+
+def cosmos_folder_is_complete(folder: Path) -> bool:
+    """The reference's test: some ``*.safetensors`` and a ``processor_config.json`` (plus ``config.json``)."""
+    return (
+        folder.is_dir()
+        and any(folder.glob("*.safetensors"))
+        and (folder / "processor_config.json").is_file()
+        and (folder / "config.json").is_file()
+    )
+
+
+def load_cosmos(path: str | Path, device: str, dtype: Any) -> tuple[Any, Any]:
+    """``(model, processor)`` from a Cosmos-Embed1 folder, loaded once per process per (path, device, dtype)."""
+    path = Path(path).resolve()
+    key = ("cosmos-embed1", str(path), device, str(dtype))
+    return cached(key, lambda: _load_cosmos_uncached(path, device, dtype))
+
+
+def _load_cosmos_uncached(path: Path, device: str, dtype: Any) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoProcessor
+
+    log.info("loading Cosmos-Embed1 from %s on %s (%s)", path, device, dtype)
+    try:
+        model = AutoModel.from_pretrained(str(path), trust_remote_code=True, local_files_only=True)
+        model = model.to(device=device, dtype=dtype).eval()
+        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=True, local_files_only=True)
+    except (OSError, ValueError, ImportError, AttributeError, TypeError) as exc:
+        raise ModelLoadError(
+            f"could not load Cosmos-Embed1 from {path}: {exc} (note: {_BERT_NOTE}; the remote code needs "
+            "transformers>=4.50,<5)"
+        ) from exc
+    if not hasattr(model, "get_video_embeddings"):
+        raise ModelLoadError(f"the model in {path} has no get_video_embeddings(): not a Cosmos-Embed1 checkpoint")
+    return model, processor
+
+
+class CosmosEmbedder:
+    """Embeds clips (mp4 bytes) with Cosmos-Embed1.
+
+    Args:
+        variant: ``cosmos-embed1-224p`` (default), ``-336p`` or ``-448p``.
+        model_dir: folder holding ``nvidia/Cosmos-Embed1-<variant>/`` (the reference's layout);
+            when None or incomplete, the Hugging Face cache is used.
+        cache_dir: Hugging Face cache folder (default: the hub's default).
+        allow_download: fetch missing weights (into ``model_dir`` when given); off by default.
+        device: ``cuda`` when available else ``cpu`` by default.
+        dtype: bf16 on GPU, fp32 on CPU by default (a ``torch.dtype`` or its name).
+        batch_size: clips per model call.
+        fps: rate the frames are first decoded at (2, as the reference).
+        decode_workers: threads decoding clips ahead of the model (0: decode inline).
+    """
+
+    def __init__(
+        self,
+        variant: str = DEFAULT_VARIANT,
+        *,
+        model_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        allow_download: bool = False,
+        device: str | None = None,
+        dtype: Any = None,
+        batch_size: int = 16,
+        fps: float = EMBEDDING_FPS,
+        decode_workers: int = 2,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.variant = normalize_variant(variant)
+        self.repo_id = VARIANTS[self.variant]
+        self.model_dir = model_dir
+        self.cache_dir = cache_dir
+        self.allow_download = allow_download
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = int(batch_size)
+        self.fps = float(fps)
+        self.decode_workers = int(decode_workers)
+        self._path: Path | None = None
+
+    # -- weights -----------------------------------------------------------------------------
+    @property
+    def expected_dim(self) -> int:
+        return EMBEDDING_DIMS[self.variant]
+
+    def resolve(self) -> Path:
+        """The folder the weights load from; raises ``ModelWeightsMissing`` (nothing is loaded)."""
+        if self._path is None:
+            self._path = resolve_repo(
+                self.repo_id,
+                what=f"Cosmos-Embed1 ({self.variant})",
+                is_complete=cosmos_folder_is_complete,
+                requirement="*.safetensors, config.json and processor_config.json",
+                model_dir=self.model_dir,
+                cache_dir=self.cache_dir,
+                allow_download=self.allow_download,
+                note=_BERT_NOTE,
+            )
+        return self._path
+
+    def load(self) -> tuple[Any, Any]:
+        """``(model, processor)``, shared by every embedder of the process with the same settings."""
+        return load_cosmos(self.resolve(), self.device, self.dtype)
+
+    @property
+    def num_frames(self) -> int:
+        return int(getattr(self.load()[1], "num_video_frames", 8))
+
+    @property
+    def embedding_dim(self) -> int:
+        model = self.load()[0]
+        return int(getattr(model.config, "embed_dim", self.expected_dim))
+
+    # -- inference ---------------------------------------------------------------------------
+    def prepare(self, clip: bytes) -> Any:
+        """The processor's ``videos`` tensor ``(1, T, C, R, R)`` for one clip (CPU work)."""
+        if not clip:
+            raise ClipFailure(ERROR_BUFFER, "empty")
+        _, processor = self.load()
+        n = int(getattr(processor, "num_video_frames", 8))
+        try:
+            frames = frames_for_embedding(clip, num_frames=n, fps=self.fps)
+        except FrameDecodeError as exc:
+            key = ERROR_TOO_SHORT if isinstance(exc, TooFewFrames) else ERROR_FRAMES
+            raise ClipFailure(key, str(exc)) from exc
+        video = np.stack(frames)[None].transpose(0, 1, 4, 2, 3)  # (1, T, C, H, W) uint8
+        return processor(videos=np.ascontiguousarray(video), return_tensors="pt")["videos"]
+
+    def embed_clips(
+        self, clips: Sequence[bytes], *, errors: dict[int, ClipError] | None = None
+    ) -> list[np.ndarray | None]:
+        """One float32 vector ``(D,)`` per clip, in order.
+
+        Without ``errors`` any failing clip raises. With an ``errors`` dict, a failing clip gets
+        ``None`` and ``errors[index] = ClipError(key, message)`` (the reference's error keys), and
+        the other clips still get their vectors.
+        """
+        import torch
+
+        model, _ = self.load()
+        results: list[np.ndarray | None] = [None] * len(clips)
+        pending: list[tuple[int, Any]] = []
+
+        def fail(i: int, exc: BaseException) -> None:
+            if errors is None:
+                raise exc
+            if isinstance(exc, ClipFailure):
+                errors[i] = ClipError(exc.key, exc.message)
+            else:
+                errors[i] = ClipError(ERROR_EMBEDDING, f"{type(exc).__name__}: {exc}")
+
+        def flush() -> None:
+            if not pending:
+                return
+            idx = [i for i, _ in pending]
+            batch = torch.cat([v for _, v in pending], dim=0)
+            pending.clear()
+            try:
+                vectors = self._forward(model, batch)
+            except Exception as exc:
+                if errors is None:
+                    raise
+                for i in idx:
+                    fail(i, exc)
+                return
+            for row, i in enumerate(idx):
+                results[i] = vectors[row].copy()
+
+        stream = prefetch_map(
+            lambda i: self.prepare(clips[i]),
+            range(len(clips)),
+            workers=self.decode_workers,
+            ahead=max(2 * self.batch_size, self.decode_workers),
+        )
+        for i, out in stream:
+            if isinstance(out, BaseException):
+                fail(i, out)
+                continue
+            pending.append((i, out))
+            if len(pending) >= self.batch_size:
+                flush()
+        flush()
+        return results
+
+    def _forward(self, model: Any, videos: Any) -> np.ndarray:
+        import torch
+
+        if self.device.startswith("cuda"):
+            videos = videos.pin_memory()
+        videos = videos.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        with torch.inference_mode():
+            out = model.get_video_embeddings(videos=videos)
+        proj = getattr(out, "visual_proj", None)
+        if proj is None:
+            raise ModelLoadError("get_video_embeddings() returned no visual_proj")
+        return proj.to(device="cpu", dtype=torch.float32).numpy().astype(np.float32, copy=False)
+
+    def embed_clip(self, clip: bytes) -> np.ndarray:
+        return self.embed_clips([clip])[0]  # type: ignore[return-value]

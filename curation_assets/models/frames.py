@@ -1,0 +1,228 @@
+"""Decode frames from in-memory clip bytes with PyAV (uint8 RGB numpy arrays).
+
+The sampling follows the reference (NeMo Curator ``decoder_utils.extract_frames`` with the
+``sequence`` policy) so that the same clip gives the same frames:
+
+* presentation timestamps are read by demuxing (``packet.pts * time_base``, sorted, float32);
+* sample times are ``arange(ts[0], ts[-1] + 0.5 / fps, 1 / fps)`` (float32);
+* each sample takes the frame with the closest timestamp (ties go to the earlier frame, samples
+  past the last frame take the last frame);
+* a frame chosen by several samples appears that many times (supersampling repeats frames).
+
+Frames are then decoded once, and only the chosen ones are converted to RGB, so a long clip does
+not cost one RGB array per decoded frame.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TypeVar
+
+import av
+import numpy as np
+
+T = TypeVar("T")
+
+EMBEDDING_FPS = 2.0
+AESTHETIC_FPS = 1.0
+CAPTION_FPS = 2.0
+# The reference doubles the rate while a clip yields too few frames and gives up above 20 fps.
+MAX_REDECODE_FPS = 20.0
+
+
+class FrameDecodeError(ValueError):
+    """The clip bytes could not be decoded into the frames a model needs."""
+
+
+class TooFewFrames(FrameDecodeError):
+    """The clip decoded, but it is too short to give the frames a model needs."""
+
+
+def _open(data: bytes) -> av.container.InputContainer:
+    if not data:
+        raise FrameDecodeError("empty clip buffer")
+    try:
+        return av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:  # pragma: no cover - depends on FFmpeg message
+        raise FrameDecodeError(f"cannot open clip: {exc}") from exc
+
+
+def frame_timestamps(data: bytes, stream_index: int = 0) -> np.ndarray:
+    """Sorted presentation timestamps (seconds, float32) of every frame, read by demuxing only."""
+    with _open(data) as container:
+        if not container.streams.video:
+            raise FrameDecodeError("clip has no video stream")
+        stream = container.streams.video[stream_index]
+        if stream.time_base is None:
+            raise FrameDecodeError("video stream has no time base")
+        time_base = float(stream.time_base)
+        try:
+            pts = [float(p.pts) * time_base for p in container.demux(stream) if p.pts is not None]
+        except av.FFmpegError as exc:
+            raise FrameDecodeError(f"demuxing failed: {exc}") from exc
+    return np.sort(np.asarray(pts, dtype=np.float32))
+
+
+def closest_indices(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Index of the closest element of sorted ``src`` for each of sorted ``dst`` (ties: left)."""
+    if len(src) == 1:
+        return np.zeros(len(dst), dtype=np.int64)
+    right = np.clip(np.searchsorted(src, dst), 1, len(src) - 1)
+    closest = right - 1
+    right_closer = np.abs(dst - src[right]) < np.abs(dst - src[closest])
+    closest[right_closer] = right[right_closer]
+    closest[dst >= src[-1]] = len(src) - 1
+    return closest
+
+
+def sample_times(timestamps: np.ndarray, fps: float) -> np.ndarray:
+    """Frame indices (with repeats) that sampling ``timestamps`` at ``fps`` selects."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if len(timestamps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    interval = 1.0 / fps
+    start = timestamps[0]
+    stop = timestamps[-1] + interval * 0.5
+    samples = np.arange(start, stop, interval, dtype=np.float32)
+    return closest_indices(timestamps, samples)
+
+
+def _decode_indices(
+    data: bytes,
+    wanted: Sequence[np.ndarray],
+    *,
+    size: tuple[int, int] | None = None,
+    threads: int = 1,
+    stream_index: int = 0,
+) -> list[list[np.ndarray]]:
+    """Decode once and return, for each index list in ``wanted``, those frames (repeats kept).
+
+    Indices count decoded frames in presentation order, the way the reference counts them.
+    """
+    need: set[int] = set()
+    for idx in wanted:
+        need.update(int(i) for i in idx)
+    last = max(need) if need else -1
+    got: dict[int, np.ndarray] = {}
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        if size is not None:
+            frame = frame.reformat(width=size[0], height=size[1])
+        return frame.to_ndarray(format="rgb24")
+
+    decoded = -1
+    tail: av.VideoFrame | None = None
+    if last >= 0:
+        with _open(data) as container:
+            stream = container.streams.video[stream_index]
+            if threads != 1:
+                stream.thread_type = "AUTO"
+                stream.thread_count = max(0, threads)
+            try:
+                for i, frame in enumerate(container.decode(stream)):
+                    decoded, tail = i, frame
+                    if i in need:
+                        got[i] = convert(frame)
+                    if i >= last:
+                        break
+            except av.FFmpegError as exc:
+                raise FrameDecodeError(f"decoding failed: {exc}") from exc
+    missing = need - set(got)
+    if missing:
+        if tail is None or min(missing) <= decoded:
+            raise FrameDecodeError(f"the clip decoded {decoded + 1} frames; its timestamps promise at least {last + 1}")
+        # Only the tail is missing (packets at the end of the stream that gave no frame): those
+        # samples take the last decoded frame, the closest one that exists.
+        last_frame = got.get(decoded)
+        if last_frame is None:
+            last_frame = convert(tail)
+        for i in missing:
+            got[i] = last_frame
+    return [[got[int(i)] for i in idx] for idx in wanted]
+
+
+def decode_frames(
+    data: bytes,
+    fps: float | None = None,
+    *,
+    start_frame: int = 0,
+    end_frame: int | None = None,
+    size: tuple[int, int] | None = None,
+    threads: int = 1,
+) -> list[np.ndarray]:
+    """Frames of ``data`` (uint8 ``(H, W, 3)`` RGB) sampled at ``fps``; every frame when ``fps`` is None.
+
+    ``start_frame``/``end_frame`` (inclusive, counted in presentation order) restrict sampling to
+    a window; the sample times then start at the window's first frame. ``size`` = ``(width,
+    height)`` rescales the returned frames.
+    """
+    return decode_windows(data, [(start_frame, end_frame)], fps, size=size, threads=threads)[0]
+
+
+def decode_windows(
+    data: bytes,
+    windows: Sequence[tuple[int, int | None]],
+    fps: float | None,
+    *,
+    size: tuple[int, int] | None = None,
+    threads: int = 1,
+) -> list[list[np.ndarray]]:
+    """Frames sampled at ``fps`` inside each inclusive ``(start_frame, end_frame)`` window, one decode."""
+    ts = frame_timestamps(data)
+    if len(ts) == 0:
+        raise FrameDecodeError("clip has no frames")
+    wanted: list[np.ndarray] = []
+    for start, end in windows:
+        end = len(ts) - 1 if end is None else min(int(end), len(ts) - 1)
+        start = max(0, int(start))
+        if start > end:
+            wanted.append(np.zeros(0, dtype=np.int64))
+            continue
+        sub = ts[start : end + 1]
+        local = np.arange(len(sub)) if fps is None else sample_times(sub, fps)
+        wanted.append(local + start)
+    return _decode_indices(data, wanted, size=size, threads=threads)
+
+
+def sample_evenly(frames: Sequence[T], n: int) -> list[T]:
+    """``n`` frames spread over ``frames`` the way the reference picks Cosmos-Embed1 inputs.
+
+    ``step = len(frames) // n``, then ``frames[::step][:n]`` (NeMo Curator
+    ``CosmosEmbed1.formulate_input_frames``). Raises ``TooFewFrames`` when fewer than ``n``.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if len(frames) < n:
+        raise TooFewFrames(f"{len(frames)} frames, {n} needed")
+    step = len(frames) // n
+    return list(frames[::step][:n])
+
+
+def frames_for_embedding(
+    data: bytes,
+    num_frames: int = 8,
+    fps: float = EMBEDDING_FPS,
+    *,
+    max_fps: float = MAX_REDECODE_FPS,
+    threads: int = 1,
+) -> list[np.ndarray]:
+    """``num_frames`` frames for a video-embedding model, as the reference builds them.
+
+    Frames are sampled at ``fps`` (2); while that yields fewer than ``num_frames`` the rate is
+    doubled (re-decoding) up to ``max_fps`` (20); then ``sample_evenly``. A clip too short even
+    at ``max_fps`` raises ``TooFewFrames``.
+    """
+    ts = frame_timestamps(data)
+    if len(ts) == 0:
+        raise FrameDecodeError("clip has no frames")
+    rate = fps
+    idx = sample_times(ts, rate)
+    while len(idx) < num_frames:
+        rate *= 2
+        if rate > max_fps:
+            raise TooFewFrames(f"clip too short: {len(idx)} frames at up to {rate / 2:g} fps, {num_frames} needed")
+        idx = sample_times(ts, rate)
+    chosen = sample_evenly(list(idx), num_frames)
+    return _decode_indices(data, [np.asarray(chosen)], threads=threads)[0]
