@@ -59,15 +59,36 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     p.add_argument("--motion-global-mean-threshold", type=float, default=d.motion_global_mean_threshold)
     p.add_argument("--motion-per-patch-min-256-threshold", type=float, default=d.motion_per_patch_min_256_threshold)
     p.add_argument("--aesthetic-threshold", type=float, default=None,
-                   help="filter clips whose aesthetic score is below this value")
+                   help="score clips (CLIP ViT-L/14 + LAION MLP) and filter those below this value")
+    p.add_argument("--aesthetic-reduction", choices=("min", "mean"), default=d.aesthetic_reduction)
     p.add_argument("--embedding-algorithm", choices=EMBEDDING_ALGORITHMS, default=d.embedding_algorithm)
-    p.add_argument("--no-generate-embeddings", dest="generate_embeddings", action="store_const", const="off",
-                   default="auto", help="skip the Cosmos-Embed1 embeddings")
+    emb = p.add_mutually_exclusive_group()
+    emb.add_argument("--generate-embeddings", dest="generate_embeddings", action="store_const", const="on",
+                     default="auto", help="require Cosmos-Embed1 embeddings (fail when the weights are missing); "
+                                          "default: auto (embed when the weights are found)")
+    emb.add_argument("--no-generate-embeddings", dest="generate_embeddings", action="store_const", const="off",
+                     help="skip the Cosmos-Embed1 embeddings")
+    p.add_argument("--allow-model-download", action="store_true",
+                   help="let missing model weights be downloaded from the Hugging Face hub")
     p.add_argument("--generate-previews", action=argparse.BooleanOptionalAction, default=demo,
                    help="write animated WebP previews per window" + (" (default on for the demo)" if demo else ""))
     p.add_argument("--preview-target-fps", type=float, default=d.preview_target_fps)
     p.add_argument("--preview-target-height", type=int, default=d.preview_target_height)
     p.add_argument("--generate-captions", action="store_true", help="caption each window with a vision-language model")
+    p.add_argument("--caption-model", default=d.caption_models[0],
+                   help="the key of the captions: metas get '<caption-model>_caption' (default qwen)")
+    p.add_argument("--enhance-captions", action="store_true", help="enhance each caption with a text model")
+    p.add_argument("--enhance-caption-model", default=d.enhanced_caption_models[0],
+                   help="the key of enhanced captions: '<model>_enhanced_caption' (default qwen_lm)")
+    p.add_argument("--caption-endpoint", default=None,
+                   help="OpenAI-compatible API root of the vision-language model, e.g. http://localhost:8000/v1 "
+                        "(default: $CURATION_CAPTION_BASE_URL or http://localhost:8000/v1)")
+    p.add_argument("--caption-served-model", default=None, help="model name the endpoint serves")
+    p.add_argument("--caption-api-key-env", default=None,
+                   help="environment variable holding the endpoint's API key (the key itself never goes on the "
+                        "command line)")
+    p.add_argument("--enhance-endpoint", default=None, help="API root of the text model (default: the caption endpoint)")
+    p.add_argument("--enhance-served-model", default=None, help="text model name the enhance endpoint serves")
     p.add_argument("--no-upload-clips", dest="upload_clips", action="store_false", help="do not write the clip mp4s")
     p.add_argument("--dry-run", action="store_true",
                    help="write only processed_videos and processed_clip_chunks (no clips, previews or metas)")
@@ -81,12 +102,21 @@ class UsageError(Exception):
     """A flag combination the pipeline cannot honour; printed without a traceback."""
 
 
+def caption_service_from_args(args: argparse.Namespace):
+    """The caption endpoint config: ``CURATION_CAPTION_*`` environment variables, then flags."""
+    from .defs.resources import caption_service_from_env
+
+    service = caption_service_from_env()
+    overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,
+                 "api_key_env": args.caption_api_key_env, "enhance_base_url": args.enhance_endpoint,
+                 "enhance_model": args.enhance_served_model}
+    values = {**service.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    return type(service)(**values)
+
+
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
-    if args.generate_captions:
-        raise UsageError("--generate-captions: captioning is not built into this version yet (see the README's roadmap)")
-    if args.aesthetic_threshold is not None:
-        raise UsageError("--aesthetic-threshold: aesthetic scoring is not built into this version yet "
-                         "(see the README's roadmap)")
+    if args.enhance_captions and not args.generate_captions:
+        raise UsageError("--enhance-captions needs --generate-captions")
     if args.transcode_encoder == "h264_nvenc":
         from .core.transcode import available_encoders
 
@@ -94,6 +124,9 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
             raise UsageError("--transcode-encoder h264_nvenc: this machine's FFmpeg has no usable NVENC encoder; "
                              "use libx264 or libvpx-vp9")
     values = {name: getattr(args, name) for name in PipelineOptions.field_names() if hasattr(args, name)}
+    values["caption_models"] = (args.caption_model,)
+    values["enhanced_caption_models"] = (args.enhance_caption_model,)
+    values["model_dir"] = os.path.abspath(args.model_dir) if args.model_dir else ""
     values["input_path"] = storage.normalize_url(args.video_dir)
     values["output_path"] = storage.normalize_url(args.output_path)
     try:
@@ -214,7 +247,7 @@ def print_summary(rows: list[dict[str, Any]], wall: float, stream=sys.stdout) ->
 
 
 def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_run: int | None = None,
-                 home: str | None = None, stream=sys.stdout) -> int:
+                 home: str | None = None, stream=sys.stdout, caption_service=None) -> int:
     """Register the videos as partitions, materialise every asset in batched runs, print a summary."""
     import dagster as dg
 
@@ -224,7 +257,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     from .definitions import build_definitions
     from .definitions import CURATE_JOB_NAME
     from .partitions import VIDEOS_PARTITION_NAME
-    from .defs.sensors import RANGE_END_TAG, RANGE_START_TAG, batched
+    from .defs.sensors import batched
 
     home_dir = dagster_home(home)
     rel_paths = storage.list_videos(options.input_path)
@@ -235,11 +268,20 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     keys = [key_from_rel_path(rel) for rel in rel_paths]
     stream.write(f"{len(keys)} videos under {options.input_path} -> {options.output_path} "
                  f"(Dagster instance: {home_dir})\n")
-    defs = build_definitions(CurationSettings.from_options(options), work_path=str(home_dir / "storage" / "curation_assets"))
+    defs = build_definitions(CurationSettings.from_options(options), work_path=str(home_dir / "storage" / "curation_assets"),
+                             caption_service=caption_service)
     resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
 
     printer = ProgressPrinter(len(keys))
-    unsubscribe = progress.subscribe(printer)
+    notices: list[str] = []
+    def listen(event: Any) -> None:
+        if isinstance(event, progress.Notice):
+            if event.message not in notices:
+                notices.append(event.message)
+        else:
+            printer(event)
+
+    unsubscribe = progress.subscribe(listen)
     started = time.perf_counter()
     failed_runs = 0
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
@@ -251,22 +293,28 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
             if new:
                 instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN):
-                tags = {RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]}
-                result = _execute_range(resolved_job, instance, batch, tags, run_config)
+                result = _execute_range(resolved_job, instance, batch, run_config)
                 if not result.success:
                     failed_runs += 1
-                    log.warning("run %s over %d videos did not succeed", result.run_id, len(batch))
+                    for event in result.all_events:
+                        if event.is_step_failure:
+                            message = f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}"
+                            if message not in notices:
+                                notices.append(message)
     finally:
         unsubscribe()
         printer.close()
     rows = read_summary(options, rel_paths, printer)
     print_summary(rows, time.perf_counter() - started, stream)
+    for message in notices:
+        stream.write(f"note: {message}\n")
     return 1 if failed_runs or any(r["errors"] for r in rows) else 0
 
 
-def _execute_range(job, instance, batch: list[str], tags: dict[str, str], run_config: dict):
+def _execute_range(job, instance, batch: list[str], run_config: dict):
     """Execute one run over the batch: a partition range when the keys are contiguous in the
     instance's key order (they are when added together), else one run per key."""
+    from .defs.sensors import RANGE_END_TAG, RANGE_START_TAG
     from .partitions import VIDEOS_PARTITION_NAME
 
     def one(key: str):
@@ -279,8 +327,7 @@ def _execute_range(job, instance, batch: list[str], tags: dict[str, str], run_co
     if positions != list(range(positions[0], positions[0] + len(batch))):
         results = [one(k) for k in batch]
         return next((r for r in results if not r.success), results[-1])
-    tags = {**tags, "dagster/asset_partition_range_start": order[positions[0]],
-            "dagster/asset_partition_range_end": order[positions[-1]]}
+    tags = {RANGE_START_TAG: order[positions[0]], RANGE_END_TAG: order[positions[-1]]}
     return job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
 
 
@@ -342,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo footage in {args.video_dir}: {', '.join(p.name for p in copied)}")
         options = options_from_args(args)
         return run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
-                            home=args.dagster_home)
+                            home=args.dagster_home, caption_service=caption_service_from_args(args))
     except UsageError as exc:
         print(f"curation-assets: error: {exc}", file=sys.stderr)
         return 2

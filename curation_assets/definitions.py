@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .defs.assets import clip_embeddings, clip_writer, video_clips
+from .defs.assets import aesthetic_scores, clip_captions, clip_embeddings, clip_writer, video_clips
 from .defs.io_managers import ClipLayoutIOManager, WorkIOManager
-from .defs.resources import CurationSettings, options_from_env
+from .defs.resources import (
+    AestheticModel,
+    CaptionService,
+    CurationSettings,
+    EmbeddingModel,
+    caption_service_from_env,
+    options_from_env,
+)
 from .defs.sensors import new_videos_sensor
 
 
@@ -16,17 +23,21 @@ curate_videos = dg.define_asset_job(
 )
 
 
-def build_definitions(settings: CurationSettings | None = None, work_path: str = "") -> dg.Definitions:
+def build_definitions(settings: CurationSettings | None = None, work_path: str = "",
+                      caption_service: CaptionService | None = None) -> dg.Definitions:
     """Definitions with the given settings (default: ``CURATION_*`` environment variables)."""
     settings = settings or CurationSettings.from_options(options_from_env())
     return dg.Definitions(
-        assets=[video_clips, clip_embeddings, clip_writer],
+        assets=[video_clips, aesthetic_scores, clip_embeddings, clip_captions, clip_writer],
         jobs=[curate_videos],
         sensors=[new_videos_sensor],
         resources={
             "settings": settings,
             "layout_io_manager": ClipLayoutIOManager(settings=settings),
             "work_io_manager": WorkIOManager(work_path=work_path),
+            "embedding_model": EmbeddingModel(),
+            "aesthetic_model": AestheticModel(),
+            "caption_service": caption_service or caption_service_from_env(),
         },
     )
 

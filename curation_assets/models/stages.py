@@ -1,0 +1,115 @@
+"""The model stages over a run's videos: aesthetic scores, embeddings, captions.
+
+Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
+by clip uuid, batching model calls across every clip of every video in the run. ``annotate``
+applies them back onto the clips (and the aesthetic filter), in the reference's stage order:
+motion filter -> aesthetic filter -> embeddings and captions for the clips that passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..core.model import Clip, ClipAnnotations, VideoResult
+from ..core.options import PipelineOptions
+from ._runtime import ClipError
+
+ERROR_CAPTION = "caption"  # not named by the reference: the caption endpoint gave no text
+ERROR_ENHANCE = "enhanced_caption"
+
+
+def _clips(results: dict[str, VideoResult], only_passed: bool) -> list[tuple[str, Clip]]:
+    return [(key, clip) for key, result in results.items() for clip in result.clips
+            if clip.encoded and (clip.passed or not only_passed)]
+
+
+def _collect(items: list[tuple[str, Clip]], values: list[Any], errors: dict[int, ClipError],
+             keys: Iterable[str]) -> dict[str, ClipAnnotations]:
+    out = {key: ClipAnnotations() for key in keys}
+    for i, (key, clip) in enumerate(items):
+        if i in errors:
+            out[key].errors[str(clip.uuid)] = (errors[i].key, errors[i].message)
+        elif values[i] is not None:
+            out[key].values[str(clip.uuid)] = values[i]
+    return out
+
+
+def score_aesthetics(results: dict[str, VideoResult], scorer: Any) -> dict[str, ClipAnnotations]:
+    """Aesthetic score per clip not already filtered by motion."""
+    items = _clips(results, only_passed=True)
+    errors: dict[int, ClipError] = {}
+    scores = scorer.score_clips([c.encoded for _, c in items], errors=errors) if items else []
+    return _collect(items, [None if s is None else float(s) for s in scores], errors, results)
+
+
+def embed(results: dict[str, VideoResult], embedder: Any) -> dict[str, ClipAnnotations]:
+    """Cosmos-Embed1 vector per passed clip (call after ``annotate`` applied the filters)."""
+    items = _clips(results, only_passed=True)
+    errors: dict[int, ClipError] = {}
+    vectors = embedder.embed_clips([c.encoded for _, c in items], errors=errors) if items else []
+    return _collect(items, vectors, errors, results)
+
+
+def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> dict[str, ClipAnnotations]:
+    """Caption (and optionally enhance) every window of every passed clip.
+
+    Values are ``{window_key: {"caption": text, "enhanced": text | None}}`` per clip uuid.
+    """
+    items = [(k, c) for k, c in _clips(results, only_passed=True) if c.windows]
+    out = {key: ClipAnnotations() for key in results}
+    answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items])
+    texts: list[tuple[str, str, str, str]] = []  # partition, clip uuid, window key, caption
+    for (key, clip), per_window in zip(items, answers):
+        uid = str(clip.uuid)
+        for window, answer in zip(clip.windows, per_window):
+            if answer.ok:
+                out[key].values.setdefault(uid, {})[window.key] = {"caption": answer.text, "enhanced": None}
+                texts.append((key, uid, window.key, answer.text))
+            else:
+                out[key].errors[uid] = (ERROR_CAPTION, f"window {window.key}: {answer.error}")
+    if enhance and texts:
+        for (key, uid, wkey, _), answer in zip(texts, client.enhance_many([t[3] for t in texts])):
+            if answer.ok:
+                out[key].values[uid][wkey]["enhanced"] = answer.text
+            else:
+                out[key].errors.setdefault(uid, (ERROR_ENHANCE, f"window {wkey}: {answer.error}"))
+    return out
+
+
+def annotate(
+    result: VideoResult,
+    options: PipelineOptions,
+    *,
+    aesthetics: ClipAnnotations | None = None,
+    embeddings: ClipAnnotations | None = None,
+    captions: ClipAnnotations | None = None,
+    caption_key: str | None = None,
+    enhance_key: str | None = None,
+) -> VideoResult:
+    """Apply the model stages' results to the clips of one video (in place) and return it."""
+    for clip in result.clips:
+        uid = str(clip.uuid)
+        if aesthetics is not None:
+            if uid in aesthetics.values:
+                clip.aesthetic_score = aesthetics.values[uid]
+                if (options.aesthetic_threshold is not None and clip.passed
+                        and clip.aesthetic_score < options.aesthetic_threshold):
+                    clip.filtered_by = "aesthetic"
+            if uid in aesthetics.errors:
+                clip.errors.setdefault(*aesthetics.errors[uid])
+        if embeddings is not None and clip.passed:
+            if uid in embeddings.values:
+                clip.embedding = embeddings.values[uid]
+            if uid in embeddings.errors:
+                clip.errors.setdefault(*embeddings.errors[uid])
+        if captions is not None and clip.passed:
+            for window in clip.windows:
+                texts = captions.values.get(uid, {}).get(window.key)
+                if texts and caption_key:
+                    window.captions[caption_key] = texts["caption"]
+                if texts and texts.get("enhanced") and enhance_key:
+                    window.enhanced_captions[enhance_key] = texts["enhanced"]
+            if uid in captions.errors:
+                clip.errors.setdefault(*captions.errors[uid])
+    return result

@@ -1,0 +1,108 @@
+"""The model stages through the Dagster assets: stand-in checkpoints built locally (the real
+checkpoints' contracts), a chat-completions server in the test process, real videos."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import replace
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation_assets.cli import run_pipeline
+from curation_assets.core.options import PipelineOptions
+from curation_assets.defs.resources import CaptionService
+
+from .layout_checks import all_files, check_layout
+from .model_fixtures import ChatServer, build_clip_standin, build_cosmos_standin, write_mlp
+from .video_factory import make_video
+
+KEY_ENV = "CURATION_TEST_VLM_KEY"
+SECRET = "sk-pipeline-5ecret-987654321"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    build_cosmos_standin(root, "224p")
+    build_clip_standin(root)
+    write_mlp(root)
+    return root
+
+
+@pytest.fixture()
+def videos(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_video(folder / "a.mp4", seconds=4, fps=25, width=320, height=256)
+    make_video(folder / "b.mp4", seconds=2, fps=25, width=256, height=256, audio=False)
+    return folder
+
+
+def test_embeddings_aesthetics_and_captions_end_to_end(tmp_path, videos, model_dir, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    home = tmp_path / "home"
+    out = tmp_path / "out"
+    options = PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
+                              model_dir=str(model_dir), generate_embeddings="on", aesthetic_threshold=-1e9,
+                              generate_captions=True, enhance_captions=True)
+    report = io.StringIO()
+    with ChatServer() as server:
+        service = CaptionService(base_url=server.base_url, api_key_env=KEY_ENV, backoff_s=0.01, timeout_s=10)
+        rc = run_pipeline(options, home=str(home), stream=report, caption_service=service)
+        assert rc == 0, report.getvalue()
+        assert server.received and all(r.headers.get("Authorization") == f"Bearer {SECRET}" for r in server.received)
+    summary = check_layout(out, videos, ["a.mp4", "b.mp4"])
+    assert summary["a.mp4"]["passed"] == 2 and summary["b.mp4"]["passed"] == 1
+    files = all_files(out)
+    pickles = [f for f in files if f.startswith("ce1_embd/")]
+    assert len(pickles) == 3
+    for f in pickles:
+        assert pickle.loads((out / f).read_bytes()).shape == (1, 256)
+    rows = sum(pq.read_table(out / f).num_rows for f in files if f.startswith("ce1_embd_parquet/"))
+    assert rows == 3
+    metas = [json.loads((out / f).read_text()) for f in files if f.startswith("metas/v0/")]
+    for meta in metas:
+        assert isinstance(meta["aesthetic_score"], float)
+        (window,) = meta["windows"]
+        assert window["qwen_caption"] and window["qwen_lm_enhanced_caption"]
+    chunk = json.loads((out / "processed_clip_chunks" / "a.mp4_0.json").read_text())
+    assert chunk["num_clips_with_embeddings"] == 2 and chunk["num_clips_with_caption"] == 2
+    assert all(chunk["all_windows"][u] for u in chunk["clips"])
+    assert all(chunk["all_windows_enhanced_caption"][u] for u in chunk["clips"])
+    # The key never reaches the output, the report or the logs.
+    everything = report.getvalue() + "".join(capsys.readouterr())
+    everything += "".join((out / f).read_bytes().decode("latin-1") for f in files)
+    for path in home.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            everything += path.read_bytes().decode("latin-1")
+    assert SECRET not in everything
+
+    # A threshold nobody reaches: every clip moves to filtered_clips, its embedding files go away.
+    rc = run_pipeline(replace(options, aesthetic_threshold=1e9, generate_captions=False, enhance_captions=False),
+                      home=str(home), stream=io.StringIO())
+    assert rc == 0
+    summary = check_layout(out, videos, ["a.mp4", "b.mp4"])
+    assert summary["a.mp4"]["passed"] == 0 and summary["a.mp4"]["filtered"] == 2
+    files = all_files(out)
+    assert not [f for f in files if f.startswith(("ce1_embd/", "ce1_embd_parquet/", "clips/", "previews/"))]
+    chunk = json.loads((out / "processed_clip_chunks" / "a.mp4_0.json").read_text())
+    assert chunk["num_clips_filtered_by_aesthetic"] == 2 and chunk["num_clips_passed"] == 0
+
+
+def test_missing_weights_fail_when_asked_and_are_noted_in_auto_mode(tmp_path, videos):
+    empty_models = tmp_path / "no-models"
+    base = PipelineOptions(input_path=str(videos), output_path=str(tmp_path / "out"), model_dir=str(empty_models),
+                           generate_previews=False)
+    report = io.StringIO()
+    assert run_pipeline(base, home=str(tmp_path / "h1"), stream=report) == 0
+    text = report.getvalue()
+    assert "embeddings skipped" in text and str(empty_models / "nvidia" / "Cosmos-Embed1-224p") in text
+    assert "huggingface-cli download nvidia/Cosmos-Embed1-224p" in text
+
+    report = io.StringIO()
+    assert run_pipeline(replace(base, generate_embeddings="on", output_path=str(tmp_path / "out2")),
+                        home=str(tmp_path / "h2"), stream=report) == 1
+    assert "not processed" in report.getvalue()
