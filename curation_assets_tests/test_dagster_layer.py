@@ -19,7 +19,7 @@ from .layout_checks import check_layout
 from .video_factory import make_video
 
 EXPECTED_ASSET_KEYS = {
-    "video_clips", "clip_embeddings", "clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet",
+    "video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions", "clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet",
     "processed_clip_chunks", "processed_videos",
 }
 
@@ -29,9 +29,10 @@ def test_asset_keys_snapshot():
     assert keys == EXPECTED_ASSET_KEYS
 
 
-def test_embedding_asset_is_in_the_gpu_pool():
-    node = defs.resolve_asset_graph().get(dg.AssetKey("clip_embeddings"))
-    assert node.pools == {"gpu"}
+def test_model_assets_are_in_the_gpu_pool():
+    graph = defs.resolve_asset_graph()
+    for key in ("clip_embeddings", "aesthetic_scores"):
+        assert graph.get(dg.AssetKey(key)).pools == {"gpu"}
 
 
 def test_resource_fields_mirror_pipeline_options():
