@@ -167,11 +167,11 @@ class VideoProgress:
 class ProgressPrinter:
     """A one-line live progress display on a terminal; quiet otherwise."""
 
-    def __init__(self, total_videos: int, stream=sys.stderr):
+    def __init__(self, total_videos: int, stream=None):
         self.total_videos = total_videos
         self.videos: dict[str, VideoProgress] = {}
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
         self.started = time.perf_counter()
 
     def __call__(self, p: Any) -> None:
@@ -227,7 +227,8 @@ def read_summary(options: PipelineOptions, rel_paths: list[str], progress: Progr
     return rows
 
 
-def print_summary(rows: list[dict[str, Any]], wall: float, stream=sys.stdout) -> None:
+def print_summary(rows: list[dict[str, Any]], wall: float, stream=None) -> None:
+    stream = stream if stream is not None else sys.stdout
     width = max([len(r["video"]) for r in rows] + [5])
     stream.write(f"\n{'video'.ljust(width)}  passed  filtered  video_s  wall_s  status\n")
     for r in rows:
@@ -247,8 +248,10 @@ def print_summary(rows: list[dict[str, Any]], wall: float, stream=sys.stdout) ->
 
 
 def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_run: int | None = None,
-                 home: str | None = None, stream=sys.stdout, caption_service=None) -> int:
+                 home: str | None = None, stream=None, caption_service=None) -> int:
     """Register the videos as partitions, materialise every asset in batched runs, print a summary."""
+    # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
+    stream = stream if stream is not None else sys.stdout
     import dagster as dg
 
     from . import progress
@@ -390,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         return run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
                             home=args.dagster_home, caption_service=caption_service_from_args(args))
-    except UsageError as exc:
-        print(f"curation-assets: error: {exc}", file=sys.stderr)
+    except (UsageError, storage.StorageError) as exc:
+        # storage errors (missing input prefix or bucket, access denied) carry redacted messages
+        print(f"curation-assets: error: {storage.redact(exc)}", file=sys.stderr)
         return 2
 
 

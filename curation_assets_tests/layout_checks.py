@@ -30,8 +30,15 @@ def all_files(out: Path) -> set[str]:
     return {str(p.relative_to(out)).replace(os.sep, "/") for p in out.rglob("*") if p.is_file()}
 
 
-def check_layout(out: Path, input_dir: Path, videos: list[str], *, decode_clips: bool = True) -> dict:
-    """Assert the layout invariants; returns a summary {rel: {"passed": n, "filtered": n}}."""
+def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode_clips: bool = True,
+                 input_url: str | None = None, output_url: str | None = None) -> dict:
+    """Assert the layout invariants; returns a summary {rel: {"passed": n, "filtered": n}}.
+
+    ``out`` is a local folder holding the output. When the run wrote to object storage and
+    ``out`` is a downloaded copy, ``output_url`` is the URL the run wrote to (clip locations
+    are checked against it) and ``input_url`` the URL the videos were read from (the ids and
+    ``video`` fields embed it); by default both are local paths (``out``, ``input_dir``).
+    """
     files = all_files(out)
     for f in files:
         assert any(p.match(f) for p in PATTERNS.values()), f"unexpected file {f}"
@@ -46,7 +53,12 @@ def check_layout(out: Path, input_dir: Path, videos: list[str], *, decode_clips:
         # TransNetV2 ids hash scene frames, which equal int(seconds * fps) for frame-aligned spans.
         assert str(recomputed) == uid or meta.get("snapped"), f"uuid of {uid} does not match its span {start}-{end}"
         location = meta["clip_location"]
-        rel_location = os.path.relpath(location, out).replace(os.sep, "/")
+        if output_url is not None:
+            prefix = output_url.rstrip("/") + "/"
+            assert location.startswith(prefix), (location, prefix)
+            rel_location = location[len(prefix):]
+        else:
+            rel_location = os.path.relpath(location, out).replace(os.sep, "/")
         if "width" in meta:
             assert rel_location in files, f"clip_location {location} missing"
             if decode_clips:
@@ -61,7 +73,8 @@ def check_layout(out: Path, input_dir: Path, videos: list[str], *, decode_clips:
         video_doc_path = out / "processed_videos" / f"{rel}.json"
         assert video_doc_path.exists(), f"processed_videos missing for {rel}"
         vdoc = json.loads(video_doc_path.read_text())
-        assert vdoc["video"] == str((input_dir / rel).resolve())
+        expected_video = input_url.rstrip("/") + "/" + rel if input_url is not None else str((input_dir / rel).resolve())
+        assert vdoc["video"] == expected_video, (vdoc["video"], expected_video)
         passed, filtered = [], []
         for i in range(vdoc["num_clip_chunks"]):
             cdoc = json.loads((out / "processed_clip_chunks" / f"{rel}_{i}.json").read_text())
@@ -80,6 +93,11 @@ def check_layout(out: Path, input_dir: Path, videos: list[str], *, decode_clips:
         own = {u for u, m in metas.items() if m["source_video"] == vdoc["video"]}
         assert own == set(passed) | set(filtered), f"metas and chunk documents disagree for {rel}"
         summary[rel] = {"passed": len(passed), "filtered": len(filtered), "doc": vdoc}
+    # no orphans: every per-clip file belongs to a clip that has a metas/v0 document
+    for f in files:
+        if f.startswith(("clips/", "filtered_clips/", "previews/", "ce1_embd/")):
+            uid = f.split("/")[1].split(".")[0]
+            assert uid in metas, f"{f} belongs to no clip (stale file?)"
     for f in files:
         if f.startswith("ce1_embd/"):
             arr = pickle.loads((out / f).read_bytes())
