@@ -10,6 +10,8 @@ frame scores. CLIP runs in fp32 by default, as in the reference.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -228,12 +230,22 @@ class AestheticScorer:
         self.cache_dir = cache_dir
         self.allow_download = allow_download
         self.reduction = reduction
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device, gpu_default="float32")
+        # Resolved on first use: choosing a device imports torch (seconds), which a run whose
+        # weights are missing, or that skips the stage, should not pay.
+        self._device_arg = device
+        self._dtype_arg = dtype
         self.batch_size = int(batch_size)
         self.fps = float(fps)
         self.decode_workers = int(decode_workers)
         self._paths: tuple[Path, Path] | None = None
+
+    @functools.cached_property
+    def device(self) -> str:
+        return resolve_device(self._device_arg)
+
+    @functools.cached_property
+    def dtype(self) -> Any:
+        return resolve_dtype(self._dtype_arg, self.device, gpu_default="float32")
 
     def resolve(self) -> tuple[Path, Path]:
         """``(clip_folder, mlp_file)``; raises ``ModelWeightsMissing`` (nothing is loaded)."""

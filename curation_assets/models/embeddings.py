@@ -10,6 +10,8 @@ are returned as float32 (the reference casts to float16).
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,8 +138,10 @@ class CosmosEmbedder:
         self.model_dir = model_dir
         self.cache_dir = cache_dir
         self.allow_download = allow_download
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        # Resolved on first use: choosing a device imports torch (seconds), which a run whose
+        # weights are missing, or that skips the stage, should not pay.
+        self._device_arg = device
+        self._dtype_arg = dtype
         self.batch_size = int(batch_size)
         self.fps = float(fps)
         self.decode_workers = int(decode_workers)
@@ -147,6 +151,14 @@ class CosmosEmbedder:
     @property
     def expected_dim(self) -> int:
         return EMBEDDING_DIMS[self.variant]
+
+    @functools.cached_property
+    def device(self) -> str:
+        return resolve_device(self._device_arg)
+
+    @functools.cached_property
+    def dtype(self) -> Any:
+        return resolve_dtype(self._dtype_arg, self.device)
 
     def resolve(self) -> Path:
         """The folder the weights load from; raises ``ModelWeightsMissing`` (nothing is loaded)."""
