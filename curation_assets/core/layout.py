@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .model import Clip, VideoMetadata, VideoResult, chunk_uuid
+from .storage import redact  # error messages may quote a backend's text: never a credential in a file
 
 T = TypeVar("T")
 
@@ -164,7 +165,7 @@ def clip_meta_doc(clip: Clip, video: VideoMetadata, output_path: str, captions: 
         doc["aesthetic_score"] = clip.aesthetic_score
     if clip.errors:
         doc["errors"] = list(clip.errors)
-        doc["error_details"] = dict(clip.errors)
+        doc["error_details"] = {k: redact(v) for k, v in clip.errors.items()}
     windows = []
     for window in clip.windows:
         entry: dict[str, Any] = {"start_frame": window.start_frame, "end_frame": window.end_frame}
@@ -198,7 +199,7 @@ def video_doc(result: VideoResult, num_clip_chunks: int, pipeline: dict[str, Any
     }
     if result.errors:
         doc["errors"] = list(result.errors)
-        doc["error_details"] = dict(result.errors)
+        doc["error_details"] = {k: redact(v) for k, v in result.errors.items()}
     if pipeline:
         doc["pipeline"] = pipeline
     return doc

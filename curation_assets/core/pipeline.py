@@ -86,6 +86,18 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         clip.filtered_by = "motion"
 
 
+def _redact_errors(result: VideoResult) -> VideoResult:
+    """Error messages go into documents, materialisation metadata and logs: strip credentials
+    (a backend error may quote a signed URL or a key) before anything sees them."""
+    from .storage import redact
+
+    result.errors = {k: redact(v) for k, v in result.errors.items()}
+    for clip in result.clips:
+        if clip.errors:
+            clip.errors = {k: redact(v) for k, v in clip.errors.items()}
+    return result
+
+
 def process_video(
     source_url: str,
     rel_path: str,
@@ -94,7 +106,20 @@ def process_video(
     *,
     on_progress: ProgressCallback | None = None,
 ) -> VideoResult:
-    """Probe, split, transcode (one decode pass), preview and motion-score one video."""
+    """Probe, split, transcode (one decode pass), preview and motion-score one video.
+
+    Error messages in the result (video and clips) are redacted (``storage.redact``)."""
+    return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress))
+
+
+def _process_video(
+    source_url: str,
+    rel_path: str,
+    opener: Opener,
+    options: PipelineOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> VideoResult:
     from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
 
     started = time.perf_counter()
