@@ -5,7 +5,7 @@ Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all
 Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better", items 1-3):
 
 * Whole files only. Local writes go to a temporary name in the same folder
-  (``.tmp-<uuid>.partial``), are fsynced and then ``os.replace``-d onto the real name, so a
+  (``.tmp-<host>_<pid>_<uuid>.partial``), are fsynced and then ``os.replace``-d onto the real name, so a
   reader (or a run killed with SIGKILL) never sees a partial file under a real name. Object
   stores get a single whole-object put (s3fs switches to a multipart upload for large bodies;
   the object only becomes visible when the upload completes).
@@ -27,6 +27,7 @@ import contextlib
 import os
 import posixpath
 import re
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +43,7 @@ __all__ = [
     "TEMP_SUFFIX",
     "StorageError",
     "StorageNotFoundError",
+    "TEMP_MAX_AGE_S",
     "cleanup_temp_files",
     "exists",
     "get_fs",
@@ -57,6 +59,8 @@ __all__ = [
     "relative_to",
     "remove_files",
     "resolve_under",
+    "temp_file_name",
+    "temp_file_owner_is_dead",
     "write_bytes_atomic",
     "write_text_atomic",
 ]
@@ -405,6 +409,42 @@ def is_temp_file_name(name: str) -> bool:
     return base.startswith(TEMP_PREFIX) and base.endswith(TEMP_SUFFIX)
 
 
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
+
+
+def temp_file_name() -> str:
+    """A fresh temporary name: ``.tmp-<host>_<pid>_<uuid>.partial``. The writer's host and process
+    id let :func:`cleanup_temp_files` tell the leftovers of a dead (killed) writer from the files
+    of a writer that is still running."""
+    return f"{TEMP_PREFIX}{_host_tag()}_{os.getpid()}_{uuid.uuid4().hex}{TEMP_SUFFIX}"
+
+
+_TEMP_OWNER_RE = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9]+)_(?P<pid>\d+)_[0-9a-f]{32}\.partial$")
+
+
+def temp_file_owner_is_dead(name: str) -> bool:
+    """True when ``name`` was written by a process of this host that no longer runs.
+
+    False when the owner is alive, on another host, or unknown (an old-style name): such files
+    are only removed by age. A recycled pid makes a dead writer look alive; its file is then
+    removed by age instead.
+    """
+    m = _TEMP_OWNER_RE.match(name.rsplit("/", 1)[-1])
+    if not m or m.group("host") != _host_tag():
+        return False
+    pid = int(m.group("pid"))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists (another user's process)
+        return False
+    return False
+
+
 def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -422,7 +462,7 @@ def _write_local_atomic(path: str, data: bytes | bytearray) -> None:
     folder = os.path.dirname(path)
     for attempt in range(2):
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        tmp = os.path.join(folder, temp_file_name())
         # O_EXCL: never write into somebody else's file; 0o666 & ~umask like a normal open()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -473,7 +513,7 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: dict | None = Non
         else:
             # other (file-like) remote filesystems: temporary name + move
             parent = fs._parent(path)
-            tmp = f"{parent.rstrip('/')}/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
+            tmp = f"{parent.rstrip('/')}/{temp_file_name()}"
             fs.makedirs(parent, exist_ok=True)
             fs.pipe_file(tmp, bytes(data))
             try:
@@ -699,21 +739,54 @@ def remove_files(
         _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
 
 
-def cleanup_temp_files(
-    folder_url: str, storage_options: dict | None = None, *, min_age_s: float = 0.0
-) -> int:
-    """Remove leftover ``.tmp-*.partial`` files (from a killed run) under ``folder_url``,
-    recursively. Returns how many were removed.
+#: Age after which a temporary file counts as abandoned whoever wrote it (no single whole-file
+#: write takes this long). Files of dead writers on this host go at once (see below).
+TEMP_MAX_AGE_S = 3600.0
 
-    ``min_age_s`` > 0 keeps temporary files younger than that, so a cleanup cannot pull a
-    file from under a writer that is running concurrently in the same folder.
+
+def cleanup_temp_files(
+    folder_url: str,
+    storage_options: dict | None = None,
+    *,
+    min_age_s: float = 0.0,
+    recursive: bool = True,
+) -> int:
+    """Remove leftover ``.tmp-*.partial`` files (from a killed run) under ``folder_url``.
+    Returns how many were removed. ``recursive=False`` looks in the folder itself only.
+
+    ``min_age_s`` <= 0 removes every temporary file: only for callers that know nobody else
+    writes there. ``min_age_s`` > 0 makes it safe next to concurrent writers (another run, another
+    partition, another machine on a shared disk): a temporary file is removed when it is at least
+    that old, or, on local disks, at once when its name says that it was written on this host by
+    a process that no longer exists (a run killed with SIGKILL). A live writer's file is never
+    pulled from under it, and a killed run's leftovers go on the next run without waiting.
     """
-    fs, _path = get_fs(folder_url, storage_options)
-    temps = [u for u in list_files(folder_url, storage_options) if is_temp_file_name(u)]
+    fs, path = get_fs(folder_url, storage_options)
+    if recursive:
+        temps = [u for u in list_files(folder_url, storage_options) if is_temp_file_name(u)]
+    elif _is_local_fs(fs):
+        try:
+            with os.scandir(path) as it:
+                temps = [e.path for e in it if is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            temps = []
+    else:
+        def _ls() -> list[str]:
+            fs.invalidate_cache(path)
+            try:
+                entries = fs.ls(path, detail=True)
+            except FileNotFoundError:
+                return []
+            return [e["name"] for e in entries if e.get("type") == "file" and is_temp_file_name(e["name"])]
+
+        temps = [_to_url(fs, _scheme(folder_url), p) for p in _guarded("list", folder_url, _ls)]
     if min_age_s > 0 and temps:
         now = time.time()
         keep = []
         for u in temps:
+            if _is_local_fs(fs) and temp_file_owner_is_dead(u):
+                keep.append(u)
+                continue
             try:
                 if _is_local_fs(fs):
                     mtime = os.stat(_local_path(u)).st_mtime

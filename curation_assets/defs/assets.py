@@ -271,8 +271,7 @@ def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoR
     io: ClipLayoutIOManager = context.resources.layout_io_manager
     options = settings.options()
     output_path = io.output_path
-    if storage.is_local(output_path):
-        storage.cleanup_temp_files(output_path)
+    io.cleanup_temp_files()  # leftovers of killed runs in the flat directories
     captions = layout.CaptionConfig(tuple(options.caption_models), tuple(options.enhanced_caption_models))
     failed: dict[str, str] = {}
     for key in _partition_keys(context):
@@ -286,6 +285,7 @@ def clip_writer(context: dg.AssetExecutionContext, video_clips: dict[str, VideoR
             chunk_budget=options.chunk_duration_budget, pipeline=result.settings,
         )
         previous = io.previous_files(result.rel_path, result.source_video)
+        io.cleanup_temp_files(result.rel_path, previous, [rel for d in files.files.values() for rel in d])
         unreadable = result.metadata is None
         for asset in WRITE_ORDER:
             subset = {rel: data for d in ASSET_DIRECTORIES[asset] for rel, data in files.files[d].items()}

@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import pickle
+import posixpath
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
@@ -98,6 +99,36 @@ class ClipLayoutIOManager(dg.ConfigurableIOManager):
         owned = layout.owned_files_from_chunk_docs(chunk_docs, source_video, max(num_chunks, i))
         owned[layout.PROCESSED_CLIP_CHUNKS] |= chunk_files
         return owned
+
+    # -- leftovers of killed runs -----------------------------------------------------------
+
+    # Directories without sub-folders: swept once per step (non-recursively).
+    FLAT_DIRECTORIES: ClassVar[tuple[str, ...]] = (layout.CLIPS, layout.FILTERED_CLIPS, layout.METAS, layout.CE1_EMBD, layout.CE1_EMBD_PARQUET)
+
+    def cleanup_temp_files(self, rel_path: str | None = None, previous: dict[str, set[str]] | None = None,
+                           files: Iterable[str] = ()) -> int:
+        """Remove temporary files that a killed run left next to the files it was writing.
+
+        Without ``rel_path``: the flat directories (clips, metas, ...). With it: the folders only
+        that video writes to (its ``processed_*`` folders and the preview folders of its clips, old
+        and new). Listing the whole output tree per run would not scale to millions of previews.
+
+        Only local (and other non-object-store) outputs have temporary files; object stores get
+        whole-object puts. Files of live writers are kept (see ``storage.cleanup_temp_files``):
+        two runs writing into the same output at once is normal (batched runs, the sensor).
+        """
+        if not storage.is_local(self.output_path):
+            return 0
+        if rel_path is None:
+            folders = set(self.FLAT_DIRECTORIES)
+        else:
+            folders = {posixpath.dirname(layout.video_file(rel_path)), posixpath.dirname(layout.chunk_file(rel_path, 0))}
+            for rel in list((previous or {}).get(layout.PREVIEWS, ())) + [f for f in files if f.startswith(layout.PREVIEWS + "/")]:
+                folders.add(posixpath.dirname(rel.rstrip("/")) if not rel.endswith("/") else rel.rstrip("/"))
+        removed = 0
+        for folder in sorted(folders):
+            removed += storage.cleanup_temp_files(self.url(folder), min_age_s=storage.TEMP_MAX_AGE_S, recursive=False)
+        return removed
 
     # -- writing ------------------------------------------------------------------------------
 
