@@ -82,10 +82,12 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
             passed += cdoc["clips"]
             filtered += cdoc["filtered_clips"]
             assert cdoc["num_clips_passed"] == len(cdoc["clips"])
+            # a clip without bytes (its span had no frames) is listed but has no mp4
             for uid in cdoc["clips"]:
-                assert f"clips/{uid}.mp4" in files and metas[uid]["source_video"] == vdoc["video"]
+                assert metas[uid]["source_video"] == vdoc["video"]
+                assert (f"clips/{uid}.mp4" in files) == ("width" in metas[uid]), uid
             for uid in cdoc["filtered_clips"]:
-                assert f"filtered_clips/{uid}.mp4" in files
+                assert (f"filtered_clips/{uid}.mp4" in files) == ("width" in metas[uid]), uid
             durations = [metas[u]["duration_span"][1] - metas[u]["duration_span"][0] for u in cdoc["clips"] + cdoc["filtered_clips"]]
             assert abs(cdoc["total_clip_duration"] - sum(durations)) < 1e-6
         assert not (out / "processed_clip_chunks" / f"{rel}_{vdoc['num_clip_chunks']}.json").exists()

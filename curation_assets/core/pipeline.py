@@ -86,6 +86,39 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         clip.filtered_by = "motion"
 
 
+# Codecs of single pictures: a still image renamed .mp4 opens as a one-frame "video" without a duration.
+_IMAGE_CODECS = {"png", "mjpeg", "jpegls", "bmp", "gif", "tiff", "webp", "jpeg2000", "ppm", "pgm", "pam", "qoi"}
+
+
+def _incomplete_message(source_url: str, metadata: VideoMetadata) -> str:
+    """The reference's ``metadata: incomplete``, with what is missing and a likely reason."""
+    missing = [name for name in ("width", "height", "framerate", "duration", "num_frames")
+               if not getattr(metadata, name)]
+    hint = ": a still image, not a video" if metadata.video_codec in _IMAGE_CODECS else ""
+    return f"incomplete: {source_url}: no {', '.join(missing)} ({metadata.video_codec} stream{hint})"
+
+
+# A clip may end this much (seconds, or source frames) before its span before it counts as cut short.
+_SHORT_CLIP_TOLERANCE_S = 0.2
+_SHORT_CLIP_TOLERANCE_FRAMES = 3
+
+
+def _check_clip_length(clip: Clip, metadata: VideoMetadata) -> None:
+    """A clip whose video ends well before its span does (the source has fewer frames than its
+    header promises: a truncated or damaged file) keeps its bytes and gets a ``truncated`` error
+    (a key the reference does not have: it writes such clips silently)."""
+    p = clip.probe
+    if not clip.encoded or p is None or not p.num_frames or not p.framerate:
+        return
+    have = p.num_frames / p.framerate
+    tolerance = max(_SHORT_CLIP_TOLERANCE_S, _SHORT_CLIP_TOLERANCE_FRAMES / (metadata.framerate or p.framerate))
+    if clip.span.duration_s - have > tolerance:
+        clip.errors["truncated"] = (
+            f"{have:.2f} s of video for the span [{clip.span.start_s:.3f}, {clip.span.end_s:.3f}) s: "
+            f"the source ends early (truncated or damaged file?)"
+        )
+
+
 def _redact_errors(result: VideoResult) -> VideoResult:
     """Error messages go into documents, materialisation metadata and logs: strip credentials
     (a backend error may quote a signed URL or a key) before anything sees them."""
@@ -137,7 +170,7 @@ def _process_video(
         return result
     result.metadata = metadata
     if not metadata.is_complete():
-        result.errors["metadata"] = "incomplete"
+        result.errors["metadata"] = _incomplete_message(source_url, metadata)
         return result
     try:
         spans = plan_spans(opener, metadata, options)
@@ -184,6 +217,7 @@ def _process_video(
                 clip.probe = probe_clip(out.data)
             except Exception as exc:
                 clip.errors["transcode"] = f"encoded clip unreadable: {exc}"
+        _check_clip_length(clip, metadata)
         clip.windows = [Window(s, e, preview=out.previews.get((s, e))) for s, e in out.windows]
         if preview is not None:
             for w in clip.windows:

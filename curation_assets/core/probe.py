@@ -51,7 +51,8 @@ def probe_container(container: av.container.InputContainer) -> VideoMetadata:
     """Metadata of an opened container (video stream: the last one listed, as the reference)."""
     video_streams = list(container.streams.video)
     if not video_streams:
-        raise ProbeError("metadata", "no video stream")
+        audio = [a.codec_context.name for a in container.streams.audio]
+        raise ProbeError("metadata", "no video stream" + (f" (audio only: {', '.join(audio)})" if audio else ""))
     stream = video_streams[-1]
     ctx = stream.codec_context
     framerate = float(stream.average_rate) if stream.average_rate else None
@@ -104,4 +105,38 @@ def probe_video(source: str | BinaryIO, name: str | None = None) -> VideoMetadat
     except ProbeError as exc:
         raise ProbeError(exc.key, f"{label}: {exc}") from None
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ProbeError("metadata", f"{label}: not a readable video ({type(exc).__name__}: {exc})") from exc
+        hint = _mp4_hint(source)
+        raise ProbeError("metadata", f"{label}: not a readable video{hint} ({type(exc).__name__}: {exc})") from exc
+
+
+def _mp4_hint(source: str | BinaryIO) -> str:
+    """Why an ISO-BMFF file (mp4/mov) did not open, when its top-level boxes tell: no ``moov``
+    (the index, written last by most muxers: an upload or recording that did not finish)."""
+    try:
+        f = open(source, "rb") if isinstance(source, str) else source  # noqa: SIM115
+        try:
+            f.seek(0)
+            end = f.seek(0, 2)
+            pos, kinds = 0, []
+            while pos + 8 <= end and len(kinds) < 64:
+                f.seek(pos)
+                head = f.read(16)
+                size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if size == 1 and len(head) >= 16:
+                    size = int.from_bytes(head[8:16], "big")
+                elif size == 0:
+                    size = end - pos
+                if size < 8 or not kind.isalnum():
+                    break
+                kinds.append(kind)
+                pos += size
+            if kinds[:1] == [b"ftyp"] and b"moov" not in kinds:
+                return ": mp4 without its moov atom (index), e.g. a recording or upload that did not finish"
+            if kinds[:1] == [b"ftyp"] and pos > end:
+                return ": mp4 shorter than its boxes say (truncated)"
+        finally:
+            if isinstance(source, str):
+                f.close()
+    except (OSError, ValueError, AttributeError):
+        pass
+    return ""

@@ -139,6 +139,15 @@ def _target_pix_fmt(encoder: str, source_fmt: str | None) -> str:
     return "yuv420p"
 
 
+def _encodable_size(encoder: str, pix_fmt: str, width: int, height: int) -> tuple[int, int]:
+    """H.264 cannot store 4:2:0 frames with an odd side (``ffmpeg -c:v libx264`` stops with
+    "width not divisible by 2"): such sources are scaled down to the next even size (at most one
+    pixel per side); VP9 and other formats keep the source size."""
+    if encoder in ("libx264", "h264_nvenc") and pix_fmt in ("yuv420p", "yuvj420p", "nv12"):
+        return max(2, width - width % 2), max(2, height - height % 2)
+    return width, height
+
+
 def _to_us(seconds: float | Fraction) -> int:
     return int(round(seconds * 1_000_000))
 
@@ -190,7 +199,7 @@ class _ClipMuxer:
         p = self.params
         self.container = av.open(self.buf, mode="w", format="mp4")
         vs = self.container.add_stream(p.encoder, rate=p.rate)
-        vs.width, vs.height = frame.width, frame.height
+        vs.width, vs.height = _encodable_size(p.encoder, p.pix_fmt, frame.width, frame.height)
         vs.pix_fmt = p.pix_fmt
         vs.time_base = p.time_base
         cc = vs.codec_context
@@ -233,6 +242,8 @@ class _ClipMuxer:
         if pts <= self.last_pts:  # encoders need strictly increasing pts
             pts = self.last_pts + 1
         self.last_pts = pts
+        if (frame.width, frame.height) != (self.vstream.width, self.vstream.height):  # odd source size
+            frame = frame.reformat(width=self.vstream.width, height=self.vstream.height, format=self.params.pix_fmt)
         frame.pts = pts
         frame.time_base = self.params.time_base
         frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose, as ffmpeg does
