@@ -27,7 +27,9 @@ import numpy as np
 __all__ = ["make_video", "frame_rgb"]
 
 
-def frame_rgb(index: int, width: int, height: int, fps: float = 25.0, scene_cut_every: float | None = None) -> np.ndarray:
+def frame_rgb(
+    index: int, width: int, height: int, fps: float = 25.0, scene_cut_every: float | None = None
+) -> np.ndarray:
     """The RGB uint8 HxWx3 content of frame ``index`` (deterministic)."""
     yy, xx = np.mgrid[0:height, 0:width]
     shift = index * 3
@@ -86,7 +88,8 @@ def make_video(
         total_samples = int(round(seconds * audio_rate))
         chunk = 1024
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(frame_rgb(i, width, height, float(rate), scene_cut_every), format="rgb24")
+            rgb = frame_rgb(i, width, height, float(rate), scene_cut_every)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if pix_fmt != "rgb24":
                 frame = frame.reformat(format=pix_fmt)
             frame.pts = i

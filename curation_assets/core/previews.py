@@ -5,7 +5,11 @@ libwebp (quality 50, compression level 6, loop forever). Here the frames come of
 source decode in :mod:`curation_assets.core.transcode`: :class:`PreviewCollector` sees every
 frame of a clip once, keeps a small scaled copy of the few frames the fps filter could pick, and
 at the end of the clip (when its frame count, hence its windows, is known) picks per window the
-frames ``fps`` would pick and encodes them. No extra decode, no temp files.
+frames ``fps`` would pick (checked frame for frame against libavfilter's ``fps``) and encodes
+them. No extra decode, no temp files. Frames are scaled with swscale's bicubic filter (the
+``scale`` filter's default) to the target height, width kept in proportion and rounded to even.
+Each frame is a full lossy libwebp image inside an animated-WebP container (see
+:func:`encode_webp` for why not libwebp's animation encoder).
 
 Plain Python (PyAV, numpy, Pillow); no dagster.
 """

@@ -44,6 +44,7 @@ __all__ = [
     "SourceReadError",
     "TranscodeError",
     "TranscodeOptions",
+    "auto_encoder_threads",
     "available_encoders",
     "probe_clip",
     "transcode_clips",
@@ -68,7 +69,7 @@ class SourceReadError(TranscodeError):
 @dataclass(frozen=True)
 class TranscodeOptions:
     encoder: str = "libx264"  # also "libvpx-vp9", "h264_nvenc" (only where available_encoders() lists it)
-    encoder_threads: int = 0  # 0 = auto: one per usable core
+    encoder_threads: int = 0  # 0 = auto: see auto_encoder_threads() (libx264: 1.5 per usable core)
     preview: PreviewOptions | None = None  # None = no previews
 
 
@@ -91,10 +92,34 @@ class ClipOutput:
 
 
 def _usable_cores() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota if any."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
+    """Threads per clip encoder for ``encoder_threads=0``.
+
+    libx264 gets 1.5 frame threads per core (x264's own auto rule, computed here so a
+    quota-limited container on a big node does not get one thread per host CPU): with only as
+    many frame threads as cores, each waits on the rows of the other's reference frame and the
+    cores idle; measured here on 2 cores, 3 threads ran about 4% faster than 2 at the same CPU
+    time. Other encoders get one thread per core.
+    """
+    cores = cores or _usable_cores()
+    if encoder == "libx264":
+        return max(1, (cores * 3) // 2)
+    return cores
 
 
 @lru_cache(maxsize=None)
@@ -423,6 +448,9 @@ def transcode_clips(
         )
     name = _source_name(source)
     container = _open_source(source)
+    if not spans:
+        container.close()
+        return []
     try:
         return _transcode(container, name, spans, options, on_clip_done)
     finally:
@@ -443,7 +471,9 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     # Span times count from the start of the file, as ffmpeg's -ss does (it adds the input's
     # start time): a source whose timestamps begin at 1.4 s has its first frame at span time 0.
     origin = Fraction(container.start_time or 0, av.time_base)
-    threads = options.encoder_threads if options.encoder_threads > 0 else _usable_cores()
+    cores = _usable_cores()
+    threads = options.encoder_threads if options.encoder_threads > 0 else auto_encoder_threads(options.encoder, cores)
+    vstream.codec_context.thread_count = min(16, cores + 1)  # ffmpeg's decoder auto rule
     params = _VideoParams(
         encoder=options.encoder,
         threads=threads,
@@ -545,6 +575,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
 
     streams = [s for s in (vstream, astream) if s is not None]
     decode_errors = 0
+    had_work = bool(pending)
     try:
         try:
             for packet in container.demux(streams):
@@ -565,16 +596,19 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
                 for frame in frames:
                     on_frame(frame)
                 drain_done()
+                if not pending and not active:
+                    break  # every span is behind us: no need to read the rest of the source
         except av.error.FFmpegError as exc:
             if last_t is None:
                 raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
             log.warning("%s: reading stopped at %.3f s: %s", name, float(last_t), exc)
-        try:
-            for frame in vstream.codec_context.decode(None):
-                on_frame(frame)
-        except av.error.FFmpegError:
-            pass
-        if last_t is None and not started:
+        if pending or active:
+            try:
+                for frame in vstream.codec_context.decode(None):
+                    on_frame(frame)
+            except av.error.FFmpegError:
+                pass
+        if had_work and last_t is None and not started:
             raise SourceReadError(f"cannot read video source {name!r}: no video frame could be decoded")
     finally:
         audio_eof = True
