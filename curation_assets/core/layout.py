@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .model import Clip, VideoMetadata, VideoResult, chunk_uuid
+from .model import Clip, SpilledBytes, VideoMetadata, VideoResult, chunk_uuid
 from .storage import redact  # error messages may quote a backend's text: never a credential in a file
 
 T = TypeVar("T")
@@ -287,7 +287,9 @@ class VideoFiles:
 
     files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
 
-    def add(self, directory: str, rel: str, data: bytes | str) -> None:
+    def add(self, directory: str, rel: str, data: bytes | str | SpilledBytes) -> None:
+        """``data``: bytes, text, or :class:`SpilledBytes` (clips and previews stay on disk until
+        they are written, one at a time)."""
         self.files[directory][rel] = data.encode() if isinstance(data, str) else data
 
 

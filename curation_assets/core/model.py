@@ -63,6 +63,75 @@ def chunk_uuid(source_video: str, clip_chunk_index: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"{source_video}_{clip_chunk_index}")
 
 
+class SpilledBytes:
+    """Bytes kept in a local file instead of memory.
+
+    A video's clips (and previews) are spilled as soon as each is encoded, so the memory of a run
+    does not grow with the video's length and the intermediate value pickled between assets holds
+    paths, not megabytes. ``len()`` and truth behave as for the bytes; ``read()`` returns them;
+    ``path`` can be handed to anything that opens a file (PyAV).
+    """
+
+    __slots__ = ("path", "size")
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    @classmethod
+    def write(cls, data: bytes, path: str) -> SpilledBytes:
+        import os
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        return cls(path, len(data))
+
+    def read(self) -> bytes:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"the clip bytes kept in {self.path} are gone (work folder cleaned?): materialize "
+                "video_clips for this video again"
+            ) from None
+        if len(data) != self.size:
+            raise OSError(f"{self.path}: {len(data)} bytes, expected {self.size}")
+        return data
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpilledBytes) and (self.path, self.size) == (other.path, other.size)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.size))
+
+    def __getstate__(self) -> tuple[str, int]:
+        return (self.path, self.size)
+
+    def __setstate__(self, state: tuple[str, int]) -> None:
+        self.path, self.size = state
+
+    def __repr__(self) -> str:
+        return f"SpilledBytes({self.path!r}, {self.size})"
+
+
+def as_bytes(data: bytes | SpilledBytes | None) -> bytes | None:
+    """The bytes themselves, read back from the file when they were spilled."""
+    return data.read() if isinstance(data, SpilledBytes) else data
+
+
+def as_source(data: bytes | SpilledBytes) -> bytes | str:
+    """What PyAV can open without loading a spilled clip into memory: bytes or a file path."""
+    return data.path if isinstance(data, SpilledBytes) else data
+
+
 @dataclass(frozen=True)
 class ClipProbe:
     """Fields probed from a clip's own bytes (spec: per-clip width, height, ...)."""
@@ -89,7 +158,7 @@ class Window:
     end_frame: int
     captions: dict[str, str] = field(default_factory=dict)
     enhanced_captions: dict[str, str] = field(default_factory=dict)
-    preview: bytes | None = None
+    preview: bytes | SpilledBytes | None = None
 
     @property
     def key(self) -> str:
@@ -102,7 +171,7 @@ class Clip:
 
     source_video: str
     span: Span
-    encoded: bytes | None = None
+    encoded: bytes | SpilledBytes | None = None  # the transcoded mp4
     probe: ClipProbe | None = None
     decoded_frames: int | None = None
     motion: MotionScore | None = None

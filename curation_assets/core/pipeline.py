@@ -8,13 +8,14 @@ on the video or the clip with the spec's error keys; nothing here raises for bad
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .model import Clip, Span, VideoMetadata, VideoResult, Window
+from .model import Clip, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
 from .probe import ProbeError, probe_video
 from .split import fixed_stride_spans
@@ -73,7 +74,7 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         clip.errors["buffer"] = "empty"
         return
     try:
-        clip.motion = compute_motion_score(clip.encoded)
+        clip.motion = compute_motion_score(as_source(clip.encoded))
     except MotionDecodeError as exc:
         clip.errors["motion_decode"] = exc.key
         log.info("motion score of clip %s: %s", clip.uuid, exc)
@@ -138,11 +139,34 @@ def process_video(
     options: PipelineOptions,
     *,
     on_progress: ProgressCallback | None = None,
+    spill_dir: str | None = None,
 ) -> VideoResult:
     """Probe, split, transcode (one decode pass), preview and motion-score one video.
 
+    ``spill_dir``: a local folder (created, and owned by this call) where each clip's mp4 and
+    previews are written as soon as the clip is encoded; the result then holds
+    :class:`SpilledBytes` (paths) instead of the bytes, so memory stays flat however long the
+    video. ``None`` keeps the bytes in memory.
+
     Error messages in the result (video and clips) are redacted (``storage.redact``)."""
-    return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress))
+    return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress,
+                                         spill_dir=spill_dir))
+
+
+def _spill(out, clip: Clip, spill_dir: str, probes: dict) -> None:
+    """Move a finished clip's bytes (and previews) out of memory, probing the clip first."""
+    from .transcode import probe_clip
+
+    if out.error or not out.data or isinstance(out.data, SpilledBytes):
+        return
+    try:
+        probes[out.span] = probe_clip(out.data)
+    except Exception as exc:  # recorded on the clip below, as without spilling
+        probes[out.span] = exc
+    base = os.path.join(spill_dir, str(clip.uuid))
+    out.data = SpilledBytes.write(out.data, base + ".mp4")
+    out.previews = {k: SpilledBytes.write(v, f"{base}_{k[0]}_{k[1]}.webp") if v else v
+                    for k, v in out.previews.items()}
 
 
 def _process_video(
@@ -152,6 +176,7 @@ def _process_video(
     options: PipelineOptions,
     *,
     on_progress: ProgressCallback | None = None,
+    spill_dir: str | None = None,
 ) -> VideoResult:
     from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
 
@@ -189,11 +214,14 @@ def _process_video(
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
                              preview=preview)
     by_span = {clip.span: clip for clip in result.clips}
+    probes: dict = {}  # span -> ClipProbe (or the exception) of clips spilled to disk
     done = 0
 
     def finished(out) -> None:
         nonlocal done
         done += 1
+        if spill_dir is not None:
+            _spill(out, by_span[out.span], spill_dir, probes)
         if on_progress:
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
@@ -214,7 +242,12 @@ def _process_video(
             clip.encoded = out.data
             clip.decoded_frames = out.num_frames
             try:
-                clip.probe = probe_clip(out.data)
+                probe = probes.get(out.span)
+                if probe is None:
+                    probe = probe_clip(as_bytes(out.data))
+                if isinstance(probe, Exception):
+                    raise probe
+                clip.probe = probe
             except Exception as exc:
                 clip.errors["transcode"] = f"encoded clip unreadable: {exc}"
         _check_clip_length(clip, metadata)

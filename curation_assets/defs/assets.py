@@ -20,10 +20,10 @@ import dagster as dg
 
 from .. import progress
 from ..core import layout, storage
-from ..core.model import ClipAnnotations, VideoResult
+from ..core.model import ClipAnnotations, VideoResult, as_bytes
 from ..core.pipeline import Progress, process_video
 from ..partitions import source_url_for_key, videos_partitions
-from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager
+from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager, WorkIOManager
 from ..models import stages
 from ..models._weights import ModelWeightsMissing
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
@@ -44,8 +44,12 @@ def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     group_name="curation",
     kinds={"python", "video"},
 )
-def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings) -> dict[str, VideoResult]:
-    """Each video split into clips, transcoded in one decode pass, with previews and motion scores."""
+def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings,
+                work_io_manager: dg.ResourceParam[WorkIOManager]) -> dict[str, VideoResult]:
+    """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
+
+    Clip bytes go to files next to the stored value as each clip finishes (memory stays flat
+    whatever the video's length); the value passed to the next assets holds their paths."""
     options = settings.options()
     input_path = storage.normalize_url(options.input_path)
     results: dict[str, VideoResult] = {}
@@ -66,7 +70,8 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings) -
             if options.verbose or p.clips_done == p.clips_total:
                 context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
-        result = process_video(url, rel, lambda u=url: storage.open_input(u), options, on_progress=on_progress)
+        result = process_video(url, rel, lambda u=url: storage.open_input(u), options, on_progress=on_progress,
+                               spill_dir=work_io_manager.spill_dir(context.assets_def.key, key))
         elapsed = time.perf_counter() - started
         results[key] = result
         duration = result.metadata.duration if result.metadata and result.metadata.duration else 0.0
@@ -238,7 +243,8 @@ def _directory_metadata(asset: str, result: VideoResult, files: dict[str, bytes]
         if first is not None and len(first) < 400_000:
             import base64
 
-            md["preview"] = dg.MetadataValue.md(f"![preview](data:image/webp;base64,{base64.b64encode(first).decode()})")
+            data = as_bytes(first)
+            md["preview"] = dg.MetadataValue.md(f"![preview](data:image/webp;base64,{base64.b64encode(data).decode()})")
     elif asset in ("ce1_embd", "ce1_embd_parquet"):
         md["num_clips_with_embeddings"] = sum(1 for c in passed if c.embedding is not None)
         if not md["num_clips_with_embeddings"]:

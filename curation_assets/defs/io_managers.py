@@ -16,12 +16,14 @@ import logging
 import os
 import pickle
 import posixpath
+import shutil
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import dagster as dg
 
 from ..core import layout, storage
+from ..core.model import as_bytes
 from .resources import CurationSettings
 
 log = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ class ClipLayoutIOManager(dg.ConfigurableIOManager):
         """Write one video's files of one asset whole, then remove what the new run no longer makes."""
         total = 0
         for rel, data in sorted(files.items()):
-            storage.write_bytes_atomic(self.url(rel), data)
+            storage.write_bytes_atomic(self.url(rel), as_bytes(data))  # spilled clips: read one at a time
             total += len(data)
         removed = 0
         if previous is not None and remove_stale:
@@ -206,6 +208,18 @@ class WorkIOManager(dg.ConfigurableIOManager):
     def _url(self, asset_key: dg.AssetKey, partition_key: str) -> str:
         digest = hashlib.sha256(partition_key.encode()).hexdigest()[:32]
         return storage.join(self._base(), *asset_key.path, f"{digest}.pickle")
+
+    def spill_dir(self, asset_key: dg.AssetKey, partition_key: str) -> str | None:
+        """A fresh local folder for the clip bytes of one video (``None`` when the work folder is
+        not local: the bytes then stay in the pickled value). The previous materialisation's folder
+        is removed: its pickle, the only thing that pointed into it, is being replaced."""
+        base = self._base()
+        if not storage.is_local(base):
+            return None
+        digest = hashlib.sha256(partition_key.encode()).hexdigest()[:32]
+        folder = os.path.join(base, *asset_key.path, f"{digest}.bytes")
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:

@@ -40,9 +40,13 @@ class TooFewFrames(FrameDecodeError):
 
 
 def _open(data: bytes) -> av.container.InputContainer:
+    """``data``: the clip's bytes, or a ``core.model.SpilledBytes`` (opened from its file)."""
     if not data:
         raise FrameDecodeError("empty clip buffer")
     try:
+        path = getattr(data, "path", None)
+        if isinstance(path, str):
+            return av.open(path, mode="r")
         return av.open(io.BytesIO(data), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:  # pragma: no cover - depends on FFmpeg message
         raise FrameDecodeError(f"cannot open clip: {exc}") from exc
