@@ -50,7 +50,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     p.add_argument("--transnetv2-max-length-s", type=float, default=d.transnetv2_max_length_s)
     p.add_argument("--transnetv2-max-length-mode", choices=MAX_LENGTH_MODES, default=d.transnetv2_max_length_mode)
     p.add_argument("--transnetv2-crop-s", type=float, default=d.transnetv2_crop_s)
-    p.add_argument("--transcode-encoder", choices=ENCODERS, default=d.transcode_encoder)
+    p.add_argument("--transcode-encoder", choices=ENCODERS, default=d.transcode_encoder,
+                   help="copy: cut without re-encoding, each span snapped out to the source's keyframes "
+                        "(recorded as snapped in metas/v0; ids from the snapped frames)")
     p.add_argument("--transcode-encoder-threads", type=int, default=d.transcode_encoder_threads,
                    help="encoder threads (0: use every core)")
     p.add_argument("--clip-re-chunk-size", type=int, default=d.clip_re_chunk_size,

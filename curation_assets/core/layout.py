@@ -144,6 +144,7 @@ def clip_meta_doc(clip: Clip, video: VideoMetadata, output_path: str, captions: 
         "span_uuid": str(clip.uuid),
         "source_video": clip.source_video,
         "duration_span": [clip.span.start_s, clip.span.end_s],
+        **({"snapped": True} if clip.span.snapped else {}),  # our addition: span moved onto keyframes (copy)
         "width_source": video.width,
         "height_source": video.height,
         "framerate_source": video.framerate,

@@ -147,6 +147,71 @@ def sampling_plan(fps: float, duration_seconds: float) -> tuple[int, int]:
     return sample_step, max_frames
 
 
+class MotionSampler:
+    """The sampling of :func:`decode_motion_vectors`, fed by whoever decodes the clip.
+
+    Built from the clip's opened container and video stream (the sampling plan depends on their
+    frame rate and duration); call :meth:`add` with every decoded frame in presentation order
+    (the decoder must export motion vectors: ``flags2 +export_mvs``, no frame threading) until
+    :attr:`done`, then :meth:`score`. Lets a decode that is needed anyway (stream-copy previews)
+    give the same motion score as decoding the clip again.
+    """
+
+    def __init__(self, container, stream) -> None:  # noqa: ANN001
+        self.sample_step, self.max_frames = sampling_plan(_source_fps(stream), _duration_seconds(container, stream))
+        self._mv_type = _motion_vectors_type()
+        self.frames: list[np.ndarray] = []
+        self.height = self.width = 0
+        self.error: MotionDecodeError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or len(self.frames) >= self.max_frames
+
+    def add(self, index: int, frame) -> None:  # noqa: ANN001
+        """Frame ``index`` (presentation order, from 0) of the clip."""
+        if self.done or index % self.sample_step:
+            return
+        if index == 0:
+            self.height, self.width = frame.height, frame.width
+            if self.height < MIN_SIDE_RESOLUTION or self.width < MIN_SIDE_RESOLUTION:
+                self.error = MotionDecodeError(
+                    ERROR_RESOLUTION_TOO_SMALL,
+                    f"Expected min resolution of {MIN_SIDE_RESOLUTION}, "
+                    f"but got a resolution of {self.width}x{self.height}",
+                )
+                return
+        for side_data in frame.side_data:
+            if side_data.type == self._mv_type:
+                self.frames.append(side_data.to_ndarray())
+                break
+
+    def fail(self, exc: BaseException) -> None:
+        """The decode feeding this sampler failed (the reference's ``decode_failed``)."""
+        if self.error is None:
+            self.error = MotionDecodeError(ERROR_DECODE_FAILED, f"{type(exc).__name__}: {exc}")
+
+    def vectors(self) -> MotionVectorFrames:
+        if self.error is not None:
+            raise self.error
+        if not self.frames:
+            raise MotionDecodeError(ERROR_NO_MOTION_FRAMES, "no sampled frame carried motion vectors")
+        return MotionVectorFrames(frames=self.frames, height=self.height, width=self.width)
+
+    def score(self) -> MotionScore:
+        """The motion score, or MotionDecodeError as :func:`compute_motion_score` raises it."""
+        return score_motion_vectors(self.vectors())
+
+
+def configure_motion_decoder(ctx) -> None:  # noqa: ANN001
+    """Motion-vector export, deterministic: no frame threading (spec, "do better" item 7)."""
+    import av
+
+    ctx.flags2 |= _export_mvs_flag()
+    ctx.thread_type = av.codec.context.ThreadType.SLICE
+    ctx.thread_count = 1
+
+
 def decode_motion_vectors(clip: bytes | str | BinaryIO) -> MotionVectorFrames:
     """Decode ``clip`` single-threaded and collect the sampled frames' motion vectors.
 
@@ -156,44 +221,20 @@ def decode_motion_vectors(clip: bytes | str | BinaryIO) -> MotionVectorFrames:
     try:
         import av
 
-        mv_type = _motion_vectors_type()
-        frames: list[np.ndarray] = []
-        height = width = 0
         with av.open(_open_source(clip), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             ctx = stream.codec_context
-            ctx.flags2 |= _export_mvs_flag()
-            # Deterministic motion vectors: no frame threading (spec, "do better" item 7).
-            ctx.thread_type = av.codec.context.ThreadType.SLICE
-            ctx.thread_count = 1
+            configure_motion_decoder(ctx)
             # The deblocking filter only changes pixels; vectors come from the bitstream.
             ctx.options = {**dict(ctx.options or {}), "skip_loop_filter": "all"}
-            sample_step, max_frames = sampling_plan(_source_fps(stream), _duration_seconds(container, stream))
-
+            sampler = MotionSampler(container, stream)
             for i, frame in enumerate(container.decode(stream)):
-                if i % sample_step:
-                    continue
-                if i == 0:
-                    height, width = frame.height, frame.width
-                    if height < MIN_SIDE_RESOLUTION or width < MIN_SIDE_RESOLUTION:
-                        raise MotionDecodeError(
-                            ERROR_RESOLUTION_TOO_SMALL,
-                            f"Expected min resolution of {MIN_SIDE_RESOLUTION}, "
-                            f"but got a resolution of {width}x{height}",
-                        )
-                for side_data in frame.side_data:
-                    if side_data.type == mv_type:
-                        frames.append(side_data.to_ndarray())
-                        break
-                if len(frames) >= max_frames:
+                sampler.add(i, frame)
+                if sampler.done:
                     break
-    except MotionDecodeError:
-        raise
     except Exception as exc:  # the reference maps any decoding failure to decode_failed
         raise MotionDecodeError(ERROR_DECODE_FAILED, f"{type(exc).__name__}: {exc}") from exc
-    if not frames:
-        raise MotionDecodeError(ERROR_NO_MOTION_FRAMES, "no sampled frame carried motion vectors")
-    return MotionVectorFrames(frames=frames, height=height, width=width)
+    return sampler.vectors()
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,6 +370,7 @@ def is_low_motion(
 
 __all__ = [
     "MotionDecodeError",
+    "MotionSampler",
     "MotionScore",
     "MotionVectorFrames",
     "compute_motion_score",

@@ -16,7 +16,8 @@ SPLITTING_ALGORITHMS = ("fixed_stride", "transnetv2")
 MAX_LENGTH_MODES = ("stride", "truncate")
 MOTION_FILTER_MODES = ("disable", "enable", "score-only")
 EMBEDDING_ALGORITHMS = ("cosmos-embed1-224p", "cosmos-embed1-336p", "cosmos-embed1-448p")
-ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc")
+# "copy": no re-encode, spans snapped to the source's keyframes (core/stream_copy.py)
+ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc", "copy")
 GENERATE_MODES = ("auto", "on", "off")
 
 

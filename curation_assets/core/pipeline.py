@@ -65,7 +65,9 @@ def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions
         )
 
 
-def _score_motion(clip: Clip, options: PipelineOptions) -> None:
+def _score_motion(clip: Clip, options: PipelineOptions, out: object = None) -> None:
+    """Motion score of a clip; ``out`` is its cutter's output, which may carry the score already
+    (stream copy scores motion in the decode its previews need)."""
     from .motion import MotionDecodeError, compute_motion_score, is_low_motion
 
     if options.motion_filter == "disable":
@@ -74,7 +76,7 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         clip.errors["buffer"] = "empty"
         return
     try:
-        clip.motion = compute_motion_score(as_source(clip.encoded))
+        clip.motion = _motion_of(out) or compute_motion_score(as_source(clip.encoded))
     except MotionDecodeError as exc:
         clip.errors["motion_decode"] = exc.key
         log.info("motion score of clip %s: %s", clip.uuid, exc)
@@ -85,6 +87,29 @@ def _score_motion(clip: Clip, options: PipelineOptions) -> None:
         per_patch_min_256_threshold=options.motion_per_patch_min_256_threshold,
     ):
         clip.filtered_by = "motion"
+
+
+def _motion_of(out: object):
+    """The motion score a cutter computed already (``stream_copy.CopyClipOutput``), else None;
+    raises the MotionDecodeError it recorded."""
+    error = getattr(out, "motion_error", None)
+    if error is not None:
+        raise error
+    return getattr(out, "motion", None)
+
+
+def _copy_clips(source, spans: list[Span], preview, options: PipelineOptions, clips: dict[Span, Clip],
+                source_url: str, on_clip_done) -> list:
+    """``transcode_encoder == "copy"``: cut without re-encoding (:mod:`.stream_copy`). The clips get the
+    spans snapped to the source's keyframes (added to ``clips`` as they finish); spans that snap to
+    the same range give one clip."""
+    from .stream_copy import copy_clips
+
+    def done(out) -> None:
+        clips.setdefault(out.span, Clip(source_video=source_url, span=out.span))
+        on_clip_done(out)
+
+    return copy_clips(source, spans, preview, motion=options.motion_filter != "disable", on_clip_done=done)
 
 
 # Codecs of single pictures: a still image renamed .mp4 opens as a one-frame "video" without a duration.
@@ -227,12 +252,17 @@ def _process_video(
 
     try:
         with opener() as source:
-            outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
+            if options.transcode_encoder == "copy":
+                outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished)
+            else:
+                outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
     except Exception as exc:
         result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
         for clip in result.clips:
             clip.errors["buffer"] = "empty"
         return result
+    if options.transcode_encoder == "copy":  # the snapped clips replace the requested spans
+        result.clips = [by_span[out.span] for out in outputs]
 
     for out in outputs:
         clip = by_span[out.span]
@@ -256,7 +286,7 @@ def _process_video(
             for w in clip.windows:
                 if not w.preview:
                     clip.errors.setdefault("preview", f"no preview for window {w.key}")
-        _score_motion(clip, options)
+        _score_motion(clip, options, out)
     log.info(
         "%s: %d clips (%d filtered by motion) in %.1fs",
         rel_path, len(result.clips), sum(1 for c in result.clips if c.filtered_by == "motion"),

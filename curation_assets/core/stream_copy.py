@@ -1,0 +1,485 @@
+"""Cut clips without re-encoding (``--transcode-encoder copy``): spans snapped to keyframes.
+
+A clip that is not re-encoded must start on a keyframe: anything else would reference frames
+the clip does not hold. So each span is *snapped* outward to the source's keyframes, as
+``ffmpeg -ss <start> -to <end> -i src -c copy`` does in effect: the start moves back to the last
+keyframe at or before it, the end forward to the first keyframe at or after it (or the end of
+the stream). The clip then holds whole groups of pictures (GOPs): the source's video packets
+from its start keyframe up to (not including) its end keyframe, and the audio packets whose time
+falls in the same range, remuxed unchanged into an in-memory mp4 with timestamps counted from
+the clip's start. Spans that snap to the same range give one clip; snapped clips may overlap
+(a GOP that two spans share goes into both).
+
+The returned :class:`CopyClipOutput` has the shape of transcoding's ``ClipOutput`` with the
+*snapped* span (``Span(..., snapped=True)``): seconds are the keyframes' presentation times
+(counted from the start of the file, as span times are), frames are those times times the
+frame rate, rounded (whole frame positions, so the clip uuid derives from the snapped frames).
+
+One pass over the source: packets are demuxed once (no decode) and a GOP is held only until the
+next keyframe tells which clips it belongs to, so memory is bounded by a GOP plus the clips in
+flight. Previews and motion scores need pixels and motion vectors: each finished clip is decoded
+once, from its own bytes, by a pool of worker threads (one per usable core; PyAV releases the GIL
+while decoding), single-threaded per clip so the motion vectors are deterministic (spec, "do
+better" item 7), and that one decode feeds both the preview collector and the motion sampler
+(:class:`~curation_assets.core.motion.MotionSampler`: the same score as decoding the clip again
+in ``core.motion``). Without previews and motion nothing is decoded.
+
+Plain Python (PyAV); no dagster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from .model import MotionScore, Span
+from .previews import PreviewCollector, PreviewOptions
+from .transcode import ClipOutput, SourceReadError, _usable_cores
+from .windows import compute_windows
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CopyClipOutput", "copy_clips", "snap_span"]
+
+_END = float("inf")
+_EPS = 1e-6  # seconds: a keyframe this close to a span boundary counts as on it
+
+
+@dataclass
+class CopyClipOutput(ClipOutput):
+    """A stream-copied clip: ``span`` is the snapped span; ``requested`` the spans that snapped to it.
+
+    ``motion`` / ``motion_error`` are set when motion was asked for (from the same decode as the
+    previews); ``motion_error`` is a :class:`~curation_assets.core.motion.MotionDecodeError`.
+    """
+
+    requested: list[Span] | None = None
+    motion: MotionScore | None = None
+    motion_error: Exception | None = None
+
+
+def snap_span(span: Span, keyframes: list[float], stream_end: float, fps: float) -> Span:
+    """``span`` moved out to the keyframes (seconds, ascending, from the start of the file).
+
+    Start: the last keyframe at or before ``span.start_s`` (the first keyframe when none is).
+    End: the first keyframe at or after ``span.end_s``, else ``stream_end``. Frame indices are the
+    snapped times times ``fps``, rounded. (The stream copy itself snaps as it streams, with the
+    same rule; this is the rule on its own, for callers that know the keyframes.)
+    """
+    before = [k for k in keyframes if k <= span.start_s + _EPS]
+    start = before[-1] if before else (keyframes[0] if keyframes else 0.0)
+    after = [k for k in keyframes if k >= span.end_s - _EPS and k > start]
+    end = after[0] if after else stream_end
+    return _snapped(start, end, fps)
+
+
+def _snapped(start_s: float, end_s: float, fps: float) -> Span:
+    return Span(start_s, end_s, int(round(start_s * fps)), int(round(end_s * fps)), snapped=True)
+
+
+# ----------------------------------------------------------------------------- packets
+
+
+@dataclass(frozen=True)
+class _Pkt:
+    """A demuxed packet kept for remuxing: payload, timing (stream time base) and side data."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    key: bool
+    t: float  # presentation time in seconds from the start of the file
+    side_data: tuple = ()
+
+
+def _keep(packet: Any, t: float) -> _Pkt:
+    side = tuple(packet.iter_sidedata())
+    return _Pkt(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side)
+
+
+class _Job:
+    """One snapped clip being assembled: the spans it serves, its GOPs and audio."""
+
+    def __init__(self, first: Span) -> None:
+        self.requested: list[Span] = [first]
+        self.start_s = first.start_s
+        self.end_s = first.end_s
+        self.ka: float | None = None  # snapped start (keyframe time)
+        self.kb: float | None = None  # snapped end
+        self.video: list[_Pkt] = []
+
+
+# ----------------------------------------------------------------------------- muxing
+
+
+def _mux(vstream: Any, astream: Any, video: list[_Pkt], audio: list[_Pkt], ka: float, origin: float,
+         rotation: int) -> bytes:
+    """The clip's mp4: video packets (decode order) and audio packets, timestamps from the clip start."""
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="mp4")
+    try:
+        ov = out.add_stream_from_template(vstream)
+        if rotation:
+            try:
+                ov.set_display_rotation(rotation)
+            except Exception as exc:  # pragma: no cover
+                log.warning("could not keep rotation %s: %s", rotation, exc)
+        oa = None
+        if astream is not None and audio:
+            try:
+                oa = out.add_stream_from_template(astream)
+            except Exception as exc:
+                log.warning("audio codec %s cannot go into mp4, clip has no audio: %s",
+                            astream.codec_context.name, exc)
+        vtb = Fraction(vstream.time_base)
+        v0 = video[0].pts if video[0].pts is not None else (video[0].dts or 0)
+        items: list[tuple[float, int, _Pkt, Any, int, Fraction]] = []
+        for i, p in enumerate(video):
+            dts_t = float(((p.dts if p.dts is not None else p.pts or 0) - v0) * vtb)
+            items.append((dts_t, i, p, ov, v0, vtb))
+        if oa is not None:
+            atb = Fraction(astream.time_base)
+            a0 = int(round((Fraction(ka) + Fraction(origin)) / atb))
+            for i, p in enumerate(audio):
+                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
+        items.sort(key=lambda x: (x[0], x[1]))
+        last_dts: dict[int, int] = {}
+        for _, order, p, stream, offset, tb in items:
+            pkt = av.Packet(p.data)
+            pts = p.pts - offset if p.pts is not None else None
+            dts = (p.dts - offset) if p.dts is not None else pts
+            key = id(stream)
+            if dts is not None and key in last_dts and dts <= last_dts[key]:
+                dts = last_dts[key] + 1  # muxers need strictly increasing dts
+                if pts is not None and pts < dts:
+                    pts = dts
+            if dts is not None:
+                last_dts[key] = dts
+            pkt.pts, pkt.dts, pkt.time_base = pts, dts, tb
+            if p.duration:
+                pkt.duration = p.duration
+            pkt.is_keyframe = p.key
+            for sd in p.side_data:
+                try:
+                    pkt.set_sidedata(sd)
+                except Exception:  # pragma: no cover - informational side data only
+                    pass
+            pkt.stream = stream
+            out.mux(pkt)
+        out.close()
+    except BaseException:
+        try:
+            out.close()
+        except Exception:
+            pass
+        raise
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- decode (previews, motion)
+
+
+def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, frame_duration: Fraction
+                 ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int]:
+    """Decode a copied clip once: its previews, its motion score, and its decoded frame count."""
+    from .motion import MotionDecodeError, MotionSampler, configure_motion_decoder
+
+    previews: dict[tuple[int, int], bytes] = {}
+    preview_error: str | None = None
+    score: MotionScore | None = None
+    motion_error: Exception | None = None
+    count = 0
+    collector = PreviewCollector(preview, frame_duration) if preview else None
+    sampler = None
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if motion:
+                configure_motion_decoder(ctx)  # single-threaded: deterministic motion vectors
+                sampler = MotionSampler(container, stream)
+            else:
+                ctx.thread_type = "SLICE"
+                ctx.thread_count = 1  # the pool runs one clip per core
+            if collector is None:  # pixels unused: the deblocking filter can go (vectors do not need it)
+                ctx.options = {**dict(ctx.options or {}), "skip_loop_filter": "all"}
+            tb = stream.time_base or Fraction(1, 90000)
+            try:
+                for frame in container.decode(stream):
+                    if collector is not None and preview_error is None:
+                        t = Fraction(frame.pts) * tb if frame.pts is not None else count * frame_duration
+                        try:
+                            collector.add(count, t, frame)
+                        except Exception as exc:
+                            preview_error = f"preview frame {count}: {exc}"
+                    if sampler is not None:
+                        sampler.add(count, frame)
+                    count += 1
+                    if collector is None and (sampler is None or sampler.done):
+                        break  # motion only: stop after the last sampled frame, as core.motion does
+            except Exception as exc:
+                if sampler is not None:
+                    sampler.fail(exc)
+                if collector is not None and preview_error is None:
+                    preview_error = f"decoding for previews failed at frame {count}: {exc}"
+    except Exception as exc:
+        if sampler is None and motion:
+            motion_error = MotionDecodeError("decode_failed", f"{type(exc).__name__}: {exc}")
+        preview_error = preview_error or (f"decoding for previews failed: {exc}" if collector else None)
+    if sampler is not None:
+        try:
+            score = sampler.score()
+        except MotionDecodeError as exc:
+            motion_error = exc
+    if collector is not None and count and preview_error is None:
+        try:
+            previews = collector.finish()
+        except Exception as exc:
+            preview_error = f"preview encoding failed: {exc}"
+    return previews, preview_error, score, motion_error, count
+
+
+# ----------------------------------------------------------------------------- the pass
+
+
+def _open_source(source: Any) -> tuple[Any, str]:
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
+        getattr(source, "path", None) or getattr(source, "full_name", None) or getattr(source, "name", None)
+        or repr(source))
+    try:
+        return av.open(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source, mode="r",
+                       metadata_errors="ignore"), str(name)
+    except Exception as exc:
+        raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
+
+
+def copy_clips(
+    source: Any,
+    spans: list[Span],
+    preview: PreviewOptions | None = None,
+    *,
+    motion: bool = False,
+    workers: int = 0,
+    on_clip_done: Callable[[CopyClipOutput], None] | None = None,
+) -> list[CopyClipOutput]:
+    """Stream-copy every span of ``source`` (a path or binary file object) into an mp4 in memory.
+
+    Returns one :class:`CopyClipOutput` per distinct snapped range, in order of snapped start
+    (and end); ``requested`` lists the spans that snapped to it. ``preview``: render previews
+    per window; ``motion``: compute motion scores (``CopyClipOutput.motion``/``motion_error``),
+    both from one decode of each clip on ``workers`` threads (0: one per usable core). A clip
+    that fails gets ``error`` and ``data=None`` while the others complete; an unreadable source
+    raises :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each
+    clip finishes.
+    """
+    container, name = _open_source(source)
+    try:
+        if not container.streams.video:
+            raise SourceReadError(f"video source {name!r} has no video stream")
+        if not spans:
+            return []
+        return _copy(container, name, spans, preview, motion, workers or _usable_cores(), on_clip_done)
+    finally:
+        container.close()
+
+
+def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions | None, motion: bool,
+          workers: int, on_clip_done: Callable[[CopyClipOutput], None] | None) -> list[CopyClipOutput]:
+    from .probe import _rotation
+
+    vstream = container.streams.video[0]
+    astream = container.streams.audio[0] if container.streams.audio else None
+    vtb = Fraction(vstream.time_base or Fraction(1, 90000))
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    fps = float(rate) if rate else 25.0
+    frame_duration = (1 / Fraction(rate)) if rate else Fraction(1, 25)
+    origin = (container.start_time or 0) / av.time_base
+    rotation = _rotation(vstream)
+
+    jobs = [_Job(s) for s in sorted(spans, key=lambda s: (s.start_s, s.end_s)) if s.end_s > s.start_s]
+    empty = [s for s in spans if not s.end_s > s.start_s]
+    pending: deque[_Job] = deque(jobs)  # not started: snapped start unknown
+    open_jobs: list[_Job] = []  # snapped start known, end not yet
+    closing: list[_Job] = []  # both ends known, waiting for audio to pass the end
+    finished: dict[tuple[float, float], CopyClipOutput] = {}
+    outputs: list[CopyClipOutput] = []
+
+    gop: list[_Pkt] = []
+    gop_start: float | None = None
+    audio_buf: deque[_Pkt] = deque()
+    audio_pos = -_END
+    audio_eof = astream is None
+    last_video_end = 0.0
+    last_t: float | None = None
+    video_packets = 0
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copy-decode") \
+        if (preview or motion) else None
+    in_flight: list[tuple[concurrent.futures.Future, CopyClipOutput]] = []
+
+    def report(out: CopyClipOutput) -> None:
+        outputs.append(out)
+        if on_clip_done is not None:
+            try:
+                on_clip_done(out)
+            except Exception:  # a progress callback must not break the other clips
+                log.exception("on_clip_done callback failed")
+
+    def collect(block: bool = False) -> None:
+        while in_flight:
+            fut, out = in_flight[0]
+            if not block and not fut.done():
+                return
+            in_flight.pop(0)
+            try:
+                out.previews, out.preview_error, out.motion, out.motion_error, decoded = fut.result()
+            except Exception as exc:  # pragma: no cover - _decode_clip catches its own errors
+                out.preview_error = f"decoding the clip failed: {exc}"
+                decoded = 0
+            if preview is not None and not out.previews and out.windows and out.preview_error is None:
+                out.preview_error = "no preview produced"
+            if decoded and decoded != out.num_frames:
+                log.debug("%s: clip [%.3f, %.3f) has %d packets, %d decoded frames", name, out.span.start_s,
+                          out.span.end_s, out.num_frames, decoded)
+            report(out)
+
+    def finish(job: _Job) -> None:
+        span = _snapped(job.ka, job.kb, fps)
+        key = (round(span.start_s, 6), round(span.end_s, 6))
+        if key in finished:  # snapped onto a clip already made: one clip serves both spans
+            finished[key].requested.extend(job.requested)
+            return
+        if not job.video:  # the span lies before the first packet of the source
+            report(CopyClipOutput(span=span, data=None, num_frames=0, windows=[], previews={},
+                                  error=f"no video frames in span [{job.start_s:.3f}, {job.end_s:.3f}) s",
+                                  requested=list(job.requested)))
+            return
+        audio = [p for p in audio_buf if job.ka - _EPS <= p.t < job.kb - _EPS] if astream is not None else []
+        out = CopyClipOutput(span=span, data=None, num_frames=len(job.video), windows=compute_windows(len(job.video)),
+                             previews={}, error=None, requested=list(job.requested))
+        finished[key] = out
+        try:
+            out.data = _mux(vstream, astream, job.video, audio, job.ka, origin, rotation)
+        except Exception as exc:
+            out.error = (f"stream copy of [{span.start_s:.3f}, {span.end_s:.3f}) s into mp4 failed "
+                         f"({vstream.codec_context.name}): {exc}")
+        job.video = []
+        if out.data and pool is not None:
+            in_flight.append((pool.submit(_decode_clip, out.data, preview, motion, frame_duration), out))
+        else:
+            report(out)
+
+    def settle() -> None:
+        """Close the clips whose video and audio are both past their end; trim the audio buffer."""
+        still = []
+        for job in closing:
+            if audio_eof or audio_pos >= job.kb:
+                finish(job)
+            else:
+                still.append(job)
+        closing[:] = still
+        if gop_start is None:
+            return  # no video yet: any audio so far may belong to the first clip
+        # a clip not started yet begins at the current GOP or later
+        low = min([j.ka for j in open_jobs + closing if j.ka is not None] + [gop_start])
+        while audio_buf and audio_buf[0].t < low:
+            audio_buf.popleft()
+
+    def close_gop(next_key: float) -> None:
+        """The GOP ``[gop_start, next_key)`` is complete: hand it to every clip it belongs to."""
+        nonlocal gop, gop_start
+        if not gop:
+            return
+        g0 = gop_start
+        gop_end = last_video_end if next_key == _END else next_key
+        while pending and gop_end > pending[0].start_s + _EPS:  # this GOP holds the span's start
+            job = pending.popleft()
+            job.ka = g0
+            open_jobs.append(job)
+        for job in list(open_jobs):
+            if g0 < job.end_s:
+                job.video.extend(gop)
+            if next_key >= job.end_s - _EPS:
+                job.kb = next_key if next_key != _END else last_video_end
+                open_jobs.remove(job)
+                closing.append(job)
+        gop = []
+        gop_start = None
+
+    def on_video(packet: Any) -> None:
+        nonlocal gop_start, last_t, last_video_end, video_packets
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None:
+            t = (last_t + float(frame_duration)) if last_t is not None else 0.0
+        else:
+            t = float(ts * vtb) - origin
+        last_t = t
+        video_packets += 1
+        dur = float((packet.duration or 0) * vtb) or float(frame_duration)
+        last_video_end = max(last_video_end, t + dur)
+        if packet.is_keyframe and gop:
+            close_gop(t)
+        if gop_start is None:
+            gop_start = t
+        gop.append(_keep(packet, t))
+
+    def on_audio(packet: Any) -> None:
+        nonlocal audio_pos
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None:
+            return
+        t = float(ts * Fraction(packet.time_base)) - origin
+        audio_pos = max(audio_pos, t)
+        audio_buf.append(_keep(packet, t))
+
+    streams = [s for s in (vstream, astream) if s is not None]
+    try:
+        try:
+            for packet in container.demux(streams):
+                if packet.size == 0 and packet.pts is None and packet.dts is None:  # end of a stream
+                    if packet.stream is astream:
+                        audio_eof = True
+                    continue
+                if packet.stream is astream:
+                    on_audio(packet)
+                else:
+                    on_video(packet)
+                settle()
+                collect()
+                if not pending and not open_jobs and not closing:
+                    break  # every clip is cut: the rest of the source is not needed
+        except av.error.FFmpegError as exc:
+            if not video_packets:
+                raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
+            log.warning("%s: reading stopped at %.3f s: %s", name, last_t or 0.0, exc)
+        if not video_packets:
+            raise SourceReadError(f"cannot read video source {name!r}: no video packet")
+        close_gop(_END)
+        audio_eof = True
+        settle()
+        for job in list(pending):
+            out = CopyClipOutput(span=job.requested[0], data=None, num_frames=0, windows=[], previews={},
+                                 error=(f"no video frames in span [{job.start_s:.3f}, {job.end_s:.3f}) s "
+                                        f"(source ends at {last_video_end:.3f} s)"),
+                                 requested=list(job.requested))
+            report(out)
+        pending.clear()
+        for span in empty:
+            report(CopyClipOutput(span=span, data=None, num_frames=0, windows=[], previews={},
+                                  error=f"empty span [{span.start_s}, {span.end_s})", requested=[span]))
+        collect(block=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    outputs.sort(key=lambda o: (o.span.start_s, o.span.end_s))
+    return outputs
