@@ -48,10 +48,14 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
     for uid, meta in metas.items():
         start, end = meta["duration_span"]
         fps = meta["framerate_source"]
-        recomputed = uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['source_video']}_{int(start * fps)}_{int(end * fps)}")
+        # Fixed-stride ids hash int(seconds * fps); scene ids hash the scene's frame indices, whose
+        # seconds (frame / fps) give the frame back by rounding.
+        candidates = {
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['source_video']}_{f(start * fps)}_{f(end * fps)}"))
+            for f in (int, round)
+        }
         assert meta["span_uuid"] == uid, (meta["span_uuid"], uid)
-        # TransNetV2 ids hash scene frames, which equal int(seconds * fps) for frame-aligned spans.
-        assert str(recomputed) == uid or meta.get("snapped"), f"uuid of {uid} does not match its span {start}-{end}"
+        assert uid in candidates, f"uuid of {uid} does not match its span {start}-{end}"
         location = meta["clip_location"]
         if output_url is not None:
             prefix = output_url.rstrip("/") + "/"

