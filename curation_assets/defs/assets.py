@@ -12,7 +12,6 @@ Every asset takes a range of `videos` partitions per run and handles each video 
 broken video is recorded, and fails only its own partition.
 """
 
-
 import time
 from typing import Any
 
@@ -22,15 +21,19 @@ from .. import progress
 from ..core import layout, storage
 from ..core.model import ClipAnnotations, VideoResult, as_bytes
 from ..core.pipeline import Progress, process_video
-from ..partitions import source_url_for_key, videos_partitions
-from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager, WorkIOManager
 from ..models import stages
 from ..models._weights import ModelWeightsMissing
+from ..partitions import source_url_for_key, videos_partitions
+from .io_managers import ASSET_DIRECTORIES, WRITE_ORDER, ClipLayoutIOManager, WorkIOManager
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 
 VIDEOS_PER_RUN = 16
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 LAYOUT_GROUP = "clip_writer_layout"
+# What every intermediate (per-step) asset shares: video partitions in ranges, values kept
+# per video by the work IO manager.
+STEP_ASSET: dict[str, Any] = dict(partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY,
+                                  io_manager_key="work_io_manager", group_name="curation")
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
@@ -38,10 +41,7 @@ def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
 
 
 @dg.asset(
-    partitions_def=videos_partitions,
-    backfill_policy=BACKFILL_POLICY,
-    io_manager_key="work_io_manager",
-    group_name="curation",
+    **STEP_ASSET,
     kinds={"python", "video"},
 )
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings,
@@ -112,10 +112,7 @@ def _notice(context: dg.AssetExecutionContext, message: str) -> None:
 
 
 @dg.asset(
-    partitions_def=videos_partitions,
-    backfill_policy=BACKFILL_POLICY,
-    io_manager_key="work_io_manager",
-    group_name="curation",
+    **STEP_ASSET,
     pool="gpu",
     kinds={"pytorch"},
 )
@@ -144,10 +141,7 @@ def _passed_after_filters(options, video_clips, aesthetic_scores, keys) -> dict[
 
 
 @dg.asset(
-    partitions_def=videos_partitions,
-    backfill_policy=BACKFILL_POLICY,
-    io_manager_key="work_io_manager",
-    group_name="curation",
+    **STEP_ASSET,
     pool="gpu",
     kinds={"pytorch"},
 )
@@ -179,10 +173,7 @@ def clip_embeddings(
 
 
 @dg.asset(
-    partitions_def=videos_partitions,
-    backfill_policy=BACKFILL_POLICY,
-    io_manager_key="work_io_manager",
-    group_name="curation",
+    **STEP_ASSET,
     kinds={"openai"},
 )
 def clip_captions(
