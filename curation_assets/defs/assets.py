@@ -67,7 +67,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings,
             progress.emit(p)
             if p.finished:
                 return
-            if options.verbose or p.clips_done == p.clips_total:
+            if options.verbose or (p.clips_total and p.clips_done == p.clips_total):  # not the 0/0 start tick
                 context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
         result = process_video(url, rel, lambda u=url: storage.open_input(u), options, on_progress=on_progress,
