@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -65,9 +66,10 @@ def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions
         )
 
 
-def _score_motion(clip: Clip, options: PipelineOptions, out: object = None) -> None:
-    """Motion score of a clip; ``out`` is its cutter's output, which may carry the score already
-    (stream copy scores motion in the decode its previews need)."""
+def _score_motion(clip: Clip, options: PipelineOptions, out: object = None, pending: Future | None = None) -> None:
+    """Motion score of a clip: from ``pending`` (a :func:`_motion_task` started as the clip finished),
+    else from ``out``, its cutter's output, when that carries it (stream copy scores motion in the
+    decode its previews need), else computed here."""
     from .motion import MotionDecodeError, compute_motion_score, is_low_motion
 
     if options.motion_filter == "disable":
@@ -76,7 +78,7 @@ def _score_motion(clip: Clip, options: PipelineOptions, out: object = None) -> N
         clip.errors["buffer"] = "empty"
         return
     try:
-        clip.motion = _motion_of(out) or compute_motion_score(as_source(clip.encoded))
+        clip.motion = _motion_of(out, pending) or compute_motion_score(as_source(clip.encoded))
     except MotionDecodeError as exc:
         clip.errors["motion_decode"] = exc.key
         log.info("motion score of clip %s: %s", clip.uuid, exc)
@@ -89,9 +91,24 @@ def _score_motion(clip: Clip, options: PipelineOptions, out: object = None) -> N
         clip.filtered_by = "motion"
 
 
-def _motion_of(out: object):
-    """The motion score a cutter computed already (``stream_copy.CopyClipOutput``), else None;
-    raises the MotionDecodeError it recorded."""
+def _motion_task(source) -> object:
+    """``compute_motion_score`` for a pool thread: the score, or the MotionDecodeError it raised."""
+    from .motion import MotionDecodeError, compute_motion_score
+
+    try:
+        return compute_motion_score(source)
+    except MotionDecodeError as exc:
+        return exc
+
+
+def _motion_of(out: object, pending: Future | None = None):
+    """The motion score computed already (by a :func:`_motion_task`, or by the cutter:
+    ``stream_copy.CopyClipOutput``), else None; raises the MotionDecodeError recorded."""
+    if pending is not None:
+        value = pending.result()
+        if isinstance(value, Exception):
+            raise value
+        return value
     error = getattr(out, "motion_error", None)
     if error is not None:
         raise error
@@ -241,12 +258,23 @@ def _process_video(
     by_span = {clip.span: clip for clip in result.clips}
     probes: dict = {}  # span -> ClipProbe (or the exception) of clips spilled to disk
     done = 0
+    # Motion scores start as each clip finishes, on one thread per core (each decode is
+    # single-threaded), so they overlap the encoding of the next clips instead of running one
+    # after the other once the last clip is done. Stream copy scores motion in its own decode.
+    motion_pool = None
+    motion_jobs: dict[Span, Future] = {}
+    if options.motion_filter != "disable" and options.transcode_encoder != "copy":
+        from .transcode import _usable_cores
+
+        motion_pool = ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="motion")
 
     def finished(out) -> None:
         nonlocal done
         done += 1
         if spill_dir is not None:
             _spill(out, by_span[out.span], spill_dir, probes)
+        if motion_pool is not None and not out.error and out.data:
+            motion_jobs[out.span] = motion_pool.submit(_motion_task, as_source(out.data))
         if on_progress:
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
@@ -260,6 +288,8 @@ def _process_video(
         result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
         for clip in result.clips:
             clip.errors["buffer"] = "empty"
+        if motion_pool is not None:
+            motion_pool.shutdown(wait=True, cancel_futures=True)
         return result
     if options.transcode_encoder == "copy":  # the snapped clips replace the requested spans
         result.clips = [by_span[out.span] for out in outputs]
@@ -286,7 +316,9 @@ def _process_video(
             for w in clip.windows:
                 if not w.preview:
                     clip.errors.setdefault("preview", f"no preview for window {w.key}")
-        _score_motion(clip, options, out)
+        _score_motion(clip, options, out, motion_jobs.pop(out.span, None))
+    if motion_pool is not None:
+        motion_pool.shutdown(wait=True)
     log.info(
         "%s: %d clips (%d filtered by motion) in %.1fs",
         rel_path, len(result.clips), sum(1 for c in result.clips if c.filtered_by == "motion"),
