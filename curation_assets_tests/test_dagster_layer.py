@@ -110,3 +110,31 @@ def test_sensor_adds_new_videos_in_batched_runs(tmp_path, monkeypatch):
         instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["v1.mp4", "v2.mp4"])
         again = new_videos_sensor(dg.build_sensor_context(instance=instance))
         assert not again.run_requests and again.skip_reason
+
+
+def test_launchpad_settings_apply_per_run_with_memoised_schemas(tmp_path):
+    """Run config overrides the settings for that run only; the memoised config schema (a
+    speed-up for per-run resource copies) must not carry values from one run to the next."""
+    from dagster._config.pythonic_config import resource as pythonic_resource
+
+    assert getattr(pythonic_resource.infer_schema_from_config_class, "curation_memoised", False)
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=4, fps=25, width=128, height=96)
+    out = tmp_path / "out"
+    settings = CurationSettings.from_options(PipelineOptions(input_path=str(videos), output_path=str(out)))
+    job = build_definitions(settings, work_path=str(tmp_path / "work")).resolve_job_def(CURATE_JOB_NAME)
+    key = key_from_rel_path("a.mp4")
+    passed = []
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, [key])
+        for stride in (2.0, 1.0, None):
+            # (a partial resource config replaces, not merges, the values set in code: Dagster #12898)
+            config = {"input_path": str(videos), "output_path": str(out), "fixed_stride_split_duration": stride,
+                      "fixed_stride_min_clip_length_s": 1.0}
+            run_config = {} if stride is None else {"resources": {"settings": {"config": config}}}
+            result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config)
+            assert result.success
+            chunk = json.loads((out / "processed_clip_chunks" / "a.mp4_0.json").read_text())
+            passed.append(chunk["num_clips_passed"])
+    assert passed == [2, 4, 1]  # 4 s in 2 s clips, in 1 s clips, then the default 10 s stride: one 4 s clip
