@@ -12,7 +12,12 @@ least 5x for 25 fps video), plus the decode-only pass (``iter_small_frames``) on
 which half bounds it. The model is loaded once before timing (its load time is printed apart),
 as a long-running worker loads it once. Appends one JSON line to ``benchmarks/results.jsonl``.
 
-    python benchmarks/transnetv2_throughput.py [--seconds 60] [--repeat 1]
+``--ab N`` first times the CPU forward against the previous one (every spatial conv a direct
+``conv2d``) on N batches of 8 real test.mp4 windows, alternating, in this process -- on a shared
+machine only a same-run ratio means anything -- and reports the largest probability difference
+from the package's own forward on those windows and whether any 0.4 decision differs.
+
+    python benchmarks/transnetv2_throughput.py [--seconds 60] [--repeat 1] [--ab 3]
 """
 
 from __future__ import annotations
@@ -67,11 +72,45 @@ def measure(video: Path, repeat: int) -> dict:
     }
 
 
+def compare_forwards(model, video: Path, batches: int) -> dict:
+    """Same-run A/B of the Winograd forward against the direct-conv one, plus its distance to the reference."""
+    import numpy as np
+
+    from curation_assets.core.scenes import TransNetV2Model, _prepare_fast_params, iter_small_frames
+
+    direct = TransNetV2Model(model.module, model.device, model.weights_path)
+    direct._fast = _prepare_fast_params(model.module, winograd=False)
+    frames = np.stack(list(iter_small_frames(str(video))))
+    starts = np.linspace(0, len(frames) - 100, batches * 8).astype(int)
+    windows = np.stack([frames[s : s + 100] for s in starts]).reshape(batches, 8, 100, 27, 48, 3)
+    wall = {"winograd": 0.0, "direct": 0.0}
+    worst, flips = 0.0, 0
+    for batch in windows:
+        for name, m in (("direct", direct), ("winograd", model)):
+            w0 = time.perf_counter()
+            probs = m.predict_windows(batch)
+            wall[name] += time.perf_counter() - w0
+            if name == "winograd":
+                ref = model.predict_windows(batch, reference_forward=True)
+                worst = max(worst, float(np.abs(probs - ref).max()))
+                flips += int(((probs > 0.4) != (ref > 0.4)).sum())
+    direct.release_buffers()
+    frames_done = windows.shape[0] * 8 * 50  # useful frames: 50 per window
+    return {
+        "windows": batches * 8, "direct_frames_per_s": round(frames_done / wall["direct"], 1),
+        "winograd_frames_per_s": round(frames_done / wall["winograd"], 1),
+        "speedup": round(wall["direct"] / wall["winograd"], 3),
+        "max_abs_diff_vs_reference": worst, "decisions_differing": flips,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the 720p video")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per video (median printed)")
+    ap.add_argument("--ab", type=int, default=0, metavar="N",
+                    help="first compare the forward with the direct-conv one on N batches of 8 windows")
     ap.add_argument("--cache", default=str(footage.DEFAULT_CACHE))
     ap.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = ap.parse_args(argv)
@@ -90,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
     predict_probabilities_from_frames(np.zeros((120, 27, 48, 3), np.uint8), model=model)
 
+    ab = None
+    if args.ab > 0:
+        ab = compare_forwards(model, videos[0], args.ab)
+        print(f"network only, {ab['windows']} test.mp4 windows alternating: direct convs {ab['direct_frames_per_s']:.0f} "
+              f"frames/s, Winograd {ab['winograd_frames_per_s']:.0f} frames/s ({ab['speedup']:.2f}x); max |p - "
+              f"reference| {ab['max_abs_diff_vs_reference']:.1e}, {ab['decisions_differing']} decisions differ",
+              flush=True)
+
     rows = []
     for video in videos:
         row = measure(video, args.repeat)
@@ -103,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "cpus": os.cpu_count(), "machine": os.uname().nodename,
         "model_load_s": round(load_s, 3), "uses_fast_forward": getattr(model, "uses_fast_forward", None),
-        "load_at_end": list(os.getloadavg()), "rows": rows,
+        "load_at_end": list(os.getloadavg()), "rows": rows, "forward_ab": ab,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
     with open(args.results, "a") as f:
