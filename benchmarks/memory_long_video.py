@@ -43,6 +43,44 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
+class RssTrace:
+    """Current RSS sampled every 0.25 s on a thread, so a peak that grows with the video's length
+    (a leak) can be told from one reached early and only touched again (encoder overlap)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.wait(0.25):
+            with open("/proc/self/statm") as fh:
+                self.samples.append((time.perf_counter() - t0, int(fh.read().split()[1]) * self._page_mb))
+
+    def __enter__(self) -> "RssTrace":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_tenth(self) -> list[float]:
+        """The highest RSS (MB) in each tenth of the run."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0] or 1.0
+        tenths = [0.0] * 10
+        for t, mb in self.samples:
+            i = min(9, int(10 * t / end))
+            tenths[i] = max(tenths[i], mb)
+        return [round(x, 1) for x in tenths]
+
+
 def make_long_video(path: Path, seconds: float, width: int, height: int, fps: int) -> Path:
     if path.exists():
         return path
@@ -77,7 +115,7 @@ def child_core(video: str, stride: float) -> dict:
     baseline = _rss_mb()
     started = time.perf_counter()
     options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only")
-    with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill:
+    with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
         # spill_dir as the video_clips asset passes it; --no-spill measures bytes held in memory
         result = process_video(video, Path(video).name, lambda: storage.open_input(video), options,
                                spill_dir=None if os.environ.get("BENCH_NO_SPILL") else spill)
@@ -85,7 +123,7 @@ def child_core(video: str, stride: float) -> dict:
     held = sum(len(c.encoded) for c in result.clips if isinstance(c.encoded, (bytes, bytearray)))
     return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(_rss_mb(), 1), "wall_s": round(wall, 1),
             "clips": len(result.clips), "clips_with_bytes": sum(1 for c in result.clips if c.encoded),
-            "clip_bytes_in_memory_mb": round(held / 2**20, 1),
+            "clip_bytes_in_memory_mb": round(held / 2**20, 1), "rss_by_tenth_mb": trace.by_tenth(),
             "errors": dict(result.errors), "clip_errors": sorted({k for c in result.clips for k in c.errors})}
 
 
@@ -106,12 +144,13 @@ def child_dagster(video: str, stride: float) -> dict:
                                   generate_embeddings="off")
         started = time.perf_counter()
         report = io.StringIO()
-        rc = run_pipeline(options, home=str(tmp / "home"), stream=report)
+        with RssTrace() as trace:
+            rc = run_pipeline(options, home=str(tmp / "home"), stream=report)
         wall = time.perf_counter() - started
         clips = sum(1 for _ in (tmp / "out" / "clips").iterdir()) if (tmp / "out" / "clips").exists() else 0
         out_mb = sum(p.stat().st_size for p in (tmp / "out").rglob("*") if p.is_file()) / 2**20
     return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(_rss_mb(), 1), "wall_s": round(wall, 1),
-            "rc": rc, "clips": clips, "output_mb": round(out_mb, 1), "report_tail": report.getvalue()[-300:] if rc else ""}
+            "rc": rc, "clips": clips, "rss_by_tenth_mb": trace.by_tenth(), "output_mb": round(out_mb, 1), "report_tail": report.getvalue()[-300:] if rc else ""}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                    **run_child(mode, video, args.stride)}
             rows.append(row)
             print(f"{minutes:6g} min  {mode:8s} peak RSS {row['peak_rss_mb']:8.1f} MB  (after imports "
-                  f"{row['baseline_mb']:.1f} MB)  {row['clips']:4d} clips  {row['wall_s']:7.1f} s", flush=True)
+                  f"{row['baseline_mb']:.1f} MB)  {row['clips']:4d} clips  {row['wall_s']:7.1f} s\n"
+                  f"        highest RSS per tenth of the run (MB): {row.get('rss_by_tenth_mb')}", flush=True)
     ratios = {}
     short, long_ = min(args.minutes), max(args.minutes)
     for mode in args.modes:

@@ -469,3 +469,15 @@ EXPECTED_TEST_MP4_FRAMES = [
     (73, 173), (468, 560), (1213, 1266), (1740, 1802), (2618, 2740), (2928, 2983),
     (3690, 3754), (3876, 3977), (4046, 4130), (4155, 4216), (5092, 5288),
 ]
+
+
+def test_batches_grow_to_keep_every_window_worker_busy():
+    """On a many-core node a batch of 8 windows would leave cores idle: each call gets at least
+    two windows per worker thread, and the results do not depend on the batch."""
+    frames = _numbered_frames(1003)
+    fake = _FakeModel()
+    fake.parallel_windows = 6
+    expected = _reference_window_outputs(frames, _FakeModel().predict_windows)
+    got = scenes.predict_probabilities_from_frames(iter(frames), model=fake, batch_size=3)
+    np.testing.assert_array_equal(got, expected)
+    assert max(shape[0] for shape in fake.calls) == 12

@@ -773,6 +773,11 @@ class TransNetV2Model:
         return self._workers
 
     @property
+    def parallel_windows(self) -> int:
+        """How many windows one call runs side by side (one per CPU on the fast path, else 1)."""
+        return self._threads if self._fast is not None else 1
+
+    @property
     def uses_fast_forward(self) -> bool:
         return self._fast is not None
 
@@ -1114,7 +1119,8 @@ def predict_probabilities_from_frames(
     def run(windows: np.ndarray) -> np.ndarray:
         return model.predict_windows(windows, reference_forward=reference_forward)
 
-    stream = _WindowStream(run, batch_size)
+    # at least two windows per worker thread, so a many-core node keeps every core busy
+    stream = _WindowStream(run, max(batch_size, 2 * getattr(model, "parallel_windows", 0)))
     try:
         for frame in frames:
             frame = np.asarray(frame)
