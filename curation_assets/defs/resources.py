@@ -104,6 +104,13 @@ class CurationSettings(dg.ConfigurableResource):
         return cls(**values)
 
 
+def _decode_workers(configured: int) -> int:
+    """``configured`` threads, or one per CPU this process may use when 0 (or less)."""
+    from ..core.transcode import _usable_cores
+
+    return configured if configured > 0 else _usable_cores()
+
+
 class EmbeddingModel(dg.ConfigurableResource):
     """Owns the Cosmos-Embed1 model: device, dtype and batch size. The loaded model is cached per
     process, so every partition of a run (and every run of a long-lived process) reuses it."""
@@ -111,13 +118,17 @@ class EmbeddingModel(dg.ConfigurableResource):
     device: str = ""  # "" = cuda when available, else cpu
     dtype: str = ""  # "" = bf16 on GPU, fp32 on CPU
     batch_size: int = 16
+    # threads decoding clips ahead of the model; 0 = one per usable core. At 720p decoding, not
+    # the GPU, sets the embedding rate (README, "where the GPU step should run").
+    decode_workers: int = 0
 
     def embedder(self, options: PipelineOptions):
         from ..models import CosmosEmbedder
 
         return CosmosEmbedder(options.embedding_algorithm, model_dir=options.model_dir or None,
                               allow_download=options.allow_model_download, device=self.device or None,
-                              dtype=self.dtype or None, batch_size=self.batch_size)
+                              dtype=self.dtype or None, batch_size=self.batch_size,
+                              decode_workers=_decode_workers(self.decode_workers))
 
 
 class AestheticModel(dg.ConfigurableResource):
@@ -126,13 +137,15 @@ class AestheticModel(dg.ConfigurableResource):
     device: str = ""
     dtype: str = ""
     batch_size: int = 64
+    decode_workers: int = 0  # as EmbeddingModel's: 0 = one per usable core
 
     def scorer(self, options: PipelineOptions):
         from ..models import AestheticScorer
 
         return AestheticScorer(model_dir=options.model_dir or None, allow_download=options.allow_model_download,
                                reduction=options.aesthetic_reduction, device=self.device or None,
-                               dtype=self.dtype or None, batch_size=self.batch_size)
+                               dtype=self.dtype or None, batch_size=self.batch_size,
+                               decode_workers=_decode_workers(self.decode_workers))
 
 
 class CaptionService(dg.ConfigurableResource):
