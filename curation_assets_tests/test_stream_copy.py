@@ -200,3 +200,44 @@ def test_copy_mode_with_clip_bytes_spilled_to_disk(source, tmp_path):
         assert isinstance(clip.encoded, SpilledBytes) and str(clip.uuid) in clip.encoded.path
         assert clip.motion == compute_motion_score(as_bytes(clip.encoded)) and not clip.errors
         assert all(isinstance(w.preview, SpilledBytes) for w in clip.windows)
+
+
+@pytest.mark.parametrize("previews, motion", [(True, True), (True, False), (False, True)])
+def test_decode_skips_unused_frames_with_identical_results(source, monkeypatch, previews, motion):
+    """Copied clips are decoded only for previews (about 1 fps) and motion samples (one frame in
+    round(fps/2)): non-reference frames neither uses are dropped undecoded, and the previews,
+    motion score and frame count equal those of decoding every frame."""
+    from curation_assets.core import stream_copy
+
+    data = open(source, "rb").read()
+    preview = PreviewOptions(target_fps=1.0, target_height=96) if previews else None
+    duration = Fraction(1, FPS)
+    full = stream_copy._decode_clip_pass(data, preview, motion, duration, None)
+    skipped = []
+    planned_frames = stream_copy._planned_frames
+
+    def counting(*args, **kwargs):
+        for index, t, frame in planned_frames(*args, **kwargs):
+            if frame is None:
+                skipped.append(index)
+            yield index, t, frame
+
+    monkeypatch.setattr(stream_copy, "_planned_frames", counting)
+    planned = stream_copy._decode_clip(data, preview, motion, duration)
+    assert skipped, "the B-frame source has non-reference frames to skip"
+    assert planned[4] == full[4] and planned[1] is None and planned[3] is None
+    assert planned[0] == full[0]  # byte-identical previews
+    assert planned[2] == full[2]  # the same motion score
+    if previews:
+        assert len(full[0]) == len(compute_windows(full[4])) and full[4] == 12 * FPS
+
+
+def test_decode_falls_back_to_every_frame_when_the_plan_does_not_hold(source, monkeypatch):
+    from curation_assets.core import stream_copy
+
+    data = open(source, "rb").read()
+    preview = PreviewOptions(target_fps=1.0, target_height=96)
+    full = stream_copy._decode_clip_pass(data, preview, True, Fraction(1, FPS), None)
+    # a plan whose timestamps are not the decoder's: abandoned, then every frame decoded
+    monkeypatch.setattr(stream_copy, "_display_pts", lambda data: list(range(1, 12 * FPS + 1)))
+    assert stream_copy._decode_clip(data, preview, True, Fraction(1, FPS)) == full

@@ -203,29 +203,53 @@ class PreviewCollector:
             origins.append(block - WINDOW_SIZE)
         return origins
 
+    def _keeps(self, i: int, next_time: Fraction | None) -> bool:
+        if next_time is None or i % WINDOW_SIZE in (0, WINDOW_SIZE - 1):
+            return True
+        t = self._times[i]
+        for o in self._origins(i):
+            t0 = self._times[o]
+            if self._slot(next_time - t0) != self._slot(t - t0):
+                return True
+        return False
+
     def _decide(self, i: int, frame: Any, next_time: Fraction | None) -> None:
-        keep = next_time is None or i % WINDOW_SIZE in (0, WINDOW_SIZE - 1)
-        if not keep:
-            t = self._times[i]
-            for o in self._origins(i):
-                t0 = self._times[o]
-                if self._slot(next_time - t0) != self._slot(t - t0):
-                    keep = True
-                    break
-        if keep:
+        if self._keeps(i, next_time):
+            if frame is None:
+                raise ValueError(f"preview frame {i} is needed but was not decoded")
             self._kept[i] = self._scaled(frame)
 
-    def add(self, index: int, time: Fraction | float, frame: Any) -> None:
+    def _append_time(self, index: int, time: Fraction | float) -> Fraction:
         if index != len(self._times):
             raise ValueError(f"frames must be added in order: got {index}, expected {len(self._times)}")
         t = _as_fraction(time)
         if self._times and t <= self._times[-1]:
             t = self._times[-1] + self.frame_duration  # keep times strictly increasing
         self._times.append(t)
+        return t
+
+    def add(self, index: int, time: Fraction | float, frame: Any) -> None:
+        """Frame ``index``; ``frame`` may be None for one :meth:`needed` does not list."""
+        t = self._append_time(index, time)
         if self._pending is not None:
             pi, pframe = self._pending
             self._decide(pi, pframe, t)
         self._pending = (index, frame)
+
+    def needed(self, times: Sequence[Fraction | float]) -> set[int]:
+        """The indices :meth:`add` keeps pixels of, for a clip whose frames have these times.
+
+        Lets a decoder skip the frames no preview uses (non-reference frames can be dropped
+        undecoded) while every kept frame is the same as with a full decode."""
+        plan = PreviewCollector(self.options, self.frame_duration)
+        needed = set()
+        for i, time in enumerate(times):
+            t = plan._append_time(i, time)
+            if i and plan._keeps(i - 1, t):
+                needed.add(i - 1)
+        if times:
+            needed.add(len(times) - 1)
+        return needed
 
     def finish(self) -> dict[tuple[int, int], bytes]:
         """Encode one animated WebP per window of the clip; ``{(start, end): webp bytes}``."""
