@@ -447,15 +447,22 @@ def _ddcnn_forward(p: _DDCNNParams, x: Any, ws: _Workspace, out_name: str) -> An
         del s, rows
     out = ws.view(out_name, (time, pixels, 4 * f))
     for j, d in enumerate(p.dilations):
-        z = taps[j].view(time, pixels, 3 * f)
-        o = out[..., f * j : f * (j + 1)]
-        torch.add(z[..., f : 2 * f], p.bias[f * j : f * (j + 1)], out=o)
-        if d < time:
-            o[d:] += z[: time - d, :, 0:f]  # tap on frame t - d
-            o[: time - d] += z[d:, :, 2 * f : 3 * f]  # tap on frame t + d
+        _sum_taps(out[..., f * j : f * (j + 1)], taps[j].view(time, pixels, 3 * f), p.bias[f * j : f * (j + 1)], d)
     if p.relu:
         out.relu_()
     return out.view(time, height, width, 4 * f).permute(0, 3, 1, 2)
+
+
+def _sum_taps(out: Any, z: Any, bias: Any, dilation: int) -> None:
+    """``out[t] = z[t, centre] + bias + z[t - d, left] + z[t + d, right]`` for one branch, the
+    taps being ``z``'s three channel thirds and zero outside the window (the conv's padding)."""
+    import torch
+
+    time, f = z.shape[0], z.shape[-1] // 3
+    torch.add(z[..., f : 2 * f], bias, out=out)
+    if dilation < time:
+        out[dilation:] += z[: time - dilation, ..., 0:f]  # tap on frame t - d
+        out[: time - dilation] += z[dilation:, ..., 2 * f : 3 * f]  # tap on frame t + d
 
 
 def _composite_weights(spatial: Any, temporal: Sequence[Any]) -> Any:
@@ -480,7 +487,6 @@ def _composite_weights(spatial: Any, temporal: Sequence[Any]) -> Any:
 
 def _ddcnn_forward_composite(p: _DDCNNParams, x: Any, ws: _Workspace, out_name: str) -> Any:
     """:func:`_ddcnn_forward` with the temporal matmul folded into the spatial conv (``p.composite``)."""
-    import torch
     import torch.nn.functional as F
 
     time, _, height, width = x.shape
@@ -495,12 +501,7 @@ def _ddcnn_forward_composite(p: _DDCNNParams, x: Any, ws: _Workspace, out_name: 
     taps = taps.view(time, pixels, 3 * f * branches)
     out = ws.view(out_name, (time, pixels, 4 * f))
     for j, d in enumerate(p.dilations):
-        z = taps[..., 3 * f * j : 3 * f * (j + 1)]
-        o = out[..., f * j : f * (j + 1)]
-        torch.add(z[..., f : 2 * f], p.bias[f * j : f * (j + 1)], out=o)
-        if d < time:
-            o[d:] += z[: time - d, :, 0:f]  # tap on frame t - d
-            o[: time - d] += z[d:, :, 2 * f : 3 * f]  # tap on frame t + d
+        _sum_taps(out[..., f * j : f * (j + 1)], taps[..., 3 * f * j : 3 * f * (j + 1)], p.bias[f * j : f * (j + 1)], d)
     if p.relu:
         out.relu_()
     return out.view(time, height, width, 4 * f).permute(0, 3, 1, 2)
