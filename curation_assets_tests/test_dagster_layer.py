@@ -143,10 +143,10 @@ def test_launchpad_settings_apply_per_run_with_memoised_schemas(tmp_path):
 def test_model_resources_decode_on_every_usable_core_by_default():
     """At 720p the embedding rate is set by decoding (2 threads left a 16-core GPU node's GPU
     idle), so the model steps decode on one thread per usable core unless told otherwise."""
-    from curation_assets.core.transcode import _usable_cores
+    from curation_assets.core.cpus import usable_cores
     from curation_assets.defs.resources import AestheticModel, EmbeddingModel
 
     opts = PipelineOptions()
-    assert EmbeddingModel().embedder(opts).decode_workers == _usable_cores()
-    assert AestheticModel().scorer(opts).decode_workers == _usable_cores()
+    assert EmbeddingModel().embedder(opts).decode_workers == usable_cores()
+    assert AestheticModel().scorer(opts).decode_workers == usable_cores()
     assert EmbeddingModel(decode_workers=3).embedder(opts).decode_workers == 3

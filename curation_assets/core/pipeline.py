@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .cpus import usable_cores
 from .model import Clip, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
 from .probe import ProbeError, probe_video
@@ -264,9 +265,7 @@ def _process_video(
     motion_pool = None
     motion_jobs: dict[Span, Future] = {}
     if options.motion_filter != "disable" and options.transcode_encoder != "copy":
-        from .transcode import _usable_cores
-
-        motion_pool = ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="motion")
+        motion_pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="motion")
 
     def finished(out) -> None:
         nonlocal done

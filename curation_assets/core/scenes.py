@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from curation_assets.core.cpus import usable_cores
 from curation_assets.core.model import Span, VideoMetadata
 
 FRAME_WIDTH = 48
@@ -276,20 +277,6 @@ def default_weights_path() -> Path:
     return package_dir() / WEIGHTS_FILENAME
 
 
-def _available_cpus() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:  # cgroup v2 quota, e.g. "200000 100000" = 2 CPUs
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
 def _configure_cpu_threads() -> None:
     """Cap torch's intra-op threads at the CPUs this process may actually use.
 
@@ -299,7 +286,7 @@ def _configure_cpu_threads() -> None:
     """
     import torch
 
-    cpus = _available_cpus()
+    cpus = usable_cores(count_partial_cpu=True)
     if torch.get_num_threads() > cpus:
         torch.set_num_threads(cpus)
 

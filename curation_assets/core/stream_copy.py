@@ -43,7 +43,8 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .transcode import ClipOutput, SourceReadError, _usable_cores
+from .cpus import usable_cores
+from .transcode import ClipOutput, SourceReadError
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ def copy_clips(
             raise SourceReadError(f"video source {name!r} has no video stream")
         if not spans:
             return []
-        return _copy(container, name, spans, preview, motion, workers or _usable_cores(), on_clip_done)
+        return _copy(container, name, spans, preview, motion, workers or usable_cores(), on_clip_done)
     finally:
         container.close()
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import av
 
+from .cpus import usable_cores
 from .model import ClipProbe, Span
 from .previews import PreviewCollector, PreviewOptions
 from .windows import compute_windows
@@ -91,22 +92,6 @@ class ClipOutput:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _usable_cores() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota if any."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
 def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     """Threads per clip encoder for ``encoder_threads=0``.
 
@@ -116,7 +101,7 @@ def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     cores idle; measured here on 2 cores, 3 threads ran about 4% faster than 2 at the same CPU
     time. Other encoders get one thread per core.
     """
-    cores = cores or _usable_cores()
+    cores = cores or usable_cores()
     if encoder == "libx264":
         return max(1, (cores * 3) // 2)
     return cores
@@ -471,7 +456,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     # Span times count from the start of the file, as ffmpeg's -ss does (it adds the input's
     # start time): a source whose timestamps begin at 1.4 s has its first frame at span time 0.
     origin = Fraction(container.start_time or 0, av.time_base)
-    cores = _usable_cores()
+    cores = usable_cores()
     threads = options.encoder_threads if options.encoder_threads > 0 else auto_encoder_threads(options.encoder, cores)
     vstream.codec_context.thread_count = min(16, cores + 1)  # ffmpeg's decoder auto rule
     params = _VideoParams(

@@ -106,9 +106,9 @@ class CurationSettings(dg.ConfigurableResource):
 
 def _decode_workers(configured: int) -> int:
     """``configured`` threads, or one per CPU this process may use when 0 (or less)."""
-    from ..core.transcode import _usable_cores
+    from ..core.cpus import usable_cores
 
-    return configured if configured > 0 else _usable_cores()
+    return configured if configured > 0 else usable_cores()
 
 
 class EmbeddingModel(dg.ConfigurableResource):
