@@ -242,6 +242,8 @@ def _reference_window_outputs(frames: np.ndarray, run) -> np.ndarray:
 class _FakeModel:
     """Stands in for TransNetV2: an output that depends on window length, position and content."""
 
+    parallel_windows = 0  # no worker threads: batches stay as asked
+
     def __init__(self):
         self.calls = []
 

@@ -1108,7 +1108,7 @@ def predict_probabilities_from_frames(
         return model.predict_windows(windows, reference_forward=reference_forward)
 
     # at least two windows per worker thread, so a many-core node keeps every core busy
-    stream = _WindowStream(run, max(batch_size, 2 * getattr(model, "parallel_windows", 0)))
+    stream = _WindowStream(run, max(batch_size, 2 * model.parallel_windows))
     try:
         for frame in frames:
             frame = np.asarray(frame)
