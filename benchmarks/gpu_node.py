@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import io
-import json
 import os
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from measure import DEFAULT_RESULTS, append_record, git_commit  # noqa: E402
 
 
 def make_footage(seconds: float, fps: int = 25, width: int = 1280, height: int = 720) -> bytes:
@@ -150,13 +152,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the generated 720p footage")
     ap.add_argument("--parts", nargs="+", default=["encode", "transnetv2", "embed"],
                     choices=["encode", "transnetv2", "embed"])
-    ap.add_argument("--results", default=str(HERE / "results.jsonl"))
+    ap.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = ap.parse_args()
 
     import torch
 
     cuda = torch.cuda.is_available()
     record: dict = {"benchmark": "gpu_node", "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "commit": git_commit(),
                     "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name() if cuda else None,
                     "torch": torch.__version__}
     print(f"{record['cpus']} CPUs, GPU: {record['gpu']}, torch {torch.__version__}", flush=True)
@@ -174,8 +177,7 @@ def main() -> int:
         print(proc.stdout[-4000:], proc.stderr[-3000:] if proc.returncode else "", flush=True)
         record["embed"] = {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t, 1),
                            "report": proc.stdout[-2500:]}
-    with open(args.results, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_record(args.results, record)
     return 0
 
 

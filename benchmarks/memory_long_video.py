@@ -27,7 +27,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,11 +35,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_RESULTS = HERE / "results.jsonl"
+sys.path.insert(0, str(HERE))
 
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+from measure import DEFAULT_RESULTS, append_record, git_commit, peak_rss_mb  # noqa: E402
 
 
 class RssTrace:
@@ -112,7 +109,7 @@ def child_core(video: str, stride: float) -> dict:
     from curation_assets.core.pipeline import process_video
     import curation_assets.core.motion, curation_assets.core.previews, curation_assets.core.transcode  # noqa: E401,F401
 
-    baseline = _rss_mb()
+    baseline = peak_rss_mb()
     started = time.perf_counter()
     options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only")
     with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
@@ -121,7 +118,7 @@ def child_core(video: str, stride: float) -> dict:
                                spill_dir=None if os.environ.get("BENCH_NO_SPILL") else spill)
     wall = time.perf_counter() - started
     held = sum(len(c.encoded) for c in result.clips if isinstance(c.encoded, (bytes, bytearray)))
-    return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(_rss_mb(), 1), "wall_s": round(wall, 1),
+    return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1), "wall_s": round(wall, 1),
             "clips": len(result.clips), "clips_with_bytes": sum(1 for c in result.clips if c.encoded),
             "clip_bytes_in_memory_mb": round(held / 2**20, 1), "rss_by_tenth_mb": trace.by_tenth(),
             "errors": dict(result.errors), "clip_errors": sorted({k for c in result.clips for k in c.errors})}
@@ -134,7 +131,7 @@ def child_dagster(video: str, stride: float) -> dict:
     from curation_assets.core.options import PipelineOptions
     import curation_assets.definitions  # noqa: F401 - the imports belong to the baseline
 
-    baseline = _rss_mb()
+    baseline = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="memory_bench_") as tmp:
         tmp = Path(tmp)
         (tmp / "in").mkdir()
@@ -149,21 +146,11 @@ def child_dagster(video: str, stride: float) -> dict:
         wall = time.perf_counter() - started
         clips = sum(1 for _ in (tmp / "out" / "clips").iterdir()) if (tmp / "out" / "clips").exists() else 0
         out_mb = sum(p.stat().st_size for p in (tmp / "out").rglob("*") if p.is_file()) / 2**20
-    return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(_rss_mb(), 1), "wall_s": round(wall, 1),
+    return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1), "wall_s": round(wall, 1),
             "rc": rc, "clips": clips, "rss_by_tenth_mb": trace.by_tenth(), "output_mb": round(out_mb, 1), "report_tail": report.getvalue()[-300:] if rc else ""}
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip() + (
-            "+dirty" if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
-                                       capture_output=True, text=True).stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def run_child(mode: str, video: Path, stride: float) -> dict:
@@ -219,12 +206,10 @@ def main(argv: list[str] | None = None) -> int:
               f"(above the import baseline: {ratios[mode]['above_baseline_ratio']:.3f})")
     record = {
         "benchmark": "memory_long_video", "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(), "cpus": os.cpu_count(), "size": f"{width}x{height}", "fps": args.fps,
+        "commit": git_commit(), "cpus": os.cpu_count(), "size": f"{width}x{height}", "fps": args.fps,
         "stride_s": args.stride, "rows": rows, "ratios": ratios,
     }
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(f"appended to {args.results}")
+    append_record(args.results, record)
     return 0
 
 

@@ -37,9 +37,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import io
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -55,27 +53,13 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import footage  # noqa: E402
+from measure import DEFAULT_RESULTS, append_record, cpu_children, cpu_self, git_commit, peak_rss_mb  # noqa: E402
 
-DEFAULT_RESULTS = HERE / "results.jsonl"
 PARTS = ("core", "ffmpeg", "copy", "dagster")
 
 
 # ---------------------------------------------------------------------------------------------
 # measuring
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def load() -> float:
@@ -261,7 +245,6 @@ def part_core_and_ffmpeg(videos: list[Path], work: Path, parts: set[str], record
         write_cpu = sum(r["write_cpu_s"] for r in core_rows)
         stages = timers.snapshot()
         stages["layout_writing"] = {"wall_s": round(write_wall, 3), "cpu_s": round(write_cpu, 3), "calls": len(core_rows)}
-        transcode_cpu = stages.get("transcode", {}).get("cpu_s", 0.0)
         preview_cpu = sum(stages.get(k, {}).get("cpu_s", 0.0) for k in ("preview_scale", "preview_encode"))
         motion_cpu = stages.get("motion_decode_and_score", {}).get("cpu_s", 0.0)  # in the pool threads
         core = {
@@ -389,17 +372,6 @@ def part_dagster(videos: list[Path], work: Path, record: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def git_commit() -> str | None:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -460,9 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npeak RSS of the whole run: {record['peak_rss_mb']:.0f} MB (after imports: "
           f"{record['rss_after_imports_mb']:.0f} MB; after the core part: "
           f"{record.get('core', {}).get('peak_rss_mb', '-')} MB)")
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(f"appended one JSON line to {args.results}")
+    append_record(args.results, record)
     return 0
 
 

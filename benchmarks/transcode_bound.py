@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import cpu_children, cpu_self  # noqa: E402
 
 from curation_assets.core.model import Span  # noqa: E402
 from curation_assets.core.previews import PreviewOptions  # noqa: E402
@@ -64,16 +66,6 @@ def build_source(ffmpeg: str, seconds: float, cache: Path) -> Path:
     subprocess.run(cmd, check=True)
     tmp.rename(out)
     return out
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_ffmpeg(ffmpeg: str, src: Path, out: Path) -> tuple[float, float]:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -37,12 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import footage  # noqa: E402
-from pipeline_throughput import DEFAULT_RESULTS, git_commit  # noqa: E402
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+from measure import DEFAULT_RESULTS, append_record, cpu_self, git_commit, peak_rss_mb  # noqa: E402
 
 
 def measure(video: Path, repeat: int) -> dict:
@@ -151,11 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(), "cpus": os.cpu_count(), "machine": os.uname().nodename,
         "model_load_s": round(load_s, 3), "uses_fast_forward": getattr(model, "uses_fast_forward", None),
         "load_at_end": list(os.getloadavg()), "rows": rows, "forward_ab": ab,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(f"appended one JSON line to {args.results}")
+    append_record(args.results, record)
     return 0
 
 
