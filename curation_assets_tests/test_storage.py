@@ -441,12 +441,6 @@ def test_redact_env_and_patterns(monkeypatch):
     assert redact("/tmp/test_x_testing0/a.mp4") == "/tmp/test_x_testing0/a.mp4"
 
 
-def test_redact_storage_options_secrets(s3_bucket, s3_server):
-    opts = {"key": "testing", "secret": "opt-secret-xyz-42", "endpoint_url": s3_server.endpoint_url}
-    write_bytes_atomic(s3_bucket + "/a", b"x", storage_options=opts)
-    assert "opt-secret-xyz-42" not in redact("leaked opt-secret-xyz-42 here")
-
-
 def test_storage_errors_are_redacted_and_unchained(s3_bucket, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     url = s3_bucket + "/x.json"

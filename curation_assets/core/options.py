@@ -1,15 +1,21 @@
-"""Every knob of the pipeline in one typed place: the writer parameters and the stage options.
+"""Every setting of the pipeline, defined once: name, type, default, bounds and help text.
 
 Field names follow NeMo Curator's example script (`video_split_clip_example.py`) with dashes
-turned into underscores, so a reference command line maps one to one. The Dagster resource
-(`defs/resources.py`) and the CLI are built from this list.
+turned into underscores, so a reference command line maps one to one. Everything else is derived
+from the fields below and their :class:`Setting` metadata: the Dagster resource config
+(`defs/resources.py`), the ``CURATION_<FIELD>`` environment variables (:func:`options_from_env`)
+and the CLI flags (`cli.py`), with the same defaults, validation and help text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SPLITTING_ALGORITHMS = ("fixed_stride", "transnetv2")
@@ -19,84 +25,125 @@ EMBEDDING_ALGORITHMS = ("cosmos-embed1-224p", "cosmos-embed1-336p", "cosmos-embe
 # "copy": no re-encode, spans snapped to the source's keyframes (core/stream_copy.py)
 ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc", "copy")
 GENERATE_MODES = ("auto", "on", "off")
+AESTHETIC_REDUCTIONS = ("min", "mean")
+# The containers the reference's video reader accepts.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+# Name of the work area under output_path when work_path is not set (see the README, "Work area").
+DEFAULT_WORK_DIR = "_work"
+
+ENV_PREFIX = "CURATION_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a field means and how it is bounded; ``flag`` is its CLI flag (``""``: none)."""
+
+    help: str
+    flag: str | None = None
+    choices: tuple[str, ...] | None = None
+    ge: float | None = None  # value >= ge
+    gt: float | None = None  # value > gt
+    le: float | None = None  # value <= le
+    path: bool = False  # a local path or URL: made absolute (local) before use and hashing
+    hashed: bool = True  # part of the `pipeline` record's settings_hash (shapes the output)
+
+
+def _s(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"setting": Setting(help, **meta)})
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
     # where
-    input_path: str = "data/videos"
-    output_path: str = "data/outputs"
+    input_path: str = _s("data/videos", "folder or s3:// prefix holding the source videos (searched recursively)",
+                         flag="--video-dir", path=True)
+    output_path: str = _s("data/outputs", "folder or s3:// prefix the clip-writer layout is written to",
+                          path=True)
+    work_path: str = _s("", "where intermediate values and clip bytes live between steps; every worker must reach "
+                            f"it (default: {DEFAULT_WORK_DIR}/ under the output)", path=True, hashed=False)
+    video_extensions: tuple[str, ...] = _s(VIDEO_EXTENSIONS, "file extensions taken as videos (comma-separated)",
+                                           hashed=False)
     # splitting
-    splitting_algorithm: str = "fixed_stride"
-    fixed_stride_split_duration: float = 10.0
-    fixed_stride_min_clip_length_s: float = 2.0
-    limit_clips: int = 0
-    transnetv2_threshold: float = 0.4
-    transnetv2_min_length_s: float = 2.0
-    transnetv2_max_length_s: float = 10.0
-    transnetv2_max_length_mode: str = "stride"
-    transnetv2_crop_s: float = 0.5
+    splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS)
+    fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0)
+    fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0)
+    limit_clips: int = _s(0, "at most this many clips per video (0: all)", ge=0)
+    transnetv2_threshold: float = _s(0.4, "TransNetV2 scene-cut probability threshold", gt=0, le=1)
+    transnetv2_min_length_s: float = _s(2.0, "scenes shorter than this many seconds are dropped", ge=0)
+    transnetv2_max_length_s: float = _s(10.0, "scenes longer than this many seconds are cut", gt=0)
+    transnetv2_max_length_mode: str = _s("stride", "how long scenes are cut: into pieces (stride) or once (truncate)",
+                                         choices=MAX_LENGTH_MODES)
+    transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0)
     # transcoding and chunks
-    transcode_encoder: str = "libx264"
-    transcode_encoder_threads: int = 0
-    clip_re_chunk_size: int = 32
+    transcode_encoder: str = _s("libx264", "clip encoder; copy: cut without re-encoding, each span snapped out to "
+                                           "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS)
+    transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0)
+    clip_re_chunk_size: int = _s(32, "clips per chunk: a chunk closes at this many x 8 seconds of clips", ge=1)
     # motion
-    motion_filter: str = "score-only"
-    motion_global_mean_threshold: float = 0.00098
-    motion_per_patch_min_256_threshold: float = 0.000001
+    motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
+                            choices=MOTION_FILTER_MODES)
+    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0)
+    motion_per_patch_min_256_threshold: float = _s(0.000001, "clips below this per-patch minimum are low-motion",
+                                                   ge=0)
     # aesthetics
-    aesthetic_threshold: float | None = None
-    aesthetic_reduction: str = "min"
+    aesthetic_threshold: float | None = _s(None, "score clips (CLIP ViT-L/14 + LAION MLP, frames at 1 fps) and move "
+                                                 "those below this value to filtered_clips/ (default: off)")
+    aesthetic_reduction: str = _s("min", "per-clip aesthetic score from its frames' scores",
+                                  choices=AESTHETIC_REDUCTIONS)
     # embeddings
-    generate_embeddings: str = "auto"
-    embedding_algorithm: str = "cosmos-embed1-224p"
-    model_dir: str = "models"
-    allow_model_download: bool = False
+    generate_embeddings: str = _s("auto", "Cosmos-Embed1 embeddings: on (missing weights fail the run), off, or auto "
+                                          "(embed when the weights are found)", choices=GENERATE_MODES,
+                                  flag="--generate-embeddings")
+    embedding_algorithm: str = _s("cosmos-embed1-224p", "Cosmos-Embed1 variant (giving one on the command line "
+                                                        "asks for embeddings)", choices=EMBEDDING_ALGORITHMS)
+    model_dir: str = _s("models", "folder holding model weights (<model-dir>/nvidia/Cosmos-Embed1-224p, ...)",
+                        path=True, hashed=False)
+    allow_model_download: bool = _s(False, "let missing model weights be downloaded from the Hugging Face hub",
+                                    hashed=False)
     # previews
-    generate_previews: bool = True
-    preview_target_fps: float = 1.0
-    preview_target_height: int = 240
+    generate_previews: bool = _s(True, "write an animated WebP preview per clip window")
+    preview_target_fps: float = _s(1.0, "preview frame rate (capped at the source's)", gt=0, le=60)
+    preview_target_height: int = _s(240, "preview height in pixels", ge=2, le=4320)
     # captions
-    generate_captions: bool = False
-    enhance_captions: bool = False
-    caption_models: tuple[str, ...] = ("qwen",)
-    enhanced_caption_models: tuple[str, ...] = ("qwen_lm",)
+    generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint")
+    enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption")
+    caption_models: tuple[str, ...] = _s(("qwen",), "caption key: metas get '<model>_caption' (one model)",
+                                         flag="--caption-model")
+    enhanced_caption_models: tuple[str, ...] = _s(("qwen_lm",), "enhanced caption key: '<model>_enhanced_caption' "
+                                                                "(one model)", flag="--enhance-caption-model")
     # writer
-    upload_clips: bool = True
-    dry_run: bool = False
-    verbose: bool = False
-    max_workers: int = 6
-    log_stats: bool = False
+    upload_clips: bool = _s(True, "write the clip mp4s")
+    dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)")
+    verbose: bool = _s(False, "log every clip, and Dagster's own logs on the console", hashed=False)
+    max_workers: int = _s(6, "writer threads per video (files written concurrently)", ge=1, le=256, hashed=False)
+    log_stats: bool = _s(False, "log each video's clip statistics (passed, filtered, transcoded, embeddings, "
+                                "captions, previews, durations) when it is written", hashed=False)
 
     def __post_init__(self) -> None:
         problems = []
-        choice = {
-            "splitting_algorithm": SPLITTING_ALGORITHMS,
-            "transnetv2_max_length_mode": MAX_LENGTH_MODES,
-            "motion_filter": MOTION_FILTER_MODES,
-            "embedding_algorithm": EMBEDDING_ALGORITHMS,
-            "transcode_encoder": ENCODERS,
-            "generate_embeddings": GENERATE_MODES,
-            "aesthetic_reduction": ("min", "mean"),
-        }
-        for name, allowed in choice.items():
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name}={getattr(self, name)!r} (choose one of {', '.join(allowed)})")
-        positive = ("fixed_stride_split_duration", "transnetv2_max_length_s", "clip_re_chunk_size", "preview_target_fps",
-                    "preview_target_height", "max_workers")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                problems.append(f"{name}={getattr(self, name)!r} (must be > 0)")
-        for name in ("fixed_stride_min_clip_length_s", "transnetv2_min_length_s", "transnetv2_crop_s", "limit_clips",
-                     "transcode_encoder_threads"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
-        if not 0 < self.transnetv2_threshold < 1:
-            problems.append(f"transnetv2_threshold={self.transnetv2_threshold!r} (must be between 0 and 1)")
-        if not self.caption_models or not self.enhanced_caption_models:
-            problems.append("caption_models and enhanced_caption_models need at least one name")
+        hints = _type_hints()
+        for f in fields(self):
+            meta: Setting = f.metadata["setting"]
+            value = getattr(self, f.name)
+            kind = hints[f.name]
+            try:
+                value = _coerce(value, kind)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{f.name}={value!r} ({exc})")
+                continue
+            if meta.path and value:
+                from .storage import normalize_url
+
+                value = normalize_url(value)
+            object.__setattr__(self, f.name, value)
+            problems += _check(f.name, value, meta)
+        if len(self.caption_models) != 1 or len(self.enhanced_caption_models) != 1:
+            problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
+                            "service has one endpoint; run again with another key for another model)")
+        if any(not e.startswith(".") or len(e) < 2 for e in self.video_extensions):
+            problems.append(f"video_extensions={self.video_extensions!r} (each like '.mp4')")
         if problems:
-            raise ValueError("invalid pipeline options: " + "; ".join(problems))
+            raise ValueError("invalid settings: " + "; ".join(problems))
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -106,20 +153,160 @@ class PipelineOptions:
     def from_mapping(cls, values: dict[str, Any]) -> PipelineOptions:
         """Build from a dict (resource config, CLI); unknown keys are ignored, lists become tuples."""
         known = {k: v for k, v in values.items() if k in cls.field_names()}
-        for key in ("caption_models", "enhanced_caption_models"):
-            if key in known:
-                known[key] = tuple(known[key])
         return cls(**known)
+
+    def replace(self, **changes: Any) -> PipelineOptions:
+        return type(self).from_mapping({**asdict(self), **changes})
 
     @property
     def chunk_duration_budget(self) -> int:
         return self.clip_re_chunk_size * 8
 
+    @property
+    def work_url(self) -> str:
+        """The work area: ``work_path``, or ``_work/`` under the output."""
+        from .storage import join
+
+        return self.work_path or join(self.output_path, DEFAULT_WORK_DIR)
+
     def record(self) -> dict[str, Any]:
         """The settings that shape the output, with a stable hash: the ``pipeline`` record."""
         from .. import __version__
 
-        settings = {k: v for k, v in asdict(self).items() if k not in ("verbose", "max_workers", "log_stats")}
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["setting"].hashed}
         settings = json.loads(json.dumps(settings))
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        return {"package": "curation-assets", "version": __version__, "settings": settings, "settings_hash": digest}
+        return {"package": "curation-assets", "version": __version__, "settings": settings,
+                "settings_hash": settings_digest(settings)}
+
+
+def settings_digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def setting(name: str) -> Setting:
+    """The metadata of one field."""
+    return {f.name: f.metadata["setting"] for f in fields(PipelineOptions)}[name]
+
+
+def setting_fields() -> list[tuple[str, Any, Any, Setting]]:
+    """``(name, type, default, Setting)`` of every field, in declaration order."""
+    hints = _type_hints()
+    return [(f.name, hints[f.name], f.default, f.metadata["setting"]) for f in fields(PipelineOptions)]
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _type_hints() -> dict[str, Any]:
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(PipelineOptions))
+    return _HINTS
+
+
+def base_type(kind: Any) -> tuple[type, bool]:
+    """``(scalar type, optional)`` of a field type: ``float | None`` -> ``(float, True)``;
+    ``tuple[str, ...]`` -> ``(tuple, False)``."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        return base_type(args[0])[0], True
+    if origin is tuple:
+        return tuple, False
+    return kind, False
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    scalar, optional = base_type(kind)
+    if value is None:
+        if optional:
+            return None
+        raise TypeError("a value is required")
+    if scalar is tuple:
+        if isinstance(value, str):
+            raise TypeError("expected a list of names")
+        return tuple(str(v) for v in value)
+    if scalar is bool:
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        return value
+    if scalar is int:
+        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+            raise TypeError("expected a whole number")
+        return int(value)
+    if scalar is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("expected a number")
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError("expected text")
+    return value
+
+
+def _check(name: str, value: Any, meta: Setting) -> list[str]:
+    if value is None:
+        return []
+    if meta.choices is not None and value not in meta.choices:
+        return [f"{name}={value!r} (choose one of {', '.join(meta.choices)})"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for bound, ok, word in ((meta.ge, lambda b: value >= b, ">="), (meta.gt, lambda b: value > b, ">"),
+                                (meta.le, lambda b: value <= b, "<=")):
+            if bound is not None and not ok(bound):
+                return [f"{name}={value!r} (must be {word} {bound:g})"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# CURATION_<FIELD> environment variables
+
+
+def parse_text(raw: str, kind: Any) -> Any:
+    """One setting's value from text (an environment variable or a CLI argument)."""
+    scalar, optional = base_type(kind)
+    text = raw.strip()
+    if optional and text.lower() in ("", "none", "null", "off"):
+        return None
+    if scalar is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
+    if scalar is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if scalar is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"not a whole number: {raw!r}") from None
+    if scalar is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"not a number: {raw!r}") from None
+    return raw
+
+
+def env_values(environ: dict[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """The ``<prefix><FIELD>`` variables that are set, parsed (unknown ``CURATION_*`` names are ignored)."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for name, kind, _default, _meta in setting_fields():
+        raw = environ.get(prefix + name.upper())
+        if raw is None:
+            continue
+        try:
+            values[name] = parse_text(raw, kind)
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{name.upper()}: {exc}") from None
+    return values
+
+
+def options_from_env(environ: dict[str, str] | None = None, prefix: str = ENV_PREFIX) -> PipelineOptions:
+    """PipelineOptions with every ``CURATION_<FIELD>`` environment variable applied."""
+    values = env_values(environ, prefix)
+    try:
+        return PipelineOptions.from_mapping(values)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (from the {prefix}* environment variables)") from None

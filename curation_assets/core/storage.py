@@ -1,83 +1,54 @@
-"""Storage helpers: local paths and fsspec URLs (``s3://bucket/prefix``) behind one API.
+"""Storage: local paths and fsspec URLs (``s3://bucket/prefix``) behind one API.
 
-Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it.
+Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it. Paths and
+URLs are :mod:`.urls`' business and redaction :mod:`.redaction`'s; both are re-exported here so
+callers have one storage facade.
 
-Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better", items 1-3):
+Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better"):
 
-* Whole files only. Local writes go to a temporary name in the same folder
-  (``.tmp-<host>_<pid>_<uuid>.partial``), are fsynced and then ``os.replace``-d onto the real name, so a
-  reader (or a run killed with SIGKILL) never sees a partial file under a real name. Object
-  stores get a single whole-object put (s3fs switches to a multipart upload for large bodies;
-  the object only becomes visible when the upload completes).
-* Paths are compared by normalised path components, never by string prefix
-  (``/data/vid`` is not a parent of ``/data/videos/x.mp4``).
-* Relative keys coming from outside (partition keys typed into the UI) are validated by
-  :func:`resolve_under` before anything is read or written.
-* Credentials come from the usual AWS environment variables or ``storage_options`` and are
-  never put into exception messages: storage errors are re-raised as :class:`StorageError`
-  with :func:`redact`-ed text and without the original exception chained.
+* Whole files only. Local writes go to a temporary name in the same folder, are fsynced and then
+  ``os.replace``-d onto the real name, so a reader (or a run killed with SIGKILL) never sees a
+  partial file under a real name. Object stores get a single whole-object put (s3fs switches to a
+  multipart upload for large bodies; the object only becomes visible when the upload completes).
+* Temporary names are either derived from the target (:func:`temp_name_for`, for writers that
+  hold the target's lock: a later writer finds a killed writer's leftover by name, without
+  listing the folder) or unique per writer (:func:`temp_file_name`, host and pid in the name).
+* Credentials come from the usual AWS environment variables or credential chain and are never
+  put into exception messages: storage errors are re-raised as :class:`StorageError` with
+  redacted text and without the original exception chained.
 * s3fs caches directory listings per filesystem instance; every listing/existence check here
-  invalidates the cache for that path first, so files written by this process or another
-  process (a previous run) are always seen.
+  invalidates the cache for that path first, so files written by another process are seen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import posixpath
 import re
+import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .redaction import redact, register_secret
+from .urls import LOCAL_PROTOCOLS, S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
+from .urls import components as _components
+
 __all__ = [
-    "DEFAULT_VIDEO_EXTENSIONS",
-    "INPUT_BLOCK_SIZE",
-    "TEMP_PREFIX",
-    "TEMP_SUFFIX",
-    "StorageError",
-    "StorageNotFoundError",
-    "TEMP_MAX_AGE_S",
-    "cleanup_temp_files",
-    "exists",
-    "get_fs",
-    "is_local",
-    "is_temp_file_name",
-    "join",
-    "list_files",
-    "list_videos",
-    "open_input",
-    "read_bytes",
-    "redact",
-    "register_secret",
-    "relative_to",
-    "remove_files",
-    "resolve_under",
-    "temp_file_name",
-    "temp_file_owner_is_dead",
-    "write_bytes_atomic",
+    "INPUT_BLOCK_SIZE", "TEMP_MAX_AGE_S", "TEMP_PREFIX", "TEMP_SUFFIX", "FileInfo", "StorageError",
+    "StorageNotFoundError", "cleanup_temp_files", "exists", "file_info", "get_fs", "is_local", "is_object_store",
+    "is_temp_file_name", "join", "list_files", "list_videos", "lock", "move", "normalize_url", "open_input",
+    "read_bytes", "redact", "register_secret", "relative_to", "remove_files", "remove_temp_leftovers",
+    "resolve_under", "temp_file_name", "temp_file_owner_is_dead", "temp_name_for", "write_bytes_atomic",
     "write_text_atomic",
 ]
-
-DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".avi",
-    ".webm",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".flv",
-    ".wmv",
-)
 
 #: Temporary files written next to their target by :func:`write_bytes_atomic` (local only).
 TEMP_PREFIX = ".tmp-"
@@ -88,19 +59,12 @@ INPUT_BLOCK_SIZE = 8 * 2**20
 
 _T = TypeVar("_T")
 
-_LOCAL_PROTOCOLS = {"file", "local"}
 # Filesystems where a single put is atomic (whole object or nothing).
 _OBJECT_STORE_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
-_S3_PROTOCOLS = {"s3", "s3a"}
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-# Anything that looks like "scheme:/" — used to refuse URLs where a relative key is expected.
-_URLISH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --------------------------------------------------------------------------------------------
-# errors and redaction
+# errors
 # --------------------------------------------------------------------------------------------
 
 
@@ -110,91 +74,6 @@ class StorageError(OSError):
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
     """The file or folder does not exist (still catchable as ``FileNotFoundError``)."""
-
-
-# Values removed wherever they appear. Access key *ids* are identifiers, not secrets, and are
-# not listed (a short fake id such as "testing" would otherwise mangle unrelated text); real
-# ones (AKIA.../ASIA...) are still removed by pattern.
-_SECRET_ENV_VARS = (
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-)
-_SECRET_OPTION_NAMES = {
-    "secret",
-    "token",
-    "password",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "session_token",
-    "api_key",
-    "secret_key",
-    "account_key",
-    "sas_token",
-    "client_secret",
-}
-_registered_secrets: set[str] = set()
-# shorter values are not treated as secrets (real ones are far longer; fake test values
-# like "testing" would otherwise be cut out of every message)
-_MIN_SECRET_LEN = 8
-
-_SECRET_NAMES_RE = (
-    r"(?:aws_)?(?:secret_access_key|access_key_id|session_token|security_token|"
-    r"secret_key|access_key|account_key|sas_token|client_secret|api_key|apikey|"
-    r"secret|password|passwd|token|key)"
-)
-_REDACT_PATTERNS = [
-    # name=value (query strings, CLI flags, repr of kwargs)
-    re.compile(r"(?i)(\b" + _SECRET_NAMES_RE + r"\s*=\s*)(['\"]?)([^\s'\",&;)}\]]+)"),
-    # 'name': 'value' / "name": "value" (dict / JSON repr)
-    re.compile(r"(?i)(['\"]" + _SECRET_NAMES_RE + r"['\"]\s*:\s*)(['\"]?)([^\s'\",}\]]+)"),
-    # presigned-URL parameters
-    re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)()([^&\s'\"]+)"),
-    # HTTP Authorization header
-    re.compile(r"(?i)(Authorization\s*[:=]\s*)(['\"]?)([^'\"\n]+)"),
-    # user:password@ in URLs
-    re.compile(r"(://[^/\s:@]*:)()([^@/\s]+)(?=@)"),
-]
-# AWS access key ids (AKIA... long-term, ASIA... temporary)
-_AWS_KEY_ID_RE = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
-
-
-def register_secret(value: str | None) -> None:
-    """Register an extra secret value (e.g. a caption endpoint key) for :func:`redact`."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        _registered_secrets.add(value)
-
-
-def _register_option_secrets(storage_options: dict | None) -> None:
-    if not storage_options:
-        return
-    for k, v in storage_options.items():
-        if isinstance(v, dict):
-            _register_option_secrets(v)
-        elif isinstance(v, str) and k.lower() in _SECRET_OPTION_NAMES:
-            register_secret(v)
-
-
-def redact(text: Any) -> str:
-    """Return ``str(text)`` with known secret values and ``key=``/``secret=``-style values
-    replaced by ``***``.
-
-    Known secrets: the AWS credential environment variables, secrets passed in any
-    ``storage_options`` seen by this module, and values given to :func:`register_secret`.
-    """
-    s = str(text)
-    secrets = set(_registered_secrets)
-    for name in _SECRET_ENV_VARS:
-        v = os.environ.get(name)
-        if v and len(v) >= _MIN_SECRET_LEN:
-            secrets.add(v)
-    # longest first, so a secret that contains another is removed whole
-    for v in sorted(secrets, key=len, reverse=True):
-        s = s.replace(v, "***")
-    for pat in _REDACT_PATTERNS:
-        s = pat.sub(lambda m: m.group(1) + m.group(2) + "***", s)
-    s = _AWS_KEY_ID_RE.sub("***", s)
-    return s
 
 
 def _guarded(op: str, url: str, fn: Callable[[], _T]) -> _T:
@@ -221,76 +100,45 @@ def _guarded(op: str, url: str, fn: Callable[[], _T]) -> _T:
 
 
 # --------------------------------------------------------------------------------------------
-# URLs and filesystems
+# filesystems
 # --------------------------------------------------------------------------------------------
-
-
-def _scheme(url: str) -> str | None:
-    m = _SCHEME_RE.match(url)
-    return m.group(1).lower() if m else None
-
-
-def is_local(url: str) -> bool:
-    """True for plain paths and ``file://`` / ``local://`` URLs."""
-    scheme = _scheme(url)
-    return scheme is None or scheme in _LOCAL_PROTOCOLS
-
-
-def _local_path(url: str) -> str:
-    scheme = _scheme(url)
-    if scheme is not None:
-        url = url[len(scheme) + 3 :]
-        if not url.startswith("/"):
-            url = "/" + url
-    return os.path.abspath(url)
-
-
-def normalize_url(url: str) -> str:
-    """A local path made absolute (``file://`` dropped); other URLs unchanged but for a trailing ``/``."""
-    if not url:
-        raise ValueError("empty path")
-    if is_local(url):
-        return _local_path(url)
-    return url.rstrip("/") if not url.endswith("://") else url
 
 
 def _s3_endpoint_from_env() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def _prepare_options(protocol: str, storage_options: dict | None) -> dict:
-    opts = dict(storage_options or {})
-    _register_option_secrets(opts)
-    if protocol in _S3_PROTOCOLS:
-        client_kwargs = opts.get("client_kwargs") or {}
-        if not opts.get("endpoint_url") and not client_kwargs.get("endpoint_url"):
-            # Recent botocore reads AWS_ENDPOINT_URL(_S3) itself; passing it explicitly also
-            # works with older versions and makes fsspec's instance cache key depend on the
-            # endpoint (two endpoints never share a cached filesystem).
-            endpoint = _s3_endpoint_from_env()
-            if endpoint:
-                opts["endpoint_url"] = endpoint
-    return opts
+def _fs_options(protocol: str) -> dict:
+    if protocol in S3_PROTOCOLS:
+        # Recent botocore reads AWS_ENDPOINT_URL(_S3) itself; passing it explicitly also works
+        # with older versions and makes fsspec's instance cache key depend on the endpoint (two
+        # endpoints never share a cached filesystem).
+        endpoint = _s3_endpoint_from_env()
+        if endpoint:
+            return {"endpoint_url": endpoint}
+    return {}
 
 
-def get_fs(
-    url: str, storage_options: dict | None = None
-) -> tuple[fsspec.AbstractFileSystem, str]:
+def get_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return ``(filesystem, path inside it)`` for a local path or fsspec URL.
 
-    Local paths (and ``file://`` URLs) are made absolute. For ``s3://`` the endpoint comes
-    from ``storage_options`` or ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``; credentials
-    from ``storage_options`` or the standard AWS environment/credential chain.
+    Local paths (and ``file://`` URLs) are made absolute. For ``s3://`` the endpoint comes from
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``; credentials from the AWS environment or
+    credential chain. An unknown scheme is a :class:`StorageError` naming it.
     """
     if not isinstance(url, str) or not url:
         raise ValueError("storage URL must be a non-empty string")
     if is_local(url):
-        return LocalFileSystem(), _local_path(url)
-    scheme = _scheme(url)
-    assert scheme is not None
-    opts = _prepare_options(scheme, storage_options)
-    fs, path = _guarded("open filesystem for", url, lambda: fsspec.core.url_to_fs(url, **opts))
+        return LocalFileSystem(), local_path(url)
+    proto = scheme(url)
+    assert proto is not None
+    fs, path = _guarded("open filesystem for", url, lambda: fsspec.core.url_to_fs(url, **_fs_options(proto)))
     return fs, path.rstrip("/") or path
+
+
+def is_object_store(url: str) -> bool:
+    """True where a single put is atomic and there are no folders (S3, GCS, Azure, memory)."""
+    return not is_local(url) and (scheme(url) or "") in _OBJECT_STORE_PROTOCOLS
 
 
 def _protocol_of(fs: fsspec.AbstractFileSystem) -> str:
@@ -304,102 +152,15 @@ def _is_local_fs(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _to_url(fs: fsspec.AbstractFileSystem, scheme: str | None, path: str) -> str:
+def _to_url(fs: fsspec.AbstractFileSystem, proto: str | None, path: str) -> str:
     """Full URL for ``path`` inside ``fs``, in the style of the caller's URL."""
     if _is_local_fs(fs):
         return path
-    return f"{scheme or _protocol_of(fs)}://{path.lstrip('/')}"
-
-
-def join(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or URL, keeping the scheme and avoiding ``//``.
-
-    ``join("s3://b/out/", "clips", "x.mp4") == "s3://b/out/clips/x.mp4"``. Parts are taken
-    as relative (leading/trailing slashes stripped, empty parts skipped); no ``..`` handling,
-    use :func:`resolve_under` for untrusted input.
-    """
-    pieces = [p.strip("/") for p in parts if p is not None and p.strip("/")]
-    if not pieces:
-        return base
-    joined = "/".join(pieces)
-    scheme = _scheme(base)
-    if scheme is not None:
-        prefix = base[: len(scheme) + 3]
-        rest = base[len(scheme) + 3 :]
-        trimmed = rest.rstrip("/")
-        if trimmed == "":
-            return prefix + ("/" if rest.startswith("/") else "") + joined
-        return prefix + trimmed + "/" + joined
-    if base.strip("/") == "":
-        return ("/" if base.startswith("/") else "") + joined
-    return base.rstrip("/") + "/" + joined
-
-
-def _components(url: str) -> tuple[str, tuple[str, ...]]:
-    """(namespace, normalised path components). Namespace is ``"file"`` for local paths and
-    ``"<scheme>"`` otherwise (the bucket is the first component)."""
-    if is_local(url):
-        path = _local_path(url)
-        return "file", tuple(c for c in path.split("/") if c)
-    scheme = _scheme(url)
-    assert scheme is not None
-    ns = "s3" if scheme in _S3_PROTOCOLS else scheme
-    rest = url[len(scheme) + 3 :]
-    norm = posixpath.normpath("/" + rest)
-    return ns, tuple(c for c in norm.split("/") if c)
-
-
-def relative_to(base_url: str, url: str) -> str:
-    """Posix path of ``url`` relative to ``base_url``, by normalised path components.
-
-    ``relative_to("/data/vid", "/data/videos/x.mp4")`` raises ``ValueError`` (not a prefix
-    component-wise). Relative local paths are resolved against the current directory.
-    Returns ``""`` when both name the same location.
-    """
-    ns_b, comps_b = _components(base_url)
-    ns_u, comps_u = _components(url)
-    if ns_b != ns_u or comps_u[: len(comps_b)] != comps_b:
-        raise ValueError(f"{redact(url)!r} is not inside {redact(base_url)!r}")
-    return "/".join(comps_u[len(comps_b) :])
-
-
-def resolve_under(base_url: str, rel: str) -> str:
-    """Join an untrusted relative key under ``base_url``; the result is always inside it.
-
-    Refused with ``ValueError``: empty keys, absolute paths, URLs (any ``scheme:/``, so also
-    another bucket), ``.``/``..`` segments, empty segments (``a//b``, trailing ``/``), and
-    NUL/control characters.
-    """
-    if not isinstance(rel, str):
-        raise ValueError(f"path key must be a string, got {type(rel).__name__}")
-    shown = redact(rel)
-    if rel == "":
-        raise ValueError("path key is empty")
-    if _CONTROL_RE.search(rel):
-        raise ValueError(f"path key {shown!r} contains NUL or control characters")
-    if _URLISH_RE.match(rel):
-        raise ValueError(
-            f"path key {shown!r} is a URL; expected a path relative to {redact(base_url)!r}"
-        )
-    if rel.startswith("/"):
-        raise ValueError(
-            f"path key {shown!r} is absolute; expected a path relative to {redact(base_url)!r}"
-        )
-    segments = rel.split("/")
-    for seg in segments:
-        if seg == "":
-            raise ValueError(f"path key {shown!r} has an empty path segment")
-        if seg in (".", ".."):
-            raise ValueError(f"path key {shown!r} has a {seg!r} segment; it must stay inside {redact(base_url)!r}")
-    result = join(base_url, *segments)
-    # belt and braces: the component-wise check must give back exactly the key
-    if relative_to(base_url, result) != "/".join(segments):
-        raise ValueError(f"path key {shown!r} does not resolve inside {redact(base_url)!r}")
-    return result
+    return f"{proto or _protocol_of(fs)}://{path.lstrip('/')}"
 
 
 # --------------------------------------------------------------------------------------------
-# writing
+# temporary names
 # --------------------------------------------------------------------------------------------
 
 
@@ -407,6 +168,16 @@ def is_temp_file_name(name: str) -> bool:
     """True for the temporary names :func:`write_bytes_atomic` uses."""
     base = name.rsplit("/", 1)[-1]
     return base.startswith(TEMP_PREFIX) and base.endswith(TEMP_SUFFIX)
+
+
+def temp_name_for(target: str) -> str:
+    """The temporary name of a write to ``target`` by a writer that holds its lock.
+
+    Derived from the target's name (short whatever its length), so the next writer of the same file
+    finds a killed writer's leftover by name and reuses or removes it, without listing the folder.
+    """
+    base = target.rstrip("/").rsplit("/", 1)[-1]
+    return f"{TEMP_PREFIX}{hashlib.sha256(base.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}{TEMP_SUFFIX}"
 
 
 def _host_tag() -> str:
@@ -458,15 +229,24 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_local_atomic(path: str, data: bytes | bytearray) -> None:
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def _write_local_atomic(path: str, data: bytes | bytearray | memoryview, temp_name: str | None) -> None:
+    """``data`` to a temporary file in the target's folder, fsynced, renamed onto ``path``.
+
+    ``temp_name``: a name derived from the target (the caller holds the target's lock, so a file
+    of that name is a dead writer's leftover: it is truncated and reused); ``None``: a fresh name
+    unique to this writer (created exclusively)."""
     folder = os.path.dirname(path)
     for attempt in range(2):
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, temp_file_name())
-        # O_EXCL: never write into somebody else's file; 0o666 & ~umask like a normal open()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        tmp = os.path.join(folder, temp_name or temp_file_name())
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (os.O_TRUNC if temp_name else os.O_EXCL)
         try:
-            fd = os.open(tmp, flags, 0o666)
+            fd = os.open(tmp, flags, 0o666)  # 0o666 & ~umask like a normal open()
         except FileNotFoundError:
             if attempt == 0:  # folder removed concurrently: recreate and retry once
                 continue
@@ -478,8 +258,7 @@ def _write_local_atomic(path: str, data: bytes | bytearray) -> None:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except FileNotFoundError:
-            # our temporary file was removed under us (a concurrent cleanup_temp_files):
-            # nothing was published, write it again once
+            # the temporary file was removed under us: nothing was published, write it again once
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if attempt == 0:
@@ -493,27 +272,26 @@ def _write_local_atomic(path: str, data: bytes | bytearray) -> None:
         return
 
 
-def write_bytes_atomic(url: str, data: bytes, storage_options: dict | None = None) -> None:
+def write_bytes_atomic(url: str, data: bytes | bytearray | memoryview, *, temp_name: str | None = None) -> None:
     """Write ``data`` so that ``url`` holds either the old content or all of ``data``.
 
-    Local: temporary file in the same folder, fsync, ``os.replace`` (parent folders created).
-    Object stores: one whole-object put (multipart above s3fs's threshold).
+    Local: temporary file in the same folder (``temp_name``, see :func:`_write_local_atomic`),
+    fsync, ``os.replace`` (parent folders created). Object stores: one whole-object put.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    fs, path = get_fs(url, storage_options)
+    fs, path = get_fs(url)
 
     def _do() -> None:
         if _is_local_fs(fs):
-            _write_local_atomic(path, bytes(data) if isinstance(data, memoryview) else data)
+            _write_local_atomic(path, data, temp_name)
             return
-        proto = _protocol_of(fs)
-        if proto in _OBJECT_STORE_PROTOCOLS:
+        if _protocol_of(fs) in _OBJECT_STORE_PROTOCOLS:
             fs.pipe_file(path, bytes(data))
         else:
             # other (file-like) remote filesystems: temporary name + move
             parent = fs._parent(path)
-            tmp = f"{parent.rstrip('/')}/{temp_file_name()}"
+            tmp = f"{parent.rstrip('/')}/{temp_name or temp_file_name()}"
             fs.makedirs(parent, exist_ok=True)
             fs.pipe_file(tmp, bytes(data))
             try:
@@ -527,9 +305,56 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: dict | None = Non
     _guarded("write", url, _do)
 
 
-def write_text_atomic(url: str, text: str, storage_options: dict | None = None) -> None:
+def write_text_atomic(url: str, text: str, *, temp_name: str | None = None) -> None:
     """UTF-8 text version of :func:`write_bytes_atomic`."""
-    write_bytes_atomic(url, text.encode("utf-8"), storage_options)
+    write_bytes_atomic(url, text.encode("utf-8"), temp_name=temp_name)
+
+
+def move(src: str, dst: str) -> None:
+    """Move a whole file onto ``dst``: a rename on one local filesystem (nothing is copied), a
+    server-side copy then delete on an object store (nothing is uploaded again), else a copy to a
+    temporary name, a rename and a delete. ``dst`` never holds part of the file."""
+    sfs, spath = get_fs(src)
+    dfs, dpath = get_fs(dst)
+
+    def _do() -> None:
+        if _is_local_fs(sfs) and _is_local_fs(dfs):
+            os.makedirs(os.path.dirname(dpath), exist_ok=True)
+            try:
+                os.replace(spath, dpath)
+            except OSError as exc:
+                if exc.errno != 18:  # EXDEV: another filesystem
+                    raise
+                tmp = os.path.join(os.path.dirname(dpath), temp_file_name())
+                try:
+                    shutil.copyfile(spath, tmp)
+                    os.replace(tmp, dpath)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+                os.unlink(spath)
+            _fsync_dir(os.path.dirname(dpath))
+            return
+        if sfs is dfs and not _is_local_fs(sfs):
+            sfs.copy(spath, dpath)
+            sfs.rm_file(spath)
+            sfs.invalidate_cache(spath)
+            sfs.invalidate_cache(dpath)
+            return
+        with _open_read(sfs, spath) as f:  # across filesystems: one whole write of the bytes
+            data = f.read()
+        write_bytes_atomic(dst, data)
+        if _is_local_fs(sfs):
+            os.unlink(spath)
+        else:
+            sfs.rm_file(spath)
+
+    _guarded("move", f"{src} -> {dst}", _do)
+
+
+def _open_read(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:
+    return open(path, "rb") if _is_local_fs(fs) else fs.open(path, "rb")
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,9 +362,9 @@ def write_text_atomic(url: str, text: str, storage_options: dict | None = None) 
 # --------------------------------------------------------------------------------------------
 
 
-def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
+def read_bytes(url: str) -> bytes:
     """The whole content of a file."""
-    fs, path = get_fs(url, storage_options)
+    fs, path = get_fs(url)
 
     def _do() -> bytes:
         if _is_local_fs(fs):
@@ -550,16 +375,14 @@ def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
     return _guarded("read", url, _do)
 
 
-def open_input(
-    url: str, storage_options: dict | None = None, block_size: int = INPUT_BLOCK_SIZE
-) -> IO[bytes]:
+def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> IO[bytes]:
     """A seekable binary file object for reading ``url`` (usable with ``av.open(f)``).
 
     Local files are opened directly. On object stores reads are ranged requests of
     ``block_size`` bytes with a read-ahead cache of one block, so memory stays flat
     whatever the size of the video. Use as a context manager or close it.
     """
-    fs, path = get_fs(url, storage_options)
+    fs, path = get_fs(url)
 
     def _do() -> IO[bytes]:
         if _is_local_fs(fs):
@@ -569,15 +392,51 @@ def open_input(
     return _guarded("open", url, _do)
 
 
-def exists(url: str, storage_options: dict | None = None) -> bool:
+def exists(url: str) -> bool:
     """True if a file or (non-empty, for object stores) folder exists at ``url``."""
-    fs, path = get_fs(url, storage_options)
+    fs, path = get_fs(url)
 
     def _do() -> bool:
         if _is_local_fs(fs):
             return os.path.exists(path)
         fs.invalidate_cache(path)
         return bool(fs.exists(path))
+
+    return _guarded("check", url, _do)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What identifies a file's content without reading it: its size and its mtime (local) or
+    ETag (object stores)."""
+
+    size: int
+    version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "version": self.version}
+
+
+def file_info(url: str) -> FileInfo | None:
+    """The :class:`FileInfo` of a file, ``None`` when it does not exist (one stat or HEAD)."""
+    fs, path = get_fs(url)
+
+    def _do() -> FileInfo | None:
+        if _is_local_fs(fs):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return None
+            return FileInfo(st.st_size, str(st.st_mtime_ns))
+        fs.invalidate_cache(path)
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            return None
+        if info.get("type") == "directory":
+            return None
+        version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or str(info.get("mtime") or info.get("LastModified") or "")
+        return FileInfo(int(info.get("size") or 0), str(version).strip('"'))
 
     return _guarded("check", url, _do)
 
@@ -601,29 +460,26 @@ def _find_files(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     return [p for p in found if not p.endswith("/")]
 
 
-def list_files(url: str, storage_options: dict | None = None) -> list[str]:
+def list_files(url: str) -> list[str]:
     """All files under the folder ``url`` (recursive, temporary files included), as full
     URLs in the caller's style (plain absolute paths for local), sorted. ``[]`` if missing."""
-    fs, path = get_fs(url, storage_options)
-    scheme = _scheme(url)
+    fs, path = get_fs(url)
     found = _guarded("list", url, lambda: _find_files(fs, path))
-    return sorted(_to_url(fs, scheme, p) for p in found)
+    return sorted(_to_url(fs, scheme(url), p) for p in found)
 
 
-def list_videos(
-    input_url: str,
-    extensions: Sequence[str] = DEFAULT_VIDEO_EXTENSIONS,
-    storage_options: dict | None = None,
-) -> list[str]:
+def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:
     """Relative posix paths (sorted) of the video files under ``input_url``, recursively.
 
-    Extensions match case-insensitively; hidden files and files in hidden folders
-    (any component starting with ``.``, which includes our temporary files) are skipped.
-    Raises :class:`StorageNotFoundError` when ``input_url`` does not exist (for object
-    stores: no object under the prefix).
+    ``extensions`` (default: the reference's, ``core.options.VIDEO_EXTENSIONS``) match
+    case-insensitively; hidden files and files in hidden folders (any component starting with
+    ``.``, which includes our temporary files) are skipped. Raises :class:`StorageNotFoundError`
+    when ``input_url`` does not exist (for object stores: no object under the prefix).
     """
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
-    fs, path = get_fs(input_url, storage_options)
+    from .options import VIDEO_EXTENSIONS
+
+    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or VIDEO_EXTENSIONS))
+    fs, path = get_fs(input_url)
 
     def _do() -> list[str]:
         if _is_local_fs(fs) and not os.path.isdir(path):
@@ -634,7 +490,7 @@ def list_videos(
         return found
 
     found = _guarded("list", input_url, _do)
-    _ns, base_comps = _components(_to_url(fs, _scheme(input_url), path))
+    _ns, base_comps = _components(_to_url(fs, scheme(input_url), path))
     out = []
     for p in found:
         comps = tuple(c for c in p.split("/") if c)
@@ -654,12 +510,10 @@ def list_videos(
 # --------------------------------------------------------------------------------------------
 
 
-def _group_by_fs(
-    urls: Iterable[str], storage_options: dict | None
-) -> list[tuple[fsspec.AbstractFileSystem, list[str]]]:
+def _group_by_fs(urls: Iterable[str]) -> list[tuple[fsspec.AbstractFileSystem, list[str]]]:
     groups: dict[int, tuple[fsspec.AbstractFileSystem, list[str]]] = {}
     for u in urls:
-        fs, path = get_fs(u, storage_options)
+        fs, path = get_fs(u)
         groups.setdefault(id(fs), (fs, []))[1].append(path)
     return list(groups.values())
 
@@ -701,6 +555,17 @@ def _prune_empty_dirs(start: str, stop: str) -> None:
         d = os.path.dirname(d)
 
 
+def _prune_empty_dirs(start: str, stop: str) -> None:
+    stop = os.path.abspath(stop)
+    d = os.path.dirname(start)
+    while d != stop and d.startswith(stop + os.sep):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+        d = os.path.dirname(d)
+
+
 def _remove_paths(fs: fsspec.AbstractFileSystem, paths: list[str], stop: str | None) -> None:
     if _is_local_fs(fs):
         for p in paths:
@@ -708,7 +573,7 @@ def _remove_paths(fs: fsspec.AbstractFileSystem, paths: list[str], stop: str | N
                 os.unlink(p)
             if stop:
                 _prune_empty_dirs(p, stop)
-    elif _protocol_of(fs) in _S3_PROTOCOLS and hasattr(fs, "call_s3"):
+    elif _protocol_of(fs) in S3_PROTOCOLS and hasattr(fs, "call_s3"):
         _s3_bulk_delete(fs, paths)
     else:
         # fs.rm() would glob-expand names like "a[1].mp4"; delete one literal name at a time
@@ -718,12 +583,7 @@ def _remove_paths(fs: fsspec.AbstractFileSystem, paths: list[str], stop: str | N
             fs.invalidate_cache(p)
 
 
-def remove_files(
-    urls: Iterable[str],
-    storage_options: dict | None = None,
-    *,
-    prune_empty_dirs_under: str | None = None,
-) -> None:
+def remove_files(urls: Iterable[str], *, prune_empty_dirs_under: str | None = None) -> None:
     """Delete files; ones already missing are ignored. Names are taken literally (no glob
     expansion, so ``a[1].mp4`` deletes exactly that file).
 
@@ -733,10 +593,59 @@ def remove_files(
     urls = list(urls)
     if not urls:
         return
-    stop = _local_path(prune_empty_dirs_under) if prune_empty_dirs_under and is_local(prune_empty_dirs_under) else None
-    for fs, paths in _group_by_fs(urls, storage_options):
+    stop = local_path(prune_empty_dirs_under) if prune_empty_dirs_under and is_local(prune_empty_dirs_under) else None
+    for fs, paths in _group_by_fs(urls):
         what = paths[0] if len(paths) == 1 else f"{len(paths)} files, e.g. {paths[0]}"
         _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
+
+
+def remove_temp_leftovers(targets: Iterable[str]) -> int:
+    """Remove what killed writers of ``targets`` left (the :func:`temp_name_for` names next to
+    them; one ``unlink`` each, no listing). Object stores have no temporary files. Returns how
+    many were found."""
+    removed = 0
+    for url in targets:
+        if not is_local(url):
+            continue
+        path = local_path(url)
+        try:
+            os.unlink(os.path.join(os.path.dirname(path), temp_name_for(path)))
+            removed += 1
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return removed
+
+
+@contextlib.contextmanager
+def lock(url: str, *, timeout_s: float = 0.0) -> Iterator[bool]:
+    """An exclusive lock named by ``url`` (a local file, locked with ``flock``: released when the
+    holder exits, however it exits). Yields True when held; False when another process holds it
+    and ``timeout_s`` passed. Object-store URLs have no locks: it yields True at once."""
+    if not is_local(url):
+        yield True
+        return
+    import fcntl
+
+    path = local_path(url)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 #: Age after which a temporary file counts as abandoned whoever wrote it (no single whole-file
@@ -746,7 +655,6 @@ TEMP_MAX_AGE_S = 3600.0
 
 def cleanup_temp_files(
     folder_url: str,
-    storage_options: dict | None = None,
     *,
     min_age_s: float = 0.0,
     recursive: bool = True,
@@ -761,9 +669,9 @@ def cleanup_temp_files(
     a process that no longer exists (a run killed with SIGKILL). A live writer's file is never
     pulled from under it, and a killed run's leftovers go on the next run without waiting.
     """
-    fs, path = get_fs(folder_url, storage_options)
+    fs, path = get_fs(folder_url)
     if recursive:
-        temps = [u for u in list_files(folder_url, storage_options) if is_temp_file_name(u)]
+        temps = [u for u in list_files(folder_url) if is_temp_file_name(u)]
     elif _is_local_fs(fs):
         try:
             with os.scandir(path) as it:
@@ -779,7 +687,7 @@ def cleanup_temp_files(
                 return []
             return [e["name"] for e in entries if e.get("type") == "file" and is_temp_file_name(e["name"])]
 
-        temps = [_to_url(fs, _scheme(folder_url), p) for p in _guarded("list", folder_url, _ls)]
+        temps = [_to_url(fs, scheme(folder_url), p) for p in _guarded("list", folder_url, _ls)]
     if min_age_s > 0 and temps:
         now = time.time()
         keep = []
@@ -789,14 +697,14 @@ def cleanup_temp_files(
                 continue
             try:
                 if _is_local_fs(fs):
-                    mtime = os.stat(_local_path(u)).st_mtime
+                    mtime = os.stat(local_path(u)).st_mtime
                 else:
-                    m = fs.modified(get_fs(u, storage_options)[1])
+                    m = fs.modified(get_fs(u)[1])
                     mtime = m.timestamp()
             except (OSError, IsADirectoryError):
                 continue
             if now - mtime >= min_age_s:
                 keep.append(u)
         temps = keep
-    remove_files(temps, storage_options)
+    remove_files(temps)
     return len(temps)

@@ -1,20 +1,24 @@
-"""Resources: the pipeline settings (one place for every writer parameter and stage option).
+"""Resources: the pipeline settings, the model owners and the caption endpoint.
 
-Defaults come from ``PipelineOptions`` and may be overridden by ``CURATION_<FIELD>`` environment
-variables when the code location loads; the UI launchpad overrides them per run and the CLI
-builds them from its flags.
+``CurationSettings`` is generated from ``core.options.PipelineOptions`` (one definition of every
+setting); ``CURATION_<FIELD>`` environment variables apply when the code location loads, the
+launchpad overrides them per run and the CLI builds them from its flags.
 """
 
 
 import functools
 import os
+import typing
 from typing import Any
 
 import dagster as dg
+import pydantic
 
-from ..core.options import PipelineOptions
+from ..core.options import PipelineOptions, base_type, options_from_env, parse_text, setting_fields
 
-_DEFAULTS = PipelineOptions()
+__all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "caption_service_from_env",
+           "options_from_env"]
+
 _PACKAGE = __name__.split(".")[0] + "."
 
 
@@ -53,55 +57,49 @@ def _memoise_resource_schemas() -> None:
 _memoise_resource_schemas()
 
 
-class CurationSettings(dg.ConfigurableResource):
-    """Writer parameters and stage options (the spec's table plus the reference's CLI flags)."""
-
-    input_path: str = _DEFAULTS.input_path
-    output_path: str = _DEFAULTS.output_path
-    splitting_algorithm: str = _DEFAULTS.splitting_algorithm
-    fixed_stride_split_duration: float = _DEFAULTS.fixed_stride_split_duration
-    fixed_stride_min_clip_length_s: float = _DEFAULTS.fixed_stride_min_clip_length_s
-    limit_clips: int = _DEFAULTS.limit_clips
-    transnetv2_threshold: float = _DEFAULTS.transnetv2_threshold
-    transnetv2_min_length_s: float = _DEFAULTS.transnetv2_min_length_s
-    transnetv2_max_length_s: float = _DEFAULTS.transnetv2_max_length_s
-    transnetv2_max_length_mode: str = _DEFAULTS.transnetv2_max_length_mode
-    transnetv2_crop_s: float = _DEFAULTS.transnetv2_crop_s
-    transcode_encoder: str = _DEFAULTS.transcode_encoder
-    transcode_encoder_threads: int = _DEFAULTS.transcode_encoder_threads
-    clip_re_chunk_size: int = _DEFAULTS.clip_re_chunk_size
-    motion_filter: str = _DEFAULTS.motion_filter
-    motion_global_mean_threshold: float = _DEFAULTS.motion_global_mean_threshold
-    motion_per_patch_min_256_threshold: float = _DEFAULTS.motion_per_patch_min_256_threshold
-    aesthetic_threshold: float | None = _DEFAULTS.aesthetic_threshold
-    aesthetic_reduction: str = _DEFAULTS.aesthetic_reduction
-    generate_embeddings: str = _DEFAULTS.generate_embeddings
-    embedding_algorithm: str = _DEFAULTS.embedding_algorithm
-    model_dir: str = _DEFAULTS.model_dir
-    allow_model_download: bool = _DEFAULTS.allow_model_download
-    generate_previews: bool = _DEFAULTS.generate_previews
-    preview_target_fps: float = _DEFAULTS.preview_target_fps
-    preview_target_height: int = _DEFAULTS.preview_target_height
-    generate_captions: bool = _DEFAULTS.generate_captions
-    enhance_captions: bool = _DEFAULTS.enhance_captions
-    caption_models: list[str] = list(_DEFAULTS.caption_models)
-    enhanced_caption_models: list[str] = list(_DEFAULTS.enhanced_caption_models)
-    upload_clips: bool = _DEFAULTS.upload_clips
-    dry_run: bool = _DEFAULTS.dry_run
-    verbose: bool = _DEFAULTS.verbose
-    max_workers: int = _DEFAULTS.max_workers
-    log_stats: bool = _DEFAULTS.log_stats
+class _SettingsResource:
+    """The methods of :data:`CurationSettings` (its fields are generated from ``PipelineOptions``)."""
 
     def options(self) -> PipelineOptions:
         """The plain options the core functions take (validated)."""
         return PipelineOptions.from_mapping({name: getattr(self, name) for name in PipelineOptions.field_names()})
 
     @classmethod
-    def from_options(cls, options: PipelineOptions) -> "CurationSettings":
-        values = {name: getattr(options, name) for name in PipelineOptions.field_names()}
-        for key in ("caption_models", "enhanced_caption_models"):
-            values[key] = list(values[key])
-        return cls(**values)
+    def from_options(cls, options: PipelineOptions):
+        return cls(**{name: _config_value(getattr(options, name)) for name in PipelineOptions.field_names()})
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # a launchpad config that cannot work fails the run before any step starts, with the reason
+        try:
+            self.options()
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
+
+
+def _config_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _config_type(kind: Any) -> Any:
+    scalar, optional = base_type(kind)
+    config = list[str] if scalar is tuple else scalar
+    return config | None if optional else config
+
+
+def _settings_resource_class() -> type:
+    """A ConfigurableResource with one config field per PipelineOptions field: same names, types,
+    defaults and help text (shown in the launchpad)."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": "CurationSettings",
+                                 "__doc__": "Writer parameters and stage options (core/options.py defines each one)."}
+    for name, kind, default, meta in setting_fields():
+        annotations[name] = _config_type(kind)
+        namespace[name] = pydantic.Field(default=_config_value(default), description=meta.help)
+    namespace["__annotations__"] = annotations
+    return type("CurationSettings", (_SettingsResource, dg.ConfigurableResource), namespace)
+
+
+CurationSettings = _settings_resource_class()
 
 
 def _decode_workers(configured: int) -> int:
@@ -185,40 +183,13 @@ class CaptionService(dg.ConfigurableResource):
 def caption_service_from_env(environ: dict[str, str] | None = None) -> CaptionService:
     """``CURATION_CAPTION_<FIELD>`` environment variables applied to the caption service config."""
     environ = dict(os.environ if environ is None else environ)
+    hints = typing.get_type_hints(CaptionService)
     values: dict[str, Any] = {}
-    for name, info in CaptionService.model_fields.items():
+    for name in CaptionService.model_fields:
         raw = environ.get(f"CURATION_CAPTION_{name.upper()}")
         if raw is not None:
-            values[name] = _parse_env(raw, info.default)
+            try:
+                values[name] = parse_text(raw, hints[name])
+            except ValueError as exc:
+                raise ValueError(f"CURATION_CAPTION_{name.upper()}: {exc}") from None
     return CaptionService(**values)
-
-
-def _parse_env(raw: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"not a boolean: {raw!r}")
-    if isinstance(default, tuple):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float) or default is None and raw:
-        return float(raw) if raw else None
-    return raw
-
-
-def options_from_env(environ: dict[str, str] | None = None, prefix: str = "CURATION_") -> PipelineOptions:
-    """PipelineOptions with every ``CURATION_<FIELD>`` environment variable applied."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
-    for name in PipelineOptions.field_names():
-        raw = environ.get(prefix + name.upper())
-        if raw is None:
-            continue
-        try:
-            values[name] = _parse_env(raw, getattr(_DEFAULTS, name))
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{name.upper()}: {exc}") from None
-    return PipelineOptions.from_mapping(values)
