@@ -104,7 +104,7 @@ def make_long_video(path: Path, seconds: float, width: int, height: int, fps: in
 
 
 def child_core(video: str, stride: float) -> dict:
-    from curation_assets.core import storage
+    from curation_assets.core import storage, work
     from curation_assets.core.options import PipelineOptions
     from curation_assets.core.pipeline import process_video
     import curation_assets.core.motion, curation_assets.core.previews, curation_assets.core.transcode  # noqa: E401,F401
@@ -113,9 +113,10 @@ def child_core(video: str, stride: float) -> dict:
     started = time.perf_counter()
     options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only")
     with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
-        # spill_dir as the video_clips asset passes it; --no-spill measures bytes held in memory
+        # the spill the video_clips asset passes; --no-spill measures bytes held in memory
+        target = work.VideoSpill(work.WorkArea(spill), video, os.path.join(spill, "out"))
         result = process_video(video, Path(video).name, lambda: storage.open_input(video), options,
-                               spill_dir=None if os.environ.get("BENCH_NO_SPILL") else spill)
+                               spill=None if os.environ.get("BENCH_NO_SPILL") else target)
     wall = time.perf_counter() - started
     held = sum(len(c.encoded) for c in result.clips if isinstance(c.encoded, (bytes, bytearray)))
     return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1), "wall_s": round(wall, 1),

@@ -23,7 +23,8 @@ from typing import Any
 
 from .core import storage
 from .core.keys import key_from_rel_path
-from .core.options import EMBEDDING_ALGORITHMS, ENCODERS, MAX_LENGTH_MODES, MOTION_FILTER_MODES, PipelineOptions
+from .core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
+from .core.options import PipelineOptions, Setting, base_type, parse_text, setting_fields
 
 log = logging.getLogger("curation_assets")
 
@@ -31,74 +32,71 @@ PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 # ---------------------------------------------------------------------------------------------
-# Arguments
+# Arguments: one flag per setting (core/options.py), plus the CLI's own
+
+
+def _flag(name: str, meta: Setting) -> str:
+    return meta.flag or "--" + name.replace("_", "-")
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if value is None or value == "":
+        return "off" if value is None else "none"
+    return str(value)
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    d = PipelineOptions()
-    p.add_argument("--video-dir", default=None if not demo else "data/videos", required=not demo,
-                   help="folder or s3:// prefix holding the source videos (searched recursively)")
-    p.add_argument("--output-path", default="data/outputs" if demo else None, required=not demo,
-                   help="folder or s3:// prefix to write the clip-writer layout to")
-    p.add_argument("--video-limit", type=int, default=-1, help="process at most this many videos (-1: all)")
-    p.add_argument("--splitting-algorithm", choices=("fixed_stride", "transnetv2"), default=d.splitting_algorithm)
-    p.add_argument("--fixed-stride-split-duration", type=float, default=d.fixed_stride_split_duration,
-                   help="clip length and stride in seconds for fixed-stride splitting")
-    p.add_argument("--fixed-stride-min-clip-length-s", type=float, default=d.fixed_stride_min_clip_length_s)
-    p.add_argument("--limit-clips", type=int, default=d.limit_clips, help="at most this many clips per video (0: all)")
-    p.add_argument("--transnetv2-threshold", type=float, default=d.transnetv2_threshold)
-    p.add_argument("--transnetv2-min-length-s", type=float, default=d.transnetv2_min_length_s)
-    p.add_argument("--transnetv2-max-length-s", type=float, default=d.transnetv2_max_length_s)
-    p.add_argument("--transnetv2-max-length-mode", choices=MAX_LENGTH_MODES, default=d.transnetv2_max_length_mode)
-    p.add_argument("--transnetv2-crop-s", type=float, default=d.transnetv2_crop_s)
-    p.add_argument("--transcode-encoder", choices=ENCODERS, default=d.transcode_encoder,
-                   help="copy: cut without re-encoding, each span snapped out to the source's keyframes "
-                        "(recorded as snapped in metas/v0; ids from the snapped frames)")
-    p.add_argument("--transcode-encoder-threads", type=int, default=d.transcode_encoder_threads,
-                   help="encoder threads (0: use every core)")
-    p.add_argument("--clip-re-chunk-size", type=int, default=d.clip_re_chunk_size,
-                   help="clips per chunk (a chunk closes at this many x 8 seconds of clips)")
-    p.add_argument("--motion-filter", choices=MOTION_FILTER_MODES, default=d.motion_filter)
-    p.add_argument("--motion-global-mean-threshold", type=float, default=d.motion_global_mean_threshold)
-    p.add_argument("--motion-per-patch-min-256-threshold", type=float, default=d.motion_per_patch_min_256_threshold)
-    p.add_argument("--aesthetic-threshold", type=float, default=None,
-                   help="score clips (CLIP ViT-L/14 + LAION MLP) and filter those below this value")
-    p.add_argument("--aesthetic-reduction", choices=("min", "mean"), default=d.aesthetic_reduction)
-    p.add_argument("--embedding-algorithm", choices=EMBEDDING_ALGORITHMS, default=d.embedding_algorithm)
-    emb = p.add_mutually_exclusive_group()
-    emb.add_argument("--generate-embeddings", dest="generate_embeddings", action="store_const", const="on",
-                     default="auto", help="require Cosmos-Embed1 embeddings (fail when the weights are missing); "
-                                          "default: auto (embed when the weights are found)")
-    emb.add_argument("--no-generate-embeddings", dest="generate_embeddings", action="store_const", const="off",
-                     help="skip the Cosmos-Embed1 embeddings")
-    p.add_argument("--allow-model-download", action="store_true",
-                   help="let missing model weights be downloaded from the Hugging Face hub")
-    p.add_argument("--generate-previews", action=argparse.BooleanOptionalAction, default=demo,
-                   help="write animated WebP previews per window" + (" (default on for the demo)" if demo else ""))
-    p.add_argument("--preview-target-fps", type=float, default=d.preview_target_fps)
-    p.add_argument("--preview-target-height", type=int, default=d.preview_target_height)
-    p.add_argument("--generate-captions", action="store_true", help="caption each window with a vision-language model")
-    p.add_argument("--caption-model", default=d.caption_models[0],
-                   help="the key of the captions: metas get '<caption-model>_caption' (default qwen)")
-    p.add_argument("--enhance-captions", action="store_true", help="enhance each caption with a text model")
-    p.add_argument("--enhance-caption-model", default=d.enhanced_caption_models[0],
-                   help="the key of enhanced captions: '<model>_enhanced_caption' (default qwen_lm)")
-    p.add_argument("--caption-endpoint", default=None,
-                   help="OpenAI-compatible API root of the vision-language model, e.g. http://localhost:8000/v1 "
-                        "(default: $CURATION_CAPTION_BASE_URL or http://localhost:8000/v1)")
-    p.add_argument("--caption-served-model", default=None, help="model name the endpoint serves")
-    p.add_argument("--caption-api-key-env", default=None,
-                   help="environment variable holding the endpoint's API key (the key itself never goes on the "
-                        "command line)")
-    p.add_argument("--enhance-endpoint", default=None, help="API root of the text model (default: the caption endpoint)")
-    p.add_argument("--enhance-served-model", default=None, help="text model name the enhance endpoint serves")
-    p.add_argument("--no-upload-clips", dest="upload_clips", action="store_false", help="do not write the clip mp4s")
-    p.add_argument("--dry-run", action="store_true",
-                   help="write only processed_videos and processed_clip_chunks (no clips, previews or metas)")
-    p.add_argument("--model-dir", default=d.model_dir, help="folder holding model weights (<model-dir>/nvidia/...)")
-    p.add_argument("--videos-per-run", type=int, default=None, help="videos per Dagster run (default 16)")
-    p.add_argument("--dagster-home", default=None, help="Dagster instance folder (default $DAGSTER_HOME or ./.dagster_home)")
-    p.add_argument("--verbose", action="store_true")
+    """A flag for every setting, with its default and meaning; values left out keep the defaults
+    (settings not given are absent from the namespace, so explicit flags can be told apart)."""
+    for name, kind, default, meta in setting_fields():
+        flag = _flag(name, meta)
+        if name == "input_path" and not demo:
+            p.add_argument(flag, dest=name, required=True, help=meta.help)
+            continue
+        if name == "output_path" and not demo:
+            p.add_argument(flag, dest=name, required=True, help=meta.help)
+            continue
+        shown = "data/videos" if name == "input_path" else "data/outputs" if name == "output_path" else _default_text(default)
+        help_text = meta.help if default == "" else f"{meta.help} (default: {shown})"
+        scalar, _optional = base_type(kind)
+        if name == "generate_embeddings":
+            group = p.add_mutually_exclusive_group()
+            group.add_argument(flag, dest=name, nargs="?", const="on", choices=meta.choices, default=argparse.SUPPRESS,
+                               help=f"{meta.help} (default: auto; the flag alone means on)")
+            group.add_argument("--no-generate-embeddings", dest=name, action="store_const", const="off",
+                               default=argparse.SUPPRESS, help="skip the Cosmos-Embed1 embeddings (generate_embeddings=off)")
+        elif scalar is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=help_text)
+        else:
+            p.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text, choices=meta.choices,
+                           metavar=None if meta.choices else name.split("_")[-1].upper(),
+                           type=lambda raw, kind=kind: _parse_flag(raw, kind))
+    p.add_argument("--video-limit", type=int, default=-1, help="process at most this many videos (default: -1, all)")
+    p.add_argument("--videos-per-run", type=int, default=None,
+                   help=f"videos per Dagster run, a partition range (default: {VIDEOS_PER_RUN_DEFAULT})")
+    p.add_argument("--dagster-home", default=None,
+                   help="Dagster instance folder (default: $DAGSTER_HOME, else ./.dagster_home; an instance holds "
+                        "one input folder's videos, so another folder gets its own under <home>/datasets/)")
+    caption = p.add_argument_group("caption endpoint (the caption_service resource)")
+    caption.add_argument("--caption-endpoint", default=None,
+                         help="OpenAI-compatible API root of the vision-language model, e.g. http://localhost:8000/v1 "
+                              "(default: $CURATION_CAPTION_BASE_URL or http://localhost:8000/v1)")
+    caption.add_argument("--caption-served-model", default=None, help="model name the endpoint serves")
+    caption.add_argument("--caption-api-key-env", default=None,
+                         help="environment variable holding the endpoint's API key (the key itself never goes on the "
+                              "command line)")
+    caption.add_argument("--enhance-endpoint", default=None, help="API root of the text model (default: the caption endpoint)")
+    caption.add_argument("--enhance-served-model", default=None, help="text model name the enhance endpoint serves")
+
+
+def _parse_flag(raw: str, kind: Any) -> Any:
+    try:
+        return parse_text(raw, kind)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class UsageError(Exception):
@@ -118,22 +116,18 @@ def caption_service_from_args(args: argparse.Namespace):
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
-    if args.enhance_captions and not args.generate_captions:
+    """The settings the flags give (the rest keep their defaults); an explicit
+    ``--embedding-algorithm`` asks for embeddings, as ``--generate-embeddings`` does."""
+    given = {name: getattr(args, name) for name in PipelineOptions.field_names() if hasattr(args, name)}
+    if given.get("enhance_captions") and not given.get("generate_captions"):
         raise UsageError("--enhance-captions needs --generate-captions")
-    if args.transcode_encoder == "h264_nvenc":
-        from .core.transcode import available_encoders
-
-        if "h264_nvenc" not in available_encoders():
-            raise UsageError("--transcode-encoder h264_nvenc: this machine's FFmpeg has no usable NVENC encoder; "
-                             "use libx264 or libvpx-vp9")
-    values = {name: getattr(args, name) for name in PipelineOptions.field_names() if hasattr(args, name)}
-    values["caption_models"] = (args.caption_model,)
-    values["enhanced_caption_models"] = (args.enhance_caption_model,)
-    values["model_dir"] = os.path.abspath(args.model_dir) if args.model_dir else ""
-    values["input_path"] = storage.normalize_url(args.video_dir)
-    values["output_path"] = storage.normalize_url(args.output_path)
+    if "embedding_algorithm" in given and "generate_embeddings" not in given:
+        given["generate_embeddings"] = "on"
+    if args.command == "demo":
+        given.setdefault("input_path", "data/videos")
+        given.setdefault("output_path", "data/outputs")
     try:
-        return PipelineOptions.from_mapping(values)
+        return PipelineOptions.from_mapping(given)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -142,9 +136,23 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
 # Instance
 
 
-def dagster_home(explicit: str | None = None) -> Path:
-    """The instance folder; created with the project's dagster.yaml when new."""
+def dagster_home(explicit: str | None, input_path: str) -> Path:
+    """The instance folder for ``input_path``'s videos; created with the project's dagster.yaml.
+
+    An instance holds one input folder's partitions (``partitions.bind_dataset``): when the
+    default instance belongs to another folder, this folder gets its own under
+    ``<home>/datasets/``; an explicit ``--dagster-home`` of another folder is refused."""
+    from .partitions import bound_dataset
+
     home = Path(explicit or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    bound = bound_dataset(str(home))
+    if bound is not None and bound != input_path:
+        if explicit:
+            raise UsageError(f"the Dagster instance {home} holds the videos of {storage.redact(bound)}, not of "
+                             f"{storage.redact(input_path)}: give each input folder its own --dagster-home")
+        from .core.work import video_id
+
+        home = home / "datasets" / f"{Path(input_path.rstrip('/')).name or 'videos'}-{video_id(input_path)[:8]}"
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists() and PROJECT_DAGSTER_YAML.exists():
@@ -204,46 +212,72 @@ class ProgressPrinter:
             self.stream.write("\n")
 
 
-def read_summary(options: PipelineOptions, rel_paths: list[str], progress: ProgressPrinter) -> list[dict[str, Any]]:
-    """Per-video figures read back from the written processed_videos / processed_clip_chunks."""
-    from .core import layout
+@dataclass
+class VideoRow:
+    """One line of the summary, filled from the run's own events (nothing is re-read from storage)."""
 
-    rows = []
-    for rel in rel_paths:
-        row: dict[str, Any] = {"video": rel, "passed": 0, "filtered": 0, "seconds": 0.0, "errors": {}}
-        url = storage.join(options.output_path, layout.video_file(rel))
-        if not storage.exists(url):
-            row["errors"] = {"run": "not processed (the run failed before writing; see the Dagster run log)"}
-            rows.append(row)
-            continue
-        doc = json.loads(storage.read_bytes(url))
-        row["seconds"] = float(doc.get("duration") or 0.0)
-        row["errors"] = doc.get("error_details") or {k: "" for k in doc.get("errors", [])}
-        for i in range(int(doc.get("num_clip_chunks") or 0)):
-            chunk = json.loads(storage.read_bytes(storage.join(options.output_path, layout.chunk_file(rel, i))))
-            row["passed"] += chunk["num_clips_passed"]
-            row["filtered"] += len(chunk["filtered_clips"])
-        v = progress.videos.get(rel)
-        row["wall_s"] = (v.finished - v.started) if v and v.finished else None
-        row["clip_errors"] = v.clip_errors if v else {}
-        rows.append(row)
-    return rows
+    video: str
+    passed: int = 0
+    filtered: int = 0
+    seconds: float = 0.0
+    wall_s: float | None = None
+    written: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+    clip_errors: dict[str, int] = field(default_factory=dict)
 
 
-def print_summary(rows: list[dict[str, Any]], wall: float, stream=None) -> None:
+def _metadata_value(md: dict, name: str, default: Any = None) -> Any:
+    value = md.get(name)
+    return getattr(value, "value", default) if value is not None else default
+
+
+def collect_rows(result: Any, keys: list[str], rows: dict[str, VideoRow]) -> None:
+    """Per-video figures and failures of one run, from its materialisations and step failures."""
+    for event in result.all_events:
+        if event.is_step_materialization:
+            mat = event.event_specific_data.materialization
+            row = rows.get(mat.partition)
+            if row is None:
+                continue
+            md = mat.metadata
+            name = mat.asset_key.to_user_string()
+            if name == "clips":
+                row.passed = int(_metadata_value(md, "num_clips_passed", 0))
+                row.filtered = int(_metadata_value(md, "num_clips_filtered", 0))
+            elif name == "processed_videos":
+                row.written = True
+                row.seconds = float(_metadata_value(md, "video_duration_s", 0.0))
+                row.errors.update(_metadata_value(md, "errors", {}) or {})
+        elif event.is_step_failure:
+            data = event.step_failure_data
+            failed = (_metadata_value(data.user_failure_data.metadata, "failed_partitions", None)
+                      if data.user_failure_data else None)
+            if isinstance(failed, dict):
+                for key, why in failed.items():
+                    if key in rows and not rows[key].errors:  # a broken video's own errors already say why
+                        rows[key].errors["failed"] = why
+            else:  # the whole step failed: every video of the run not written says why
+                message = data.error.message.strip().splitlines()[0] if data.error else "the run failed"
+                for key in keys:
+                    if not rows[key].written:
+                        rows[key].errors.setdefault("run", f"not processed: step {event.step_key} failed: {message}")
+
+
+def print_summary(rows: list[VideoRow], wall: float, stream=None) -> None:
     stream = stream if stream is not None else sys.stdout
-    width = max([len(r["video"]) for r in rows] + [5])
+    width = max([len(r.video) for r in rows] + [5])
     stream.write(f"\n{'video'.ljust(width)}  passed  filtered  video_s  wall_s  status\n")
     for r in rows:
-        wall_s = f"{r['wall_s']:.1f}" if r.get("wall_s") is not None else "-"
-        status = "ok" if not r["errors"] else "error: " + "; ".join(f"{k}: {v}" for k, v in r["errors"].items())
-        if r.get("clip_errors"):
-            status += " (clips with errors: " + ", ".join(f"{k} {n}" for k, n in r["clip_errors"].items()) + ")"
-        stream.write(f"{r['video'].ljust(width)}  {r['passed']:6d}  {r['filtered']:8d}  {r['seconds']:7.1f}  "
-                     f"{wall_s:>6}  {status}\n")
-    total = sum(r["seconds"] for r in rows)
+        wall_s = f"{r.wall_s:.1f}" if r.wall_s is not None else "-"
+        status = "ok" if not r.errors else "FAILED: " + "; ".join(f"{k}: {v}" for k, v in r.errors.items())
+        if r.clip_errors:
+            status += " (clips with errors: " + ", ".join(f"{k} {n}" for k, n in r.clip_errors.items()) + ")"
+        stream.write(f"{r.video.ljust(width)}  {r.passed:6d}  {r.filtered:8d}  {r.seconds:7.1f}  {wall_s:>6}  {status}\n")
+    total = sum(r.seconds for r in rows)
+    failed = [r.video for r in rows if r.errors]
     stream.write(f"{len(rows)} videos, {total:.1f} s of video in {wall:.1f} s "
-                 f"({total / max(wall, 1e-6):.2f} s of video per second)\n")
+                 f"({total / max(wall, 1e-6):.2f} s of video per second)"
+                 + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "") + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,34 +286,44 @@ def print_summary(rows: list[dict[str, Any]], wall: float, stream=None) -> None:
 
 def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_run: int | None = None,
                  home: str | None = None, stream=None, caption_service=None) -> int:
-    """Register the videos as partitions, materialise every asset in batched runs, print a summary."""
+    """Check the settings, register the videos as partitions, materialise every asset in batched
+    runs, print a summary; 1 when a video failed."""
     # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
     stream = stream if stream is not None else sys.stdout
+    if videos_per_run is not None and videos_per_run < 1:
+        raise UsageError(f"--videos-per-run {videos_per_run}: must be at least 1")
+    if video_limit is not None and video_limit < -1:
+        raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
     import dagster as dg
 
-    from . import progress
-    from .defs.assets import VIDEOS_PER_RUN
-    from .defs.resources import CurationSettings
-    from .definitions import build_definitions
-    from .definitions import CURATE_JOB_NAME
-    from .partitions import VIDEOS_PARTITION_NAME
+    from . import preflight, progress
+    from .defs.resources import AestheticModel, CurationSettings, EmbeddingModel
+    from .defs.resources import caption_service_from_env
     from .defs.sensors import batched
+    from .definitions import CURATE_JOB_NAME, build_definitions
+    from .partitions import VIDEOS_PARTITION_NAME, bind_dataset
 
-    home_dir = dagster_home(home)
-    rel_paths = storage.list_videos(options.input_path)
+    caption_service = caption_service or caption_service_from_env()
+    found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
+                               scorer=AestheticModel().scorer(options),
+                               caption_client=caption_service.client(options) if options.generate_captions else None)
+    if found:
+        raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
+    rel_paths = storage.list_videos(options.input_path, options.video_extensions)
     if not rel_paths:
         raise UsageError(f"no videos found under {options.input_path}")
     if video_limit is not None and video_limit >= 0:
         rel_paths = rel_paths[:video_limit]
     keys = [key_from_rel_path(rel) for rel in rel_paths]
+    home_dir = dagster_home(home, options.input_path)
     stream.write(f"{len(keys)} videos under {options.input_path} -> {options.output_path} "
                  f"(Dagster instance: {home_dir})\n")
-    defs = build_definitions(CurationSettings.from_options(options), work_path=str(home_dir / "storage" / "curation_assets"),
-                             caption_service=caption_service)
+    defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service)
     resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
 
     printer = ProgressPrinter(len(keys))
     notices: list[str] = []
+
     def listen(event: Any) -> None:
         if isinstance(event, progress.Notice):
             if event.message not in notices:
@@ -289,33 +333,31 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
 
     unsubscribe = progress.subscribe(listen)
     started = time.perf_counter()
-    failed_runs = 0
+    rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     try:
         with dg.DagsterInstance.get() as instance:
+            bind_dataset(instance, options.input_path)
             known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
             new = [k for k in keys if k not in known]
             if new:
                 instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
-            for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN):
+            for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 with _known_partitions(instance, VIDEOS_PARTITION_NAME, known | set(new)):
-                    result = _execute_range(resolved_job, instance, batch, run_config)
-                if not result.success:
-                    failed_runs += 1
-                    for event in result.all_events:
-                        if event.is_step_failure:
-                            message = f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}"
-                            if message not in notices:
-                                notices.append(message)
+                    for result in _execute_range(resolved_job, instance, batch, run_config):
+                        collect_rows(result, batch, rows)
     finally:
         unsubscribe()
         printer.close()
-    rows = read_summary(options, rel_paths, printer)
-    print_summary(rows, time.perf_counter() - started, stream)
+    for key, row in rows.items():
+        v = printer.videos.get(row.video)
+        row.wall_s = (v.finished - v.started) if v and v.finished else None
+        row.clip_errors = v.clip_errors if v else {}
+    print_summary(list(rows.values()), time.perf_counter() - started, stream)
     for message in notices:
         stream.write(f"note: {message}\n")
-    return 1 if failed_runs or any(r["errors"] for r in rows) else 0
+    return 1 if any(r.errors for r in rows.values()) else 0
 
 
 @contextlib.contextmanager
@@ -343,8 +385,8 @@ def _known_partitions(instance, partitions_def_name: str, keys: set[str]):
         del instance.has_dynamic_partition  # back to the class's method
 
 
-def _execute_range(job, instance, batch: list[str], run_config: dict):
-    """Execute one run over the batch: a partition range when the keys are contiguous in the
+def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[Any]:
+    """Execute the batch: one run over a partition range when the keys are contiguous in the
     instance's key order (they are when added together), else one run per key."""
     from .defs.sensors import RANGE_END_TAG, RANGE_START_TAG
     from .partitions import VIDEOS_PARTITION_NAME
@@ -353,14 +395,13 @@ def _execute_range(job, instance, batch: list[str], run_config: dict):
         return job.execute_in_process(instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
 
     if len(batch) == 1:
-        return one(batch[0])
+        return [one(batch[0])]
     order = instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME)
     positions = sorted(order.index(k) for k in batch)
     if positions != list(range(positions[0], positions[0] + len(batch))):
-        results = [one(k) for k in batch]
-        return next((r for r in results if not r.success), results[-1])
+        return [one(k) for k in batch]
     tags = {RANGE_START_TAG: order[positions[0]], RANGE_END_TAG: order[positions[-1]]}
-    return job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
+    return [job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,15 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
+    if not verbose:
         os.environ.setdefault("DAGSTER_CLI_LOG_LEVEL", "WARNING")
         logging.getLogger("dagster").setLevel(logging.WARNING)
     try:
         if args.command == "demo":
-            copied = copy_demo_footage(Path(args.video_dir))
-            print(f"demo footage in {args.video_dir}: {', '.join(p.name for p in copied)}")
+            video_dir = getattr(args, "input_path", "data/videos")
+            copied = copy_demo_footage(Path(video_dir))
+            print(f"demo footage in {video_dir}: {', '.join(p.name for p in copied)}")
         options = options_from_args(args)
         return run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
                             home=args.dagster_home, caption_service=caption_service_from_args(args))

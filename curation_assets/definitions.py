@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .core.options import options_from_env
 from .defs.assets import aesthetic_scores, clip_captions, clip_embeddings, clip_writer, video_clips
 from .defs.io_managers import ClipLayoutIOManager, WorkIOManager
-from .defs.resources import (
-    AestheticModel,
-    CaptionService,
-    CurationSettings,
-    EmbeddingModel,
-    caption_service_from_env,
-    options_from_env,
-)
+from .defs.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
 from .defs.sensors import new_videos_sensor
-
 
 CURATE_JOB_NAME = "curate_videos"
 curate_videos = dg.define_asset_job(
@@ -23,7 +16,7 @@ curate_videos = dg.define_asset_job(
 )
 
 
-def build_definitions(settings: CurationSettings | None = None, work_path: str = "",
+def build_definitions(settings: CurationSettings | None = None,
                       caption_service: CaptionService | None = None) -> dg.Definitions:
     """Definitions with the given settings (default: ``CURATION_*`` environment variables)."""
     settings = settings or CurationSettings.from_options(options_from_env())
@@ -34,7 +27,7 @@ def build_definitions(settings: CurationSettings | None = None, work_path: str =
         resources={
             "settings": settings,
             "layout_io_manager": ClipLayoutIOManager(settings=settings),
-            "work_io_manager": WorkIOManager(work_path=work_path),
+            "work_io_manager": WorkIOManager(settings=settings),
             "embedding_model": EmbeddingModel(),
             "aesthetic_model": AestheticModel(),
             "caption_service": caption_service or caption_service_from_env(),

@@ -2,9 +2,19 @@
 
 Assets, sensors, schedules and the CLI all import this module; the key encoding lives in
 ``core.keys`` so it stays testable without Dagster.
+
+A partition key is a path relative to ``input_path``, so it only means something for one input
+folder: a Dagster instance holds the partitions of **one dataset**. The first run, sensor tick or
+CLI call that adds videos binds the instance to its ``input_path`` (recorded in
+``$DAGSTER_HOME/curation_assets_dataset.json``); anything later that works on another input
+folder with that instance is refused with a message saying so (the CLI then picks an instance
+of that folder's own, see ``cli.py``). Two folders holding an ``x.mp4`` never share a partition.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import dagster as dg
 
@@ -12,8 +22,13 @@ from .core import storage
 from .core.keys import key_from_rel_path, rel_path_from_key
 
 VIDEOS_PARTITION_NAME = "videos"
+DATASET_FILE = "curation_assets_dataset.json"
 
 videos_partitions = dg.DynamicPartitionsDefinition(name=VIDEOS_PARTITION_NAME)
+
+
+class DatasetMismatch(ValueError):
+    """The instance's video partitions belong to another input folder."""
 
 
 def source_url_for_key(input_path: str, key: str) -> str:
@@ -21,10 +36,32 @@ def source_url_for_key(input_path: str, key: str) -> str:
     return storage.resolve_under(input_path, rel_path_from_key(key))
 
 
-def key_for_source_url(input_path: str, url: str) -> str:
-    return key_from_rel_path(storage.relative_to(input_path, url))
-
-
-def discover_video_keys(input_path: str) -> list[str]:
+def discover_video_keys(input_path: str, extensions: tuple[str, ...] | None = None) -> list[str]:
     """Partition keys of every video file under ``input_path``, sorted."""
-    return [key_from_rel_path(rel) for rel in storage.list_videos(input_path)]
+    return [key_from_rel_path(rel) for rel in storage.list_videos(input_path, extensions)]
+
+
+def bound_dataset(instance_root: str) -> str | None:
+    """The input folder this instance's partitions belong to, or None when it is not bound yet."""
+    try:
+        with open(os.path.join(instance_root, DATASET_FILE), encoding="utf-8") as f:
+            doc = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    value = doc.get("input_path") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def bind_dataset(instance: dg.DagsterInstance, input_path: str) -> None:
+    """Bind the instance to ``input_path`` (first use), or refuse another input folder."""
+    root = instance.root_directory
+    input_path = storage.normalize_url(input_path)
+    bound = bound_dataset(root)
+    if bound is None:
+        storage.write_text_atomic(os.path.join(root, DATASET_FILE), json.dumps({"input_path": input_path}))
+    elif bound != input_path:
+        raise DatasetMismatch(
+            f"this Dagster instance ({root}) holds the video partitions of {storage.redact(bound)}; "
+            f"input_path is {storage.redact(input_path)}. Use another instance (DAGSTER_HOME, or the CLI's "
+            "--dagster-home) for each input folder, so that a partition key names one video"
+        )

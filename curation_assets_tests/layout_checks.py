@@ -26,7 +26,21 @@ PATTERNS = {
 }
 
 
+WORK_DIR = "_work"  # the work area (core.options.DEFAULT_WORK_DIR): step values, not layout files
+# What a finished video leaves in the work area: its steps' JSON values and the writer's lock.
+WORK_FILE = re.compile(rf"^{WORK_DIR}/videos/[0-9a-f]{{32}}/[a-z_]+\.(json|lock)$")
+
+
 def all_files(out: Path) -> set[str]:
+    """The layout's files (the work area aside: see :func:`work_files`)."""
+    return {f for f in _files(out) if not f.startswith(WORK_DIR + "/")}
+
+
+def work_files(out: Path) -> set[str]:
+    return {f for f in _files(out) if f.startswith(WORK_DIR + "/")}
+
+
+def _files(out: Path) -> set[str]:
     return {str(p.relative_to(out)).replace(os.sep, "/") for p in out.rglob("*") if p.is_file()}
 
 
@@ -43,6 +57,8 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
     for f in files:
         assert any(p.match(f) for p in PATTERNS.values()), f"unexpected file {f}"
         assert ".partial" not in f and "/.tmp-" not in f, f"temporary file left: {f}"
+    for f in work_files(out):  # one copy of the bytes: no clip or preview is left in the work area
+        assert WORK_FILE.match(f), f"unexpected file in the work area: {f}"
     summary = {}
     metas = {f.split("/")[-1][:-5]: json.loads((out / f).read_text()) for f in files if f.startswith("metas/v0/")}
     for uid, meta in metas.items():

@@ -34,7 +34,7 @@ class Expect:
     video_error: tuple[str, str] | None = None  # (key, text the message must contain)
     clip_errors: dict[int, dict[str, str]] = field(default_factory=dict)  # clip index -> key -> text
     clip_size: tuple[int, int] | None = None  # (width, height) of the clips
-    motion: bool = True  # clips have motion scores
+    motion: bool = True  # clips have real motion scores (False: the reference's -1 sentinel, decode failed)
 
 
 EXPECTED: dict[str, Expect] = {
@@ -132,7 +132,8 @@ def test_bad_input_corpus_in_one_ranged_run(tmp_path):
             assert meta["valid"] and meta["video_codec"] == "h264"
             if expect.clip_size:
                 assert (meta["width"], meta["height"]) == expect.clip_size, (rel, meta)
-            assert ("motion_score" in meta) == expect.motion, (rel, meta)
+            sentinel = {"global_mean": -1.0, "per_patch_min_256": -1.0}
+            assert (meta["motion_score"] != sentinel) == expect.motion, (rel, meta)
             frames, rotation = _clip_frames(out / "clips" / f"{meta['span_uuid']}.mp4")
             assert frames == meta["num_frames"] or "truncated" in wanted, (rel, frames, meta["num_frames"])
             assert rotation == (90 if rel == "rotated phone.mp4" else 0)

@@ -11,7 +11,8 @@ import pytest
 from curation_assets.core.keys import key_from_rel_path
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
-from curation_assets.defs.resources import CurationSettings, options_from_env
+from curation_assets.core.options import options_from_env
+from curation_assets.defs.resources import CurationSettings
 from curation_assets.defs.sensors import new_videos_sensor
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, source_url_for_key
 
@@ -37,16 +38,16 @@ def test_model_assets_are_in_the_gpu_pool():
 
 def test_resource_fields_mirror_pipeline_options():
     assert set(CurationSettings.model_fields) == set(PipelineOptions.field_names())
-    opts = PipelineOptions(motion_filter="enable", caption_models=("a", "b"))
+    opts = PipelineOptions(motion_filter="enable", caption_models=("a",), max_workers=3)
     assert CurationSettings.from_options(opts).options() == opts
 
 
 def test_settings_from_environment():
     opts = options_from_env({"CURATION_INPUT_PATH": "s3://b/in", "CURATION_FIXED_STRIDE_SPLIT_DURATION": "4",
-                             "CURATION_GENERATE_PREVIEWS": "false", "CURATION_CAPTION_MODELS": "qwen,other",
+                             "CURATION_GENERATE_PREVIEWS": "false", "CURATION_CAPTION_MODELS": "other",
                              "CURATION_LIMIT_CLIPS": "3"})
     assert opts.input_path == "s3://b/in" and opts.fixed_stride_split_duration == 4.0
-    assert opts.generate_previews is False and opts.caption_models == ("qwen", "other") and opts.limit_clips == 3
+    assert opts.generate_previews is False and opts.caption_models == ("other",) and opts.limit_clips == 3
     with pytest.raises(ValueError, match="CURATION_GENERATE_PREVIEWS"):
         options_from_env({"CURATION_GENERATE_PREVIEWS": "maybe"})
     with pytest.raises(ValueError, match="motion_filter"):
@@ -71,7 +72,7 @@ def test_ranged_run_gives_each_video_its_own_materialisation(tmp_path):
         PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
                         fixed_stride_min_clip_length_s=1.0)
     )
-    local_defs = build_definitions(settings, work_path=str(tmp_path / "work"))
+    local_defs = build_definitions(settings)
     job = local_defs.resolve_job_def(CURATE_JOB_NAME)
     keys = [key_from_rel_path(r) for r in ("a.mp4", "broken.mp4", "sub/b c.mp4")]
     with dg.instance_for_test() as instance:
@@ -123,7 +124,7 @@ def test_launchpad_settings_apply_per_run_with_memoised_schemas(tmp_path):
     make_video(videos / "a.mp4", seconds=4, fps=25, width=128, height=96)
     out = tmp_path / "out"
     settings = CurationSettings.from_options(PipelineOptions(input_path=str(videos), output_path=str(out)))
-    job = build_definitions(settings, work_path=str(tmp_path / "work")).resolve_job_def(CURATE_JOB_NAME)
+    job = build_definitions(settings).resolve_job_def(CURATE_JOB_NAME)
     key = key_from_rel_path("a.mp4")
     passed = []
     with dg.instance_for_test() as instance:

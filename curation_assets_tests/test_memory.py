@@ -1,14 +1,14 @@
-"""Clip bytes spilled to files (``process_video(spill_dir=...)``, what the ``video_clips`` asset
+"""Clip bytes spilled to the work area (``process_video(spill=...)``, what the ``video_clips`` asset
 does) give exactly what in-memory bytes give, and the value passed between assets stays small.
 Peak memory against video length is measured by ``benchmarks/memory_long_video.py``."""
 
 from __future__ import annotations
 
-import pickle
+import json
 
 import pytest
 
-from curation_assets.core import layout
+from curation_assets.core import layout, work
 from curation_assets.core.model import SpilledBytes, as_bytes
 from curation_assets.core.options import PipelineOptions
 from curation_assets.core.pipeline import process_video
@@ -25,8 +25,9 @@ def test_spilled_clips_equal_in_memory_clips(tmp_path):
         return open(video, "rb")
 
     memory = process_video(str(video), "a.mp4", opener, options)
-    spill = tmp_path / "spill"
-    spilled = process_video(str(video), "a.mp4", opener, options, spill_dir=str(spill))
+    area = work.WorkArea(str(tmp_path / "work"))
+    spilled = process_video(str(video), "a.mp4", opener, options,
+                            spill=work.VideoSpill(area, str(video), str(tmp_path / "out")))
     assert len(spilled.clips) == len(memory.clips) == 3
     for a, b in zip(memory.clips, spilled.clips):
         assert isinstance(a.encoded, bytes) and isinstance(b.encoded, SpilledBytes)
@@ -34,14 +35,15 @@ def test_spilled_clips_equal_in_memory_clips(tmp_path):
         assert (b.probe, b.motion, b.errors, b.decoded_frames) == (a.probe, a.motion, a.errors, a.decoded_frames)
         assert [as_bytes(w.preview) for w in b.windows] == [w.preview for w in a.windows]
         assert all(isinstance(w.preview, SpilledBytes) for w in b.windows)
-    # what the work IO manager pickles: paths, not megabytes
-    assert len(pickle.dumps(spilled)) < 20_000 < len(pickle.dumps(memory))
-    assert pickle.loads(pickle.dumps(spilled)).clips[0].encoded == spilled.clips[0].encoded
+    # what the work IO manager stores: references, not megabytes
+    stored = json.dumps(work.result_doc(spilled))
+    assert len(stored) < 20_000 < len(json.dumps(work.result_doc(memory)))
+    assert work.result_value(json.loads(stored)).clips[0].encoded == spilled.clips[0].encoded
 
     files_a = layout.video_files(memory, "/out").files
     files_b = layout.video_files(spilled, "/out").files
     assert {d: {r: as_bytes(x) for r, x in f.items()} for d, f in files_b.items()} == files_a
 
-    (spill / f"{spilled.clips[0].uuid}.mp4").unlink()
+    (tmp_path / "work" / "videos" / work.video_id(str(video)) / "clips" / f"{spilled.clips[0].uuid}.mp4").unlink()
     with pytest.raises(FileNotFoundError, match="materialize video_clips"):
         spilled.clips[0].encoded.read()

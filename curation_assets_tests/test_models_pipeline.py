@@ -11,7 +11,7 @@ from dataclasses import replace
 import pyarrow.parquet as pq
 import pytest
 
-from curation_assets.cli import run_pipeline
+from curation_assets.cli import UsageError, run_pipeline
 from curation_assets.core.options import PipelineOptions
 from curation_assets.defs.resources import CaptionService
 
@@ -102,7 +102,8 @@ def test_missing_weights_fail_when_asked_and_are_noted_in_auto_mode(tmp_path, vi
     assert "embeddings skipped" in text and str(empty_models / "nvidia" / "Cosmos-Embed1-224p") in text
     assert "huggingface-cli download nvidia/Cosmos-Embed1-224p" in text
 
-    report = io.StringIO()
-    assert run_pipeline(replace(base, generate_embeddings="on", output_path=str(tmp_path / "out2")),
-                        home=str(tmp_path / "h2"), stream=report) == 1
-    assert "not processed" in report.getvalue()
+    # asked for explicitly: refused before any video is decoded, nothing written
+    with pytest.raises(UsageError, match="embeddings were asked for but the weights are missing"):
+        run_pipeline(replace(base, generate_embeddings="on", output_path=str(tmp_path / "out2")),
+                     home=str(tmp_path / "h2"), stream=io.StringIO())
+    assert not (tmp_path / "out2").exists()

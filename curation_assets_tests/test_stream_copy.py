@@ -189,12 +189,14 @@ def test_frame_rate_other_than_25(tmp_path):
 
 def test_copy_mode_with_clip_bytes_spilled_to_disk(source, tmp_path):
     """As the video_clips asset runs it: each finished clip's bytes and previews go to files."""
+    from curation_assets.core import work
     from curation_assets.core.model import SpilledBytes, as_bytes
 
     options = PipelineOptions(transcode_encoder="copy", fixed_stride_split_duration=5.0, generate_previews=True,
                               generate_embeddings="off")
     url = str(source)
-    result = process_video(url, source.name, lambda: open(url, "rb"), options, spill_dir=str(tmp_path / "spill"))
+    spill = work.VideoSpill(work.WorkArea(str(tmp_path / "work")), url, str(tmp_path / "out"))
+    result = process_video(url, source.name, lambda: open(url, "rb"), options, spill=spill)
     assert len(result.clips) == 3 and not result.errors
     for clip in result.clips:
         assert isinstance(clip.encoded, SpilledBytes) and str(clip.uuid) in clip.encoded.path

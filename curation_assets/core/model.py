@@ -64,41 +64,69 @@ def chunk_uuid(source_video: str, clip_chunk_index: int) -> uuid.UUID:
 
 
 class SpilledBytes:
-    """Bytes kept in a local file instead of memory.
+    """Bytes kept in a file (local path or fsspec URL) instead of memory.
 
-    A video's clips (and previews) are spilled as soon as each is encoded, so the memory of a run
-    does not grow with the video's length and the intermediate value pickled between assets holds
-    paths, not megabytes. ``len()`` and truth behave as for the bytes; ``read()`` returns them;
-    ``path`` can be handed to anything that opens a file (PyAV).
+    A video's clips and previews are spilled to the work area as soon as each is encoded, so the
+    memory of a run does not grow with the video's length and the values passed between steps
+    hold references, not megabytes. The writer later *moves* the file into the layout; the places
+    it may have moved to are ``alternates``, tried in order when ``path`` is gone, so a reference
+    stays good after the move (re-running the writer alone reads the clip from ``clips/``).
+    ``len()`` and truth behave as for the bytes; ``read()`` returns them.
     """
 
-    __slots__ = ("path", "size")
+    __slots__ = ("path", "size", "alternates")
 
-    def __init__(self, path: str, size: int) -> None:
+    def __init__(self, path: str, size: int, alternates: tuple[str, ...] = ()) -> None:
         self.path = path
         self.size = size
+        self.alternates = tuple(alternates)
 
     @classmethod
-    def write(cls, data: bytes, path: str) -> SpilledBytes:
-        import os
+    def write(cls, data: bytes, path: str, alternates: tuple[str, ...] = ()) -> SpilledBytes:
+        from . import storage
 
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-        return cls(path, len(data))
+        storage.write_bytes_atomic(path, data)
+        return cls(path, len(data), alternates)
+
+    def locate(self) -> str | None:
+        """Where the bytes are now: ``path`` or the first alternate holding a file of this size."""
+        from . import storage
+
+        for url in (self.path, *self.alternates):
+            info = storage.file_info(url)
+            if info is not None and info.size == self.size:
+                return url
+        return None
 
     def read(self) -> bytes:
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
+        from . import storage
+
+        url = self.locate()
+        if url is None:
             raise FileNotFoundError(
-                f"the clip bytes kept in {self.path} are gone (work folder cleaned?): materialize "
-                "video_clips for this video again"
-            ) from None
+                f"the clip bytes kept in {self.path} are gone (work area cleaned, or the clip was not "
+                "written): materialize video_clips for this video again"
+            )
+        data = storage.read_bytes(url)
         if len(data) != self.size:
-            raise OSError(f"{self.path}: {len(data)} bytes, expected {self.size}")
+            raise OSError(f"{url}: {len(data)} bytes, expected {self.size}")
         return data
+
+    def source(self) -> bytes | str:
+        """What PyAV can open: the local path where the bytes are, else the bytes themselves."""
+        from . import storage
+
+        url = self.locate()
+        if url is not None and storage.is_local(url):
+            return url
+        return self.read()
+
+    def to_doc(self) -> dict:
+        return {"url": self.path, "size": self.size, "alternates": list(self.alternates)}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> SpilledBytes:
+        return cls(str(doc["url"]), int(doc["size"]), tuple(str(a) for a in doc.get("alternates", ())))
 
     def __len__(self) -> int:
         return self.size
@@ -112,12 +140,6 @@ class SpilledBytes:
     def __hash__(self) -> int:
         return hash((self.path, self.size))
 
-    def __getstate__(self) -> tuple[str, int]:
-        return (self.path, self.size)
-
-    def __setstate__(self, state: tuple[str, int]) -> None:
-        self.path, self.size = state
-
     def __repr__(self) -> str:
         return f"SpilledBytes({self.path!r}, {self.size})"
 
@@ -128,8 +150,8 @@ def as_bytes(data: bytes | SpilledBytes | None) -> bytes | None:
 
 
 def as_source(data: bytes | SpilledBytes) -> bytes | str:
-    """What PyAV can open without loading a spilled clip into memory: bytes or a file path."""
-    return data.path if isinstance(data, SpilledBytes) else data
+    """What PyAV can open without loading a spilled clip into memory: bytes or a local path."""
+    return data.source() if isinstance(data, SpilledBytes) else data
 
 
 @dataclass(frozen=True)
@@ -202,17 +224,27 @@ class VideoResult:
     rel_path: str
     metadata: VideoMetadata | None
     clips: list[Clip] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # video-level errors (the spec's keys)
+    settings: dict[str, Any] = field(default_factory=dict)  # the pipeline record
+    stage_key: str = ""  # identifies the source and settings the clips were made from (core.work)
+
+
+# Step failures of a video that mean nothing of it may be written: a partition key that names no
+# video under input_path, or a source that is not there (a stale key).
+UNWRITABLE_FAILURES = ("key", "source")
 
 
 @dataclass
 class ClipAnnotations:
     """What one model stage produced for one video: a value and/or an error per clip uuid.
 
-    ``note`` says why nothing was computed (stage off, weights missing in auto mode).
+    ``note`` says why nothing was computed (stage off, weights missing in auto mode);
+    ``video_error`` that the stage failed for the whole video (its partition fails).
     """
 
     values: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     note: str | None = None
+    video_error: str | None = None
+    digest: str = ""  # core.options.step_digest of the settings it was computed with
+    clips_key: str = ""  # the VideoResult.stage_key of the clips it was computed from

@@ -28,10 +28,17 @@ GENERATE_MODES = ("auto", "on", "off")
 AESTHETIC_REDUCTIONS = ("min", "mean")
 # The containers the reference's video reader accepts.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+# Videos per Dagster run (a partition range) for the CLI, the sensor and backfills.
+VIDEOS_PER_RUN = 16
 # Name of the work area under output_path when work_path is not set (see the README, "Work area").
 DEFAULT_WORK_DIR = "_work"
 
 ENV_PREFIX = "CURATION_"
+# The intermediate steps, in pipeline order; each stored value records the digest of the settings
+# that shape it (Setting.steps), so a later step can tell a value made with other settings.
+STEPS = ("video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions")
+_CLIPS = ("video_clips",)
+_FILTERED = ("clip_embeddings", "clip_captions")  # run on the clips that pass the filters
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Setting:
     le: float | None = None  # value <= le
     path: bool = False  # a local path or URL: made absolute (local) before use and hashing
     hashed: bool = True  # part of the `pipeline` record's settings_hash (shapes the output)
+    steps: tuple[str, ...] = ()  # the intermediate steps whose values it shapes (STEPS)
 
 
 def _s(default: Any, help: str, **meta: Any) -> Any:
@@ -56,7 +64,7 @@ def _s(default: Any, help: str, **meta: Any) -> Any:
 class PipelineOptions:
     # where
     input_path: str = _s("data/videos", "folder or s3:// prefix holding the source videos (searched recursively)",
-                         flag="--video-dir", path=True)
+                         flag="--video-dir", path=True, steps=_CLIPS)
     output_path: str = _s("data/outputs", "folder or s3:// prefix the clip-writer layout is written to",
                           path=True)
     work_path: str = _s("", "where intermediate values and clip bytes live between steps; every worker must reach "
@@ -64,56 +72,56 @@ class PipelineOptions:
     video_extensions: tuple[str, ...] = _s(VIDEO_EXTENSIONS, "file extensions taken as videos (comma-separated)",
                                            hashed=False)
     # splitting
-    splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS)
-    fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0)
-    fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0)
-    limit_clips: int = _s(0, "at most this many clips per video (0: all)", ge=0)
-    transnetv2_threshold: float = _s(0.4, "TransNetV2 scene-cut probability threshold", gt=0, le=1)
-    transnetv2_min_length_s: float = _s(2.0, "scenes shorter than this many seconds are dropped", ge=0)
-    transnetv2_max_length_s: float = _s(10.0, "scenes longer than this many seconds are cut", gt=0)
+    splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS, steps=_CLIPS)
+    fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0, steps=_CLIPS)
+    fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0, steps=_CLIPS)
+    limit_clips: int = _s(0, "at most this many clips per video (0: all)", ge=0, steps=_CLIPS)
+    transnetv2_threshold: float = _s(0.4, "TransNetV2 scene-cut probability threshold", gt=0, le=1, steps=_CLIPS)
+    transnetv2_min_length_s: float = _s(2.0, "scenes shorter than this many seconds are dropped", ge=0, steps=_CLIPS)
+    transnetv2_max_length_s: float = _s(10.0, "scenes longer than this many seconds are cut", gt=0, steps=_CLIPS)
     transnetv2_max_length_mode: str = _s("stride", "how long scenes are cut: into pieces (stride) or once (truncate)",
-                                         choices=MAX_LENGTH_MODES)
-    transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0)
+                                         choices=MAX_LENGTH_MODES, steps=_CLIPS)
+    transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0, steps=_CLIPS)
     # transcoding and chunks
     transcode_encoder: str = _s("libx264", "clip encoder; copy: cut without re-encoding, each span snapped out to "
-                                           "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS)
-    transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0)
+                                           "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS, steps=_CLIPS)
+    transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, steps=_CLIPS)
     clip_re_chunk_size: int = _s(32, "clips per chunk: a chunk closes at this many x 8 seconds of clips", ge=1)
     # motion
     motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
-                            choices=MOTION_FILTER_MODES)
-    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0)
+                            choices=MOTION_FILTER_MODES, steps=_CLIPS)
+    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0, steps=_CLIPS)
     motion_per_patch_min_256_threshold: float = _s(0.000001, "clips below this per-patch minimum are low-motion",
-                                                   ge=0)
+                                                   ge=0, steps=_CLIPS)
     # aesthetics
     aesthetic_threshold: float | None = _s(None, "score clips (CLIP ViT-L/14 + LAION MLP, frames at 1 fps) and move "
-                                                 "those below this value to filtered_clips/ (default: off)")
+                                                 "those below this value to filtered_clips/ (default: off)", steps=("aesthetic_scores",) + _FILTERED)
     aesthetic_reduction: str = _s("min", "per-clip aesthetic score from its frames' scores",
-                                  choices=AESTHETIC_REDUCTIONS)
+                                  choices=AESTHETIC_REDUCTIONS, steps=("aesthetic_scores",))
     # embeddings
     generate_embeddings: str = _s("auto", "Cosmos-Embed1 embeddings: on (missing weights fail the run), off, or auto "
                                           "(embed when the weights are found)", choices=GENERATE_MODES,
-                                  flag="--generate-embeddings")
+                                  flag="--generate-embeddings", steps=("clip_embeddings",))
     embedding_algorithm: str = _s("cosmos-embed1-224p", "Cosmos-Embed1 variant (giving one on the command line "
-                                                        "asks for embeddings)", choices=EMBEDDING_ALGORITHMS)
+                                                        "asks for embeddings)", choices=EMBEDDING_ALGORITHMS, steps=("clip_embeddings",))
     model_dir: str = _s("models", "folder holding model weights (<model-dir>/nvidia/Cosmos-Embed1-224p, ...)",
                         path=True, hashed=False)
     allow_model_download: bool = _s(False, "let missing model weights be downloaded from the Hugging Face hub",
                                     hashed=False)
     # previews
-    generate_previews: bool = _s(True, "write an animated WebP preview per clip window")
-    preview_target_fps: float = _s(1.0, "preview frame rate (capped at the source's)", gt=0, le=60)
-    preview_target_height: int = _s(240, "preview height in pixels", ge=2, le=4320)
+    generate_previews: bool = _s(True, "write an animated WebP preview per clip window", steps=_CLIPS)
+    preview_target_fps: float = _s(1.0, "preview frame rate (capped at the source's)", gt=0, le=60, steps=_CLIPS)
+    preview_target_height: int = _s(240, "preview height in pixels", ge=2, le=4320, steps=_CLIPS)
     # captions
-    generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint")
-    enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption")
+    generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint", steps=("clip_captions",))
+    enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption", steps=("clip_captions",))
     caption_models: tuple[str, ...] = _s(("qwen",), "caption key: metas get '<model>_caption' (one model)",
-                                         flag="--caption-model")
+                                         flag="--caption-model", steps=("clip_captions",))
     enhanced_caption_models: tuple[str, ...] = _s(("qwen_lm",), "enhanced caption key: '<model>_enhanced_caption' "
-                                                                "(one model)", flag="--enhance-caption-model")
+                                                                "(one model)", flag="--enhance-caption-model", steps=("clip_captions",))
     # writer
     upload_clips: bool = _s(True, "write the clip mp4s")
-    dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)")
+    dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)", steps=_CLIPS)
     verbose: bool = _s(False, "log every clip, and Dagster's own logs on the console", hashed=False)
     max_workers: int = _s(6, "writer threads per video (files written concurrently)", ge=1, le=256, hashed=False)
     log_stats: bool = _s(False, "log each video's clip statistics (passed, filtered, transcoded, embeddings, "
@@ -177,6 +185,29 @@ class PipelineOptions:
         settings = json.loads(json.dumps(settings))
         return {"package": "curation-assets", "version": __version__, "settings": settings,
                 "settings_hash": settings_digest(settings)}
+
+
+def step_digest(options: PipelineOptions, step: str) -> str:
+    """A digest of the settings that shape ``step``'s values (and of the package version)."""
+    from .. import __version__
+
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}")
+    values = {f.name: getattr(options, f.name) for f in fields(options) if step in f.metadata["setting"].steps}
+    if step == "aesthetic_scores":  # scores do not depend on the threshold's value, only on scoring at all
+        values["aesthetic_threshold"] = values["aesthetic_threshold"] is not None
+    return settings_digest({"version": __version__, **json.loads(json.dumps(values))})
+
+
+def step_settings_changed(options: PipelineOptions, step: str, recorded: dict[str, Any]) -> list[str]:
+    """The settings of ``step`` that differ from those ``recorded`` with a value (for messages)."""
+    return [f.name for f in fields(options)
+            if step in f.metadata["setting"].steps and json.loads(json.dumps(getattr(options, f.name))) != recorded.get(f.name)]
+
+
+def step_settings(options: PipelineOptions, step: str) -> dict[str, Any]:
+    return json.loads(json.dumps({f.name: getattr(options, f.name) for f in fields(options)
+                                  if step in f.metadata["setting"].steps}))
 
 
 def settings_digest(values: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ on the video or the clip with the spec's error keys; nothing here raises for bad
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,14 +16,18 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .cpus import usable_cores
-from .model import Clip, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
+from .model import Clip, MotionScore, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
 from .probe import ProbeError, probe_video
 from .split import fixed_stride_spans
+from .work import VideoSpill
 
 log = logging.getLogger(__name__)
 
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
+
+# What the reference's motion filter scores a clip whose motion vectors could not be decoded.
+MOTION_DECODE_FAILED = MotionScore(global_mean=-1.0, per_patch_min_256=-1.0)
 
 
 @dataclass
@@ -81,9 +84,11 @@ def _score_motion(clip: Clip, options: PipelineOptions, out: object = None, pend
     try:
         clip.motion = _motion_of(out, pending) or compute_motion_score(as_source(clip.encoded))
     except MotionDecodeError as exc:
+        # the reference's motion filter gives such a clip the sentinel scores -1 (below both
+        # thresholds, so `enable` filters it) and keeps the decode error
         clip.errors["motion_decode"] = exc.key
+        clip.motion = MOTION_DECODE_FAILED
         log.info("motion score of clip %s: %s", clip.uuid, exc)
-        return
     if options.motion_filter == "enable" and is_low_motion(
         clip.motion,
         global_mean_threshold=options.motion_global_mean_threshold,
@@ -182,21 +187,20 @@ def process_video(
     options: PipelineOptions,
     *,
     on_progress: ProgressCallback | None = None,
-    spill_dir: str | None = None,
+    spill: VideoSpill | None = None,
 ) -> VideoResult:
     """Probe, split, transcode (one decode pass), preview and motion-score one video.
 
-    ``spill_dir``: a local folder (created, and owned by this call) where each clip's mp4 and
-    previews are written as soon as the clip is encoded; the result then holds
-    :class:`SpilledBytes` (paths) instead of the bytes, so memory stays flat however long the
-    video. ``None`` keeps the bytes in memory.
+    ``spill``: where each clip's mp4 and previews are written as soon as the clip is encoded (the
+    video's work folder); the result then holds :class:`SpilledBytes` (references) instead of the
+    bytes, so memory stays flat however long the video. ``None`` keeps the bytes in memory.
 
     Error messages in the result (video and clips) are redacted (``storage.redact``)."""
     return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress,
-                                         spill_dir=spill_dir))
+                                         spill=spill))
 
 
-def _spill(out, clip: Clip, spill_dir: str, probes: dict) -> None:
+def _spill(out, clip: Clip, spill: VideoSpill, probes: dict) -> None:
     """Move a finished clip's bytes (and previews) out of memory, probing the clip first."""
     from .transcode import probe_clip
 
@@ -206,10 +210,9 @@ def _spill(out, clip: Clip, spill_dir: str, probes: dict) -> None:
         probes[out.span] = probe_clip(out.data)
     except Exception as exc:  # recorded on the clip below, as without spilling
         probes[out.span] = exc
-    base = os.path.join(spill_dir, str(clip.uuid))
-    out.data = SpilledBytes.write(out.data, base + ".mp4")
-    out.previews = {k: SpilledBytes.write(v, f"{base}_{k[0]}_{k[1]}.webp") if v else v
-                    for k, v in out.previews.items()}
+    uid = str(clip.uuid)
+    out.data = spill.clip(uid, out.data)
+    out.previews = {k: spill.preview(uid, k[0], k[1], v) if v else v for k, v in out.previews.items()}
 
 
 def _process_video(
@@ -219,7 +222,7 @@ def _process_video(
     options: PipelineOptions,
     *,
     on_progress: ProgressCallback | None = None,
-    spill_dir: str | None = None,
+    spill: VideoSpill | None = None,
 ) -> VideoResult:
     from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
 
@@ -270,10 +273,13 @@ def _process_video(
     def finished(out) -> None:
         nonlocal done
         done += 1
-        if spill_dir is not None:
-            _spill(out, by_span[out.span], spill_dir, probes)
+        data = out.data
+        if spill is not None:
+            _spill(out, by_span[out.span], spill, probes)
         if motion_pool is not None and not out.error and out.data:
-            motion_jobs[out.span] = motion_pool.submit(_motion_task, as_source(out.data))
+            # a local spill is read back from its file; a remote one is scored from the bytes in hand
+            source = as_source(out.data) if spill is None or spill.local else as_bytes(data)
+            motion_jobs[out.span] = motion_pool.submit(_motion_task, source)
         if on_progress:
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
@@ -312,9 +318,10 @@ def _process_video(
         _check_clip_length(clip, metadata)
         clip.windows = [Window(s, e, preview=out.previews.get((s, e))) for s, e in out.windows]
         if preview is not None:
-            for w in clip.windows:
-                if not w.preview:
-                    clip.errors.setdefault("preview", f"no preview for window {w.key}")
+            missing = [w.key for w in clip.windows if not w.preview]
+            if missing:
+                detail = getattr(out, "preview_error", None) or "no preview produced"
+                clip.errors.setdefault("preview", f"no preview for window {', '.join(missing)}: {detail}")
         _score_motion(clip, options, out, motion_jobs.pop(out.span, None))
     if motion_pool is not None:
         motion_pool.shutdown(wait=True)

@@ -268,6 +268,25 @@ class CaptionClient:
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="enhance-http") as pool:
             return list(pool.map(self.enhance, texts))
 
+    def unreachable(self, timeout_s: float = 5.0) -> str | None:
+        """Why the caption (and enhance) endpoints cannot be reached, or None when they answer.
+
+        Any HTTP answer counts as reachable (a 401 or 404 still means a server is there); a
+        refused connection, an unknown host or a timeout does not."""
+        urls = [self.base_url] + ([self.enhance_base_url] if self.enhance_base_url != self.base_url else [])
+        for base in urls:
+            key = os.environ.get(self.api_key_env) if self.api_key_env else None
+            url = base.rstrip("/") + "/models"
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout_s):
+                    pass
+            except urllib.error.HTTPError:
+                continue
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", exc)
+                return _scrub(f"caption endpoint {base} is unreachable: {reason}", key)
+        return None
+
     # -- HTTP --------------------------------------------------------------------------------
     def _complete(self, base_url: str, key_env: str | None, body: dict) -> CaptionResult:
         key = os.environ.get(key_env) if key_env else None

@@ -22,6 +22,8 @@ from typing import TypeVar
 import av
 import numpy as np
 
+from ..core.model import as_source
+
 T = TypeVar("T")
 
 EMBEDDING_FPS = 2.0
@@ -44,10 +46,8 @@ def _open(data: bytes) -> av.container.InputContainer:
     if not data:
         raise FrameDecodeError("empty clip buffer")
     try:
-        path = getattr(data, "path", None)
-        if isinstance(path, str):
-            return av.open(path, mode="r")
-        return av.open(io.BytesIO(data), mode="r")
+        source = as_source(data)
+        return av.open(source if isinstance(source, str) else io.BytesIO(source), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:  # pragma: no cover - depends on FFmpeg message
         raise FrameDecodeError(f"cannot open clip: {exc}") from exc
 

@@ -2,8 +2,8 @@
 
 Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
 by clip uuid, batching model calls across every clip of every video in the run. ``annotate``
-applies them back onto the clips (and the aesthetic filter), in the reference's stage order:
-motion filter -> aesthetic filter -> embeddings and captions for the clips that passed.
+and ``apply_filters`` put them back onto the clips, in the reference's stage order: motion filter
+-> aesthetic filter -> embeddings and captions for the clips that passed.
 """
 
 from __future__ import annotations
@@ -77,6 +77,23 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
     return out
 
 
+def apply_filters(result: VideoResult, options: PipelineOptions, aesthetics: ClipAnnotations | None) -> VideoResult:
+    """The aesthetic filter (the motion filter ran with the transcode), in place: clips scored
+    below ``aesthetic_threshold`` are filtered; a scoring error stays on the clip."""
+    for clip in result.clips:
+        uid = str(clip.uuid)
+        if aesthetics is None:
+            continue
+        if uid in aesthetics.values:
+            clip.aesthetic_score = aesthetics.values[uid]
+            if (options.aesthetic_threshold is not None and clip.passed
+                    and clip.aesthetic_score < options.aesthetic_threshold):
+                clip.filtered_by = "aesthetic"
+        if uid in aesthetics.errors:
+            clip.errors.setdefault(*aesthetics.errors[uid])
+    return result
+
+
 def annotate(
     result: VideoResult,
     options: PipelineOptions,
@@ -84,20 +101,13 @@ def annotate(
     aesthetics: ClipAnnotations | None = None,
     embeddings: ClipAnnotations | None = None,
     captions: ClipAnnotations | None = None,
-    caption_key: str | None = None,
-    enhance_key: str | None = None,
 ) -> VideoResult:
-    """Apply the model stages' results to the clips of one video (in place) and return it."""
+    """The filters, then every model stage's values on the clips that passed, in place, in the
+    reference's order (motion -> aesthetic filter -> embeddings and captions)."""
+    apply_filters(result, options, aesthetics)
+    caption_key, enhance_key = options.caption_models[0], options.enhanced_caption_models[0]
     for clip in result.clips:
         uid = str(clip.uuid)
-        if aesthetics is not None:
-            if uid in aesthetics.values:
-                clip.aesthetic_score = aesthetics.values[uid]
-                if (options.aesthetic_threshold is not None and clip.passed
-                        and clip.aesthetic_score < options.aesthetic_threshold):
-                    clip.filtered_by = "aesthetic"
-            if uid in aesthetics.errors:
-                clip.errors.setdefault(*aesthetics.errors[uid])
         if embeddings is not None and clip.passed:
             if uid in embeddings.values:
                 clip.embedding = embeddings.values[uid]
@@ -106,9 +116,9 @@ def annotate(
         if captions is not None and clip.passed:
             for window in clip.windows:
                 texts = captions.values.get(uid, {}).get(window.key)
-                if texts and caption_key:
+                if texts:
                     window.captions[caption_key] = texts["caption"]
-                if texts and texts.get("enhanced") and enhance_key:
+                if texts and texts.get("enhanced"):
                     window.enhanced_captions[enhance_key] = texts["enhanced"]
             if uid in captions.errors:
                 clip.errors.setdefault(*captions.errors[uid])

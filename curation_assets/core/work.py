@@ -1,0 +1,218 @@
+"""The work area: what one step hands the next, per video, on storage every worker reaches.
+
+Each video has a folder ``<work_url>/videos/<video id>/`` (the id is a hash of the source URL, so
+odd or very long names never matter) holding the steps' values as JSON documents and, between the
+transcode and the writer, the clip and preview bytes. The writer *moves* those bytes into the
+layout (a rename locally, a server-side copy on object stores), so a finished video keeps only its
+small documents here: there is one copy of every clip, in ``clips/`` or ``filtered_clips/``.
+
+Values are JSON, never pickles: the work area lives beside the output, and what is read back from
+storage is untrusted. A document that does not decode is treated as missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import storage
+from .model import (
+    Clip,
+    ClipAnnotations,
+    ClipProbe,
+    MotionScore,
+    Span,
+    SpilledBytes,
+    VideoMetadata,
+    VideoResult,
+    Window,
+)
+
+FORMAT = 1  # bumped when the documents change shape; older documents are ignored (recomputed)
+
+
+def video_id(source_url: str) -> str:
+    """A short stable id of a source video (its work folder's name)."""
+    return hashlib.sha256(source_url.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class WorkArea:
+    """The work area under ``base`` (a local path or fsspec URL)."""
+
+    base: str
+
+    def video_dir(self, source_url: str) -> str:
+        return storage.join(self.base, "videos", video_id(source_url))
+
+    def value_url(self, source_url: str, step: str) -> str:
+        return storage.join(self.video_dir(source_url), f"{step.replace('/', '_')}.json")
+
+    def clip_url(self, source_url: str, clip_uuid: str) -> str:
+        return storage.join(self.video_dir(source_url), "clips", f"{clip_uuid}.mp4")
+
+    def preview_url(self, source_url: str, clip_uuid: str, start_frame: int, end_frame: int) -> str:
+        return storage.join(self.video_dir(source_url), "previews", clip_uuid, f"{start_frame}_{end_frame}.webp")
+
+    def lock_url(self, source_url: str) -> str:
+        return storage.join(self.video_dir(source_url), "writer.lock")
+
+    def journal_url(self, source_url: str) -> str:
+        return storage.join(self.video_dir(source_url), "writing.json")
+
+    def save(self, source_url: str, step: str, doc: dict[str, Any]) -> None:
+        storage.write_bytes_atomic(self.value_url(source_url, step),
+                                   json.dumps({"format": FORMAT, **doc}, sort_keys=True).encode())
+
+    def load(self, source_url: str, step: str) -> dict[str, Any] | None:
+        """The step's stored document for this video, or None (missing, unreadable or an older format)."""
+        url = self.value_url(source_url, step)
+        try:
+            doc = json.loads(storage.read_bytes(url))
+        except FileNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return None
+        return doc
+
+    def remove_bytes(self, source_url: str) -> None:
+        """Remove the clip and preview bytes left in this video's folder (the documents stay)."""
+        folder = self.video_dir(source_url)
+        leftovers = storage.list_files(storage.join(folder, "clips")) + storage.list_files(storage.join(folder, "previews"))
+        storage.remove_files(leftovers, prune_empty_dirs_under=folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# documents <-> values
+
+
+def _bytes_doc(data: Any) -> Any:
+    if data is None:
+        return None
+    if isinstance(data, SpilledBytes):
+        return data.to_doc()
+    return {"b64": base64.b64encode(bytes(data)).decode("ascii")}
+
+
+def _bytes_value(doc: Any) -> Any:
+    if doc is None:
+        return None
+    if "b64" in doc:
+        return base64.b64decode(doc["b64"])
+    return SpilledBytes.from_doc(doc)
+
+
+def array_doc(value: np.ndarray) -> dict[str, Any]:
+    arr = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    return {"float32": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
+
+
+def array_value(doc: dict[str, Any]) -> np.ndarray:
+    arr = np.frombuffer(base64.b64decode(doc["float32"]), dtype=np.float32)
+    return arr.reshape([int(n) for n in doc["shape"]]).copy()
+
+
+def clip_doc(clip: Clip) -> dict[str, Any]:
+    return {
+        "source_video": clip.source_video,
+        "span": [clip.span.start_s, clip.span.end_s, clip.span.start_frame, clip.span.end_frame, clip.span.snapped],
+        "encoded": _bytes_doc(clip.encoded),
+        "probe": None if clip.probe is None else vars(clip.probe),
+        "decoded_frames": clip.decoded_frames,
+        "motion": None if clip.motion is None else [clip.motion.global_mean, clip.motion.per_patch_min_256],
+        "aesthetic_score": clip.aesthetic_score,
+        "embedding": None if clip.embedding is None else array_doc(clip.embedding),
+        "windows": [{"start_frame": w.start_frame, "end_frame": w.end_frame, "captions": w.captions,
+                     "enhanced_captions": w.enhanced_captions, "preview": _bytes_doc(w.preview)} for w in clip.windows],
+        "errors": clip.errors,
+        "filtered_by": clip.filtered_by,
+    }
+
+
+def clip_value(doc: dict[str, Any]) -> Clip:
+    s0, s1, f0, f1, snapped = doc["span"]
+    return Clip(
+        source_video=doc["source_video"],
+        span=Span(float(s0), float(s1), int(f0), int(f1), bool(snapped)),
+        encoded=_bytes_value(doc["encoded"]),
+        probe=None if doc["probe"] is None else ClipProbe(**doc["probe"]),
+        decoded_frames=doc["decoded_frames"],
+        motion=None if doc["motion"] is None else MotionScore(*doc["motion"]),
+        aesthetic_score=doc["aesthetic_score"],
+        embedding=None if doc["embedding"] is None else array_value(doc["embedding"]),
+        windows=[Window(w["start_frame"], w["end_frame"], dict(w["captions"]), dict(w["enhanced_captions"]),
+                        _bytes_value(w["preview"])) for w in doc["windows"]],
+        errors=dict(doc["errors"]),
+        filtered_by=doc["filtered_by"],
+    )
+
+
+def result_doc(result: VideoResult) -> dict[str, Any]:
+    return {
+        "source_video": result.source_video,
+        "rel_path": result.rel_path,
+        "metadata": None if result.metadata is None else vars(result.metadata),
+        "clips": [clip_doc(c) for c in result.clips],
+        "errors": result.errors,
+        "pipeline": result.settings,
+        "stage_key": result.stage_key,
+    }
+
+
+def result_value(doc: dict[str, Any]) -> VideoResult:
+    return VideoResult(
+        source_video=doc["source_video"],
+        rel_path=doc["rel_path"],
+        metadata=None if doc["metadata"] is None else VideoMetadata(**doc["metadata"]),
+        clips=[clip_value(c) for c in doc["clips"]],
+        errors=dict(doc["errors"]),
+        settings=dict(doc["pipeline"]),
+        stage_key=str(doc["stage_key"]),
+    )
+
+
+def annotations_doc(ann: ClipAnnotations) -> dict[str, Any]:
+    values = {uid: array_doc(v) if isinstance(v, np.ndarray) else v for uid, v in ann.values.items()}
+    return {"values": values, "errors": {uid: list(e) for uid, e in ann.errors.items()}, "note": ann.note,
+            "video_error": ann.video_error, "digest": ann.digest, "clips_key": ann.clips_key}
+
+
+def annotations_value(doc: dict[str, Any]) -> ClipAnnotations:
+    values = {uid: array_value(v) if isinstance(v, dict) and "float32" in v else v for uid, v in doc["values"].items()}
+    return ClipAnnotations(values=values, errors={uid: (e[0], e[1]) for uid, e in doc["errors"].items()},
+                           note=doc["note"], video_error=doc["video_error"], digest=doc["digest"],
+                           clips_key=doc["clips_key"])
+
+
+@dataclass(frozen=True)
+class VideoSpill:
+    """Where one video's clip and preview bytes go as each clip is encoded: its work folder, with
+    the layout locations the writer moves them to as fallbacks (``SpilledBytes.alternates``)."""
+
+    work: WorkArea
+    source_url: str
+    output_path: str
+
+    @property
+    def local(self) -> bool:
+        return storage.is_local(self.work.base)
+
+    def clip(self, clip_uuid: str, data: bytes) -> SpilledBytes:
+        from . import layout
+
+        alternates = tuple(storage.join(self.output_path, d, f"{clip_uuid}.mp4") for d in (layout.CLIPS, layout.FILTERED_CLIPS))
+        return SpilledBytes.write(data, self.work.clip_url(self.source_url, clip_uuid), alternates)
+
+    def preview(self, clip_uuid: str, start_frame: int, end_frame: int, data: bytes) -> SpilledBytes:
+        from . import layout
+
+        alternate = storage.join(self.output_path, layout.PREVIEWS, clip_uuid, f"{start_frame}_{end_frame}.webp")
+        return SpilledBytes.write(data, self.work.preview_url(self.source_url, clip_uuid, start_frame, end_frame),
+                                  (alternate,))
