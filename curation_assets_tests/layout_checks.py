@@ -57,8 +57,15 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
     for f in files:
         assert any(p.match(f) for p in PATTERNS.values()), f"unexpected file {f}"
         assert ".partial" not in f and "/.tmp-" not in f, f"temporary file left: {f}"
-    for f in work_files(out):  # one copy of the bytes: no clip or preview is left in the work area
-        assert WORK_FILE.match(f), f"unexpected file in the work area: {f}"
+    # one copy of the bytes: no clip or preview of these videos is left in the work area
+    from curation_assets.core.work import video_id
+
+    base = input_url.rstrip("/") if input_url else str(input_dir) if input_dir is not None else None
+    if base is not None:
+        ids = {video_id(f"{base}/{rel}") for rel in videos}
+        for f in work_files(out):
+            if f.split("/")[2] in ids:
+                assert WORK_FILE.match(f), f"unexpected file in the work area: {f}"
     summary = {}
     metas = {f.split("/")[-1][:-5]: json.loads((out / f).read_text()) for f in files if f.startswith("metas/v0/")}
     for uid, meta in metas.items():
