@@ -1,11 +1,14 @@
-"""Runs killed with SIGKILL leave no partial file under a real name, their temporary files are
-cleaned up by the next run, and that run gives the same output as an uninterrupted one.
+"""Runs killed with SIGKILL leave no partial file under a real name, the next run completes them
+(removing a killed writer's temporary files, found by name), and that run gives the same output
+as an uninterrupted one; a batch killed after some videos were transcoded resumes with the others.
 
-The slow test drives ``python -m curation_assets.cli run`` as a subprocess and kills its process
-group at several points (during start-up, at the first clip, while a temporary file is visible, at
-the first video document, at the first parquet file), each time on the output the previous killed
-run left. The fast tests pin down the temporary-file cleanup rules (dead writers' files go at
-once, live writers' files stay).
+The slow test drives ``python -m curation_assets.cli run`` as a subprocess that kills itself with
+SIGKILL at an exact point, put there by a ``sitecustomize`` module the test writes (during start-up,
+after the first clip is encoded, while a temporary file of the layout is written but not renamed,
+after the first video document, after the first parquet file, before the third video's transcode),
+each time on the output the previous killed run left. Every point must fire. The fast tests pin
+down the rules for writer-unique temporary files (``storage.cleanup_temp_files``: dead writers'
+files go at once, live writers' files stay).
 """
 
 from __future__ import annotations
@@ -150,106 +153,119 @@ def assert_no_partial_file(out: Path) -> list[Path]:
     return temps
 
 
-def _snapshot(out: Path) -> dict[str, int]:
-    if not out.exists():
-        return {}
-    return {rel: (out / rel).stat().st_mtime_ns for rel in all_files(out) if (out / rel).exists()}
 
+# The kill points, put into the CLI subprocess by a sitecustomize module (CURATION_TEST_KILL_AT).
+SITECUSTOMIZE = """
+import os, signal
 
-def _changed(out: Path, before: dict[str, int]) -> set[str]:
-    now = {}
-    for root, _dirs, names in os.walk(out):
-        for name in names:
-            p = Path(root) / name
-            try:
-                now[str(p.relative_to(out))] = p.stat().st_mtime_ns
-            except FileNotFoundError:  # a temporary file renamed meanwhile
-                now[str(p.relative_to(out))] = -1
-    return {rel for rel, m in now.items() if before.get(rel) != m}
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
 
+point = os.environ.get("CURATION_TEST_KILL_AT", "")
+counts = {}
 
-# kill point -> predicate over the names changed since the run started (None: a fixed delay)
-KILL_POINTS: list[tuple[str, float | None, object]] = [
-    ("0.5 s after start", 0.5, None),
-    ("first clip written", None, lambda changed: any(r.startswith("clips/") and r.endswith(".mp4") for r in changed)),
-    ("temporary file visible", None, lambda changed: any(storage.is_temp_file_name(r) for r in changed)),
-    ("first video document", None, lambda changed: any(r.startswith("processed_videos/") and r.endswith(".json")
-                                                       and not storage.is_temp_file_name(r) for r in changed)),
-    ("first parquet file", None, lambda changed: any(r.endswith(".parquet") for r in changed)),
-]
+def _nth(name, n):
+    counts[name] = counts.get(name, 0) + 1
+    return counts[name] == n
+
+if point:
+    from curation_assets.core import steps, storage, work, writer
+
+    real_clips, real_spill, real_atomic, real_put = (steps.clips_of_video, work.VideoSpill.clip,
+                                                     storage._write_local_atomic, writer._put)
+
+    def clips_of_video(*a, **k):
+        if point == "start" or (point == "third video" and _nth("video", 3)):
+            _die()
+        result = real_clips(*a, **k)
+        if point == "count":
+            with open(os.environ["CURATION_TEST_COUNT"], "a") as f:
+                f.write(f"{a[1]} {'reused' if result[1] else 'transcoded'}\\n")
+        return result
+
+    def spill_clip(self, *a, **k):
+        out = real_spill(self, *a, **k)
+        if point == "first clip":
+            _die()
+        return out
+
+    def write_local_atomic(path, data, temp_name):
+        if point == "temporary file" and temp_name and "/metas/v0/" in path:
+            tmp = os.path.join(os.path.dirname(path), temp_name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(bytes(data)[: len(data) // 2])
+            _die()
+        return real_atomic(path, data, temp_name)
+
+    def put(output_path, rel, data):
+        size = real_put(output_path, rel, data)
+        if (point == "first video document" and rel.startswith("processed_videos/")) or \\
+                (point == "first parquet" and rel.endswith(".parquet")):
+            _die()
+        return size
+
+    steps.clips_of_video, work.VideoSpill.clip = clips_of_video, spill_clip
+    storage._write_local_atomic, writer._put = write_local_atomic, put
+"""
+
+KILL_POINTS = ["start", "first clip", "temporary file", "first video document", "first parquet", "third video"]
 
 
 @pytest.mark.slow
-def test_sigkill_at_several_points_then_rerun_equals_uninterrupted_run(tmp_path):
+def test_sigkill_at_each_point_then_rerun_equals_uninterrupted_run(tmp_path):
     videos = tmp_path / "in"
     for rel, kw in VIDEOS.items():
         (videos / rel).parent.mkdir(parents=True, exist_ok=True)
         make_video(videos / rel, fps=25, **kw)
     models = tmp_path / "models"
     build_cosmos_standin(models, "224p")
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     out = tmp_path / "out"
     home = tmp_path / "home"
     cmd = [sys.executable, "-m", "curation_assets.cli", "run", "--video-dir", str(videos), "--output-path", str(out),
            "--fixed-stride-split-duration", "2", "--generate-previews", "--generate-embeddings",
            "--model-dir", str(models), "--dagster-home", str(home)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    pythonpath = os.pathsep.join([str(hooks), str(Path(__file__).resolve().parent.parent),
+                                  os.environ.get("PYTHONPATH", "")])
     logs = tmp_path / "logs"
     logs.mkdir()
+    counts = tmp_path / "counts.txt"
 
-    def start(name: str) -> subprocess.Popen:
-        return subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,
-                                stdout=open(logs / f"{name}.out", "wb"), stderr=open(logs / f"{name}.err", "wb"))
+    def run(name: str, point: str = "") -> int:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, "CURATION_TEST_KILL_AT": point,
+               "CURATION_TEST_COUNT": str(counts)}
+        p = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=open(logs / f"{name}.out", "wb"),
+                           stderr=open(logs / f"{name}.err", "wb"), timeout=600)
+        return p.returncode
 
-    def finish(p: subprocess.Popen, name: str) -> int:
-        rc = p.wait(timeout=300)
-        assert rc == 0, (logs / f"{name}.out").read_text() + (logs / f"{name}.err").read_text()
-        return rc
+    def log(name: str) -> str:
+        return (logs / f"{name}.out").read_text() + (logs / f"{name}.err").read_text()
 
     # The uninterrupted run, to compare with; then the same output folder from scratch.
-    finish(start("reference"), "reference")
+    assert run("reference") == 0, log("reference")
     check_layout(out, videos, sorted(VIDEOS))
     reference = {rel: (out / rel).read_bytes() for rel in all_files(out)}
     shutil.rmtree(out)
 
     outcomes = []
-    for i, (label, delay, predicate) in enumerate(KILL_POINTS):
-        before = _snapshot(out)
-        p = start(f"kill{i}")
-        started = time.monotonic()
-        fired = False
-        while p.poll() is None and time.monotonic() - started < 240:
-            if delay is not None:
-                fired = time.monotonic() - started >= delay
-            elif out.exists():
-                fired = predicate(_changed(out, before))
-            if fired:
-                os.killpg(p.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        rc = p.wait(timeout=60)
+    for point in KILL_POINTS:
+        if point == "third video":  # a fresh output: the batch resumes at video granularity
+            shutil.rmtree(out)
+        rc = run(point, point)
+        assert rc == -signal.SIGKILL, (point, rc, log(point))  # every point fires
         temps = assert_no_partial_file(out)
-        outcomes.append((label, fired, rc, len(all_files(out)) if out.exists() else 0, len(temps)))
-    print("kill points (label, killed, rc, files, temporary files):", *outcomes, sep="\n  ")
-    assert sum(1 for o in outcomes if o[1]) >= 3, outcomes
+        outcomes.append((point, len(all_files(out)) if out.exists() else 0, len(temps)))
+        if point == "temporary file":
+            assert temps, "the kill left a temporary file under its derived name"
+    print("kill points (point, files, temporary files):", *outcomes, sep="\n  ")
 
-    # Leftovers the cleanup must handle, whether or not a kill happened to catch a write:
-    # a dead writer of this host (removed at once), a live writer (kept: it may still rename its
-    # file), another host's old file (removed by age) and its fresh one (kept).
-    host = storage._host_tag()
-    preview_dir = next((out / "previews").iterdir(), None) if (out / "previews").exists() else None
-    planted_dead = [_temp(out / "clips", host, _dead_pid()), _temp(out / "processed_videos" / "sub", host, _dead_pid())]
-    if preview_dir is not None:
-        planted_dead.append(_temp(preview_dir, host, _dead_pid()))
-    planted_old = _temp(out / "metas" / "v0", "otherhost", 7, age_s=2 * storage.TEMP_MAX_AGE_S)
-    planted_live = _temp(out / "ce1_embd", host, os.getpid())
-    planted_foreign = _temp(out / "clips", "otherhost", 7)
-
-    finish(start("final"), "final")
-    left = assert_no_partial_file(out)
-    assert sorted(left) == sorted([planted_live, planted_foreign]), left
-    for path in left:
-        path.unlink()
-    assert not any(p.exists() for p in planted_dead + [planted_old])
+    assert run("final", "count") == 0, log("final")
+    # killed before z.mp4's transcode: the other two were kept and only z.mp4 is transcoded again
+    assert sorted(counts.read_text().split("\n")[:-1]) == ["a.mp4 reused", "sub/b c.mp4 reused", "z.mp4 transcoded"]
+    assert not assert_no_partial_file(out)
     check_layout(out, videos, sorted(VIDEOS))
     result = {rel: (out / rel).read_bytes() for rel in all_files(out)}
     assert set(result) == set(reference)
