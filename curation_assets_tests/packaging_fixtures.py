@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from curation_assets.core import layout, storage
 from curation_assets.core.model import ClipAnnotations, VideoResult, as_bytes
 from curation_assets.core.options import PipelineOptions
@@ -104,5 +106,23 @@ def write_layout(input_dir: Path | str, output: str, model_dir: Path | str, rels
     return results
 
 
-__all__ = ["VIDEOS", "build_models", "make_inputs", "options_for", "process", "write_layout",
-           "write_result"]
+
+# ---------------------------------------------------------------------------------------------
+# pytest fixtures (import them into a test module to use them)
+
+@pytest.fixture(scope="session")
+def packaging_models(tmp_path_factory) -> Path:
+    return build_models(tmp_path_factory.mktemp("packaging-models"))
+
+
+@pytest.fixture(scope="session")
+def packaging_inputs(tmp_path_factory) -> Path:
+    return make_inputs(tmp_path_factory.mktemp("packaging-in"))
+
+
+@pytest.fixture(scope="session")
+def written_layout(tmp_path_factory, packaging_inputs, packaging_models) -> Path:
+    """A local output written once per session (read-only for the tests: copy it to change it)."""
+    out = tmp_path_factory.mktemp("packaging-out") / "out"
+    write_layout(packaging_inputs, str(out), packaging_models)
+    return out

@@ -147,8 +147,12 @@ def _read_many(output_path: str, rels: list[str]) -> dict[str, bytes | Exception
         return out
     fs, _ = storage.get_fs(output_path)
     paths = [storage.get_fs(urls[rel])[1] for rel in rels]
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    # s3fs asks for an object's size (a HEAD) before a whole read when it may split it: documents
+    # are small, so one GET each
+    extra = {"max_concurrency": 1} if protocols & {"s3", "s3a"} else {}
     try:
-        data = fs.cat_ranges(paths, [None] * len(paths), [None] * len(paths), on_error="return")
+        data = fs.cat_ranges(paths, [None] * len(paths), [None] * len(paths), on_error="return", **extra)
     except Exception as exc:  # noqa: BLE001 - the whole batch failed: every file gets the error
         data = [exc] * len(paths)
     for rel, item in zip(rels, data):
@@ -294,8 +298,9 @@ def read_video_layout(output_path: str, rel_path: str) -> VideoLayout:
     inside the output, and :class:`storage.StorageError` when the video document cannot be read
     for another reason than not existing.
     """
+    storage.resolve_under(output_path, rel_path)  # refuses absolute, URL-like and dotted keys
     video_rel = layout.video_file(rel_path)
-    video_url = storage.resolve_under(output_path, video_rel)  # refuses keys that leave the output
+    video_url = storage.resolve_under(output_path, video_rel)
     problems: list[str] = []
     data = _read_many(output_path, [video_rel])[video_rel]
     if isinstance(data, storage.StorageNotFoundError):
