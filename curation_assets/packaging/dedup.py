@@ -102,8 +102,8 @@ def _nearest(x, centroids, batch: int):
     dists = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], batch):
         xb = x[s:s + batch]
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 = 1 for normalised rows but kept for exactness
-        d = c_sq[None, :] - 2.0 * (xb @ centroids.T)
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, the last two in one fused multiply-add
+        d = torch.addmm(c_sq[None, :], xb, centroids.T, beta=1.0, alpha=-2.0)
         best, idx = d.min(1)
         labels[s:s + batch] = idx
         dists[s:s + batch] = (best + (xb * xb).sum(1)).clamp_min_(0)
@@ -117,22 +117,27 @@ def _kmeans_pp(x, k: int, gen, batch: int, sample: int):
     n = x.shape[0]
     pool = x if n <= sample else x[torch.randperm(n, generator=gen, device="cpu")[:sample].to(x.device)]
     m = pool.shape[0]
+    pool_sq = (pool * pool).sum(1)
     centroids = torch.empty((k, x.shape[1]), dtype=x.dtype, device=x.device)
+
+    def sq_dist_to(i: int):
+        return (pool_sq - 2.0 * (pool @ pool[i]) + pool_sq[i]).clamp_min_(0)
+
     first = int(torch.randint(m, (1,), generator=gen).item())
     centroids[0] = pool[first]
-    closest = ((pool - pool[first]) ** 2).sum(1)
+    closest = sq_dist_to(first)
     for i in range(1, k):
-        probs = closest.clamp_min(0).double().cpu()
+        probs = closest.double().cpu()
         total = float(probs.sum())
         pick = int(torch.multinomial(probs / total, 1, generator=gen).item()) if total > 0 else int(
             torch.randint(m, (1,), generator=gen).item())
         centroids[i] = pool[pick]
-        closest = torch.minimum(closest, ((pool - pool[pick]) ** 2).sum(1))
+        closest = torch.minimum(closest, sq_dist_to(pick))
     return centroids
 
 
 def kmeans(x, k: int, *, max_iter: int = 300, tol: float = 1e-4, seed: int = 42, batch: int = 65536):
-    """Lloyd's k-means on the rows of ``x`` (a torch tensor): ``(centroids, labels)``.
+    """Lloyd's k-means on the rows of ``x`` (a torch tensor): ``(centroids, labels, iterations)``.
 
     Seeded with k-means++ on a sample; stops when the inertia improves by less than ``tol``
     (relative) or after ``max_iter`` iterations. An emptied cluster keeps its centroid.
@@ -142,8 +147,8 @@ def kmeans(x, k: int, *, max_iter: int = 300, tol: float = 1e-4, seed: int = 42,
     gen = torch.Generator(device="cpu").manual_seed(seed)
     centroids = _kmeans_pp(x, k, gen, batch, sample=max(50 * k, 10_000))
     previous = math.inf
-    labels = None
-    for _ in range(max_iter):
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
         labels, dists = _nearest(x, centroids, batch)
         inertia = float(dists.double().sum())
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -154,7 +159,7 @@ def kmeans(x, k: int, *, max_iter: int = 300, tol: float = 1e-4, seed: int = 42,
             break
         previous = inertia
     labels, _ = _nearest(x, centroids, batch)
-    return centroids, labels
+    return centroids, labels, iterations
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,13 +187,10 @@ def max_similarity_to_earlier(x, batch_size: int):
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
         sim = x[:e] @ x[s:e].T  # rows 0..e-1 against columns s..e-1
-        rows = torch.arange(e, device=x.device)[:, None]
-        cols = torch.arange(s, e, device=x.device)[None, :]
-        sim = sim.masked_fill(rows >= cols, 0.0)
+        sim.triu_(1 - s)  # keeps row j < column s + c: the items ranked before (NeMo's mask)
         value, index = sim.max(0)
-        positive = value > 0
         best[s:e] = value.clamp_min(0).float()
-        arg[s:e] = torch.where(positive, index, arg[s:e])
+        arg[s:e] = torch.where(value > 0, index, arg[s:e])
     return best, arg
 
 
@@ -228,7 +230,7 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
     if len(set(ids_arr.tolist())) != n:
         raise ValueError("ids are not unique")
     device = resolve_device(settings.device)
-    record = {**asdict(settings), "device": device}
+    record: dict[str, Any] = {**asdict(settings), "device": device}
     if n == 0:
         return DedupResult(PAIRWISE_SCHEMA.empty_table(), 0, device, record)
     x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32)).to(device)
@@ -243,7 +245,7 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
         gen = torch.Generator(device="cpu").manual_seed(settings.random_state)
         take = max(k, int(n * settings.fit_fraction))
         fit = x[torch.randperm(n, generator=gen)[:take].to(x.device)]
-    centroids, labels = kmeans(fit, k, max_iter=settings.max_iter, tol=settings.tol, seed=settings.random_state,
+    centroids, labels, iterations = kmeans(fit, k, max_iter=settings.max_iter, tol=settings.tol, seed=settings.random_state,
                                batch=settings.kmeans_batch_size)
     if fit is not x:
         labels, _ = _nearest(x, centroids, settings.kmeans_batch_size)
@@ -268,6 +270,7 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
         out_score.append(score.cpu().numpy())
         out_cent.append(np.full(len(ranked), c, dtype=np.int32))
         out_dist.append(dist_np[ranked])
+    record["kmeans_iterations"] = iterations
     table = pa.Table.from_arrays(
         [pa.array(np.concatenate(out_id).tolist(), pa.string()), pa.array(np.concatenate(out_max).tolist(), pa.string()),
          pa.array(np.concatenate(out_score), pa.float32()), pa.array(np.concatenate(out_cent), pa.int32()),
