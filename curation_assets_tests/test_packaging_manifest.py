@@ -129,3 +129,14 @@ def test_a_removed_video_loses_its_fragment_and_names_never_matter(out):
 def test_schema_table_lists_every_column():
     text = manifest.schema_markdown()
     assert all(f"`{name}`" in text for name in manifest.SCHEMA.names)
+
+
+def test_manifest_on_s3(s3_bucket, packaging_inputs, packaging_models, out):
+    s3_out = f"{s3_bucket}/out"
+    write_layout(packaging_inputs, s3_out, packaging_models, rels=["a.mp4", "still.mp4"])
+    for rel in ("a.mp4", "still.mp4"):
+        assert manifest.write_fragment(s3_out, read_video_layout(s3_out, rel)).startswith("s3://")
+    remote = manifest.read_manifest(s3_out)
+    local = manifest.read_manifest(str(out), filter=manifest.ds.field("rel_path") != "sub/b c.mp4")
+    assert sorted(remote.column("num_bytes").to_pylist()) == sorted(local.column("num_bytes").to_pylist())
+    assert all(u.startswith("s3://") for u in remote.column("clip_url").to_pylist())

@@ -294,3 +294,12 @@ def test_a_kill_while_writing_leaves_no_incomplete_shard_under_a_real_name(out, 
     result = shards.build_shards(layouts(out), str(dest), shards.ShardSettings(num_groups=3, max_shard_samples=1))
     assert tars(dest) == want and not [p for p in dest.rglob("*") if storage.is_temp_file_name(p.name)]
     assert shards.verify_shards(str(dest), result.index) == []
+
+
+def test_a_missing_clip_file_skips_that_clip_only(out):
+    videos = layouts(out)
+    gone = next(c for v in videos if v.rel_path == "a.mp4" for c in v.clips if c.passed)
+    Path(gone.clip_url).unlink()
+    result = shards.build_shards(videos, str(out / "webdataset" / "default"), shards.ShardSettings(num_groups=1))
+    assert result.index["splits"]["train"]["samples"] == 2 and result.index["skipped"]["unreadable"] == 1
+    assert len(result.problems) == 1 and gone.uuid in result.problems[0]

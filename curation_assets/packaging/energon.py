@@ -42,7 +42,10 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
             f"Energon metadata is prepared for local shard folders only (got {storage.redact(dest)!r}): "
             "write the shards to a local or mounted folder, or run `energon prepare` there with an MSC profile"
         )
-    from megatron.energon.tools.prepare import command  # imports torch: only when asked for
+    try:
+        from megatron.energon.tools.prepare import command  # imports torch: only when asked for
+    except ImportError as exc:
+        raise EnergonError(f"megatron-energon is not installed ({exc}): pip install 'curation-assets[energon]'") from None
 
     _, path = storage.get_fs(dest)
     splits = [s for s in SPLITS if index["splits"][s]["shards"]]

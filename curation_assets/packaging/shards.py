@@ -278,14 +278,17 @@ def _sample_members(item: _Planned, embedding: np.ndarray | None) -> list[tuple[
 
 
 def _write_group(dest: str, group: int, items: list[_Planned], settings: ShardSettings,
-                 work_dir: str | None) -> list[ShardInfo]:
+                 work_dir: str | None, skipped: dict[str, int], problems: list[str]) -> list[ShardInfo]:
     """Every shard of one group: items ordered by split, bucket, video, span; a shard closes at the
     byte or sample cap (a single sample larger than the byte cap gets a shard of its own)."""
     items = sorted(items, key=lambda p: (p.split, p.bucket or "", p.order))
     embeddings: dict[str, np.ndarray] = {}
     for video in {id(p.video): p.video for p in items}.values():
         if video.parquet_urls:
-            embeddings.update(load_embeddings(video))
+            try:
+                embeddings.update(load_embeddings(video))
+            except Exception as exc:  # noqa: BLE001 - an unreadable parquet is this video's problem
+                problems.append(f"{video.rel_path}: embeddings unreadable: {storage.redact(exc)}")
     shards: list[ShardInfo] = []
     by_place: dict[tuple[str, str | None], list[_Planned]] = {}
     for p in items:
@@ -294,7 +297,14 @@ def _write_group(dest: str, group: int, items: list[_Planned], settings: ShardSe
         writer: _ShardWriter | None = None
         try:
             for p in place_items:
-                members = _sample_members(p, embeddings.get(p.clip.uuid) if p.clip.parquet_url else None)
+                try:
+                    if p.clip.parquet_url and p.clip.uuid not in embeddings:
+                        raise storage.StorageError("its embedding could not be read")
+                    members = _sample_members(p, embeddings.get(p.clip.uuid) if p.clip.parquet_url else None)
+                except storage.StorageError as exc:  # this clip's file is gone: the others go on
+                    skipped["unreadable"] = skipped.get("unreadable", 0) + 1
+                    problems.append(f"{p.video.rel_path}: clip {p.clip.uuid}: {exc}")
+                    continue
                 size = sum(_padded(len(data)) for _, data in members)
                 if writer is not None and (writer.samples >= settings.max_shard_samples
                                            or writer.bytes + size + TAR_END > settings.max_shard_bytes):
@@ -454,7 +464,7 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
             continue
         skipped: dict[str, int] = {}
         items = [p for v in members for p in _plan_video(v, settings, skipped)]
-        infos = _write_group(dest, group, items, settings, work_dir)
+        infos = _write_group(dest, group, items, settings, work_dir, skipped, problems)
         rebuilt.append(group)
         written.extend(i.name for i in infos)
         shards_out.extend(i.as_dict() for i in infos)
