@@ -446,11 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_pipeline_arguments(sub.add_parser("run", help="curate every video under --video-dir"))
     add_pipeline_arguments(sub.add_parser("demo", help="copy sample footage to data/videos and curate it"), demo=True)
+    from .packaging.cli import add_package_parser
+
+    add_package_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "package":
+        from .packaging.cli import run_package
+
+        return run_package(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

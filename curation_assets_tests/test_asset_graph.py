@@ -175,11 +175,11 @@ def model_dir(tmp_path_factory):
                                                  "ce1_embd": dg.AssetIn(key="ce1_embd")})
 def clip_index(metas_v0: dict[str, VideoLayout], ce1_embd: dict[str, VideoLayout]) -> dg.MaterializeResult:
     """A downstream asset as a packaging step would be: it reads the layout through the IO manager."""
-    from curation_assets.core.layout_read import read_embeddings
+    from curation_assets.core.layout_read import load_embeddings
 
     rows = {}
     for key, video in metas_v0.items():
-        vectors = read_embeddings(ce1_embd[key])
+        vectors = load_embeddings(ce1_embd[key])
         rows[key] = [{"uuid": c.uuid, "passed": c.passed, "span": c.meta["duration_span"], "clip": c.clip_url,
                       "embedding": c.embedding_url, "dim": len(vectors[c.uuid]) if c.uuid in vectors else None}
                      for c in video.clips]

@@ -1,45 +1,69 @@
-"""One video's written layout, read back without listing any directory.
+"""One video's written layout read back from its documents, without listing any directory.
 
-The video document names its chunk documents, the chunk documents name the clips, and each clip's
-``metas/v0`` document names its windows: every file of a video is found from those, so reading one
-video costs a few requests whatever the size of the output. Everything read back is untrusted: a
-clip id becomes a path only once :func:`verified_span` shows it is the id this video's source and
-span produce; anything else is reported in ``problems`` and left out.
+A video's ``processed_videos/<rel>.json`` says how many chunks it has; each chunk document names
+its clips (passed and filtered); each clip's ``metas/v0/<uuid>.json`` says what was written for
+it. So the files of one video are found by reading a handful of named documents, which on an
+object store is a few GETs instead of listing prefixes that hold every video's files.
+
+Everything read back is untrusted (the output may have been edited, or written by another tool):
+ids must be canonical lowercase UUIDs that this video's source and span produce
+(:func:`verified_span`), window frames non-negative integers, and a document that fails a check
+is reported in :attr:`VideoLayout.problems` and never turned into paths. The writer
+(``core.writer``) decides what a video owned from the same checks.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from . import layout, storage
-from .model import clip_uuid
+from .model import MotionScore, clip_uuid
+from .motion import is_low_motion
 
-MAX_CHUNKS = 100_000  # a video document claiming more chunks than this is not believed
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CLIP_ID_RE = UUID_RE
 
-CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+#: More chunks than this in one video document is not a document we wrote.
+MAX_CHUNKS = 100_000
+
+#: Why a clip sits in ``filtered_clips/`` (metas have no such field; see :func:`filtered_reason`).
+FILTERED_BY_MOTION = "motion"
+FILTERED_BY_AESTHETIC = "aesthetic"
+FILTERED_BY_UNKNOWN = "unknown"
+
+
+def is_canonical_uuid(value: Any) -> bool:
+    """A clip or chunk id as the layout writes it: ``str(uuid.UUID)``, lowercase, hyphenated."""
+    return isinstance(value, str) and UUID_RE.match(value) is not None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_index(value: Any) -> bool:
-    """A frame or chunk index as the documents store it (a non-negative int, not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+    """A frame or chunk index as the documents store it (a non-negative int below 10**9, not a bool)."""
+    return _is_count(value) and value < 10**9
 
 
 def is_video_clip_id(uid: Any, source_video: str, start_frame: Any, end_frame: Any) -> bool:
     """True when ``uid`` is the id the reference gives this video's span: a canonical uuid equal to
     ``uuid5(NAMESPACE_URL, f"{source}_{start_frame}_{end_frame}")``."""
-    return (isinstance(uid, str) and bool(CLIP_ID_RE.match(uid)) and is_index(start_frame) and is_index(end_frame)
+    return (is_canonical_uuid(uid) and is_index(start_frame) and is_index(end_frame)
             and str(clip_uuid(source_video, start_frame, end_frame)) == uid)
 
 
 def _frame_candidates(seconds: Any, fps: Any) -> list[int]:
-    if isinstance(seconds, bool) or isinstance(fps, bool) or not isinstance(seconds, (int, float)) \
-            or not isinstance(fps, (int, float)) or not (0 <= seconds < 1e9 and 0 < fps < 1e6):
+    if not (_is_number(seconds) and _is_number(fps) and 0 <= seconds < 1e9 and 0 < fps < 1e6):
         return []
     x = seconds * fps
     return sorted({n for n in (int(x) - 1, int(x), int(x) + 1, round(x)) if n >= 0})
@@ -47,8 +71,9 @@ def _frame_candidates(seconds: Any, fps: Any) -> list[int]:
 
 def verified_span(uid: Any, source_video: str, meta: Any) -> tuple[int, int] | None:
     """The span frames of a ``metas/v0`` document that give back ``uid`` for this source, else None.
-    The document stores seconds; the frames are recovered from them and the source frame rate."""
-    if not isinstance(meta, dict) or meta.get("span_uuid") != uid or meta.get("source_video") != source_video:
+    The document stores seconds; the frames are recovered from them and the source frame rate, so
+    a document naming another video's clip (or a made-up id) never verifies."""
+    if not isinstance(meta, Mapping) or meta.get("span_uuid") != uid or meta.get("source_video") != source_video:
         return None
     span = meta.get("duration_span")
     if not isinstance(span, list) or len(span) != 2:
@@ -65,7 +90,7 @@ def windows_of(raw: Any) -> tuple[tuple[int, int], ...]:
     """Window frame pairs from an untrusted list (of ``{"start_frame", "end_frame"}`` or pairs)."""
     out = []
     for w in raw if isinstance(raw, list) else []:
-        pair = (w.get("start_frame"), w.get("end_frame")) if isinstance(w, dict) else tuple(w) if isinstance(w, list) else ()
+        pair = (w.get("start_frame"), w.get("end_frame")) if isinstance(w, Mapping) else tuple(w) if isinstance(w, list) else ()
         if len(pair) == 2 and is_index(pair[0]) and is_index(pair[1]) and pair[0] <= pair[1]:
             out.append((int(pair[0]), int(pair[1])))
     return tuple(out)
@@ -81,113 +106,439 @@ def read_json(url: str) -> Any:
         return ValueError
 
 
-@dataclass(frozen=True)
-class ClipLayout:
-    """One clip of a video as written: its meta document and where its files are."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    uuid: str
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """One caption/preview window of a clip: frames (inclusive), captions by model, preview URL."""
+
     start_frame: int
     end_frame: int
+    captions: tuple[tuple[str, str], ...] = ()  # (model, text) in the meta's key order
+    enhanced_captions: tuple[tuple[str, str], ...] = ()
+    preview_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ClipLayout:
+    """One clip as its documents describe it.
+
+    ``meta`` is the validated ``metas/v0`` document. ``clip_url`` is set when the meta says the
+    clip has bytes and the pipeline record says the mp4s were written; ``embedding_url`` when the
+    chunk's parquet names the clip. ``filtered_by`` is derived (:func:`filtered_reason`).
+    """
+
+    uuid: str
+    chunk_index: int
     passed: bool
-    meta: dict[str, Any]
-    clip_url: str | None  # None when the clip has no bytes or they were not uploaded
-    preview_urls: tuple[str, ...]
-    embedding_url: str | None  # the ce1_embd pickle, when an embedding was written
+    meta: Mapping[str, Any]
+    meta_url: str
+    clip_url: str | None
+    windows: tuple[WindowLayout, ...]
+    embedding_url: str | None
+    parquet_url: str | None
+    filtered_by: str | None
 
 
 @dataclass(frozen=True)
 class VideoLayout:
-    """What one video has in the layout (``exists`` False: no video document)."""
+    """Everything one video wrote, as documents and URLs. ``exists`` is False when the video has no
+    ``processed_videos`` document (never processed, or removed)."""
 
+    output_path: str
     rel_path: str
-    source_video: str
     exists: bool
-    video: dict[str, Any] | None = None
-    chunks: tuple[dict[str, Any], ...] = ()
+    video_url: str
+    video: Mapping[str, Any] | None = None
+    chunks: tuple[Mapping[str, Any], ...] = ()
     clips: tuple[ClipLayout, ...] = ()
     parquet_urls: tuple[str, ...] = ()
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
     @property
-    def failed(self) -> bool:
-        return bool(self.video and self.video.get("errors"))
+    def source_video(self) -> str | None:
+        return self.video.get("video") if self.video else None
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The pipeline settings recorded in the video document ({} when absent)."""
+        return _settings(self.video)
+
+    @property
+    def errors(self) -> Mapping[str, str]:
+        """The video's own errors (``errors`` / ``error_details``)."""
+        return _error_map(self.video) if self.video else {}
 
 
-def read_video_layout(output_path: str, rel_path: str, source_video: str, *,
-                      with_embeddings: bool = True) -> VideoLayout:
-    """One video's documents and file URLs (see the module docstring).
+def _settings(video: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    pipeline = video.get("pipeline") if isinstance(video, Mapping) else None
+    settings = pipeline.get("settings") if isinstance(pipeline, Mapping) else None
+    return settings if isinstance(settings, Mapping) else {}
 
-    ``with_embeddings``: read the video's chunk parquet files to learn which clips have an
-    embedding (one small read per chunk)."""
-    problems: list[str] = []
-    doc = read_json(storage.join(output_path, layout.video_file(rel_path)))
-    if not isinstance(doc, dict) or doc.get("video") != source_video:
-        if doc is ValueError:
-            problems.append(f"{layout.video_file(rel_path)} is not JSON")
-        elif doc is not None:
-            problems.append(f"{layout.video_file(rel_path)} does not describe {source_video}")
-        return VideoLayout(rel_path, source_video, exists=False, problems=tuple(problems))
-    n = doc.get("num_clip_chunks")
-    num_chunks = n if is_index(n) and n <= MAX_CHUNKS else 0
-    chunks = []
-    for i in range(num_chunks):
-        chunk = read_json(storage.join(output_path, layout.chunk_file(rel_path, i)))
-        if isinstance(chunk, dict) and chunk.get("video") == source_video:
-            chunks.append(chunk)
+
+def _error_map(doc: Mapping[str, Any]) -> dict[str, str]:
+    keys = doc.get("errors") or []
+    details = doc.get("error_details") if isinstance(doc.get("error_details"), Mapping) else {}
+    return {str(k): str(details.get(k, "")) for k in keys}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_many(output_path: str, rels: list[str]) -> dict[str, bytes | Exception]:
+    """Read named files under ``output_path``; a missing or unreadable file gives its exception.
+
+    Object stores: one concurrent batch of GETs (``cat_ranges``: no glob expansion, no listing).
+    """
+    urls = {rel: storage.join(output_path, rel) for rel in rels}
+    out: dict[str, bytes | Exception] = {}
+    if not rels:
+        return out
+    if storage.is_local(output_path):
+        for rel, url in urls.items():
+            try:
+                out[rel] = storage.read_bytes(url)
+            except storage.StorageError as exc:
+                out[rel] = exc
+        return out
+    fs, _ = storage.get_fs(output_path)
+    paths = [storage.get_fs(urls[rel])[1] for rel in rels]
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    # s3fs asks for an object's size (a HEAD) before a whole read when it may split it: documents
+    # are small, so one GET each
+    extra = {"max_concurrency": 1} if protocols & {"s3", "s3a"} else {}
+    try:
+        data = fs.cat_ranges(paths, [None] * len(paths), [None] * len(paths), on_error="return", **extra)
+    except Exception as exc:  # noqa: BLE001 - the whole batch failed: every file gets the error
+        data = [exc] * len(paths)
+    for rel, item in zip(rels, data):
+        if isinstance(item, FileNotFoundError):
+            out[rel] = storage.StorageNotFoundError(storage.redact(f"read {urls[rel]!r}: not found"))
+        elif isinstance(item, BaseException):
+            out[rel] = storage.StorageError(storage.redact(f"read {urls[rel]!r} failed: {type(item).__name__}: {item}"))
         else:
-            problems.append(f"{layout.chunk_file(rel_path, i)} is missing or not a chunk document of this video")
-    parquet_urls = tuple(storage.join(output_path, layout.parquet_file(source_video, i)) for i in range(num_chunks)
-                         if isinstance(doc, dict) and not doc.get("errors"))
-    by_file = _parquet_ids(parquet_urls) if with_embeddings else {}
-    embedded = set().union(*by_file.values())
-    settings = (doc.get("pipeline") or {}).get("settings") if isinstance(doc.get("pipeline"), dict) else None
-    uploaded = not isinstance(settings, dict) or settings.get("upload_clips", True) is not False
-    clips = []
-    for chunk in chunks:
-        for name, passed in (("clips", True), ("filtered_clips", False)):
-            listed = chunk.get(name)
-            for uid in listed if isinstance(listed, list) else []:
-                meta = read_json(storage.join(output_path, f"{layout.METAS}/{uid}.json")) if isinstance(uid, str) \
-                    and CLIP_ID_RE.match(uid) else None
-                frames = verified_span(uid, source_video, meta)
-                if frames is None:
-                    problems.append(f"clip id {str(uid)[:80]!r} is not verified as this video's (no matching metas/v0)")
-                    continue
-                folder = layout.CLIPS if passed else layout.FILTERED_CLIPS
-                has_bytes = "num_bytes" in meta and uploaded
-                clips.append(ClipLayout(
-                    uuid=uid, start_frame=frames[0], end_frame=frames[1], passed=passed, meta=meta,
-                    clip_url=storage.join(output_path, folder, f"{uid}.mp4") if has_bytes else None,
-                    preview_urls=tuple(storage.join(output_path, layout.PREVIEWS, uid, f"{s}_{e}.webp")
-                                       for s, e in windows_of(meta.get("windows"))) if passed else (),
-                    embedding_url=storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle") if uid in embedded else None,
-                ))
-    return VideoLayout(rel_path, source_video, exists=True, video=doc, chunks=tuple(chunks), clips=tuple(clips),
-                       parquet_urls=tuple(u for u in parquet_urls if by_file.get(u)), problems=tuple(problems))
+            out[rel] = bytes(item)
+    return out
 
 
-def _parquet_ids(urls: tuple[str, ...]) -> dict[str, set[str]]:
-    """The clip ids each chunk parquet file holds (missing or unreadable files hold none)."""
-    out: dict[str, set[str]] = {}
-    for url in urls:
-        try:
-            table = pq.read_table(io.BytesIO(storage.read_bytes(url)), columns=["id"])
-        except Exception:  # noqa: BLE001 - missing or unreadable: names no embeddings
+def _parse_json(data: bytes | Exception, what: str, problems: list[str]) -> dict[str, Any] | None:
+    if isinstance(data, storage.StorageNotFoundError):
+        problems.append(f"{what}: missing")
+        return None
+    if isinstance(data, Exception):
+        problems.append(f"{what}: {data}")
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        problems.append(f"{what}: not JSON ({exc})")
+        return None
+    if not isinstance(doc, dict):
+        problems.append(f"{what}: not a JSON object")
+        return None
+    return doc
+
+
+def _check_video_doc(doc: dict[str, Any]) -> str | None:
+    if not isinstance(doc.get("video"), str) or not doc["video"]:
+        return "no 'video' string"
+    n = doc.get("num_clip_chunks")
+    if not _is_count(n) or n > MAX_CHUNKS:
+        return f"num_clip_chunks {n!r} is not a count up to {MAX_CHUNKS}"
+    if not _is_count(doc.get("num_total_clips")):
+        return f"num_total_clips {doc.get('num_total_clips')!r} is not a count"
+    errors = doc.get("errors", [])
+    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+        return "errors is not a list of strings"
+    return None
+
+
+def _check_chunk_doc(doc: dict[str, Any], index: int, source_video: str) -> str | None:
+    if doc.get("clip_chunk_index") != index or isinstance(doc.get("clip_chunk_index"), bool):
+        return f"clip_chunk_index {doc.get('clip_chunk_index')!r}, expected {index}"
+    if doc.get("video") != source_video:
+        return "its 'video' is not the video document's"
+    for key in ("clips", "filtered_clips"):
+        ids = doc.get(key, [])
+        if not isinstance(ids, list):
+            return f"{key} is not a list"
+        bad = [i for i in ids if not is_canonical_uuid(i)]
+        if bad:
+            return f"{key} holds ids that are not canonical UUIDs, e.g. {str(bad[0])[:60]!r}"
+    return None
+
+
+def _check_meta(doc: dict[str, Any], uid: str, source_video: str) -> str | None:
+    if doc.get("span_uuid") != uid:
+        return "span_uuid is not the clip's id"
+    if doc.get("source_video") != source_video:
+        return "source_video is not the video document's"
+    span = doc.get("duration_span")
+    if not (isinstance(span, list) and len(span) == 2 and all(_is_number(x) for x in span)):
+        return "duration_span is not [start_s, end_s]"
+    windows = doc.get("windows", [])
+    if not isinstance(windows, list):
+        return "windows is not a list"
+    for w in windows:
+        if not isinstance(w, dict):
+            return "a window is not an object"
+        s, e = w.get("start_frame"), w.get("end_frame")
+        if not (_is_count(s) and _is_count(e) and s <= e):
+            return f"window frames {s!r}, {e!r} are not non-negative integers with start <= end"
+        for key, value in w.items():
+            if key.endswith("_caption") and not isinstance(value, str):
+                return f"window {key} is not text"
+    errors = doc.get("errors", [])
+    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+        return "errors is not a list of strings"
+    if "error_details" in doc and not isinstance(doc["error_details"], dict):
+        return "error_details is not an object"
+    for key in ("width", "height", "num_frames", "num_bytes"):
+        if key in doc and doc[key] is not None and not _is_count(doc[key]):
+            return f"{key} {doc[key]!r} is not a count"
+    motion = doc.get("motion_score")
+    if motion is not None and not (isinstance(motion, dict) and _is_number(motion.get("global_mean"))
+                                   and _is_number(motion.get("per_patch_min_256"))):
+        return "motion_score is not {global_mean, per_patch_min_256}"
+    if doc.get("aesthetic_score") is not None and not _is_number(doc["aesthetic_score"]):
+        return "aesthetic_score is not a number"
+    return None
+
+
+def _caption_pairs(window: Mapping[str, Any], suffix: str) -> tuple[tuple[str, str], ...]:
+    """``<model><suffix>`` keys of a window, in the order the meta lists them."""
+    pairs = []
+    for key, value in window.items():
+        if key.endswith(suffix) and not (suffix == "_caption" and key.endswith("_enhanced_caption")):
+            pairs.append((key[: -len(suffix)], value))
+    return tuple(pairs)
+
+
+def filtered_reason(meta: Mapping[str, Any], settings: Mapping[str, Any], chunk: Mapping[str, Any]) -> str:
+    """Why a filtered clip was filtered, derived from what was written (metas carry no reason).
+
+    The pipeline filters by motion first, then by aesthetics among the clips motion kept, so: the
+    motion filter was on and the clip's scores are under its thresholds -> motion; else an
+    aesthetic threshold was set and the score is under it -> aesthetic. Without a pipeline record
+    (output of another tool) the chunk's counts decide when only one filter removed clips.
+    """
+    if settings:
+        motion = meta.get("motion_score")
+        if settings.get("motion_filter") == "enable" and isinstance(motion, Mapping) and is_low_motion(
+            MotionScore(float(motion["global_mean"]), float(motion["per_patch_min_256"])),
+            global_mean_threshold=float(settings.get("motion_global_mean_threshold", 0.0)),
+            per_patch_min_256_threshold=float(settings.get("motion_per_patch_min_256_threshold", 0.0)),
+        ):
+            return FILTERED_BY_MOTION
+        threshold = settings.get("aesthetic_threshold")
+        score = meta.get("aesthetic_score")
+        if _is_number(threshold) and _is_number(score) and score < threshold:
+            return FILTERED_BY_AESTHETIC
+        return FILTERED_BY_UNKNOWN
+    by_motion = chunk.get("num_clips_filtered_by_motion", 0)
+    by_aesthetic = chunk.get("num_clips_filtered_by_aesthetic", 0)
+    if by_motion and not by_aesthetic:
+        return FILTERED_BY_MOTION
+    if by_aesthetic and not by_motion:
+        return FILTERED_BY_AESTHETIC
+    return FILTERED_BY_UNKNOWN
+
+
+def read_video_layout(output_path: str, rel_path: str, source_video: str | None = None) -> VideoLayout:
+    """Read one video's layout back from its documents (no directory is listed).
+
+    ``source_video``: the source URL the caller knows the video by (``input_path`` + ``rel_path``);
+    a video document describing another source is then not this video's (``exists`` False).
+
+    Reads ``processed_videos/<rel>.json``, its ``num_clip_chunks`` chunk documents, the
+    ``metas/v0`` document of every clip they name and the ``id`` column of each chunk's embedding
+    parquet. Problems with any document are collected in ``problems``; the clips whose documents
+    pass the checks are returned. Raises ``ValueError`` only for a ``rel_path`` that does not stay
+    inside the output, and :class:`storage.StorageError` when the video document cannot be read
+    for another reason than not existing.
+    """
+    storage.resolve_under(output_path, rel_path)  # refuses absolute, URL-like and dotted keys
+    video_rel = layout.video_file(rel_path)
+    video_url = storage.resolve_under(output_path, video_rel)
+    problems: list[str] = []
+    data = _read_many(output_path, [video_rel])[video_rel]
+    if isinstance(data, storage.StorageNotFoundError):
+        return VideoLayout(output_path, rel_path, exists=False, video_url=video_url)
+    if isinstance(data, Exception):
+        raise data
+    video = _parse_json(data, video_rel, problems)
+    bad = _check_video_doc(video) if video is not None else None
+    if video is None or bad:
+        if bad:
+            problems.append(f"{video_rel}: {bad}")
+        return VideoLayout(output_path, rel_path, exists=True, video_url=video_url, problems=tuple(problems))
+    source = video["video"]
+    if source_video is not None and source != source_video:
+        problems.append(f"{video_rel}: describes {source[-80:]!r}, not this video")
+        return VideoLayout(output_path, rel_path, exists=False, video_url=video_url, problems=tuple(problems))
+    settings = _settings(video)
+
+    chunk_rels = [layout.chunk_file(rel_path, i) for i in range(video["num_clip_chunks"])]
+    chunk_data = _read_many(output_path, chunk_rels)
+    chunks: list[dict[str, Any]] = []
+    members: list[tuple[str, int, bool]] = []  # uuid, chunk index, passed
+    seen: set[str] = set()
+    for i, rel in enumerate(chunk_rels):
+        doc = _parse_json(chunk_data[rel], rel, problems)
+        bad = _check_chunk_doc(doc, i, source) if doc is not None else None
+        if doc is None or bad:
+            if bad:
+                problems.append(f"{rel}: {bad}")
             continue
-        out[url] = {v for v in table.column("id").to_pylist() if isinstance(v, str)}
-    return out
+        chunks.append(doc)
+        for key, passed in (("clips", True), ("filtered_clips", False)):
+            for uid in doc.get(key, []):
+                if uid in seen:
+                    problems.append(f"{rel}: clip {uid} is named twice")
+                    continue
+                seen.add(uid)
+                members.append((uid, i, passed))
+    chunk_by_index = {doc["clip_chunk_index"]: doc for doc in chunks}
+
+    parquet_rels = {doc["clip_chunk_index"]: layout.parquet_file(source, doc["clip_chunk_index"])
+                    for doc in chunks if (doc.get("num_clips_with_embeddings") or 0) > 0}
+    embedded: dict[str, str] = {}  # clip uuid -> parquet url
+    for index, rel in parquet_rels.items():
+        ids = _parquet_ids(output_path, rel, problems)
+        for uid in ids:
+            embedded[uid] = storage.join(output_path, rel)
+
+    meta_rels = [f"{layout.METAS}/{uid}.json" for uid, _, _ in members]
+    meta_data = _read_many(output_path, meta_rels)
+    write_mp4 = settings.get("upload_clips", True) is not False and settings.get("dry_run") is not True
+    previews_on = bool(settings.get("generate_previews", False)) and settings.get("dry_run") is not True
+    clips: list[ClipLayout] = []
+    for (uid, index, passed), rel in zip(members, meta_rels):
+        meta = _parse_json(meta_data[rel], rel, problems)
+        bad = _check_meta(meta, uid, source) if meta is not None else None
+        if not bad and meta is not None and verified_span(uid, source, meta) is None:
+            bad = "its id is not the one this video's source and span give"
+        if meta is None or bad:
+            if bad:
+                problems.append(f"{rel}: {bad}")
+            continue
+        folder = layout.CLIPS if passed else layout.FILTERED_CLIPS
+        location = meta.get("clip_location")
+        if isinstance(location, str) and not location.endswith(f"/{folder}/{uid}.mp4"):
+            problems.append(f"{rel}: clip_location {location[-80:]!r} is not {folder}/{uid}.mp4")
+        has_bytes = isinstance(meta.get("num_bytes"), int) and meta["num_bytes"] > 0
+        windows = tuple(
+            WindowLayout(
+                start_frame=w["start_frame"], end_frame=w["end_frame"],
+                captions=_caption_pairs(w, "_caption"), enhanced_captions=_caption_pairs(w, "_enhanced_caption"),
+                preview_url=(storage.join(output_path, layout.PREVIEWS, uid, f"{w['start_frame']}_{w['end_frame']}.webp")
+                             if passed and previews_on else None),
+            )
+            for w in meta.get("windows", [])
+        )
+        clips.append(ClipLayout(
+            uuid=uid, chunk_index=index, passed=passed, meta=meta,
+            meta_url=storage.join(output_path, rel),
+            clip_url=storage.join(output_path, folder, f"{uid}.mp4") if has_bytes and write_mp4 else None,
+            windows=windows,
+            embedding_url=storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle") if passed and uid in embedded else None,
+            parquet_url=embedded.get(uid) if passed else None,
+            filtered_by=None if passed else filtered_reason(meta, settings, chunk_by_index[index]),
+        ))
+    stray = set(embedded) - {c.uuid for c in clips if c.passed}
+    if stray:
+        problems.append(f"{len(stray)} embedding row(s) name clips that are not passed clips of this video, "
+                        f"e.g. {sorted(stray)[0]}")
+    return VideoLayout(
+        output_path=output_path, rel_path=rel_path, exists=True, video_url=video_url, video=video,
+        chunks=tuple(chunks), clips=tuple(clips),
+        parquet_urls=tuple(storage.join(output_path, rel) for rel in parquet_rels.values()),
+        problems=tuple(problems),
+    )
 
 
-def read_embeddings(video: VideoLayout) -> dict[str, Any]:
-    """Clip id -> embedding (float32 numpy array) of a video, from its chunk parquet files (the
-    pickles are never unpickled: they are untrusted bytes)."""
-    import numpy as np
+def _parquet_ids(output_path: str, rel: str, problems: list[str]) -> list[str]:
+    data = _read_many(output_path, [rel])[rel]
+    if isinstance(data, Exception):
+        problems.append(f"{rel}: {data}")
+        return []
+    try:
+        table = pq.read_table(io.BytesIO(data), columns=["id"])
+    except Exception as exc:  # noqa: BLE001 - any parquet error is this file's problem
+        problems.append(f"{rel}: not a readable parquet file ({type(exc).__name__})")
+        return []
+    ids = table.column("id").to_pylist()
+    bad = [i for i in ids if not is_canonical_uuid(i)]
+    if bad:
+        problems.append(f"{rel}: ids that are not canonical UUIDs, e.g. {str(bad[0])[:60]!r}")
+    return [i for i in ids if is_canonical_uuid(i)]
 
-    out: dict[str, Any] = {}
-    ids = {c.uuid for c in video.clips}
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def load_embeddings(video: VideoLayout) -> dict[str, np.ndarray]:
+    """The embedding of every passed clip that has one, from the chunk parquet files (one read per
+    chunk, and parquet holds no code, unlike the pickles): clip uuid -> float32 vector (D,)."""
+    wanted = {c.uuid for c in video.clips if c.parquet_url}
+    out: dict[str, np.ndarray] = {}
     for url in video.parquet_urls:
-        table = pq.read_table(io.BytesIO(storage.read_bytes(url)))
-        for uid, vec in zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()):
-            if uid in ids and vec is not None:
-                out[uid] = np.asarray(vec, dtype=np.float32)
+        table = pq.read_table(io.BytesIO(storage.read_bytes(url)), columns=["id", "embedding"])
+        for uid, vector in zip(table.column("id").to_pylist(), table.column("embedding").to_numpy(zero_copy_only=False)):
+            if uid in wanted:
+                out[uid] = np.asarray(vector, dtype=np.float32)
     return out
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle read back from the output could otherwise
+    run any code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are expected")
+
+
+def load_embedding(clip: ClipLayout) -> np.ndarray:
+    """The clip's ``ce1_embd/<uuid>.pickle`` as a float32 vector (D,); only numpy arrays are
+    unpickled. Raises ``ValueError`` when the clip has none or the file holds something else."""
+    if clip.embedding_url is None:
+        raise ValueError(f"clip {clip.uuid} has no embedding")
+    value = _NumpyOnlyUnpickler(io.BytesIO(storage.read_bytes(clip.embedding_url))).load()
+    if not isinstance(value, np.ndarray) or value.ndim != 2 or value.shape[0] != 1:
+        raise ValueError(f"{clip.embedding_url}: not an array of shape (1, D)")
+    return value.reshape(-1).astype(np.float32, copy=False)
+
+
+__all__ = [
+    "CLIP_ID_RE",
+    "MAX_CHUNKS",
+    "ClipLayout",
+    "VideoLayout",
+    "WindowLayout",
+    "FILTERED_BY_AESTHETIC",
+    "FILTERED_BY_MOTION",
+    "FILTERED_BY_UNKNOWN",
+    "filtered_reason",
+    "is_canonical_uuid",
+    "is_index",
+    "is_video_clip_id",
+    "load_embedding",
+    "load_embeddings",
+    "read_json",
+    "read_video_layout",
+    "verified_span",
+    "windows_of",
+]

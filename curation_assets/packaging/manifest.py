@@ -1,0 +1,231 @@
+"""The clip manifest: one Parquet row per clip, one fragment file per video.
+
+``<output>/manifest/<fragment>.parquet`` holds one video's clips; the fragment name is a hash of
+the video's relative path (the key its ``processed_videos`` document is stored under), so odd or
+long names never matter and re-materialising one video rewrites exactly one file. The dataset is
+read with one ``pyarrow.dataset`` scan (:func:`read_manifest`); pandas and DuckDB read the folder
+as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..core import storage
+from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings
+
+MANIFEST_DIR = "manifest"
+
+_TEXT = pa.struct([("model", pa.string()), ("text", pa.string())])
+_ERROR = pa.struct([("key", pa.string()), ("message", pa.string())])
+WINDOW_TYPE = pa.struct([
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),
+    ("captions", pa.list_(_TEXT)),
+    ("enhanced_captions", pa.list_(_TEXT)),
+    ("preview_url", pa.string()),
+])
+
+#: Column -> (type, description). The README's schema table is made from this.
+COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "clip_uuid": (pa.string(), "the clip's id (`span_uuid`)"),
+    "source_video": (pa.string(), "the source video as read (path or URL)"),
+    "rel_path": (pa.string(), "the video's path relative to the input (its `processed_videos` key)"),
+    "chunk_index": (pa.int32(), "the clip chunk that lists the clip"),
+    "span_start_s": (pa.float64(), "start of the clip in the source, seconds"),
+    "span_end_s": (pa.float64(), "end of the clip in the source, seconds"),
+    "duration_s": (pa.float64(), "`span_end_s - span_start_s`"),
+    "snapped": (pa.bool_(), "span moved onto source keyframes (stream copy)"),
+    "source_width": (pa.int32(), "source video width"),
+    "source_height": (pa.int32(), "source video height"),
+    "source_framerate": (pa.float64(), "source video frame rate"),
+    "width": (pa.int32(), "clip width (null: no clip bytes)"),
+    "height": (pa.int32(), "clip height"),
+    "framerate": (pa.float64(), "clip frame rate"),
+    "num_frames": (pa.int64(), "clip frames (probe: `int(duration * framerate)`)"),
+    "video_codec": (pa.string(), "clip codec"),
+    "num_bytes": (pa.int64(), "clip mp4 size"),
+    "motion_global_mean": (pa.float64(), "motion score `global_mean` (null: not scored)"),
+    "motion_per_patch_min_256": (pa.float64(), "motion score `per_patch_min_256`"),
+    "aesthetic_score": (pa.float64(), "aesthetic score (null: not scored)"),
+    "valid": (pa.bool_(), "the meta's `valid`: clip bytes and at least one window"),
+    "passed": (pa.bool_(), "listed in the chunk's `clips` (else `filtered_clips`)"),
+    "filtered_by": (pa.string(), "`motion`, `aesthetic` or `unknown` for filtered clips, null for passed"),
+    "errors": (pa.list_(_ERROR), "the clip's error keys with their messages"),
+    "windows": (pa.list_(WINDOW_TYPE), "per window: frames (inclusive), captions and enhanced captions by model, preview URL"),
+    "caption": (pa.string(), "the first caption of the first window that has one"),
+    "clip_url": (pa.string(), "the clip mp4 (null when none was written)"),
+    "meta_url": (pa.string(), "its `metas/v0` document"),
+    "embedding_url": (pa.string(), "its `ce1_embd` pickle (null: no embedding)"),
+    "embedding": (pa.list_(pa.float32()), "the Cosmos-Embed1 embedding (null: none)"),
+    "settings_hash": (pa.string(), "the pipeline record's settings hash"),
+}
+SCHEMA = pa.schema([(name, t) for name, (t, _) in COLUMNS.items()])
+
+
+def fragment_name(rel_path: str) -> str:
+    """The fragment of one video: a hash of its relative path (stable, short, any name)."""
+    return hashlib.sha256(rel_path.encode("utf-8")).hexdigest()[:32]
+
+
+def fragment_url(output_path: str, rel_path: str) -> str:
+    return storage.join(output_path, MANIFEST_DIR, f"{fragment_name(rel_path)}.parquet")
+
+
+def first_caption(clip: ClipLayout) -> str | None:
+    """The clip's first caption: the first window's first model's text (the shard's ``.txt``)."""
+    for window in clip.windows:
+        for _model, text in window.captions:
+            if text:
+                return text
+    return None
+
+
+def _num(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None) -> dict[str, Any]:
+    """One manifest row, straight from the clip's validated documents."""
+    meta: Mapping[str, Any] = clip.meta
+    motion = meta.get("motion_score") or {}
+    details = meta.get("error_details") or {}
+    span = meta["duration_span"]
+    pipeline = video.video.get("pipeline") if video.video else None
+    return {
+        "clip_uuid": clip.uuid,
+        "source_video": meta["source_video"],
+        "rel_path": video.rel_path,
+        "chunk_index": clip.chunk_index,
+        "span_start_s": float(span[0]),
+        "span_end_s": float(span[1]),
+        "duration_s": float(span[1]) - float(span[0]),
+        "snapped": bool(meta.get("snapped", False)),
+        "source_width": _num(meta.get("width_source")),
+        "source_height": _num(meta.get("height_source")),
+        "source_framerate": _num(meta.get("framerate_source")),
+        "width": _num(meta.get("width")),
+        "height": _num(meta.get("height")),
+        "framerate": _num(meta.get("framerate")),
+        "num_frames": _num(meta.get("num_frames")),
+        "video_codec": meta.get("video_codec") if isinstance(meta.get("video_codec"), str) else None,
+        "num_bytes": _num(meta.get("num_bytes")),
+        "motion_global_mean": _num(motion.get("global_mean")),
+        "motion_per_patch_min_256": _num(motion.get("per_patch_min_256")),
+        "aesthetic_score": _num(meta.get("aesthetic_score")),
+        "valid": meta.get("valid") is True,
+        "passed": clip.passed,
+        "filtered_by": clip.filtered_by,
+        "errors": [{"key": k, "message": str(details.get(k, ""))} for k in meta.get("errors", [])],
+        "windows": [
+            {"start_frame": w.start_frame, "end_frame": w.end_frame,
+             "captions": [{"model": m, "text": t} for m, t in w.captions],
+             "enhanced_captions": [{"model": m, "text": t} for m, t in w.enhanced_captions],
+             "preview_url": w.preview_url}
+            for w in clip.windows
+        ],
+        "caption": first_caption(clip),
+        "clip_url": clip.clip_url,
+        "meta_url": clip.meta_url,
+        "embedding_url": clip.embedding_url,
+        "embedding": embedding,
+        "settings_hash": pipeline.get("settings_hash") if isinstance(pipeline, Mapping) else None,
+    }
+
+
+def manifest_table(video: VideoLayout, embeddings: Mapping[str, np.ndarray] | None = None) -> pa.Table:
+    """The fragment of one video: a row per clip with a valid meta, in chunk order.
+
+    ``embeddings`` (clip uuid -> vector) defaults to :func:`layout_read.load_embeddings`.
+    """
+    if embeddings is None:
+        embeddings = load_embeddings(video) if video.parquet_urls else {}
+    rows = [clip_row(video, c, embeddings.get(c.uuid) if c.passed else None) for c in video.clips]
+    columns = {name: [r[name] for r in rows] for name in SCHEMA.names}
+    columns["embedding"] = [None if v is None else np.asarray(v, np.float32).reshape(-1) for v in columns["embedding"]]
+    arrays = [pa.array(columns[f.name], f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def write_fragment(output_path: str, video: VideoLayout, table: pa.Table | None = None) -> str | None:
+    """Write (or remove, when the video has no clips or no document) the video's fragment, whole.
+
+    Returns the fragment URL written, None when removed.
+    """
+    url = fragment_url(output_path, video.rel_path)
+    if table is None:
+        table = manifest_table(video) if video.exists else SCHEMA.empty_table()
+    if table.num_rows == 0:
+        storage.remove_files([url])
+        return None
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    storage.write_bytes_atomic(url, buf.getvalue())
+    return url
+
+
+def remove_fragments(output_path: str, keep_rel_paths: set[str]) -> list[str]:
+    """Remove the fragments of videos not in ``keep_rel_paths`` (deleted partitions). Only names
+    this module writes (a 32-hex name + ``.parquet``) directly in ``manifest/`` are touched."""
+    folder = storage.join(output_path, MANIFEST_DIR)
+    keep = {f"{fragment_name(r)}.parquet" for r in keep_rel_paths}
+    stale = []
+    for url in storage.list_files(folder):
+        name = url.rsplit("/", 1)[-1]
+        inside = url[len(folder):].strip("/")
+        if inside == name and _is_fragment_name(name) and name not in keep:
+            stale.append(url)
+    storage.remove_files(stale)
+    return stale
+
+
+def _is_fragment_name(name: str) -> bool:
+    stem, dot, ext = name.partition(".")
+    return ext == "parquet" and len(stem) == 32 and all(c in "0123456789abcdef" for c in stem)
+
+
+def manifest_dataset(output_path: str) -> ds.Dataset:
+    """The manifest folder as a ``pyarrow.dataset`` (temporary ``.tmp-*`` files are ignored, as
+    pyarrow skips names starting with ``.``)."""
+    fs, path = storage.get_fs(storage.join(output_path, MANIFEST_DIR))
+    if not storage.exists(storage.join(output_path, MANIFEST_DIR)):
+        return ds.dataset(SCHEMA.empty_table())
+    return ds.dataset(path, format="parquet", schema=SCHEMA, filesystem=fs)
+
+
+def read_manifest(output_path: str, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+    """Every clip of every video: one dataset scan of ``<output>/manifest/``."""
+    return manifest_dataset(output_path).to_table(columns=columns, filter=filter)
+
+
+def schema_markdown() -> str:
+    """The schema as a Markdown table (for the README)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    for name, (t, text) in COLUMNS.items():
+        lines.append(f"| `{name}` | `{t}` | {text} |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "COLUMNS",
+    "MANIFEST_DIR",
+    "SCHEMA",
+    "clip_row",
+    "first_caption",
+    "fragment_name",
+    "fragment_url",
+    "manifest_dataset",
+    "manifest_table",
+    "read_manifest",
+    "remove_fragments",
+    "schema_markdown",
+    "write_fragment",
+]
