@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv, installs the project, runs the demo (sample footage -> data/outputs)
+#   make test   creates .venv, installs the project and the Debian packages the tests use, runs
+#               every test (what CI runs)
+# torch is installed first, as its CPU build unless an NVIDIA GPU is visible (PyPI's Linux wheels
+# bundle CUDA, several GB), so the project's torch range is already satisfied.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX := $(if $(HAS_GPU),,--extra-index-url https://download.pytorch.org/whl/cpu)
+# Debian packages the tests start or call: ffmpeg (bad-input corpus, decoding parity)
+DEBIAN_PACKAGES ?= ffmpeg
+BIN := $(VENV)/bin
+
+.PHONY: demo test install system-packages clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --retries 0 $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "install the Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+demo: install
+	$(BIN)/curation-assets demo
+
+test: install system-packages
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV)
