@@ -9,8 +9,9 @@ What the reference does, and this module reproduces:
 
 * Decoding: the first video stream, motion-vector export on (``flags2 +export_mvs``). Every
   decoded frame ``i`` (presentation order, counted from 0) with ``i % step == 0`` is *sampled*,
-  ``step = max(1, round(fps / 2))`` where ``fps`` is the stream's average frame rate (else its
-  base rate, else 30). The first decoded frame gives the frame size; a side under 256 px is an
+  ``step = max(1, round(fps / 2))`` where ``fps`` is the stream's frame rate
+  (:func:`curation_assets.core.probe.frame_rate`: its average rate for every clip we write), else
+  30. The first decoded frame gives the frame size; a side under 256 px is an
   error. A sampled frame counts only when it carries ``MOTION_VECTORS`` side data (intra frames
   carry none). Decoding stops once ``max_frames = max(10, round(2 * 0.5 * duration_s))`` frames
   were counted. ``duration_s`` is read the reference's way: ``stream.duration *
@@ -48,7 +49,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from curation_assets.core.model import MotionScore
+from .model import MotionScore
+from .probe import frame_rate
 
 MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
@@ -63,6 +65,7 @@ BLOCK_SIZES: tuple[tuple[int, int], ...] = ((8, 8), (16, 16), (16, 8), (8, 16))
 ERROR_RESOLUTION_TOO_SMALL = "resolution_too_small"
 ERROR_DECODE_FAILED = "decode_failed"
 ERROR_NO_MOTION_FRAMES = "no_motion_frames"
+UNKNOWN_RATE_FPS = 30.0  # the reference's sampling rate for a stream without any frame rate
 
 
 class MotionDecodeError(Exception):
@@ -121,13 +124,15 @@ def _open_source(clip: bytes | bytearray | memoryview | str | os.PathLike | Bina
 
 
 def _source_fps(stream) -> float:  # noqa: ANN001
-    if stream.average_rate:
-        return float(stream.average_rate)
-    return float(stream.base_rate or 30)
+    rate = frame_rate(stream)
+    return float(rate) if rate else UNKNOWN_RATE_FPS
 
 
 def _duration_seconds(container, stream) -> float:  # noqa: ANN001
-    """The reference's duration, quirks included (see the module docstring)."""
+    """The reference motion stage's own duration, quirks included (see the module docstring).
+
+    Deliberately not :func:`~curation_assets.core.probe.duration_seconds`: the number of frames
+    scored depends on it, and the reference reads it this way here."""
     import av
 
     duration_seconds: float = 0
