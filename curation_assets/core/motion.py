@@ -50,13 +50,15 @@ from typing import BinaryIO
 import numpy as np
 
 from .model import MotionScore
+from .options import PipelineOptions
 from .probe import frame_rate
 
 MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
 TARGET_DURATION_RATIO = 0.5
-DEFAULT_GLOBAL_MEAN_THRESHOLD = 0.00098
-DEFAULT_PER_PATCH_MIN_256_THRESHOLD = 0.000001
+# The reference's thresholds are the settings' defaults (core/options.py: one definition).
+DEFAULT_GLOBAL_MEAN_THRESHOLD: float = PipelineOptions.motion_global_mean_threshold
+DEFAULT_PER_PATCH_MIN_256_THRESHOLD: float = PipelineOptions.motion_per_patch_min_256_threshold
 PATCH = 256
 
 # (w, h) in the order the reference writes the groups; later writes win.
