@@ -267,18 +267,6 @@ def linear_sample_points(src: int, dst: int, scale: float) -> tuple[np.ndarray, 
     return i0, i1, frac
 
 
-def resize_inter_linear(m: np.ndarray, fx: float, fy: float | None = None) -> np.ndarray:
-    """``cv2.resize(m, None, fx=fx, fy=fy)`` (INTER_LINEAR) for a 2-D float array, in numpy."""
-    fy = fx if fy is None else fy
-    h, w = m.shape
-    out_h, out_w = round(h * fy), round(w * fx)
-    r0, r1, wr = linear_sample_points(h, out_h, 1.0 / fy)
-    c0, c1, wc = linear_sample_points(w, out_w, 1.0 / fx)
-    m = np.asarray(m, dtype=np.float64)
-    rows = m[r0] * (1.0 - wr)[:, None] + m[r1] * wr[:, None]
-    return rows[:, c0] * (1.0 - wc) + rows[:, c1] * wc
-
-
 class _Accumulator:
     """Sums over frames: the magnitude total and the magnitude at the downscale's taps."""
 
@@ -383,6 +371,5 @@ __all__ = [
     "compute_motion_score",
     "decode_motion_vectors",
     "is_low_motion",
-    "resize_inter_linear",
     "score_motion_vectors",
 ]
