@@ -99,8 +99,7 @@ def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     libx264 gets 1.5 frame threads per core (x264's own auto rule, computed here so a
     quota-limited container on a big node does not get one thread per host CPU): with only as
     many frame threads as cores, each waits on the rows of the other's reference frame and the
-    cores idle; measured here on 2 cores, 3 threads ran about 4% faster than 2 at the same CPU
-    time. Other encoders get one thread per core.
+    cores idle (README, "Performance"). Other encoders get one thread per core.
     """
     cores = cores or usable_cores()
     if encoder == "libx264":
