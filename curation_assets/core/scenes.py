@@ -34,6 +34,8 @@ Inference is streamed: frames are decoded once and each window runs as soon as i
 exist (full windows in groups of ``batch_size``), so memory stays bounded whatever the video
 length. The network itself is :mod:`curation_assets.models.transnetv2` (its CPU forward is
 re-arranged but computes the same function; on CUDA the package's forward runs unchanged).
+The three steps of the stage stay in this one module, a little over the project's 500-line
+guide: each only feeds the next, and together they are the reference's one stage.
 
 Known differences from the reference: the ffmpeg CLI writes rawvideo at a constant frame rate
 (duplicating/dropping frames of variable-frame-rate sources); we take every decoded frame, which
@@ -529,28 +531,13 @@ def detect_scene_spans(
     frame indices, so ``clip_uuid(source_video, span.start_frame, span.end_frame)`` is the
     reference's clip id.
     """
-    validate_scene_params(
-        threshold=threshold,
-        min_length_s=min_length_s,
-        max_length_s=max_length_s,
-        max_length_mode=max_length_mode,
-        crop_s=crop_s,
-        batch_size=batch_size,
-        limit_clips=limit_clips,
-    )
+    rules = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
+                 max_length_mode=max_length_mode, crop_s=crop_s, limit_clips=limit_clips)
+    validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:
         raise ValueError(f"{describe_source(source)!r}: metadata has no usable framerate ({fps!r})")
     if max_length_s and max_length_mode == "stride" and int(max_length_s * fps) < 1:
         raise ValueError(f"max_length_s={max_length_s} is shorter than one frame at {fps} fps")
     probabilities = predict_frame_probabilities(source, weights_path=weights_path, device=device, batch_size=batch_size)
-    return scenes_to_spans(
-        probabilities,
-        fps,
-        threshold=threshold,
-        min_length_s=min_length_s,
-        max_length_s=max_length_s,
-        max_length_mode=max_length_mode,
-        crop_s=crop_s,
-        limit_clips=limit_clips,
-    )
+    return scenes_to_spans(probabilities, fps, **rules)
