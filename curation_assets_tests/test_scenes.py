@@ -377,13 +377,11 @@ def test_detect_scene_spans_wires_settings_through(shots_video, tmp_path):
     assert [(s.start_frame, s.end_frame) for s in spans] == [(5, 64), (75, 124)]
     ids = {(s.start_frame, s.end_frame): str(Clip(source_video="s3://videos/shots.mp4", span=s).uuid) for s in spans}
     assert ids == SHOTS_CLIP_IDS
-    # the threshold: above every frame's probability (the cuts are at 0.99), no cut: the whole video, cropped
-    whole = scenes.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0.2, min_length_s=1.0)
-    assert [(s.start_frame, s.end_frame) for s in whole] == [(5, 195)]
-    # truncate keeps the first max_length of each scene (60 frames at 25 fps), stride would cut it up
-    truncated = scenes.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0, min_length_s=1.0,
-                                          max_length_s=2.4, max_length_mode="truncate")
-    assert [(s.start_frame, s.end_frame) for s in truncated] == [(0, 60)]
+    # threshold above every frame's probability (the cuts are at 0.99): no cut, the whole video;
+    # truncate keeps its first max_length (60 frames at 25 fps) where stride would cut it up
+    whole = scenes.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0, min_length_s=1.0,
+                                      max_length_s=2.4, max_length_mode="truncate")
+    assert [(s.start_frame, s.end_frame) for s in whole] == [(0, 60)]
     # the weights path reaches the loader
     with pytest.raises(FileNotFoundError, match="no-weights.pth"):
         scenes.detect_scene_spans(str(shots_video), _metadata(), weights_path=str(tmp_path / "no-weights.pth"))
