@@ -25,7 +25,6 @@ import av
 
 from .model import ClipProbe, VideoMetadata
 
-
 # Frames per second assumed for timing a stream that declares no frame rate at all.
 UNKNOWN_RATE_FPS = 25
 
@@ -46,7 +45,7 @@ def frame_rate(stream: Any) -> Fraction | None:
 
 def frame_period(rate: Fraction | None) -> Fraction:
     """How long one frame lasts: ``1 / rate``, or 1/25 s for a stream that declares no rate
-    (frame times are then counted from the first timestamp on)."""
+    (the cutters then need some period to time frames that carry no timestamp)."""
     return 1 / rate if rate else Fraction(1, UNKNOWN_RATE_FPS)
 
 
