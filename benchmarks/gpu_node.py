@@ -8,7 +8,7 @@ Prints figures; not a test. On the machine it runs on:
    here: frames/s with one thread at ``veryfast`` and at libx264's default preset, then with every
    core, i.e. what re-encoding costs a node per clip-second.
 2. ``transnetv2``: the product's TransNetV2 splitting on that footage, on the CPU with every core
-   (``core.scenes``' fused forward, windows in parallel) and, where CUDA is present, on the GPU
+   (``models.transnetv2``' fused forward, windows in parallel) and, where CUDA is present, on the GPU
    (the package module's own forward); frames/s, times real time, and whether the two agree on
    every threshold decision.
 3. ``embed`` (CUDA only): ``benchmarks/gpu_check.py`` (a Cosmos-Embed1-sized stand-in through
@@ -113,6 +113,7 @@ def part_transnetv2(data: bytes, seconds: float, record: dict) -> None:
     import torch
 
     from curation_assets.core import scenes
+    from curation_assets.models.transnetv2 import load_transnetv2
 
     frames = list(scenes.iter_small_frames(io.BytesIO(data)))
     n = len(frames)
@@ -122,7 +123,7 @@ def part_transnetv2(data: bytes, seconds: float, record: dict) -> None:
         runs.append(("cuda", 16))
     probs = {}
     for device, batch in runs:
-        model = scenes.load_transnetv2(device=device)
+        model = load_transnetv2(device=device)
         warm = scenes.predict_probabilities_from_frames(iter(frames[:300]), model=model, batch_size=batch)
         del warm
         if device == "cuda":

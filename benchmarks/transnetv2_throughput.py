@@ -69,10 +69,10 @@ def compare_forwards(model, video: Path, batches: int) -> dict:
     """Same-run A/B of the Winograd forward against the direct-conv one, plus its distance to the reference."""
     import numpy as np
 
-    from curation_assets.core.scenes import TransNetV2Model, _prepare_fast_params, iter_small_frames
+    from curation_assets.core.scenes import iter_small_frames
+    from curation_assets.models.transnetv2 import TransNetV2Model
 
-    direct = TransNetV2Model(model.module, model.device, model.weights_path)
-    direct._fast = _prepare_fast_params(model.module, winograd=False)
+    direct = TransNetV2Model(model.module, model.device, model.weights_path, winograd=False)
     frames = np.stack(list(iter_small_frames(str(video))))
     starts = np.linspace(0, len(frames) - 100, batches * 8).astype(int)
     windows = np.stack([frames[s : s + 100] for s in starts]).reshape(batches, 8, 100, 27, 48, 3)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     videos = [footage.transnetv2_test_mp4(), footage.build_25fps_720p_clip(args.seconds, Path(args.cache))]
     w0 = time.perf_counter()
-    from curation_assets.core.scenes import load_transnetv2
+    from curation_assets.models.transnetv2 import load_transnetv2
 
     model = load_transnetv2()
     load_s = time.perf_counter() - w0

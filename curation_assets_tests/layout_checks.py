@@ -31,6 +31,51 @@ WORK_DIR = "_work"  # the work area (core.options.DEFAULT_WORK_DIR): step values
 WORK_FILE = re.compile(rf"^{WORK_DIR}/videos/[0-9a-f]{{32}}/[a-z_]+\.(json|lock)$")
 
 
+def reference_fixed_stride_ids(video: str, num_frames: int, fps: float, clip_len_s: float, min_clip_len_s: float,
+                                limit_clips: int = 0) -> dict[str, list[float]]:
+    """``{clip id: [start_s, end_s]}`` by NeMo Curator's ``FixedStrideExtractorStage``, written out
+    here on its own (not the package's ``core.split``): spans over ``num_frames / fps``, the last
+    one kept only if at least ``min_clip_len_s`` long, ids from ``int(seconds * fps)``."""
+    duration = num_frames / fps
+    ids: dict[str, list[float]] = {}
+    start = 0.0
+    while start < duration:
+        end = min(start + clip_len_s, duration)
+        if end - start >= min_clip_len_s:
+            ids[str(uuid.uuid5(uuid.NAMESPACE_URL, f"{video}_{int(start * fps)}_{int(end * fps)}"))] = [start, end]
+            if 0 < limit_clips <= len(ids):
+                break
+        start += clip_len_s
+    return ids
+
+
+def check_clip_ids(vdoc: dict, metas: dict[str, dict]) -> None:
+    """Every clip id of one video by the one rule that applies to it.
+
+    Fixed stride (re-encoded): the set of ids is exactly the reference's for the video's probed
+    ``num_frames`` and ``framerate`` and the run's settings. Scene cuts and keyframe-snapped
+    (``copy``) spans hash the spans' own frame indices, whose seconds (frame / fps) give the frames
+    back by rounding.
+    """
+    settings = vdoc["pipeline"]["settings"]
+    if settings["splitting_algorithm"] == "fixed_stride" and settings["transcode_encoder"] != "copy":
+        if vdoc.get("num_frames") is None:
+            assert not metas, f"{vdoc['video']}: clips without probed frames"
+            return
+        expected = reference_fixed_stride_ids(
+            vdoc["video"], vdoc["num_frames"], vdoc["framerate"], settings["fixed_stride_split_duration"],
+            settings["fixed_stride_min_clip_length_s"], settings["limit_clips"])
+        assert set(metas) == set(expected), (vdoc["video"], sorted(metas), sorted(expected))
+        for uid, meta in metas.items():
+            assert meta["duration_span"] == expected[uid], (uid, meta["duration_span"], expected[uid])
+        return
+    for uid, meta in metas.items():
+        start, end = meta["duration_span"]
+        fps = meta["framerate_source"]
+        frames = f"{round(start * fps)}_{round(end * fps)}"
+        assert uid == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['source_video']}_{frames}")), (uid, start, end)
+
+
 def all_files(out: Path) -> set[str]:
     """The layout's files (the work area aside: see :func:`work_files`)."""
     return {f for f in _files(out) if not f.startswith(WORK_DIR + "/")}
@@ -71,14 +116,7 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
     for uid, meta in metas.items():
         start, end = meta["duration_span"]
         fps = meta["framerate_source"]
-        # Fixed-stride ids hash int(seconds * fps); scene ids hash the scene's frame indices, whose
-        # seconds (frame / fps) give the frame back by rounding.
-        candidates = {
-            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['source_video']}_{f(start * fps)}_{f(end * fps)}"))
-            for f in (int, round)
-        }
         assert meta["span_uuid"] == uid, (meta["span_uuid"], uid)
-        assert uid in candidates, f"uuid of {uid} does not match its span {start}-{end}"
         location = meta["clip_location"]
         if output_url is not None:
             prefix = output_url.rstrip("/") + "/"
@@ -121,6 +159,7 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
         assert vdoc["num_total_clips"] == len(passed) + len(filtered)
         own = {u for u, m in metas.items() if m["source_video"] == vdoc["video"]}
         assert own == set(passed) | set(filtered), f"metas and chunk documents disagree for {rel}"
+        check_clip_ids(vdoc, {u: metas[u] for u in own})
         summary[rel] = {"passed": len(passed), "filtered": len(filtered), "doc": vdoc}
     # no orphans: every per-clip file belongs to a clip that has a metas/v0 document
     for f in files:

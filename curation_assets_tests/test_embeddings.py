@@ -43,14 +43,26 @@ def embedder(model_dir: Path) -> CosmosEmbedder:
     return CosmosEmbedder("cosmos-embed1-224p", model_dir=model_dir, batch_size=4)
 
 
-def test_standin_follows_the_checkpoint_contract(model_dir: Path, embedder: CosmosEmbedder) -> None:
-    folder = model_dir / "nvidia" / "Cosmos-Embed1-224p"
+@pytest.mark.parametrize("missing", ["config.json", "processor_config.json", "*.safetensors"])
+def test_a_folder_without_what_the_reference_requires_is_incomplete(model_dir: Path, tmp_path: Path,
+                                                                     missing: str) -> None:
+    """The reference's completeness test: weights (``*.safetensors``, here sharded), a
+    ``processor_config.json`` and a ``config.json``; without any one of them the folder is not
+    used and the error says so."""
+    folder = tmp_path / "nvidia" / "Cosmos-Embed1-224p"
+    shutil.copytree(model_dir / "nvidia" / "Cosmos-Embed1-224p", folder)
     assert cosmos_folder_is_complete(folder)
-    names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "processor_config.json", "vocab.txt", "model.safetensors.index.json"} <= names
-    assert {"configuration_embed1.py", "modeling_embed1.py", "preprocessing_embed1.py"} <= names
-    assert len([n for n in names if n.startswith("model-000") and n.endswith(".safetensors")]) > 1
+    removed = list(folder.glob(missing))
+    assert removed
+    for path in removed:
+        path.unlink()
+    assert not cosmos_folder_is_complete(folder)
+    with pytest.raises(ModelWeightsMissing, match="incomplete"):
+        CosmosEmbedder("cosmos-embed1-224p", model_dir=tmp_path, cache_dir=tmp_path / "hub").resolve()
 
+
+def test_the_model_and_processor_load_through_the_auto_classes(model_dir: Path, embedder: CosmosEmbedder) -> None:
+    folder = model_dir / "nvidia" / "Cosmos-Embed1-224p"
     assert embedder.resolve() == folder
     model, processor = embedder.load()
     # Loaded through AutoModel / AutoProcessor with remote code from that folder.

