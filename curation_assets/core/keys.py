@@ -1,9 +1,11 @@
 """Partition keys <-> video paths relative to ``input_path``.
 
-A key is the relative path with the characters that the Dagster UI, partition ranges and
-URL handling trip on percent-encoded: ``%`` itself, spaces, ``,``, ``[``, ``]``, control
-characters, and every ``.`` of a run of two or more dots (``...`` separates range ends).
-Decoding is plain percent-decoding, so the mapping is reversible and stable across runs.
+A key is the relative path with the characters that the Dagster UI, partition ranges, the
+instance's database and URL handling trip on percent-encoded: ``%`` itself, spaces, ``,``, ``[``,
+``]``, control characters, every ``.`` of a run of two or more dots (``...`` separates range
+ends), and each byte of a file name that is not UTF-8 (held by Python as a surrogate escape), so a
+key is always printable text whatever the name. Decoding reverses it exactly, and only the one
+canonical key of a path is accepted (``%61.mp4`` is not another name for ``a.mp4``).
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ _DOT_RUN = re.compile(r"\.{2,}")
 
 
 def _encode_char(ch: str) -> str:
-    return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+
+
+def _needs_encoding(ch: str) -> bool:
+    return ch in _ALWAYS or "\udc80" <= ch <= "\udcff"
 
 
 def key_from_rel_path(rel_path: str) -> str:
-    """Encode a posix relative path as a partition key."""
+    """Encode a posix relative path (as ``os`` gives it: surrogate escapes for undecodable bytes)."""
     if not rel_path:
         raise ValueError("empty video path")
-    encoded = "".join(_encode_char(ch) if ch in _ALWAYS else ch for ch in rel_path)
+    encoded = "".join(_encode_char(ch) if _needs_encoding(ch) else ch for ch in rel_path)
     return _DOT_RUN.sub(lambda m: "%2E" * len(m.group(0)), encoded)
 
 
 def rel_path_from_key(key: str) -> str:
-    """Decode a partition key back to the relative path (validation happens where it is resolved)."""
+    """Decode a partition key back to the relative path; refuses anything but a canonical key
+    (validation of the path itself happens where it is resolved)."""
     if not key:
         raise ValueError("empty partition key")
-    return unquote(key, errors="strict")
+    rel = unquote(key, errors="surrogateescape")
+    canonical = key_from_rel_path(rel)
+    if canonical != key:
+        raise ValueError(f"partition key {key!r} is not the key of that path: its key is {canonical!r}")
+    return rel

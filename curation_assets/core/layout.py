@@ -92,12 +92,32 @@ def parquet_file(source_video: str, chunk_index: int) -> str:
     return f"{CE1_EMBD_PARQUET}/{chunk_uuid(source_video, chunk_index)}.parquet"
 
 
+# The longest file name most filesystems take (bytes of one path component).
+NAME_MAX = 255
+
+
+def fit_name(rel_path: str, suffix: str) -> str:
+    """``rel_path + suffix`` with its last component shortened when it would exceed ``NAME_MAX``
+    bytes: its first bytes, ``~`` and 16 hex digits of its hash (stable, so a reader computes the
+    same name). Names that fit, which is every name the reference can write, are unchanged."""
+    head, _, name = rel_path.lstrip("/").rpartition("/")
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) + len(suffix.encode()) <= NAME_MAX:
+        return f"{head}/{name}{suffix}" if head else f"{name}{suffix}"
+    import hashlib
+
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    keep = raw[: NAME_MAX - len(suffix.encode()) - len(digest) - 1].decode("utf-8", "ignore")
+    short = f"{keep}~{digest}{suffix}"
+    return f"{head}/{short}" if head else short
+
+
 def video_file(rel_path: str) -> str:
-    return f"{PROCESSED_VIDEOS}/{rel_path.lstrip('/')}.json"
+    return f"{PROCESSED_VIDEOS}/{fit_name(rel_path, '.json')}"
 
 
 def chunk_file(rel_path: str, chunk_index: int) -> str:
-    return f"{PROCESSED_CLIP_CHUNKS}/{rel_path.lstrip('/')}_{chunk_index}.json"
+    return f"{PROCESSED_CLIP_CHUNKS}/{fit_name(rel_path, f'_{chunk_index}.json')}"
 
 
 # ---------------------------------------------------------------------------------------------

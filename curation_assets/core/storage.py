@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import stat as stat_mod
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,7 +45,7 @@ from .urls import components as _components
 __all__ = [
     "INPUT_BLOCK_SIZE", "TEMP_MAX_AGE_S", "TEMP_PREFIX", "TEMP_SUFFIX", "FileInfo", "StorageError",
     "StorageNotFoundError", "cleanup_temp_files", "exists", "file_info", "get_fs", "is_local", "is_object_store",
-    "is_temp_file_name", "join", "list_files", "list_videos", "lock", "move", "normalize_url", "open_input",
+    "is_temp_file_name", "join", "list_files", "list_videos", "lock", "scan_videos", "source_problem", "move", "normalize_url", "open_input",
     "read_bytes", "redact", "register_secret", "relative_to", "remove_files", "remove_temp_leftovers",
     "resolve_under", "temp_file_name", "temp_file_owner_is_dead", "temp_name_for", "write_bytes_atomic",
     "write_text_atomic",
@@ -468,24 +469,84 @@ def list_files(url: str) -> list[str]:
     return sorted(_to_url(fs, scheme(url), p) for p in found)
 
 
-def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:
-    """Relative posix paths (sorted) of the video files under ``input_url``, recursively.
+@dataclass(frozen=True)
+class VideoScan:
+    """The videos under an input folder (relative posix paths, sorted) and what was passed over."""
+
+    videos: list[str]
+    skipped: list[tuple[str, str]]  # (relative path, why)
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk_local(root: str, exts: tuple[str, ...]) -> VideoScan:
+    """Regular files under ``root`` with a video extension. A symlink is followed only when its
+    target stays inside ``root``; FIFOs, devices and sockets are never opened; hidden names
+    (``.*``, which includes temporary files) are passed over silently."""
+    real_root = os.path.realpath(root)
+    videos: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    seen_dirs = {real_root}
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            skipped.append((prefix or ".", f"cannot be listed ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{prefix}{entry.name}"
+            try:
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if not _inside(real_root, target):
+                        skipped.append((rel, "a symlink to a place outside input_path (not followed)"))
+                        continue
+                    st = os.stat(entry.path)
+                else:
+                    st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                skipped.append((rel, f"cannot be read ({exc.strerror or exc})"))
+                continue
+            if stat_mod.S_ISDIR(st.st_mode):
+                real = os.path.realpath(entry.path)
+                if real not in seen_dirs:  # symlink loops are walked once
+                    seen_dirs.add(real)
+                    stack.append((entry.path, rel + "/"))
+            elif not rel.lower().endswith(exts):
+                continue
+            elif stat_mod.S_ISREG(st.st_mode):
+                videos.append(rel)
+            else:
+                skipped.append((rel, "not a regular file (a FIFO, device or socket is never opened)"))
+    return VideoScan(sorted(videos), sorted(skipped))
+
+
+def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> VideoScan:
+    """The video files under ``input_url``, recursively, and the entries passed over (with why).
 
     ``extensions`` (default: the reference's, ``core.options.VIDEO_EXTENSIONS``) match
-    case-insensitively; hidden files and files in hidden folders (any component starting with
-    ``.``, which includes our temporary files) are skipped. Raises :class:`StorageNotFoundError`
-    when ``input_url`` does not exist (for object stores: no object under the prefix).
+    case-insensitively; hidden files and folders (any component starting with ``.``) are skipped.
+    Raises :class:`StorageNotFoundError` when ``input_url`` does not exist (for object stores: no
+    object under the prefix).
     """
     from .options import VIDEO_EXTENSIONS
 
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or VIDEO_EXTENSIONS))
     fs, path = get_fs(input_url)
+    if _is_local_fs(fs):
+        if not os.path.isdir(path):
+            raise StorageNotFoundError(redact(f"list {input_url!r}: not found (input folder {path} does not exist)"))
+        return _walk_local(path, exts)
 
     def _do() -> list[str]:
-        if _is_local_fs(fs) and not os.path.isdir(path):
-            raise FileNotFoundError(f"input folder {path} does not exist")
         found = _find_files(fs, path)
-        if not found and not _is_local_fs(fs) and not fs.exists(path):
+        if not found and not fs.exists(path):
             raise FileNotFoundError("no object under this prefix")
         return found
 
@@ -497,12 +558,34 @@ def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list
         if comps[: len(base_comps)] != base_comps or len(comps) == len(base_comps):
             continue
         rel = comps[len(base_comps) :]
-        if any(c.startswith(".") for c in rel):
-            continue
-        if not rel[-1].lower().endswith(exts):
+        if any(c.startswith(".") for c in rel) or not rel[-1].lower().endswith(exts):
             continue
         out.append("/".join(rel))
-    return sorted(out)
+    return VideoScan(sorted(out), [])
+
+
+def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:
+    """Relative posix paths (sorted) of the video files under ``input_url`` (see :func:`scan_videos`)."""
+    return scan_videos(input_url, extensions).videos
+
+
+def source_problem(input_url: str, source_url: str) -> str | None:
+    """Why a source must not be opened, or None: locally, a path that is not a regular file (a FIFO
+    would block forever, a device read without end) or whose real path leaves ``input_url``."""
+    if not is_local(source_url):
+        return None
+    path, root = local_path(source_url), os.path.realpath(local_path(input_url))
+    if not _inside(root, os.path.realpath(path)):
+        return "a symlink to a place outside input_path (not followed)"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None  # missing: the caller's "no such video"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not stat_mod.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, device or socket is never opened)"
+    return None
 
 
 # --------------------------------------------------------------------------------------------

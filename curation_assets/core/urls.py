@@ -17,7 +17,7 @@ S3_PROTOCOLS = {"s3", "s3a"}
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # Anything that looks like "scheme:/": refused where a relative key is expected.
 _URLISH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_NUL_RE = re.compile(r"\x00")
 
 
 def scheme(url: str) -> str | None:
@@ -106,15 +106,15 @@ def resolve_under(base_url: str, rel: str) -> str:
 
     Refused with ``ValueError``: empty keys, absolute paths, URLs (any ``scheme:/``, so also
     another bucket), ``.``/``..`` segments, empty segments (``a//b``, trailing ``/``), and
-    NUL/control characters.
+    NUL characters.
     """
     if not isinstance(rel, str):
         raise ValueError(f"path key must be a string, got {type(rel).__name__}")
     shown = redact(rel)
     if rel == "":
         raise ValueError("path key is empty")
-    if _CONTROL_RE.search(rel):
-        raise ValueError(f"path key {shown!r} contains NUL or control characters")
+    if _NUL_RE.search(rel):
+        raise ValueError(f"path key {shown!r} contains a NUL character")
     if _URLISH_RE.match(rel):
         raise ValueError(
             f"path key {shown!r} is a URL; expected a path relative to {redact(base_url)!r}"
