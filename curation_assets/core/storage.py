@@ -65,19 +65,10 @@ __all__ = [
     "write_text_atomic",
 ]
 
-DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".avi",
-    ".webm",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".flv",
-    ".wmv",
-)
+#: The extensions NeMo Curator's ``VideoReader`` accepts (1.4.0), so a folder yields the same videos
+#: here as there; matched case-insensitively. Other containers (``.m4v``, ``.mpg``, ``.ts``, which
+#: also names TypeScript sources) are opt-in: callers pass their own list.
+DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 
 #: Temporary files written next to their target by :func:`write_bytes_atomic` (local only).
 TEMP_PREFIX = ".tmp-"
