@@ -464,10 +464,13 @@ def test_a_large_table_goes_to_the_store_and_the_cursor_stays_small(tmp_path):
             t3 = watch_tick(str(root), t2.cursor, STABLE_ONLY, store=store, store_key="s1")
             assert t3.requested == [] and t3.cursor == t2.cursor and t3.reset is None
             # a slot overwritten behind the cursor's back is noticed, never trusted
-            store.save("s1.1", encode_state({"evil/../../x.mp4": (b"\0" * 8, 0)}))
+            rows = decode_state(store.load("s1.1"))
+            rows["../../evil.mp4"] = rows.pop("day0/camera_00000.mp4")  # same count, one name changed
+            store.save("s1.1", encode_state(rows))
             t4 = watch_tick(str(root), t2.cursor, STABLE_ONLY, store=store, store_key="s1",
                             known_keys=lambda: [u.key for u in t2.requested])
-            assert t4.reset and "does not match" in t4.reset and t4.requested == [] and t4.deleted == []
+            assert t4.reset == "cursor: state slot 1 does not match the cursor (overwritten or corrupt)"
+            assert t4.requested == [] and t4.deleted == [] and t4.adopted == 3000
 
 
 def test_state_blob_round_trip_and_refusals():
