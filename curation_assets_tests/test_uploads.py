@@ -481,3 +481,21 @@ def test_state_blob_round_trip_and_refusals():
     for bad in (b"", b"XXXX" + blob[4:], blob[:-5], blob[:4] + b"notzlib"):
         with pytest.raises(ValueError):
             decode_state(bad)
+
+
+def test_listing_timestamps_read_like_botocore_reads_them(s3_server, s3_bucket):
+    from botocore.utils import parse_timestamp
+
+    from curation_assets.core.upload_scan import _iso_timestamp
+
+    for text in ("2026-12-01T10:12:39.000Z", "2026-12-01T10:12:39Z", "2026-12-01T10:12:39.123456+02:00",
+                 "Tue, 01 Dec 2026 10:12:39 GMT", "1796119453"):
+        assert _iso_timestamp(text) == parse_timestamp(text), text
+    client = s3_server.client()
+    bucket = s3_bucket[len("s3://"):]
+    client.put_object(Bucket=bucket, Key="in/a.mp4", Body=b"a")
+    scan = scan_object_store(f"{s3_bucket}/in", (".mp4",))
+    head = client.head_object(Bucket=bucket, Key="in/a.mp4")
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="in/")["Contents"][0]["LastModified"]
+    assert scan.files["a.mp4"].mtime_ns == int(listed.timestamp() * 1e9)
+    assert abs(scan.files["a.mp4"].mtime_ns / 1e9 - head["LastModified"].timestamp()) < 1

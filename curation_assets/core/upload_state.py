@@ -64,9 +64,9 @@ _STATUSES = (REQUESTED, SEEN_NEW, SEEN_REPLACED)
 DIGEST_BYTES = 8
 
 CURSOR_PREFIX = "caw1"
-#: Largest blob kept inside the cursor itself (about 1,500 files of typical names); larger
-#: ones go to the state store when there is one.
-INLINE_STATE_MAX_BYTES = 12_000
+#: Largest table kept inside the cursor itself (a few hundred files; the cursor is then at most
+#: about 5.5 kB); larger ones go to the state store when there is one.
+INLINE_STATE_MAX_BYTES = 4096
 
 _BLOB_MAGIC = b"CAW1"
 _HEADER = struct.Struct("<I")
