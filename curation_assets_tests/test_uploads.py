@@ -173,6 +173,7 @@ def test_a_replaced_video_is_requested_again_and_a_deleted_one_is_reported_once(
     source.put("b.mp4", b"bee")
     t = ticks(source.url, STABLE_ONLY, 2)[-1]
     assert sorted(keys(t)) == ["a.mp4", "b.mp4"]
+    first_ids = {u.key: u.content_id for u in t.requested}
     time.sleep(0.01)
     source.put("a.mp4", b"other")  # same size, new content (local: new mtime; S3: new ETag)
     source.remove("b.mp4")
@@ -181,6 +182,7 @@ def test_a_replaced_video_is_requested_again_and_a_deleted_one_is_reported_once(
     assert t.requested == [] and t.settling == ["a.mp4"]
     t = watch_tick(source.url, t.cursor, STABLE_ONLY)
     assert keys(t) == ["a.mp4"] and t.requested[0].replaced and t.new == []
+    assert t.requested[0].content_id != first_ids["a.mp4"]  # a run_key built from it differs
     assert t.deleted == [], "a deletion was reported twice"
     t = watch_tick(source.url, t.cursor, STABLE_ONLY)
     assert t.requested == [] and t.deleted == []
@@ -499,3 +501,22 @@ def test_listing_timestamps_read_like_botocore_reads_them(s3_server, s3_bucket):
     listed = client.list_objects_v2(Bucket=bucket, Prefix="in/")["Contents"][0]["LastModified"]
     assert scan.files["a.mp4"].mtime_ns == int(listed.timestamp() * 1e9)
     assert abs(scan.files["a.mp4"].mtime_ns / 1e9 - head["LastModified"].timestamp()) < 1
+
+
+def test_a_state_store_that_cannot_be_read_fails_the_tick_instead_of_starting_over(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(800):
+        (root / f"video_{i:04d}.mp4").write_bytes(b"x")
+    store = FolderStateStore(str(tmp_path / "state"))
+    t = ticks(str(root), WatchSettings(settle_age_s=1e9, max_per_tick=1000), 2, store=store, store_key="s")[-1]
+    assert len(t.requested) == 800 and ";s=1;" in t.cursor
+    slot = tmp_path / "state" / "s.1"
+    slot.unlink()
+    slot.mkdir()  # reading it now fails (not "missing": a passing outage looks like this)
+    with pytest.raises(storage.StorageError):
+        watch_tick(str(root), t.cursor, STABLE_ONLY, store=store, store_key="s")
+    slot.rmdir()  # gone for good: that is a fresh start, with the known partitions adopted
+    t2 = watch_tick(str(root), t.cursor, STABLE_ONLY, store=store, store_key="s",
+                    known_keys=lambda: [u.key for u in t.requested])
+    assert t2.reset and "missing" in t2.reset and t2.adopted == 800 and t2.requested == []

@@ -97,6 +97,9 @@ class Upload:
     mtime: float
     etag: str | None
     replaced: bool
+    #: Digest of the content identity (hex): with the key it names this content, e.g. in a
+    #: run_key, so a replaced video's new request is not taken for the old one.
+    content_id: str
 
 
 @dataclass
@@ -190,8 +193,8 @@ def watch_tick(
     """Decide one tick. ``cursor``: what the previous tick returned (anything else starts
     over). ``store``/``store_key``: where tables too big for the cursor live. ``known_keys``:
     called on a fresh start only, the partition keys that exist already. ``exclude``: folders
-    (URLs) inside the input not to watch, e.g. the output. Listing failures raise
-    :class:`~.storage.StorageError`; the cursor then stays as it was."""
+    (URLs) inside the input not to watch, e.g. the output. Listing or state-store failures
+    raise :class:`~.storage.StorageError`; the cursor then stays as it was."""
     settings = settings or WatchSettings()
     input_url = storage.normalize_url(input_path)
     local = storage.is_local(input_url)
@@ -209,8 +212,8 @@ def watch_tick(
             state, previous_slot = load_cursor(cursor, digest, store=store, store_key=store_key)
         except CursorError as e:
             state, reset = WatchState(rows={}), str(e)
-        except storage.StorageError as e:
-            state, reset = WatchState(rows={}), f"state store not readable ({e})"
+        # a store that cannot be read now (StorageError) fails the tick: starting over on a
+        # passing outage would forget what was requested
 
     excluded = _exclusions(input_url, exclude)
     scan: Scan
@@ -306,7 +309,9 @@ def _decide(
     candidates.sort(key=lambda c: (c[0], c[1]))
     for mtime_ns, rel, seen, replaced in candidates[: settings.max_per_tick]:
         rows[rel] = (rows[rel][0], REQUESTED)
-        tick.requested.append(Upload(rel, key_from_rel_path(rel), seen.size, mtime_ns / 1e9, seen.etag, replaced))
+        tick.requested.append(
+            Upload(rel, key_from_rel_path(rel), seen.size, mtime_ns / 1e9, seen.etag, replaced, seen.identity().hex())
+        )
     tick.carried = max(0, len(candidates) - settings.max_per_tick)
     tick.settling.sort()
 
