@@ -157,7 +157,6 @@ def measure_size(n: int, batch: int, materialized: int, iteration_limit: float) 
                 location_name="curation_assets",
             )
             with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as wpc:
-                first = {"path": list(asset_keys[0].path)}
                 for label in ("cold", "warm"):
                     dt, res = timed(execute_query, wpc, PARTITION_HEALTH_QUERY, {"assetKey": {"path": ["video_clips"]}})
                     node = res["data"]["assetNodeOrError"]
@@ -172,7 +171,6 @@ def measure_size(n: int, batch: int, materialized: int, iteration_limit: float) 
                     print(f"[{n}] UI {label}: partition bar (PartitionHealthQuery) "
                           f"{rec[f'ui_partition_health_{label}_s']} s, partitionStats of {len(asset_keys)} assets "
                           f"{rec[f'ui_partition_stats_{label}_s']} s", flush=True)
-                del first
 
                 params = {"allPartitions": True, "assetSelection": [{"path": list(k.path)} for k in asset_keys],
                           "title": f"benchmark {n}"}
@@ -215,7 +213,6 @@ def first_iteration(instance, wpc, limit: float, n: int) -> dict[str, Any]:
     finished = done.wait(limit)
     dt = time.perf_counter() - t0
     runs = instance.get_runs_count()
-    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus  # noqa: F401
     out = {"backfill_iteration_s": round(dt, 1), "backfill_iteration_finished": finished,
            "backfill_runs_after_iteration": runs, "backfill_iteration_errors": errors[:3]}
     state = "finished" if finished else f"still running at the {limit:.0f} s limit"
