@@ -120,12 +120,13 @@ def _fs_options(protocol: str) -> dict:
     return {}
 
 
-def get_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def get_fs(url: str, fs_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return ``(filesystem, path inside it)`` for a local path or fsspec URL.
 
     Local paths (and ``file://`` URLs) are made absolute. For ``s3://`` the endpoint comes from
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``; credentials from the AWS environment or
-    credential chain. An unknown scheme is a :class:`StorageError` naming it.
+    credential chain. ``fs_options``: extra filesystem arguments (the upload watcher's listing
+    session). An unknown scheme is a :class:`StorageError` naming it.
     """
     if not isinstance(url, str) or not url:
         raise ValueError("storage URL must be a non-empty string")
@@ -133,7 +134,8 @@ def get_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         return LocalFileSystem(), local_path(url)
     proto = scheme(url)
     assert proto is not None
-    fs, path = _guarded("open filesystem for", url, lambda: fsspec.core.url_to_fs(url, **_fs_options(proto)))
+    options = {**_fs_options(proto), **(fs_options or {})}
+    fs, path = _guarded("open filesystem for", url, lambda: fsspec.core.url_to_fs(url, **options))
     return fs, path.rstrip("/") or path
 
 
@@ -481,52 +483,6 @@ def _inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _walk_local(root: str, exts: tuple[str, ...]) -> VideoScan:
-    """Regular files under ``root`` with a video extension. A symlink is followed only when its
-    target stays inside ``root``; FIFOs, devices and sockets are never opened; hidden names
-    (``.*``, which includes temporary files) are passed over silently."""
-    real_root = os.path.realpath(root)
-    videos: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    seen_dirs = {real_root}
-    stack = [(root, "")]
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            skipped.append((prefix or ".", f"cannot be listed ({exc.strerror or exc})"))
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            rel = f"{prefix}{entry.name}"
-            try:
-                if entry.is_symlink():
-                    target = os.path.realpath(entry.path)
-                    if not _inside(real_root, target):
-                        skipped.append((rel, "a symlink to a place outside input_path (not followed)"))
-                        continue
-                    st = os.stat(entry.path)
-                else:
-                    st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                skipped.append((rel, f"cannot be read ({exc.strerror or exc})"))
-                continue
-            if stat_mod.S_ISDIR(st.st_mode):
-                real = os.path.realpath(entry.path)
-                if real not in seen_dirs:  # symlink loops are walked once
-                    seen_dirs.add(real)
-                    stack.append((entry.path, rel + "/"))
-            elif not rel.lower().endswith(exts):
-                continue
-            elif stat_mod.S_ISREG(st.st_mode):
-                videos.append(rel)
-            else:
-                skipped.append((rel, "not a regular file (a FIFO, device or socket is never opened)"))
-    return VideoScan(sorted(videos), sorted(skipped))
-
-
 def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> VideoScan:
     """The video files under ``input_url``, recursively, and the entries passed over (with why).
 
@@ -537,12 +493,13 @@ def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> Vide
     """
     from .options import VIDEO_EXTENSIONS
 
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or VIDEO_EXTENSIONS))
+    from .upload_scan import normalize_extensions, scan_local
+
+    exts = normalize_extensions(extensions or VIDEO_EXTENSIONS)
     fs, path = get_fs(input_url)
-    if _is_local_fs(fs):
-        if not os.path.isdir(path):
-            raise StorageNotFoundError(redact(f"list {input_url!r}: not found (input folder {path} does not exist)"))
-        return _walk_local(path, exts)
+    if _is_local_fs(fs):  # the upload watcher's walk: symlinks only inside the input, no FIFOs or devices
+        found = scan_local(path, exts)
+        return VideoScan(sorted(found.files), sorted(found.skipped))
 
     def _do() -> list[str]:
         found = _find_files(fs, path)
