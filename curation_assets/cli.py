@@ -51,6 +51,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     """A flag for every setting, with its default and meaning; values left out keep the defaults
     (settings not given are absent from the namespace, so explicit flags can be told apart)."""
     for name, kind, default, meta in setting_fields():
+        if meta.location:  # the code location's sensor, schedule and checks: not a setting of a CLI run
+            continue
         flag = _flag(name, meta)
         if name == "input_path" and not demo:
             p.add_argument(flag, dest=name, required=True, help=meta.help)

@@ -30,6 +30,14 @@ AESTHETIC_REDUCTIONS = ("min", "mean")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 # Videos per Dagster run (a partition range) for the CLI, the sensor and backfills.
 VIDEOS_PER_RUN = 16
+#: Videos the upload sensor requests per tick at most; Dagster's sensor daemon checks new
+#: partition keys one by one, so a large backlog is spread over ticks.
+DEFAULT_MAX_PER_TICK = 500
+#: A file whose mtime is older than this qualifies without waiting for a second look: a writer
+#: that is still writing keeps the mtime fresh (copies that restore an old mtime do so last).
+DEFAULT_SETTLE_AGE_S = 600.0
+#: When the backfill schedule runs by default: nightly, 03:00 UTC.
+DEFAULT_BACKFILL_CRON = "0 3 * * *"
 # Name of the work area under output_path when work_path is not set (see the README, "Work area").
 DEFAULT_WORK_DIR = "_work"
 
@@ -54,6 +62,9 @@ class Setting:
     path: bool = False  # a local path or URL: made absolute (local) before use and hashing
     hashed: bool = True  # part of the `pipeline` record's settings_hash (shapes the output)
     steps: tuple[str, ...] = ()  # the intermediate steps whose values it shapes (STEPS)
+    # a setting of the code location (sensor, schedule, checks), read when it loads or ticks: no
+    # CLI flag, and a run's own config may not change it (the run would not use it)
+    location: bool = False
 
 
 def _s(default: Any, help: str, **meta: Any) -> Any:
@@ -126,6 +137,23 @@ class PipelineOptions:
     max_workers: int = _s(6, "writer threads per video (files written concurrently)", ge=1, le=256, hashed=False)
     log_stats: bool = _s(False, "log each video's clip statistics (passed, filtered, transcoded, embeddings, "
                                 "captions, previews, durations) when it is written", hashed=False)
+    # unattended curation: the code location's sensor, schedule and checks (Setting.location)
+    watch_interval_s: int = _s(60, "seconds between two ticks of the upload sensor", ge=1, hashed=False, location=True)
+    watch_max_per_tick: int = _s(DEFAULT_MAX_PER_TICK, "videos the upload sensor requests per tick at most; the rest "
+                                                       "wait for the next ticks", ge=1, hashed=False, location=True)
+    watch_settle_age_s: float = _s(DEFAULT_SETTLE_AGE_S, "a file is taken as fully uploaded once it is unchanged since "
+                                                         "the previous tick, or older than this many seconds", ge=0,
+                                   hashed=False, location=True)
+    watch_list_pages_per_tick: int = _s(0, "s3:// inputs: list at most this many pages of keys per tick, going on where "
+                                           "the previous tick stopped (0: the whole prefix every tick)", ge=0,
+                                        hashed=False, location=True)
+    watch_remove_deleted: bool = _s(False, "when a source video is deleted, remove its files from the output and its "
+                                           "partition (off: the deletion is reported, nothing is removed)",
+                                    hashed=False, location=True)
+    backfill_cron: str = _s(DEFAULT_BACKFILL_CRON, "when the backfill schedule requests every missing, failed or stale "
+                                                   "video (cron, UTC)", hashed=False, location=True)
+    checks_block_downstream: bool = _s(True, "a failing layout check fails the writer step and holds back the assets "
+                                             "that depend on the layout (packaging)", hashed=False, location=True)
 
     def __post_init__(self) -> None:
         problems = []
@@ -150,6 +178,14 @@ class PipelineOptions:
                             "service has one endpoint; run again with another key for another model)")
         if any(not e.startswith(".") or len(e) < 2 for e in self.video_extensions):
             problems.append(f"video_extensions={self.video_extensions!r} (each like '.mp4')")
+        if len(self.backfill_cron.split()) != 5:
+            problems.append(f"backfill_cron={self.backfill_cron!r} (five cron fields: minute hour day month weekday)")
+        if self.watch_list_pages_per_tick:
+            from .storage import is_local
+
+            if is_local(self.input_path):
+                problems.append("watch_list_pages_per_tick applies to s3:// (object store) inputs; a local folder is "
+                                "walked whole every tick (set it to 0)")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
@@ -217,6 +253,11 @@ def settings_digest(values: dict[str, Any]) -> str:
 def setting(name: str) -> Setting:
     """The metadata of one field."""
     return {f.name: f.metadata["setting"] for f in fields(PipelineOptions)}[name]
+
+
+def location_settings() -> tuple[str, ...]:
+    """The settings of the code location (:attr:`Setting.location`), in declaration order."""
+    return tuple(f.name for f in fields(PipelineOptions) if f.metadata["setting"].location)
 
 
 def setting_fields() -> list[tuple[str, Any, Any, Setting]]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from . import storage
 from .keys import key_from_rel_path
-from .options import VIDEO_EXTENSIONS
+# the defaults are settings (PipelineOptions.watch_*): defined there, once
+from .options import DEFAULT_MAX_PER_TICK, DEFAULT_SETTLE_AGE_S, VIDEO_EXTENSIONS
 from .upload_scan import LIST_CONCURRENCY, PAGE_SIZE, Scan, Seen, normalize_extensions, scan_local, scan_object_store
 from .upload_state import (
     REQUESTED,
@@ -50,12 +51,6 @@ __all__ = [
     "watch_tick",
 ]
 
-#: Videos requested per tick at most; Dagster's sensor daemon checks new partition keys one by
-#: one, so a large backlog is spread over ticks.
-DEFAULT_MAX_PER_TICK = 500
-#: A file whose mtime is older than this qualifies without waiting for a second look: a writer
-#: that is still writing keeps the mtime fresh (copies that restore an old mtime do so last).
-DEFAULT_SETTLE_AGE_S = 600.0
 
 
 @dataclass(frozen=True)

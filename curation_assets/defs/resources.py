@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from ..core.options import PipelineOptions, base_type, options_from_env, parse_text, setting_fields
+from ..core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
+                            setting_fields)
 
 __all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "caption_service_from_env",
            "options_from_env"]
@@ -74,6 +75,23 @@ class _SettingsResource:
             self.options()
         except ValueError as exc:
             raise dg.Failure(str(exc)) from None
+        given = _run_settings_config(context)
+        fixed = [name for name in location_settings() if name in given]
+        if fixed:
+            raise dg.Failure(
+                f"{', '.join(fixed)}: settings of the code location (the upload sensor, the backfill schedule, the "
+                "layout checks), read when it loads or ticks; a run does not use them, so its config may not set "
+                f"them. Set {', '.join(ENV_PREFIX + n.upper() for n in fixed)} where the code location runs, and "
+                "leave them out of the run's settings", allow_retries=False) from None
+
+
+def _run_settings_config(context: dg.InitResourceContext) -> dict[str, Any]:
+    """The ``settings`` fields a run's own config gives (launchpad), ``{}`` outside a run."""
+    run = context.run
+    resources = (run.run_config or {}).get("resources") if run is not None else None
+    block = resources.get("settings") if isinstance(resources, dict) else None
+    config = block.get("config") if isinstance(block, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 def _config_value(value: Any) -> Any:
