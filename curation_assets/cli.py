@@ -250,6 +250,10 @@ def collect_rows(result: Any, keys: list[str], rows: dict[str, VideoRow]) -> Non
                 row.written = True
                 row.seconds = float(_metadata_value(md, "video_duration_s", 0.0))
                 row.errors.update(_metadata_value(md, "errors", {}) or {})
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":  # a layout check of a written video
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.partition in rows:
+                rows[evaluation.partition].errors[f"check {evaluation.check_name}"] = evaluation.description or "failed"
         elif event.is_step_failure:
             data = event.step_failure_data
             failed = (_metadata_value(data.user_failure_data.metadata, "failed_partitions", None)

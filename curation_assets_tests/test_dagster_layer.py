@@ -1,5 +1,5 @@
 """The Dagster layer on small generated videos: asset keys, ranged runs, per-video metadata,
-settings from the environment, the sensor and key refusal."""
+settings from the environment and key refusal (the sensor: test_automation_sensor.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
 from curation_assets.core.options import options_from_env
 from curation_assets.defs.resources import CurationSettings
-from curation_assets.defs.sensors import new_videos_sensor
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, source_url_for_key
 
 from .layout_checks import check_layout
@@ -93,24 +92,6 @@ def test_ranged_run_gives_each_video_its_own_materialisation(tmp_path):
     assert summary["a.mp4"]["passed"] == 3
     broken = json.loads((out / "processed_videos" / "broken.mp4.json").read_text())
     assert broken["errors"] == ["metadata"] and "broken.mp4" in broken["error_details"]["metadata"]
-
-
-def test_sensor_adds_new_videos_in_batched_runs(tmp_path, monkeypatch):
-    videos = tmp_path / "in"
-    videos.mkdir()
-    for i in range(3):
-        make_video(videos / f"v{i}.mp4", seconds=1, fps=10, width=64, height=64)
-    monkeypatch.setenv("CURATION_INPUT_PATH", str(videos))
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["v0.mp4"])
-        result = new_videos_sensor(dg.build_sensor_context(instance=instance))
-        assert result.dynamic_partitions_requests[0].partition_keys == ["v1.mp4", "v2.mp4"]
-        (request,) = result.run_requests
-        assert request.tags["dagster/asset_partition_range_start"] == "v1.mp4"
-        assert request.tags["dagster/asset_partition_range_end"] == "v2.mp4"
-        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["v1.mp4", "v2.mp4"])
-        again = new_videos_sensor(dg.build_sensor_context(instance=instance))
-        assert not again.run_requests and again.skip_reason
 
 
 def test_launchpad_settings_apply_per_run_with_memoised_schemas(tmp_path):

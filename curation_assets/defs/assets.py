@@ -20,9 +20,10 @@ import time
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from .. import preflight, progress
-from ..core import layout, steps, storage, writer
+from ..core import backfill, layout, steps, storage, writer
 from ..core.model import ClipAnnotations, VideoResult
 from ..core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
 from ..core.pipeline import Progress
@@ -30,15 +31,22 @@ from ..core.work import WorkArea
 from ..models import stages
 from ..models._weights import ModelWeightsMissing
 from ..partitions import DatasetMismatch, bind_dataset, videos_partitions
+from . import checks
 from .io_managers import ASSET_DIRECTORIES, source_for_key
+from .metadata import clip_table
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
+# A step that fails as a whole (the work area or the output unreachable, a model that did not
+# load) is tried again after 5, 10 and 20 s. Failures of single videos are kept to their video and
+# raised with allow_retries=False: trying the whole batch again would not change them (the
+# backfill schedule requests failed videos again later).
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 LAYOUT_GROUP = "clip_writer_layout"
 # What every intermediate (per-step) asset shares: video partitions in ranges, values kept
 # per video in the work area.
 STEP_ASSET: dict[str, Any] = dict(partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY,
-                                  io_manager_key="work_io_manager", group_name="curation")
+                                  io_manager_key="work_io_manager", group_name="curation", retry_policy=RETRY_POLICY)
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
@@ -58,11 +66,12 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
     try:
         bind_dataset(context.instance, options.input_path)
     except DatasetMismatch as exc:
-        raise dg.Failure(str(exc)) from None
+        raise dg.Failure(str(exc), allow_retries=False) from None
     found = preflight.problems(options, embedder=embedding_model.embedder(options), scorer=aesthetic_model.scorer(options),
                                caption_client=caption_service.client(options) if options.generate_captions else None)
     if found:
-        raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found))
+        raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found),
+                         allow_retries=False)
 
 
 @dg.asset(**STEP_ASSET, kinds={"python", "video"})
@@ -172,7 +181,7 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
         try:
             scorer.resolve()
         except ModelWeightsMissing as exc:
-            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}") from None
+            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}", allow_retries=False) from None
         out = _run_stage(keys, video_clips, lambda r: stages.score_aesthetics(r, scorer), "aesthetic scoring")
     _report(context, out, "aesthetic_scores")
     return _stamp(out, video_clips, options, "aesthetic_scores")
@@ -200,7 +209,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
             embedder.resolve()
         except ModelWeightsMissing as exc:
             if options.generate_embeddings == "on":
-                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}") from None
+                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
             note = f"embeddings skipped: {exc}"
             _notice(context, note)
             out = _skipped(keys, note)
@@ -253,7 +262,7 @@ WRITE_ORDER = ("clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet", 
 
 
 def _directory_metadata(asset: str, result: VideoResult, report: writer.WriteReport, output_path: str,
-                        embeddings_note: str | None) -> dict[str, Any]:
+                        embeddings_note: str | None, captions: tuple[str, ...] = ()) -> dict[str, Any]:
     directories = ASSET_DIRECTORIES[asset]
     md: dict[str, Any] = {
         "files_written": sum(report.files.get(d, 0) for d in directories),
@@ -264,6 +273,7 @@ def _directory_metadata(asset: str, result: VideoResult, report: writer.WriteRep
     if asset == "clips":
         md.update({k: v for k, v in writer.clip_stats(result).items() if k != "num_clips_with_webp"})
         md["num_clips_filtered"] = sum(1 for c in result.clips if not c.passed)
+        md.update(clip_table(result, captions))
         md["filtered_location"] = dg.MetadataValue.path(storage.join(output_path, layout.FILTERED_CLIPS))
     elif asset == "previews":
         md["num_previews"] = md["files_written"]
@@ -287,22 +297,33 @@ def _directory_metadata(asset: str, result: VideoResult, report: writer.WriteRep
     return md
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(key=key, description=description, deps=list(upstream), group_name=LAYOUT_GROUP,
-                     partitions_def=videos_partitions, skippable=True).with_io_manager_key("layout_io_manager")
-        for key, upstream, description in WRITER_ASSETS.values()
-    ],
-    ins={name: dg.AssetIn(key=name) for name in _ALL},
-    backfill_policy=BACKFILL_POLICY,
-    can_subset=False,
-)
-def clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
-                aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
-                clip_captions: dict[str, ClipAnnotations]):
-    """Write each video's files of the NeMo Curator clip-writer layout (``core.writer``) and record a
-    materialisation of every layout asset for each video written."""
+def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
+    """The writer with its layout checks (``defs.checks``); ``blocking_checks``: a failing check
+    fails the step (``checks_block_downstream``, chosen when the definitions are built)."""
+    return dg.multi_asset(
+        name="clip_writer",
+        specs=[
+            dg.AssetSpec(key=key, description=description, deps=list(upstream), group_name=LAYOUT_GROUP,
+                         partitions_def=videos_partitions, skippable=True).with_io_manager_key("layout_io_manager")
+            for key, upstream, description in WRITER_ASSETS.values()
+        ],
+        check_specs=checks.layout_check_specs(blocking_checks),
+        ins={name: dg.AssetIn(key=name) for name in _ALL},
+        backfill_policy=BACKFILL_POLICY,
+        retry_policy=RETRY_POLICY,
+        can_subset=False,
+    )(_clip_writer)
+
+
+def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
+                 aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
+                 clip_captions: dict[str, ClipAnnotations]):
+    """Write each video's files of the NeMo Curator clip-writer layout (``core.writer``), record a
+    materialisation of every layout asset for each video written, then its layout checks."""
     options = settings.options()
+    blocking = any(spec.blocking for spec in context.assets_def.check_specs)
+    version = {DATA_VERSION_TAG: backfill.data_version(options.record())}
+    check_failed: dict[str, str] = {}
     area = WorkArea(options.work_url)
     record = options.record()
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
@@ -333,19 +354,36 @@ def clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, v
             continue
         note = getattr(anns["clip_embeddings"], "note", None)
         for asset in WRITE_ORDER:
-            yield dg.AssetMaterialization(asset_key=asset.split("/"), partition=key,
-                                          metadata=_directory_metadata(asset, result, report, options.output_path, note))
+            yield dg.AssetMaterialization(asset_key=asset.split("/"), partition=key, tags=version,
+                                          metadata=_directory_metadata(asset, result, report, options.output_path, note,
+                                                                       options.caption_models))
         written = sum(report.files.values())
         context.log.info(f"{result.rel_path}: wrote {written} files, removed {sum(report.removed.values())} stale"
                          + (f" (problems: {'; '.join(report.problems)})" if report.problems else ""))
         if options.log_stats:
             context.log.info(f"{result.rel_path}: clip stats {writer.clip_stats(result)}")
-    if failed:
+        outcomes = checks.check_written_video(options.output_path, result.rel_path, result.source_video)
+        yield from checks.evaluations(context.instance, key, outcomes, blocking)
+        failing = [f"{name}: {outcome.summary()}" for name, outcome in outcomes.items() if not outcome.passed]
+        if failing:
+            context.log.error(f"{result.rel_path}: layout checks failed: " + "; ".join(failing))
+            check_failed[key] = "layout checks failed: " + "; ".join(failing)
+    for output_name in context.assets_def.check_specs_by_output_name:  # the checks' outputs, once per step
+        if output_name in context.op_execution_context.selected_output_names:
+            yield dg.Output(None, output_name=output_name)
+    if failed or (blocking and check_failed):
+        lines = [f"{len(failed)} video(s) failed (their partitions failed; the others were written)"] if failed else []
+        if blocking and check_failed:
+            lines.append(f"{len(check_failed)} video(s) written but failing their layout checks (checks_block_downstream)")
         raise dg.Failure(
-            description=f"{len(failed)} video(s) failed (their partitions failed; the others were written):\n"
-            + "\n".join(f"- {key}: {why}" for key, why in failed.items()),
-            metadata={"failed_partitions": dg.MetadataValue.json(failed)},
+            description=";\n".join(lines) + ":\n" + "\n".join(f"- {key}: {why}" for key, why in {**failed, **check_failed}.items()),
+            metadata={"failed_partitions": dg.MetadataValue.json(failed),
+                      "failed_checks": dg.MetadataValue.json(check_failed if blocking else {})},
+            allow_retries=False,
         )
+
+
+clip_writer = build_clip_writer()
 
 
 class _VideoFailed(Exception):

@@ -1,0 +1,63 @@
+"""What a person reads on a video's partition page: a table of its clips.
+
+Dagster renders a ``MetadataValue.table`` inline on the asset's partition view (a markdown value
+only as a link), so each video's ``clips`` materialisation carries one row per clip: its id, span,
+motion and aesthetic scores, whether it passed or which filter removed it, its errors and the
+start of its first caption.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ..core.model import Clip, VideoResult
+
+# Rows per table: enough for a two-hour video in 10 s clips; longer videos say how many are shown.
+MAX_CLIP_ROWS = 1000
+CAPTION_EXCERPT_CHARS = 80
+
+CLIP_TABLE_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("clip", "string", description="clip uuid (the file names in clips/, metas/v0/, ...)"),
+    dg.TableColumn("start_s", "float"),
+    dg.TableColumn("end_s", "float"),
+    dg.TableColumn("status", "string", description="passed, or filtered and by which filter"),
+    dg.TableColumn("motion", "float", description="motion_score.global_mean (empty: not scored)"),
+    dg.TableColumn("aesthetic", "float", description="aesthetic_score (empty: not scored)"),
+    dg.TableColumn("errors", "string", description="the clip's error keys"),
+    dg.TableColumn("caption", "string", description="the first window's caption, shortened"),
+])
+
+
+def _caption(clip: Clip, models: tuple[str, ...]) -> str:
+    for window in clip.windows:
+        for model in models:
+            text = window.captions.get(model)
+            if text:
+                text = " ".join(text.split())
+                return text if len(text) <= CAPTION_EXCERPT_CHARS else text[: CAPTION_EXCERPT_CHARS - 1] + "…"
+    return ""
+
+
+def clip_row(clip: Clip, caption_models: tuple[str, ...]) -> dict[str, str | float | None]:
+    return {
+        "clip": str(clip.uuid),
+        "start_s": round(clip.span.start_s, 3),
+        "end_s": round(clip.span.end_s, 3),
+        "status": "passed" if clip.passed else f"filtered: {clip.filtered_by}",
+        "motion": round(clip.motion.global_mean, 6) if clip.motion is not None else None,
+        "aesthetic": round(clip.aesthetic_score, 4) if clip.aesthetic_score is not None else None,
+        "errors": ", ".join(clip.errors),
+        "caption": _caption(clip, caption_models),
+    }
+
+
+def clip_table(result: VideoResult, caption_models: tuple[str, ...]) -> dict[str, dg.MetadataValue]:
+    """``clip_table`` (and ``clip_table_note`` when the video has more clips than shown)."""
+    rows = [dg.TableRecord(clip_row(c, caption_models)) for c in result.clips[:MAX_CLIP_ROWS]]
+    md: dict[str, dg.MetadataValue] = {"clip_table": dg.MetadataValue.table(records=rows, schema=CLIP_TABLE_SCHEMA)}
+    if len(result.clips) > MAX_CLIP_ROWS:
+        md["clip_table_note"] = dg.MetadataValue.text(f"the first {MAX_CLIP_ROWS} of {len(result.clips)} clips")
+    return md
+
+
+__all__ = ["CLIP_TABLE_SCHEMA", "MAX_CLIP_ROWS", "clip_row", "clip_table"]
