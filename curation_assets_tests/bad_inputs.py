@@ -138,6 +138,24 @@ def _rotated(path: Path, degrees: int = 90) -> Path:
         plain.unlink(missing_ok=True)
 
 
+def truncated_faststart(full: Path, target: Path) -> Path:
+    """``full`` remuxed with its index (moov) in front, then cut at half its size into ``target``:
+    an upload that stopped half-way whose index promises frames that are not there."""
+    faststart = full.with_name(full.stem + ".faststart.tmp.mp4")
+    with av.open(str(full)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+        mapping = {s: dst.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        for packet in src.demux(*mapping):
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream]
+            dst.mux(packet)
+    fs_data = faststart.read_bytes()
+    faststart.unlink()
+    assert 0 <= find_atom(fs_data, b"moov") < find_atom(fs_data, b"mdat"), "faststart did not move moov"
+    target.write_bytes(fs_data[: len(fs_data) // 2])
+    return target
+
+
 def make_bad_inputs(folder: str | Path) -> dict[str, Case]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -158,23 +176,12 @@ def make_bad_inputs(folder: str | Path) -> dict[str, Case]:
     full = make_video(folder / "full.tmp.mp4", seconds=6, fps=25, width=256, height=256, audio=True,
                       )
     data = full.read_bytes()
-    faststart = folder / "faststart.tmp.mp4"
-    with av.open(str(full)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
-        mapping = {s: dst.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
-        for packet in src.demux(*mapping):
-            if packet.dts is None:
-                continue
-            packet.stream = mapping[packet.stream]
-            dst.mux(packet)
-    fs_data = faststart.read_bytes()
-    assert 0 <= find_atom(fs_data, b"moov") < find_atom(fs_data, b"mdat"), "faststart did not move moov"
-    add("truncated half.mp4", "faststart mp4 cut at half its size").write_bytes(fs_data[: len(fs_data) // 2])
+    truncated_faststart(full, add("truncated half.mp4", "faststart mp4 cut at half its size"))
     # Moov atom missing: a normal (moov-last) mp4 with its trailing moov cut off.
     moov = find_atom(data, b"moov")
     assert moov > find_atom(data, b"mdat") > 0, "expected moov after mdat"
     add("no moov.mp4", "mp4 whose trailing moov atom was cut off").write_bytes(data[:moov])
     full.unlink()
-    faststart.unlink()
 
     _audio_only(add("audio only.mp4", "AAC audio in mp4, no video stream"))
     png = io.BytesIO()

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from . import layout, storage
 from .layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embedding, read_video_layout
 from .options import settings_digest
+from .pipeline import short_clip_tolerance_s
 
 METAS_MATCH_SPEC = "metas_match_spec"
 PARQUET_ROWS_MATCH_CLIPS = "parquet_rows_match_clips"
@@ -69,7 +70,8 @@ VIDEO_OPTIONAL = ("errors", "error_details", "pipeline")
 # Clip error keys that explain a clip shorter than its span, or a window without a preview.
 SHORT_CLIP_ERRORS = ("truncated", "transcode")
 PREVIEW_ERRORS = ("preview",)
-# A decoded clip may differ from its span by this many source frames (the spans' frame rounding).
+# A decoded clip may differ from its span by this many source frames (the spans' frame rounding),
+# and be shorter by what the pipeline lets pass (core.pipeline.short_clip_tolerance_s).
 FRAME_TOLERANCE = 1.01
 
 
@@ -296,11 +298,15 @@ def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = Tr
         problems = []
         if frames == 0:
             problems.append("no video frames")
-        if fps and abs(frames - span * fps) > FRAME_TOLERANCE:
-            problems.append(f"{frames} frames, its span [{start:.3f}, {end:.3f}) s holds {span * fps:.1f}")
-        length = duration if duration is not None else (frames / clip_fps if clip_fps else None)
-        if fps and length is not None and abs(length - span) > FRAME_TOLERANCE / fps + 1e-6:
-            problems.append(f"lasts {length:.3f} s, its span {span:.3f} s")
+        elif fps:
+            # longer than its span: another span's bytes; shorter by more than the pipeline lets
+            # pass silently: cut short (the pipeline then records ``truncated``)
+            short = short_clip_tolerance_s(fps)
+            length = duration if duration is not None else (frames / clip_fps if clip_fps else frames / fps)
+            if frames - span * fps > FRAME_TOLERANCE or span * fps - frames > FRAME_TOLERANCE + short * fps:
+                problems.append(f"{frames} frames, its span [{start:.3f}, {end:.3f}) s holds {span * fps:.1f}")
+            if length - span > FRAME_TOLERANCE / fps + 1e-6 or span - length > short + FRAME_TOLERANCE / fps + 1e-6:
+                problems.append(f"lasts {length:.3f} s, its span {span:.3f} s")
         if problems:
             finding = Finding(rel, "; ".join(problems))
             errors = meta.get("errors") or []

@@ -152,6 +152,12 @@ _SHORT_CLIP_TOLERANCE_S = 0.2
 _SHORT_CLIP_TOLERANCE_FRAMES = 3
 
 
+def short_clip_tolerance_s(source_fps: float) -> float:
+    """How much shorter than its span a clip may be before it counts as cut short (``truncated``);
+    the layout checks apply the same rule."""
+    return max(_SHORT_CLIP_TOLERANCE_S, _SHORT_CLIP_TOLERANCE_FRAMES / source_fps)
+
+
 def _check_clip_length(clip: Clip, metadata: VideoMetadata) -> None:
     """A clip whose video ends well before its span does (the source has fewer frames than its
     header promises: a truncated or damaged file) keeps its bytes and gets a ``truncated`` error
@@ -160,7 +166,7 @@ def _check_clip_length(clip: Clip, metadata: VideoMetadata) -> None:
     if not clip.encoded or p is None or not p.num_frames or not p.framerate:
         return
     have = p.num_frames / p.framerate
-    tolerance = max(_SHORT_CLIP_TOLERANCE_S, _SHORT_CLIP_TOLERANCE_FRAMES / (metadata.framerate or p.framerate))
+    tolerance = short_clip_tolerance_s(metadata.framerate or p.framerate)
     if clip.span.duration_s - have > tolerance:
         clip.errors["truncated"] = (
             f"{have:.2f} s of video for the span [{clip.span.start_s:.3f}, {clip.span.end_s:.3f}) s: "
