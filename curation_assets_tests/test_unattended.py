@@ -53,6 +53,8 @@ def dagster_services(tmp_path):
     home.mkdir()
     # the default instance: SQLite, the queued run coordinator (the daemon launches runs)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # the storage is created once, before the webserver and the daemon would race to create it
     videos, out = tmp_path / "videos", tmp_path / "out"
     videos.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "CURATION_INPUT_PATH": str(videos),
