@@ -225,8 +225,9 @@ class VideoResult:
 
 
 # Step failures of a video that mean nothing of it may be written: a partition key that names no
-# video under input_path, or a source that is not there (a stale key).
-UNWRITABLE_FAILURES = ("key", "source")
+# video under input_path, a source that is not there (a stale key) or must not be opened, a name
+# the documents cannot hold.
+UNWRITABLE_FAILURES = ("key", "source", "name")
 
 
 @dataclass

@@ -145,6 +145,14 @@ class PipelineOptions:
                 value = normalize_url(value)
             object.__setattr__(self, f.name, value)
             problems += _check(f.name, value, meta)
+        if not problems and self.splitting_algorithm == "fixed_stride" \
+                and self.fixed_stride_min_clip_length_s > self.fixed_stride_split_duration:
+            problems.append(f"fixed_stride_min_clip_length_s={self.fixed_stride_min_clip_length_s:g} is above "
+                            f"fixed_stride_split_duration={self.fixed_stride_split_duration:g}: no clip can result")
+        if not problems and self.splitting_algorithm == "transnetv2" \
+                and self.transnetv2_min_length_s > self.transnetv2_max_length_s:
+            problems.append(f"transnetv2_min_length_s={self.transnetv2_min_length_s:g} is above "
+                            f"transnetv2_max_length_s={self.transnetv2_max_length_s:g}: no clip can result")
         if len(self.caption_models) != 1 or len(self.enhanced_caption_models) != 1:
             problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
                             "service has one endpoint; run again with another key for another model)")

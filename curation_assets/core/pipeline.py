@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import cancel
 from .cpus import usable_cores
 from .model import Clip, MotionScore, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
@@ -256,7 +257,9 @@ def _process_video(
 
     preview = None
     if options.generate_previews and not options.dry_run:
-        preview = PreviewOptions(target_fps=options.preview_target_fps, target_height=options.preview_target_height)
+        # never more preview frames per second than the source has
+        preview = PreviewOptions(target_fps=min(options.preview_target_fps, metadata.framerate),
+                                 target_height=options.preview_target_height)
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
                              preview=preview)
     by_span = {clip.span: clip for clip in result.clips}
@@ -272,6 +275,7 @@ def _process_video(
 
     def finished(out) -> None:
         nonlocal done
+        cancel.checkpoint()  # a stop request ends the video between two clips
         done += 1
         data = out.data
         if spill is not None:
@@ -289,6 +293,10 @@ def _process_video(
                 outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished)
             else:
                 outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
+    except cancel.Interrupted:
+        if motion_pool is not None:
+            motion_pool.shutdown(wait=True, cancel_futures=True)
+        raise
     except Exception as exc:
         result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
         for clip in result.clips:

@@ -22,8 +22,8 @@ from typing import Any
 import dagster as dg
 
 from .. import preflight, progress
-from ..core import layout, steps, storage, writer
-from ..core.model import ClipAnnotations, VideoResult
+from ..core import cancel, layout, steps, storage, writer
+from ..core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
 from ..core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
 from ..core.pipeline import Progress
 from ..core.work import WorkArea
@@ -79,6 +79,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     results: dict[str, VideoResult] = {}
     keys = _partition_keys(context)
     for n, key in enumerate(keys, 1):
+        cancel.checkpoint()
         started = time.perf_counter()
         source = source_for_key(options.input_path, key)
         rel = _rel_path(options, source)
@@ -308,6 +309,7 @@ def clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, v
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
     failed: dict[str, str] = {}
     for key in _partition_keys(context):
+        cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
         anns = {"aesthetic_scores": aesthetic_scores.get(key), "clip_embeddings": clip_embeddings.get(key),
                 "clip_captions": clip_captions.get(key)}
         prepared = steps.prepare_write(video_clips[key], anns, options)
@@ -362,7 +364,7 @@ def _record_failure(context: dg.AssetExecutionContext, key: str, result: VideoRe
     ``processed_videos`` document when that can still be written and no good output is there."""
     context.log.error(f"{result.rel_path or key}: not written: {failure.key}: {failure.message}")
     documented = failure.documented
-    if not documented and result.rel_path and failure.key not in ("key", "source", "stale"):
+    if not documented and result.rel_path and failure.key not in (*UNWRITABLE_FAILURES, "stale"):
         try:
             documented = writer.write_failure_document(result, (failure.key, failure.message), options.output_path,
                                                        area, record)

@@ -22,7 +22,7 @@ import dagster as dg
 from ..core import layout, storage, work
 from ..core.layout_read import VideoLayout, read_video_layout
 from ..core.model import ClipAnnotations, VideoResult
-from ..core.options import STEPS
+from ..core.options import STEPS, step_digest
 from ..partitions import source_url_for_key
 from .resources import CurationSettings
 
@@ -60,45 +60,42 @@ class WorkIOManager(dg.ConfigurableIOManager):
 
     settings: CurationSettings
 
-    def _area(self) -> tuple[work.WorkArea, str]:
-        options = self.settings.options()
-        return work.WorkArea(options.work_url), options.input_path
-
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
             return
-        area, input_path = self._area()
-        step = asset_name(context.asset_key)
+        options = self.settings.options()
+        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
         for key in partition_keys(context):
             if key in obj:
-                save_value(area, source_for_key(input_path, key), step, obj[key])
+                save_value(area, source_for_key(options.input_path, key), step, step_digest(options, step), obj[key])
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
-        area, input_path = self._area()
-        step = asset_name(context.asset_key)
+        options = self.settings.options()
+        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
         out: dict[str, Any] = {}
         for key in partition_keys(context):
-            source = source_for_key(input_path, key)
-            value = load_value(area, source, step)
+            source = source_for_key(options.input_path, key)
+            value = load_value(area, source, step, step_digest(options, step))
             if value is None:
-                missing = next((s for s in STEPS if area.load(source, s) is None), step)
+                missing = next((s for s in STEPS if area.load(source, s, step_digest(options, s)) is None), step)
                 raise dg.Failure(
-                    f"No stored value of {step} for video partition {key!r}: materialize {missing} for this video "
-                    f"first (or the whole curate_videos job; steps in order: {', '.join(STEPS)})"
+                    f"No stored value of {step} for video partition {key!r} with these settings: materialize "
+                    f"{missing} for this video first (or the whole curate_videos job; steps in order: "
+                    f"{', '.join(STEPS)})"
                 )
             out[key] = value
         return out
 
 
-def save_value(area: work.WorkArea, source: str, step: str, value: Any) -> None:
+def save_value(area: work.WorkArea, source: str, step: str, digest: str, value: Any) -> None:
     if isinstance(value, VideoResult):
-        area.save(source, step, {"kind": "clips", "value": work.result_doc(value)})
+        area.save(source, step, digest, {"kind": "clips", "value": work.result_doc(value)})
     else:
-        area.save(source, step, {"kind": "annotations", "value": work.annotations_doc(value)})
+        area.save(source, step, digest, {"kind": "annotations", "value": work.annotations_doc(value)})
 
 
-def load_value(area: work.WorkArea, source: str, step: str) -> VideoResult | ClipAnnotations | None:
-    doc = area.load(source, step)
+def load_value(area: work.WorkArea, source: str, step: str, digest: str) -> VideoResult | ClipAnnotations | None:
+    doc = area.load(source, step, digest)
     if doc is None:
         return None
     try:
