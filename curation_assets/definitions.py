@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .core.options import options_from_env
+from .defs.executors import executor_from_env
 from .defs.assets import aesthetic_scores, clip_captions, clip_embeddings, clip_writer, video_clips
 from .defs.io_managers import ClipLayoutIOManager, WorkIOManager
 from .defs.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
@@ -16,14 +17,16 @@ curate_videos = dg.define_asset_job(
 )
 
 
-def build_definitions(settings: CurationSettings | None = None,
-                      caption_service: CaptionService | None = None) -> dg.Definitions:
-    """Definitions with the given settings (default: ``CURATION_*`` environment variables)."""
+def build_definitions(settings: CurationSettings | None = None, caption_service: CaptionService | None = None,
+                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """Definitions with the given settings (default: ``CURATION_*`` environment variables) and
+    executor (default: Dagster's multiprocess executor; ``defs`` takes ``CURATION_EXECUTOR``)."""
     settings = settings or CurationSettings.from_options(options_from_env())
     return dg.Definitions(
         assets=[video_clips, aesthetic_scores, clip_embeddings, clip_captions, clip_writer],
         jobs=[curate_videos],
         sensors=[new_videos_sensor],
+        executor=executor,
         resources={
             "settings": settings,
             "layout_io_manager": ClipLayoutIOManager(settings=settings),
@@ -35,4 +38,4 @@ def build_definitions(settings: CurationSettings | None = None,
     )
 
 
-defs = build_definitions()
+defs = build_definitions(executor=executor_from_env())
