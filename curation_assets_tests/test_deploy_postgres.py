@@ -107,3 +107,20 @@ def test_the_instance_names_a_missing_connection_variable(tmp_path, monkeypatch,
     monkeypatch.delenv(missing)
     with pytest.raises(Exception, match=missing):
         dg.DagsterInstance.from_config(str(home))
+
+
+def test_a_dataset_binding_is_seen_from_every_instance_folder_of_the_database(tmp_path, postgres_server, monkeypatch):
+    """Two machines (two instance folders) on one PostgreSQL instance: the second sees the first's
+    input folder, although its own folder holds no record of it."""
+    from curation_assets.partitions import DatasetMismatch, bind_dataset
+
+    home, _db = postgres_home(tmp_path, postgres_server, monkeypatch)
+    other = tmp_path / "other_home"
+    other.mkdir()
+    shutil.copyfile(DEPLOY / "dagster.yaml", other / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as first:
+        bind_dataset(first, str(tmp_path / "videos_a"))
+    with dg.DagsterInstance.from_config(str(other)) as second:
+        with pytest.raises(DatasetMismatch, match="videos_a"):
+            bind_dataset(second, str(tmp_path / "videos_b"))
+        bind_dataset(second, str(tmp_path / "videos_a"))  # the same folder: fine
