@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("  per core kept busy, 1-minute 720p videos per hour: "
-          + ", ".join(f"{e} {3600 * r['video_s_per_cpu_s'] / args.seconds:.0f}" for e, r in rows.items()))
+          + ", ".join(f"{e} {3600 * r['video_s_per_cpu_s'] / 60:.0f}" for e, r in rows.items()))
     append_record(args.results, {
         "benchmark": "worker_rates", "commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(), "load": load, "footage_seconds": args.seconds, "peak_rss_mb": peak_rss_mb(),
