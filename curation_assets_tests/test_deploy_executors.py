@@ -49,9 +49,9 @@ def test_a_runs_settings_config_reaches_the_io_managers(tmp_path: Path):
                                     generate_embeddings="off", generate_previews=False)
     job = build_definitions(CurationSettings.from_options(code_location)).resolve_job_def(CURATE_JOB_NAME)
     work = tmp_path / "run_work"
-    run_config = {"resources": {"settings": {"config": {"input_path": str(videos), "output_path": str(tmp_path / "run_out"),
-                                                        "work_path": str(work), "generate_embeddings": "off",
-                                                        "generate_previews": False}}}}
+    # only what differs: the other fields keep the code location's values (no previews here)
+    run_config = {"resources": {"settings": {"config": {"output_path": str(tmp_path / "run_out"),
+                                                        "work_path": str(work)}}}}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("videos", ["a.mp4"])
         assert job.execute_in_process(run_config=run_config, instance=instance, partition_key="a.mp4").success
@@ -60,3 +60,4 @@ def test_a_runs_settings_config_reaches_the_io_managers(tmp_path: Path):
     assert stored is not None and json.loads(json.dumps(stored))["kind"] == "annotations"
     assert (tmp_path / "run_out" / "processed_videos" / "a.mp4.json").exists()
     assert not (tmp_path / "default_out").exists()
+    assert not (tmp_path / "run_out" / "previews").exists() and (tmp_path / "run_out" / "clips").is_dir()
