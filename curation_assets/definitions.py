@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .core.options import options_from_env
+from .core.options import PipelineOptions, options_from_env
+from .defs.executors import executor_from_env
 from .defs.assets import aesthetic_scores, clip_captions, clip_embeddings, clip_writer, video_clips
 from .defs.io_managers import ClipLayoutIOManager, WorkIOManager
 from .defs.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
@@ -16,14 +17,16 @@ curate_videos = dg.define_asset_job(
 )
 
 
-def build_definitions(settings: CurationSettings | None = None,
-                      caption_service: CaptionService | None = None) -> dg.Definitions:
-    """Definitions with the given settings (default: ``CURATION_*`` environment variables)."""
-    settings = settings or CurationSettings.from_options(options_from_env())
+def build_definitions(settings: CurationSettings | None = None, caption_service: CaptionService | None = None,
+                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """Definitions with the given settings (default: ``CURATION_*`` environment variables) and
+    executor (default: Dagster's multiprocess executor; ``defs`` takes ``CURATION_EXECUTOR``)."""
+    settings = _bound_by_key(settings or CurationSettings.from_options(options_from_env()))
     return dg.Definitions(
         assets=[video_clips, aesthetic_scores, clip_embeddings, clip_captions, clip_writer],
         jobs=[curate_videos],
         sensors=[new_videos_sensor],
+        executor=executor,
         resources={
             "settings": settings,
             "layout_io_manager": ClipLayoutIOManager(settings=settings),
@@ -35,4 +38,13 @@ def build_definitions(settings: CurationSettings | None = None,
     )
 
 
-defs = build_definitions()
+def _bound_by_key(settings: CurationSettings) -> dg.PartialResource:
+    """The settings as one resource the IO managers depend on by its key, with these values as its
+    defaults: a run's ``settings`` config (launchpad, a run config file) then reaches the IO
+    managers too. A nested resource *instance* would keep the code location's values there, and on
+    workers with other working folders or environments the steps would store and look for values
+    in different work areas (test_deploy_celery)."""
+    return CurationSettings.configure_at_launch(**{name: getattr(settings, name) for name in PipelineOptions.field_names()})
+
+
+defs = build_definitions(executor=executor_from_env())

@@ -31,6 +31,7 @@ from ..models import stages
 from ..models._weights import ModelWeightsMissing
 from ..partitions import DatasetMismatch, bind_dataset, videos_partitions
 from .io_managers import ASSET_DIRECTORIES, source_for_key
+from .placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
@@ -65,7 +66,7 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
         raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found))
 
 
-@dg.asset(**STEP_ASSET, kinds={"python", "video"})
+@dg.asset(**STEP_ASSET, kinds={"python", "video"}, op_tags=ENCODE_STEP_TAGS)
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                 aesthetic_model: AestheticModel, caption_service: CaptionService) -> dict[str, VideoResult]:
     """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
@@ -160,7 +161,7 @@ def _notice(context: dg.AssetExecutionContext, message: str) -> None:
     progress.emit(progress.Notice(message))
 
 
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"})
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
 def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettings, aesthetic_model: AestheticModel,
                      video_clips: dict[str, VideoResult]) -> dict[str, ClipAnnotations]:
     """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
@@ -185,7 +186,7 @@ def _passed_clips(options: PipelineOptions, video_clips: dict[str, VideoResult],
     return {k: stages.apply_filters(video_clips[k], options, aesthetic_scores.get(k)) for k in keys}
 
 
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"})
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                     video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -213,7 +214,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
     return _stamp(out, video_clips, options, "clip_embeddings")
 
 
-@dg.asset(**STEP_ASSET, kinds={"openai"})
+@dg.asset(**STEP_ASSET, kinds={"openai"}, op_tags=LIGHT_STEP_TAGS)
 def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings, caption_service: CaptionService,
                   video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -297,6 +298,7 @@ def _directory_metadata(asset: str, result: VideoResult, report: writer.WriteRep
     ins={name: dg.AssetIn(key=name) for name in _ALL},
     backfill_policy=BACKFILL_POLICY,
     can_subset=False,
+    op_tags=LIGHT_STEP_TAGS,
 )
 def clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
                 aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],

@@ -13,8 +13,8 @@ return ``{partition_key: value}`` for every key a run covers:
   partition of a ranged run, dagster #17836, so the layout outputs are not returned as values).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the ResourceDependency annotations below
+# as types when the classes are created.
 from typing import Any
 
 import dagster as dg
@@ -58,7 +58,9 @@ def source_for_key(input_path: str, key: str) -> str:
 class WorkIOManager(dg.ConfigurableIOManager):
     """The intermediate values (``VideoResult`` / ``ClipAnnotations`` per video) in the work area."""
 
-    settings: CurationSettings
+    # a dependency on the `settings` resource (bound by key in definitions.py), so a run's own
+    # settings config reaches the IO manager, as it reaches the steps
+    settings: dg.ResourceDependency[CurationSettings]
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
@@ -107,7 +109,7 @@ def load_value(area: work.WorkArea, source: str, step: str, digest: str) -> Vide
 class ClipLayoutIOManager(dg.ConfigurableIOManager):
     """The clip-writer layout under ``settings.output_path``, read per video partition."""
 
-    settings: CurationSettings
+    settings: dg.ResourceDependency[CurationSettings]
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is not None:  # the layout assets record their materialisations themselves (module docstring)
