@@ -23,7 +23,16 @@ from typing import Any
 
 from .core import storage
 from .core.keys import key_from_rel_path
-from .core.options import EMBEDDING_ALGORITHMS, ENCODERS, MAX_LENGTH_MODES, MOTION_FILTER_MODES, PipelineOptions
+from .core.options import (
+    EMBEDDING_ALGORITHMS,
+    ENCODERS,
+    MAX_LENGTH_MODES,
+    MODEL_FRAME_SOURCES,
+    MOTION_FILTER_MODES,
+    TRANSNETV2_DEVICES,
+    X264_PRESETS,
+    PipelineOptions,
+)
 
 log = logging.getLogger("curation_assets")
 
@@ -51,11 +60,15 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     p.add_argument("--transnetv2-max-length-s", type=float, default=d.transnetv2_max_length_s)
     p.add_argument("--transnetv2-max-length-mode", choices=MAX_LENGTH_MODES, default=d.transnetv2_max_length_mode)
     p.add_argument("--transnetv2-crop-s", type=float, default=d.transnetv2_crop_s)
+    p.add_argument("--transnetv2-device", choices=TRANSNETV2_DEVICES, default=d.transnetv2_device,
+                   help="where TransNetV2 runs (auto: cuda when available)")
     p.add_argument("--transcode-encoder", choices=ENCODERS, default=d.transcode_encoder,
                    help="copy: cut without re-encoding, each span snapped out to the source's keyframes "
                         "(recorded as snapped in metas/v0; ids from the snapped frames)")
     p.add_argument("--transcode-encoder-threads", type=int, default=d.transcode_encoder_threads,
                    help="encoder threads (0: use every core)")
+    p.add_argument("--transcode-preset", choices=X264_PRESETS, default=d.transcode_preset,
+                   help="libx264 preset (default medium, x264's own and the reference's)")
     p.add_argument("--clip-re-chunk-size", type=int, default=d.clip_re_chunk_size,
                    help="clips per chunk (a chunk closes at this many x 8 seconds of clips)")
     p.add_argument("--motion-filter", choices=MOTION_FILTER_MODES, default=d.motion_filter)
@@ -73,6 +86,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
                      help="skip the Cosmos-Embed1 embeddings")
     p.add_argument("--allow-model-download", action="store_true",
                    help="let missing model weights be downloaded from the Hugging Face hub")
+    p.add_argument("--model-frames", choices=MODEL_FRAME_SOURCES, default=d.model_frames,
+                   help="where the model steps' frames come from: source (kept off the transcode's single decode "
+                        "pass, no clip decoded again) or clip (decode each transcoded clip, the reference's pixels)")
     p.add_argument("--generate-previews", action=argparse.BooleanOptionalAction, default=demo,
                    help="write animated WebP previews per window" + (" (default on for the demo)" if demo else ""))
     p.add_argument("--preview-target-fps", type=float, default=d.preview_target_fps)
@@ -126,6 +142,11 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         if "h264_nvenc" not in available_encoders():
             raise UsageError("--transcode-encoder h264_nvenc: this machine's FFmpeg has no usable NVENC encoder; "
                              "use libx264 or libvpx-vp9")
+    if getattr(args, "transnetv2_device", "auto") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--transnetv2-device cuda: torch sees no CUDA device here; use auto or cpu")
     values = {name: getattr(args, name) for name in PipelineOptions.field_names() if hasattr(args, name)}
     values["caption_models"] = (args.caption_model,)
     values["enhanced_caption_models"] = (args.enhance_caption_model,)

@@ -18,7 +18,16 @@ MOTION_FILTER_MODES = ("disable", "enable", "score-only")
 EMBEDDING_ALGORITHMS = ("cosmos-embed1-224p", "cosmos-embed1-336p", "cosmos-embed1-448p")
 # "copy": no re-encode, spans snapped to the source's keyframes (core/stream_copy.py)
 ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc", "copy")
+# libx264's presets; "medium" is x264's own default (what `ffmpeg -c:v libx264` and the reference use)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+DEFAULT_X264_PRESET = "medium"
 GENERATE_MODES = ("auto", "on", "off")
+# where the model steps' frames come from: "source" = taken off the single decode pass that feeds the
+# clip encoders (no clip is decoded again); "clip" = each model step decodes the transcoded clip
+MODEL_FRAME_SOURCES = ("source", "clip")
+# "auto" = cuda when torch sees a GPU, else cpu
+TRANSNETV2_DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,11 @@ class PipelineOptions:
     transnetv2_max_length_s: float = 10.0
     transnetv2_max_length_mode: str = "stride"
     transnetv2_crop_s: float = 0.5
+    transnetv2_device: str = "auto"
     # transcoding and chunks
     transcode_encoder: str = "libx264"
     transcode_encoder_threads: int = 0
+    transcode_preset: str = DEFAULT_X264_PRESET
     clip_re_chunk_size: int = 32
     # motion
     motion_filter: str = "score-only"
@@ -52,6 +63,7 @@ class PipelineOptions:
     embedding_algorithm: str = "cosmos-embed1-224p"
     model_dir: str = "models"
     allow_model_download: bool = False
+    model_frames: str = "source"
     # previews
     generate_previews: bool = True
     preview_target_fps: float = 1.0
@@ -78,6 +90,9 @@ class PipelineOptions:
             "transcode_encoder": ENCODERS,
             "generate_embeddings": GENERATE_MODES,
             "aesthetic_reduction": ("min", "mean"),
+            "transcode_preset": X264_PRESETS,
+            "model_frames": MODEL_FRAME_SOURCES,
+            "transnetv2_device": TRANSNETV2_DEVICES,
         }
         for name, allowed in choice.items():
             if getattr(self, name) not in allowed:
@@ -93,6 +108,14 @@ class PipelineOptions:
                 problems.append(f"{name}={getattr(self, name)!r} (must be >= 0)")
         if not 0 < self.transnetv2_threshold < 1:
             problems.append(f"transnetv2_threshold={self.transnetv2_threshold!r} (must be between 0 and 1)")
+        if self.transcode_preset != DEFAULT_X264_PRESET and self.transcode_encoder != "libx264":
+            problems.append(f"transcode_preset={self.transcode_preset!r} is an x264 preset: it needs "
+                            f"transcode_encoder=libx264, not {self.transcode_encoder!r}")
+        if self.transnetv2_device != "auto" and self.splitting_algorithm != "transnetv2":
+            problems.append(f"transnetv2_device={self.transnetv2_device!r} needs splitting_algorithm=transnetv2")
+        if self.model_frames != "source" and not self.uses_models:
+            problems.append(f"model_frames={self.model_frames!r} has no model step to feed (embeddings off, no "
+                            "aesthetic_threshold, no captions)")
         if not self.caption_models or not self.enhanced_caption_models:
             problems.append("caption_models and enhanced_caption_models need at least one name")
         if problems:
@@ -110,6 +133,11 @@ class PipelineOptions:
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
+
+    @property
+    def uses_models(self) -> bool:
+        """Whether any model step (embeddings, aesthetic scores, captions) may need clip frames."""
+        return self.generate_embeddings != "off" or self.aesthetic_threshold is not None or self.generate_captions
 
     @property
     def chunk_duration_budget(self) -> int:

@@ -67,8 +67,10 @@ class CurationSettings(dg.ConfigurableResource):
     transnetv2_max_length_s: float = _DEFAULTS.transnetv2_max_length_s
     transnetv2_max_length_mode: str = _DEFAULTS.transnetv2_max_length_mode
     transnetv2_crop_s: float = _DEFAULTS.transnetv2_crop_s
+    transnetv2_device: str = _DEFAULTS.transnetv2_device
     transcode_encoder: str = _DEFAULTS.transcode_encoder
     transcode_encoder_threads: int = _DEFAULTS.transcode_encoder_threads
+    transcode_preset: str = _DEFAULTS.transcode_preset
     clip_re_chunk_size: int = _DEFAULTS.clip_re_chunk_size
     motion_filter: str = _DEFAULTS.motion_filter
     motion_global_mean_threshold: float = _DEFAULTS.motion_global_mean_threshold
@@ -79,6 +81,7 @@ class CurationSettings(dg.ConfigurableResource):
     embedding_algorithm: str = _DEFAULTS.embedding_algorithm
     model_dir: str = _DEFAULTS.model_dir
     allow_model_download: bool = _DEFAULTS.allow_model_download
+    model_frames: str = _DEFAULTS.model_frames
     generate_previews: bool = _DEFAULTS.generate_previews
     preview_target_fps: float = _DEFAULTS.preview_target_fps
     preview_target_height: int = _DEFAULTS.preview_target_height
