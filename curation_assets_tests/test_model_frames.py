@@ -252,6 +252,26 @@ def test_tap_memory_follows_the_samples_not_the_clip():
     assert stored.meta["embedding"]["indices"] == embedding_indices(np.arange(1500, dtype=np.float32) / 25, 8)
 
 
+def test_a_clip_shorter_than_its_span_keeps_no_embedding_frames():
+    """A clip expected long follows only the 2 fps embedding sampling; when it ends early (a
+    truncated source) and the rules re-sample it, no embedding frames are stored (that step
+    decodes the clip) while the other models' frames are."""
+    frame = av.VideoFrame.from_ndarray(frame_rgb(0, 64, 48), format="rgb24").reformat(format="yuv420p")
+
+    def run(expected_s):
+        tap = REQUEST.tap(Fraction(1, 25), "yuv420p", expected_s)
+        for i in range(50):  # 2 s: 5 samples at 2 fps, the rules re-sample at 4 fps
+            tap.add(i, i, frame)
+        return StoredFrames.load(tap.finish())
+
+    truncated = run(10.0)
+    assert "embedding" not in truncated.meta and truncated.aesthetic(REQUEST.aesthetic) is not None
+    assert truncated.caption_images(REQUEST.caption, compute_windows(50)) is not None
+    complete = run(2.0)
+    assert complete.meta["embedding"]["indices"] == embedding_indices(np.arange(50, dtype=np.float32) / 25, 8)
+    assert run(None).meta["embedding"] == complete.meta["embedding"]
+
+
 def test_stored_frames_are_checked(tapped):
     """A damaged or foreign file is refused (the model steps then decode the clip)."""
     out = tapped("ntsc_mp4")[0]

@@ -224,7 +224,7 @@ def _start_tap(factory: ClipTapFactory | None, packets: list[tuple[int | None, i
         return None, [], set()
     pts = sorted(p for p, _ in packets if p is not None)
     try:
-        tap = factory(Fraction(time_base), None)
+        tap = factory(Fraction(time_base), None, None)
         return tap, pts, tap.plan(pts)
     except Exception as exc:  # the model steps then decode the clip instead
         log.warning("no model frames for a copied clip: %s", exc)

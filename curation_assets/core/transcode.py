@@ -96,9 +96,9 @@ class ClipTap(Protocol):
     def finish(self) -> bytes | None: ...
 
 
-# (the clip's video time base, the pixel format its encoder stores, or None when the frames are the
-# clip's own decoded frames) -> a tap for one clip
-ClipTapFactory = Callable[[Fraction, "str | None"], ClipTap]
+# (the clip's video time base, the pixel format its encoder stores or None when the frames are the
+# clip's own decoded frames, the clip's expected duration in seconds or None) -> a tap for one clip
+ClipTapFactory = Callable[[Fraction, "str | None", "float | None"], ClipTap]
 
 
 @dataclass(frozen=True)
@@ -407,7 +407,7 @@ class _ClipJob:
         tap = None
         if self.tap_factory is not None:
             try:
-                tap = self.tap_factory(clip_tb, self.params.pix_fmt)
+                tap = self.tap_factory(clip_tb, self.params.pix_fmt, self.span.end_s - self.span.start_s)
             except Exception as exc:  # the model steps then decode the clip instead
                 log.warning("clip %d: no model frames (%s)", self.index, exc)
         error: str | None = None

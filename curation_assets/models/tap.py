@@ -25,6 +25,7 @@ Plain Python (numpy, PyAV frames, Pillow; torch only for the aesthetic resize, t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -46,9 +47,13 @@ from .frames import (
     window_indices,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = ["FrameRequest", "ModelFrameTap", "TapMiss", "frame_request"]
 
 EMBEDDING, AESTHETIC, CAPTION = "embedding", "aesthetic", "caption"
+# A clip may end this much before its span and still be counted as long (``expected_s``)
+EXPECTED_MARGIN_S = 0.5
 
 
 class TapMiss(RuntimeError):
@@ -63,8 +68,8 @@ class FrameRequest:
     aesthetic: AestheticFrames | None = None
     caption: CaptionFrames | None = None
 
-    def tap(self, time_base: Fraction, pix_fmt: str | None) -> ModelFrameTap:
-        return ModelFrameTap(self, time_base, pix_fmt)
+    def tap(self, time_base: Fraction, pix_fmt: str | None, expected_s: float | None = None) -> ModelFrameTap:
+        return ModelFrameTap(self, time_base, pix_fmt, expected_s)
 
 
 def frame_request(options: Any) -> FrameRequest | None:
@@ -109,10 +114,14 @@ class ModelFrameTap:
 
     ``time_base``: the clip's video time base (the pts given to :meth:`add` count in it);
     ``pix_fmt``: the pixel format the clip's encoder stores, so a frame is converted to RGB from
-    what the clip holds (None: the frames are the clip's own).
+    what the clip holds (None: the frames are the clip's own). ``expected_s``: how long the clip
+    should be (its span): when that is long enough for the first embedding rate to give enough
+    samples, the re-sampling rates are not followed at all; should the clip end early after all
+    (a truncated source), its embedding frames are not stored and that step decodes the clip.
     """
 
-    def __init__(self, request: FrameRequest, time_base: Fraction, pix_fmt: str | None) -> None:
+    def __init__(self, request: FrameRequest, time_base: Fraction, pix_fmt: str | None,
+                 expected_s: float | None = None) -> None:
         self.request = request
         self.time_base = Fraction(time_base)
         self.pix_fmt = pix_fmt
@@ -124,7 +133,11 @@ class ModelFrameTap:
         self._planned_count = 0
         self._embedding_rates = embedding_rates(request.embedding.fps, request.embedding.max_fps) \
             if request.embedding else []
-        self._embedding_settled = request.embedding is None
+        if request.embedding is not None and expected_s is not None and \
+                len(sample_grid(np.float32(0), np.float32(expected_s - EXPECTED_MARGIN_S), request.embedding.fps)) \
+                >= request.embedding.num_frames:
+            self._embedding_rates = self._embedding_rates[:1]
+        self._embedding_settled = request.embedding is None or len(self._embedding_rates) == 1
 
     # -- the rules, applied to the whole clip ------------------------------------------------------
     def _final(self, ts: np.ndarray) -> dict[str, Any]:
@@ -194,8 +207,11 @@ class ModelFrameTap:
         r = self.request
         if r.embedding is not None:
             indices, too_short = final[EMBEDDING]
-            frames = None if too_short else np.stack([self._get(EMBEDDING, i) for i in indices])
-            kw["embedding"] = (r.embedding, indices, frames, too_short)
+            if too_short or all(i in self._kept[EMBEDDING] for i in indices) or self._plan is not None:
+                frames = None if too_short else np.stack([self._get(EMBEDDING, i) for i in indices])
+                kw["embedding"] = (r.embedding, indices, frames, too_short)
+            else:  # shorter than its span, re-sampled at rates not followed: that step decodes the clip
+                log.info("clip of %d frames ended before its span: embedding frames not kept", n)
         if r.aesthetic is not None:
             indices = final[AESTHETIC]
             kw["aesthetic"] = (r.aesthetic, indices, np.stack([self._get(AESTHETIC, i) for i in indices]))
