@@ -293,8 +293,15 @@ def test_stored_frames_are_checked(tapped):
         StoredFrames.load(buf.getvalue()).aesthetic(REQUEST.aesthetic)
 
 
-def test_no_tap_in_clip_mode_or_without_models():
-    assert frame_request(PipelineOptions()) is not None  # embeddings "auto" may run
+def test_no_tap_in_clip_mode_or_without_models(tmp_path):
+    # embeddings "auto": frames only when the step will run (the weights are there)
+    assert frame_request(PipelineOptions(model_dir=str(tmp_path))) is None
+    folder = tmp_path / "nvidia" / "Cosmos-Embed1-224p"
+    folder.mkdir(parents=True)
+    for name in ("config.json", "processor_config.json", "model.safetensors"):
+        (folder / name).write_text("{}")
+    assert frame_request(PipelineOptions(model_dir=str(tmp_path))).embedding.resolution == 224
+    assert frame_request(PipelineOptions(model_dir=str(tmp_path / "none"), allow_model_download=True)).embedding
     assert frame_request(PipelineOptions(generate_embeddings="off")) is None
     assert frame_request(PipelineOptions(model_frames="clip")) is None
     request = frame_request(PipelineOptions(embedding_algorithm="cosmos-embed1-448p", generate_embeddings="on"))

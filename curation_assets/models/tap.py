@@ -35,7 +35,8 @@ import numpy as np
 from ..core.windows import MIN_REMAINDER, WINDOW_SIZE, compute_windows
 from .aesthetics import CLIP_SHORT_SIDE, resize_frames
 from .captions import DEFAULT_JPEG_QUALITY, encode_jpeg
-from .embeddings import NUM_VIDEO_FRAMES, VARIANT_RESOLUTIONS, normalize_variant, resize_for_processor
+from ._weights import ModelWeightsMissing
+from .embeddings import NUM_VIDEO_FRAMES, VARIANT_RESOLUTIONS, CosmosEmbedder, normalize_variant, resize_for_processor
 from .frame_store import AestheticFrames, CaptionFrames, EmbeddingFrames, StoredFrames
 from .frames import (
     TooFewFrames,
@@ -79,13 +80,27 @@ def frame_request(options: Any) -> FrameRequest | None:
         return None
     request = FrameRequest(
         embedding=EmbeddingFrames(NUM_VIDEO_FRAMES, VARIANT_RESOLUTIONS[normalize_variant(options.embedding_algorithm)])
-        if options.generate_embeddings != "off" else None,
+        if _embeddings_will_run(options) else None,
         aesthetic=AestheticFrames(CLIP_SHORT_SIDE) if options.aesthetic_threshold is not None else None,
         caption=CaptionFrames(DEFAULT_JPEG_QUALITY) if options.generate_captions else None,
     )
     if request.embedding is None and request.aesthetic is None and request.caption is None:
         return None
     return request
+
+
+def _embeddings_will_run(options: Any) -> bool:
+    """Embeddings on, or ``auto`` with the weights on disk (or downloadable): in ``auto`` mode without
+    them the step is skipped, and frames kept for it would be wasted."""
+    if options.generate_embeddings != "auto":
+        return options.generate_embeddings == "on"
+    if options.allow_model_download:
+        return True
+    try:
+        CosmosEmbedder(options.embedding_algorithm, model_dir=options.model_dir or None).resolve()
+    except ModelWeightsMissing:
+        return False
+    return True
 
 
 class _Sampling:
