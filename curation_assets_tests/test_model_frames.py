@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation_assets.core.model import Span, as_bytes
+from curation_assets.core.model import Span
 from curation_assets.core.options import PipelineOptions
 from curation_assets.core.stream_copy import copy_clips
 from curation_assets.core.transcode import TranscodeOptions, mp4_time_base, transcode_clips
