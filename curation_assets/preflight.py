@@ -67,6 +67,11 @@ def problems(options: PipelineOptions, *, embedder: Any = None, scorer: Any = No
         if "h264_nvenc" not in available_encoders():
             found.append("transcode_encoder=h264_nvenc: this machine's FFmpeg has no usable NVENC encoder; "
                          "use libx264 or libvpx-vp9")
+    if options.transnetv2_device == "cuda":
+        from .core.devices import cuda_available
+
+        if not cuda_available():
+            found.append("transnetv2_device=cuda: torch sees no CUDA device here; use auto or cpu")
     if options.generate_embeddings == "on" and embedder is not None:
         try:
             embedder.resolve()

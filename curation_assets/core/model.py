@@ -189,6 +189,7 @@ class Clip:
     source_video: str
     span: Span
     encoded: bytes | SpilledBytes | None = None  # the transcoded mp4
+    model_frames: bytes | SpilledBytes | None = None  # the model steps' frames, kept by the decode pass
     probe: ClipProbe | None = None
     decoded_frames: int | None = None
     motion: MotionScore | None = None

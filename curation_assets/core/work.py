@@ -99,7 +99,8 @@ class WorkArea:
         video that no stored value references and no live transcode holds (locally: its shared
         lock; on object stores, which have no locks: older than ``max_age_s``)."""
         folder = self.video_dir(result.source_video)
-        refs = [c.encoded for c in result.clips] + [w.preview for c in result.clips for w in c.windows]
+        refs = [c.encoded for c in result.clips] + [c.model_frames for c in result.clips] + [
+            w.preview for c in result.clips for w in c.windows]
         mine = {r.path for r in refs if isinstance(r, SpilledBytes) and r.path.startswith(folder)}
         leftovers = [u for u in mine if storage.file_info(u) is not None]
         bytes_dir = storage.join(folder, "bytes")
@@ -178,6 +179,7 @@ def clip_doc(clip: Clip) -> dict[str, Any]:
         "source_video": clip.source_video,
         "span": [clip.span.start_s, clip.span.end_s, clip.span.start_frame, clip.span.end_frame, clip.span.snapped],
         "encoded": _bytes_doc(clip.encoded),
+        "model_frames": _bytes_doc(clip.model_frames),
         "probe": None if clip.probe is None else vars(clip.probe),
         "decoded_frames": clip.decoded_frames,
         "motion": None if clip.motion is None else [clip.motion.global_mean, clip.motion.per_patch_min_256],
@@ -196,6 +198,7 @@ def clip_value(doc: dict[str, Any]) -> Clip:
         source_video=doc["source_video"],
         span=Span(float(s0), float(s1), int(f0), int(f1), bool(snapped)),
         encoded=_bytes_value(doc["encoded"]),
+        model_frames=_bytes_value(doc["model_frames"]),
         probe=None if doc["probe"] is None else ClipProbe(**doc["probe"]),
         decoded_frames=doc["decoded_frames"],
         motion=None if doc["motion"] is None else MotionScore(*doc["motion"]),
@@ -272,3 +275,8 @@ class VideoSpill:
         alternate = storage.join(self.output_path, layout.PREVIEWS, clip_uuid, f"{start_frame}_{end_frame}.webp")
         return SpilledBytes.write(data, self.work.preview_url(self.source_url, self.token, clip_uuid, start_frame,
                                                               end_frame), (alternate,))
+
+    def frames(self, clip_uuid: str, data: bytes) -> SpilledBytes:
+        """The frames the model steps need (``models.frame_store``), kept until the clip is written."""
+        url = storage.join(self.work.video_dir(self.source_url), "bytes", self.token, f"{clip_uuid}.frames.npz")
+        return SpilledBytes.write(data, url)

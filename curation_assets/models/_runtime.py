@@ -1,12 +1,19 @@
-"""Device/dtype choice, per-clip error records and a bounded prefetching map (shared by the models)."""
+"""Device/dtype choice, per-clip error records, a bounded prefetching map and a background
+iterator (shared by the models)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from ..core.devices import resolve_device
+
+__all__ = ["ClipError", "ClipFailure", "background", "prefetch_map", "resolve_device", "resolve_dtype"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,14 +48,6 @@ class ClipFailure(ValueError):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def resolve_dtype(dtype: Any, device: str, gpu_default: str = "bfloat16") -> Any:
@@ -95,3 +94,55 @@ def prefetch_map(
         while queue:
             done_item, fut = queue.popleft()
             yield done_item, fut.result()
+
+
+def background(items: Iterable[T], depth: int) -> Iterator[T]:
+    """``items`` produced on a thread of their own, at most ``depth`` ahead of the consumer.
+
+    The model steps stack batches this way while the device runs the previous one. An exception
+    raised by ``items`` is raised in the consumer; a consumer that stops early stops the thread
+    (``items`` is closed on its own thread)."""
+    slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, end))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="loader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if not ok:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                slots.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
