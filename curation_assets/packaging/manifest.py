@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -206,6 +208,106 @@ def read_manifest(output_path: str, columns: list[str] | None = None, filter: An
     return manifest_dataset(output_path).to_table(columns=columns, filter=filter)
 
 
+@dataclass(frozen=True)
+class ManifestRead:
+    """The manifest of a set of videos: their rows, and the videos that have no fragment."""
+
+    table: pa.Table
+    missing: tuple[str, ...]  # rel paths without a fragment (never written, failed, or no clips)
+    other_fragments: int  # fragments in the folder of videos outside the set (e.g. removed partitions)
+
+
+def read_fragments(output_path: str, rel_paths: Iterable[str], columns: list[str] | None = None,
+                   filter: Any = None) -> ManifestRead:
+    """The rows of exactly these videos: one listing of ``manifest/`` (its fragment names are known
+    from the rel paths), then one dataset scan of the fragments that exist. No video document is
+    read, which is what makes dataset-level packaging cheap at 100k videos."""
+    wanted = {f"{fragment_name(r)}.parquet": r for r in rel_paths}
+    folder = storage.join(output_path, MANIFEST_DIR)
+    present: dict[str, str] = {}
+    others = 0
+    for url in storage.list_files(folder):  # [] when the folder does not exist
+        name = url.rsplit("/", 1)[-1]
+        if url[len(folder):].strip("/") != name or not _is_fragment_name(name):
+            continue
+        if name in wanted:
+            present[name] = url
+        else:
+            others += 1
+    missing = tuple(sorted(r for name, r in wanted.items() if name not in present))
+    if not present:
+        empty = SCHEMA.empty_table()
+        return ManifestRead(empty.select(columns) if columns else empty, missing, others)
+    fs, _ = storage.get_fs(folder)
+    paths = [storage.get_fs(present[name])[1] for name in sorted(present)]
+    table = ds.dataset(paths, format="parquet", schema=SCHEMA, filesystem=fs).to_table(columns=columns, filter=filter)
+    return ManifestRead(table, missing, others)
+
+
+def read_fragment(output_path: str, rel_path: str) -> pa.Table | None:
+    """One video's fragment as written, or None when it has none."""
+    try:
+        data = storage.read_bytes(fragment_url(output_path, rel_path))
+    except storage.StorageNotFoundError:
+        return None
+    return pq.read_table(io.BytesIO(data), schema=SCHEMA)
+
+
+def fragment_problems(output_path: str, video: VideoLayout) -> list[str]:
+    """Why the video's fragment (read back) does not hold one row per clip of the video, naming the
+    file and the reason; [] when it does. The clips of the video are those its chunk documents
+    list (passed and filtered), counted against the video document's ``num_total_clips``."""
+    fragment = fragment_url(output_path, video.rel_path)
+    if not video.exists:
+        return [f"{video.video_url}: missing (the video has no layout to compare with)"]
+    problems: list[str] = []
+    doc = video.video or {}
+    chunk_count = doc.get("num_clip_chunks")
+    if isinstance(chunk_count, int) and len(video.chunks) != chunk_count:
+        problems.append(f"{video.rel_path}: {chunk_count - len(video.chunks)} of {chunk_count} chunk document(s) "
+                        "could not be read, so their clips cannot be counted: "
+                        + "; ".join(p for p in video.problems if "processed_clip_chunks" in p)[:500])
+    expected: dict[str, tuple[int, bool]] = {}
+    for chunk in video.chunks:
+        for key, passed in (("clips", True), ("filtered_clips", False)):
+            for uid in chunk.get(key, []):
+                expected.setdefault(uid, (chunk["clip_chunk_index"], passed))
+    total = doc.get("num_total_clips")
+    if isinstance(total, int) and len(video.chunks) == chunk_count and total != len(expected):
+        problems.append(f"{video.rel_path}: num_total_clips is {total}, its chunk documents list {len(expected)} clips")
+    try:
+        table = read_fragment(output_path, video.rel_path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable fragment is this check's finding
+        return problems + [f"{fragment}: unreadable ({storage.redact(f'{type(exc).__name__}: {exc}')})"]
+    rows = [] if table is None else table.select(["clip_uuid", "passed"]).to_pylist()
+    if table is None and expected:
+        return problems + [f"{fragment}: missing, the video has {len(expected)} clip(s)"]
+    seen: dict[str, bool] = {}
+    for row in rows:
+        uid = row["clip_uuid"]
+        if uid in seen:
+            problems.append(f"{fragment}: clip {uid} has more than one row")
+        seen[uid] = row["passed"]
+    for uid, (index, passed) in expected.items():
+        if uid not in seen:
+            why = next((p for p in video.problems if uid in p), "")
+            problems.append(f"{fragment}: no row for clip {uid} of chunk {index}"
+                            + (f" ({why})" if why else " (its metas/v0 document was not read)"))
+        elif seen[uid] != passed:
+            problems.append(f"{fragment}: clip {uid} is {'passed' if seen[uid] else 'filtered'} in the manifest, "
+                            f"{'passed' if passed else 'filtered'} in chunk {index}")
+    for uid in seen.keys() - expected.keys():
+        problems.append(f"{fragment}: row for clip {uid}, which no chunk document of the video lists")
+    return problems
+
+
+def row_digest(table: pa.Table) -> str:
+    """A digest of a video's rows (the embedding aside: ``embedding_url`` and ``settings_hash``
+    stand for it), equal whether the rows come from the layout or from the written fragment."""
+    rows = table.drop_columns(["embedding"]).to_pylist() if "embedding" in table.column_names else table.to_pylist()
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def schema_markdown() -> str:
     """The schema as a Markdown table (for the README)."""
     lines = ["| column | type | meaning |", "|---|---|---|"]
@@ -217,15 +319,20 @@ def schema_markdown() -> str:
 __all__ = [
     "COLUMNS",
     "MANIFEST_DIR",
+    "ManifestRead",
     "SCHEMA",
     "clip_row",
     "first_caption",
     "fragment_name",
+    "fragment_problems",
     "fragment_url",
     "manifest_dataset",
     "manifest_table",
+    "read_fragment",
+    "read_fragments",
     "read_manifest",
     "remove_fragments",
+    "row_digest",
     "schema_markdown",
     "write_fragment",
 ]
