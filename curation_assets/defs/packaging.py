@@ -205,8 +205,9 @@ def stale_manifest_partitions(instance: dg.DagsterInstance) -> list[str]:
 
 
 def _column_schema(names: list[str] | None = None) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, str(t), description=text)
-                                   for name, (t, text) in manifest.COLUMNS.items() if names is None or name in names])
+    """The manifest's columns (or ``names`` of them, in that order) as Dagster shows a schema."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(manifest.COLUMNS[name][0]), description=manifest.COLUMNS[name][1])
+                                   for name in (names or list(manifest.COLUMNS))])
 
 
 SAMPLE_COLUMNS = ["clip_uuid", "span_start_s", "span_end_s", "width", "height", "passed", "filtered_by",
@@ -298,8 +299,10 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             video = processed_videos[key]
             try:
                 if not video.exists:
-                    manifest.write_fragment(output_path, video)  # the video's output is gone: so is its fragment
-                    raise _NoManifest("no processed_videos document: materialise curate_videos for this video first")
+                    if video.rel_path:  # the video's output is gone: so is its fragment
+                        manifest.write_fragment(output_path, video)
+                    raise _NoManifest("; ".join(video.problems)
+                                      or "no processed_videos document: materialise curate_videos for this video first")
                 table = manifest.manifest_table(video)
                 url = manifest.write_fragment(output_path, video, table)
                 if video.errors:
