@@ -162,10 +162,14 @@ class ManifestInput:
 
     output_path: str
     rel_paths: tuple[str, ...]
+    sources: tuple[str, ...]  # each video's source URL, as its documents must name it
     refused: tuple[str, ...] = ()  # partition keys that name no video under input_path
 
     def read(self, columns: list[str] | None = None) -> manifest.ManifestRead:
         return manifest.read_fragments(self.output_path, self.rel_paths, columns=columns)
+
+    def digests(self) -> manifest.FragmentDigests:
+        return manifest.fragment_digests(self.output_path, self.rel_paths)
 
 
 class ManifestIOManager(dg.ConfigurableIOManager):
@@ -180,13 +184,16 @@ class ManifestIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> ManifestInput:
         options = self.settings.options()
-        rels, refused = [], []
+        rels, sources, refused = [], [], []
         for key in partition_keys(context):
             try:
-                rels.append(storage.relative_to(options.input_path, source_url_for_key(options.input_path, key)))
+                source = source_url_for_key(options.input_path, key)
             except ValueError:
                 refused.append(key)
-        return ManifestInput(options.output_path, tuple(rels), tuple(refused))
+                continue
+            rels.append(storage.relative_to(options.input_path, source))
+            sources.append(source)
+        return ManifestInput(options.output_path, tuple(rels), tuple(sources), tuple(refused))
 
 
 def stale_manifest_partitions(instance: dg.DagsterInstance) -> list[str]:
@@ -248,7 +255,8 @@ def _problems_md(problems: list[str]) -> dict[str, Any]:
     return {"num_problems": len(problems), "problems": dg.MetadataValue.json(problems[:PROBLEMS_SHOWN])}
 
 
-def _videos_md(read: manifest.ManifestRead, source: ManifestInput, instance: dg.DagsterInstance) -> dict[str, Any]:
+def _videos_md(read: manifest.ManifestRead | manifest.FragmentDigests, source: ManifestInput,
+              instance: dg.DagsterInstance) -> dict[str, Any]:
     stale = stale_manifest_partitions(instance)
     return {
         "num_videos": len(source.rel_paths) - len(read.missing),
@@ -384,8 +392,9 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
                                  "first") from None
         shard_settings = packaging_settings.shard_settings(exclude)
         dest = packaging_settings.shard_dest(output_path)
-        read = clip_manifest.read([c for c in manifest.SCHEMA.names if c != "embedding"])
-        result = shards.build_shards_from_manifest(output_path, read.table, dest, shard_settings,
+        read = clip_manifest.digests()
+        result = shards.build_shards_from_manifest(output_path, read.digests, dest, shard_settings,
+                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources)),
                                                    force=packaging_settings.force_rebuild)
         for p in result.problems[:PROBLEMS_SHOWN]:
             context.log.warning(p)

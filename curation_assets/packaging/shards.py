@@ -443,43 +443,32 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
     return _build(digests, lambda rels: [by_rel[r] for r in rels], dest, settings, force, work_dir, problems)
 
 
-def build_shards_from_manifest(output_path: str, manifest: Any, dest: str, settings: ShardSettings = ShardSettings(),
-                               *, force: bool = False, work_dir: str | None = None) -> BuildResult:
-    """:func:`build_shards` planned from the clip manifest (a ``pyarrow.Table`` of the dataset's
-    rows, e.g. ``manifest.read_fragments(...).table``; the ``embedding`` column is not needed).
+def build_shards_from_manifest(output_path: str, digests: Mapping[str, str], dest: str,
+                               settings: ShardSettings = ShardSettings(), *, sources: Mapping[str, str] | None = None,
+                               force: bool = False, work_dir: str | None = None) -> BuildResult:
+    """:func:`build_shards` planned from the clip manifest: ``digests`` is each video's fragment
+    digest (rel path -> :func:`manifest.row_digest`, e.g. ``manifest.fragment_digests(...).digests``),
+    ``sources`` the source each video must describe (its documents are refused otherwise).
 
-    Which groups changed is decided from the manifest rows alone, so an unchanged dataset costs
-    one manifest scan; the layout documents of a video are read only when its group is rewritten.
-    A video whose layout no longer matches its fragment is reported (its shards follow the layout).
+    Which groups changed is decided from the digests alone (fragment footers), so an unchanged
+    dataset reads no video document; the layout documents of a video are read only when its group
+    is rewritten. A video whose layout no longer matches its fragment is reported (its shards
+    follow the layout).
     """
-    import pyarrow as pa
-
-    table = manifest.drop_columns(["embedding"]) if "embedding" in manifest.column_names else manifest
-    table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64())).sort_by(
-        [("rel_path", "ascending"), ("_row", "ascending")])
-    rels = table.column("rel_path").to_pylist()
-    digests: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    start = 0
-    for i in range(1, len(rels) + 1):
-        if i == len(rels) or rels[i] != rels[start]:
-            rows = table.slice(start, i - start).drop_columns(["_row"])
-            digests[rels[start]] = row_digest(rows)
-            sources[rels[start]] = rows.column("source_video")[0].as_py()
-            start = i
+    sources = sources or {}
     problems: list[str] = []
 
     def load(group_rels: list[str]) -> list[VideoLayout]:
         out = []
         for rel in group_rels:
             try:
-                video = read_video_layout(output_path, rel, sources[rel])
+                video = read_video_layout(output_path, rel, sources.get(rel))
             except (ValueError, storage.StorageError) as exc:
                 problems.append(f"{rel}: its layout could not be read ({storage.redact(exc)}); its clips are left out")
                 continue
             if not video.exists:
-                problems.append(f"{rel}: in the manifest, but it has no processed_videos document of "
-                                f"{storage.redact(sources[rel])}; its clips are left out")
+                problems.append(f"{rel}: in the manifest, but its processed_videos document is gone or describes "
+                                "another source; its clips are left out")
                 continue
             if row_digest(manifest_table(video, embeddings={})) != digests[rel]:
                 problems.append(f"{rel}: its manifest fragment is older than its layout (materialise its manifest "
@@ -488,7 +477,7 @@ def build_shards_from_manifest(output_path: str, manifest: Any, dest: str, setti
             out.append(video)
         return out
 
-    return _build(digests, load, dest, settings, force, work_dir, problems)
+    return _build(dict(digests), load, dest, settings, force, work_dir, problems)
 
 
 def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[VideoLayout]], dest: str,
