@@ -42,6 +42,12 @@ EXPECTED_UPSTREAM = {
     "ce1_embd_parquet": {"clip_embeddings"},
     "processed_clip_chunks": {"video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions"},
     "processed_videos": {"video_clips"},
+    # the training packages (defs/packaging.py): the manifest reads every layout asset of its video
+    "clip_manifest": {"clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet", "processed_clip_chunks",
+                      "processed_videos"},
+    "semantic_dedup": {"clip_manifest"},
+    "webdataset_shards": {"clip_manifest", "semantic_dedup"},
+    "energon_metadata": {"webdataset_shards"},
 }
 
 

@@ -117,14 +117,17 @@ class ClipLayoutIOManager(dg.ConfigurableIOManager):
                 f"{asset_name(context.asset_key)} is written by the clip_writer step, not returned as a value")
 
     def load_input(self, context: dg.InputContext) -> dict[str, VideoLayout]:
-        """``{partition_key: VideoLayout}``: each video's documents and file URLs (no listing)."""
+        """``{partition_key: VideoLayout}``: each video's documents and file URLs (no listing); a
+        refused key gets a layout that does not exist, with the reason in its ``problems``."""
         options = self.settings.options()
         out: dict[str, VideoLayout] = {}
         for key in partition_keys(context):
             try:
                 source = source_url_for_key(options.input_path, key)
-            except ValueError as exc:
-                raise dg.Failure(f"partition key {key!r} refused: {exc}") from None
+            except ValueError as exc:  # that key's problem: the other videos of the run are still read
+                out[key] = VideoLayout(options.output_path, "", exists=False, video_url="",
+                                       problems=(f"partition key {key!r} refused: {exc}",))
+                continue
             rel = storage.relative_to(options.input_path, source)
             out[key] = read_video_layout(options.output_path, rel, source)
         return out

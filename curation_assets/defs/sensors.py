@@ -12,6 +12,7 @@ import dagster as dg
 from ..core import storage
 from ..partitions import VIDEOS_PARTITION_NAME, discover_video_keys, videos_partitions
 from .assets import VIDEOS_PER_RUN
+from .packaging import CURATION_SELECTION
 from .resources import options_from_env
 
 MAX_NEW_KEYS_PER_TICK = 500
@@ -37,7 +38,7 @@ def run_requests_for(keys: list[str], asset_selection: list[dg.AssetKey] | None 
     name="new_videos_sensor",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    asset_selection=dg.AssetSelection.all(),
+    asset_selection=CURATION_SELECTION,
     description="Adds a `videos` partition for every new file under input_path and materialises it.",
 )
 def new_videos_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
