@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._runtime import ClipError, ClipFailure, prefetch_map, resolve_device, resolve_dtype
+from ._runtime import ClipError, ClipFailure, failure_recorder, resolve_device, resolve_dtype, run_batched
 from ._weights import ModelLoadError, ModelWeightsMissing, cached, resolve_repo
 from .frame_store import AestheticFrames, FrameStoreError, StoredFrames
 from .frames import AESTHETIC_FPS, FrameDecodeError, decode_frames
@@ -359,59 +359,18 @@ class AestheticScorer:
         raises; with an ``errors`` dict a failing clip gets ``None`` and ``errors[index] =
         ClipError(key, message)``.
         """
-        import torch
-
         self.load()
-        results: list[float | None] = [None] * len(clips)
-        pending: list[tuple[int, Any]] = []
 
-        def fail(i: int, exc: BaseException) -> None:
-            if errors is None:
-                raise exc
-            if isinstance(exc, ClipFailure):
-                errors[i] = ClipError(exc.key, exc.message)
-            else:
-                errors[i] = ClipError(ERROR_SCORE, f"{type(exc).__name__}: {exc}")
-
-        def flush() -> None:
-            if not pending:
-                return
-            idx = [i for i, _ in pending]
-            counts = [int(v.shape[0]) for _, v in pending]
-            batch = torch.cat([v for _, v in pending], dim=0)
-            pending.clear()
-            try:
-                frame_scores = self.score_frames(batch)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                for i in idx:
-                    fail(i, exc)
-                return
-            offset = 0
-            for i, n in zip(idx, counts):
-                part = frame_scores[offset : offset + n]
+        def reduce(frame_scores: Any, idx: list[int], counts: list[int]) -> list[float]:
+            out, offset = [], 0
+            for n in counts:
+                part = frame_scores[offset: offset + n]
                 offset += n
-                results[i] = float(part.min() if self.reduction == "min" else part.mean())
+                out.append(float(part.min() if self.reduction == "min" else part.mean()))
+            return out
 
-        queued = 0
-        stream = prefetch_map(
-            lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
-            range(len(clips)),
-            workers=self.decode_workers,
-            ahead=max(4, self.decode_workers * 2),
+        return run_batched(
+            len(clips), lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
+            self.score_frames, reduce, failure_recorder(errors, ERROR_SCORE),
+            batch_size=self.batch_size, workers=self.decode_workers, size=lambda v: int(v.shape[0]),
         )
-        for i, out in stream:
-            if isinstance(out, BaseException):
-                fail(i, out)
-                continue
-            pending.append((i, out))
-            queued += int(out.shape[0])
-            if queued >= self.batch_size:
-                flush()
-                queued = 0
-        flush()
-        return results
-
-    def score_clip(self, clip: bytes) -> float:
-        return self.score_clips([clip])[0]  # type: ignore[return-value]

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._runtime import ClipError, ClipFailure, background, prefetch_map, resolve_device, resolve_dtype
+from ._runtime import ClipError, ClipFailure, failure_recorder, resolve_device, resolve_dtype, run_batched
 from ._weights import ModelLoadError, ModelWeightsMissing, cached, resolve_repo
 from .frame_store import EmbeddingFrames, FrameStoreError, StoredFrames
 from .frames import EMBEDDING_FPS, MAX_REDECODE_FPS, FrameDecodeError, TooFewFrames, frames_for_embedding
@@ -43,8 +43,6 @@ VARIANT_RESOLUTIONS: dict[str, int] = {"cosmos-embed1-224p": 224, "cosmos-embed1
 # processor_config.json's "num_video_frames" (older remote code refuses any other count)
 NUM_VIDEO_FRAMES = 8
 DEFAULT_VARIANT = "cosmos-embed1-224p"
-# Batches stacked ahead of the model by the loader thread.
-LOADER_DEPTH = 2
 
 # Error keys, as the reference names them.
 ERROR_BUFFER = "buffer"  # no clip bytes
@@ -271,81 +269,14 @@ class CosmosEmbedder:
         message)`` (the reference's error keys), and the other clips still get their vectors.
         """
         model, _ = self.load()
-        results: list[np.ndarray | None] = [None] * len(clips)
-
-        def fail(i: int, exc: BaseException) -> None:
-            if errors is None:
-                raise exc
-            if isinstance(exc, ClipFailure):
-                errors[i] = ClipError(exc.key, exc.message)
-            else:
-                errors[i] = ClipError(ERROR_EMBEDDING, f"{type(exc).__name__}: {exc}")
-
-        stream = prefetch_map(
-            lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
-            range(len(clips)),
-            workers=self.decode_workers,
-            ahead=max(2 * self.batch_size, self.decode_workers),
+        values = run_batched(
+            len(clips), lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
+            lambda videos: self._launch(model, videos),
+            lambda launched, idx, sizes: list(self._collect(launched)),
+            failure_recorder(errors, ERROR_EMBEDDING),
+            batch_size=self.batch_size, workers=self.decode_workers, pin=self.device.startswith("cuda"),
         )
-        in_flight: tuple[list[int], Any] | None = None
-
-        def collect() -> None:
-            idx, launched = in_flight
-            try:
-                vectors = self._collect(launched)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                for i in idx:
-                    fail(i, exc)
-                return
-            for row, i in enumerate(idx):
-                results[i] = vectors[row].copy()
-
-        for item in background(self._batches(stream), depth=LOADER_DEPTH):
-            if isinstance(item[1], BaseException):  # (index, error) of a clip that could not be prepared
-                fail(*item)
-                continue
-            idx, batch = item
-            try:
-                launched = self._launch(model, batch)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                for i in idx:
-                    fail(i, exc)
-                continue
-            if in_flight is not None:  # read the previous batch back while this one runs
-                collect()
-            in_flight = (idx, launched)
-        if in_flight is not None:
-            collect()
-        return results
-
-    def _batches(self, stream: Iterator[tuple[int, Any]]) -> Iterator[tuple[Any, Any]]:
-        """``(indices, videos)`` batches of ``batch_size`` prepared clips, in pinned memory on a GPU
-        (runs on the loader thread); ``(index, error)`` for a clip that failed to prepare."""
-        import torch
-
-        pending: list[tuple[int, Any]] = []
-
-        def batch() -> tuple[list[int], Any]:
-            idx = [i for i, _ in pending]
-            videos = torch.cat([v for _, v in pending], dim=0)
-            pending.clear()
-            if self.device.startswith("cuda"):
-                videos = videos.pin_memory()
-            return idx, videos
-
-        for i, out in stream:
-            if isinstance(out, BaseException):
-                yield i, out
-                continue
-            pending.append((i, out))
-            if len(pending) >= self.batch_size:
-                yield batch()
-        if pending:
-            yield batch()
+        return [None if v is None else v.copy() for v in values]
 
     def _launch(self, model: Any, videos: Any) -> Any:
         """Start one batch on the device; its vectors come from :meth:`_collect` (on a GPU the copy
@@ -380,6 +311,3 @@ class CosmosEmbedder:
         if self.device.startswith("cuda"):
             videos = videos.pin_memory()
         return self._collect(self._launch(model, videos))
-
-    def embed_clip(self, clip: bytes) -> np.ndarray:
-        return self.embed_clips([clip])[0]  # type: ignore[return-value]
