@@ -410,8 +410,11 @@ class StopOnSignal:
         from .core import cancel
 
         if self.requested:
-            self.stream.write("\ncuration-assets: stopped at once\n")
-            self.stream.flush()
+            try:
+                self.stream.write("\ncuration-assets: stopped at once\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # the stream closed while the run wound down
+                pass
             os._exit(130)
         self.requested = True
         cancel.request()
@@ -435,8 +438,9 @@ class StopOnSignal:
 
         from .core import cancel
 
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        if not self.requested:  # once a stop was asked for, a further signal still stops at once (exit 130)
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
         cancel.clear()
         if self._owned is not None:
             self._owned.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 from dataclasses import replace
 
 import av
@@ -166,3 +167,23 @@ def test_stored_frames_for_another_model_are_not_used(video, model_dir, tmp_path
     from_clip = stages.embed({"a": replace(result, clips=clip_mode)}, embedder224)["a"]
     for uid, v in from_source.values.items():
         assert float(np.dot(v, from_clip.values[uid])) > 0.999
+
+
+def test_a_transcode_is_not_reused_once_its_model_frames_are_gone(video, model_dir, tmp_path):
+    """A rerun whose previous transcode value points at clips still there (moved into the output)
+    but at model frames removed with the finished write transcodes again: reusing it would feed the
+    models decoded-clip pixels instead of the tap's, and a rerun would change the embeddings."""
+    from curation_assets.core.model import SpilledBytes
+    from curation_assets.core.steps import clips_of_video
+
+    options = PipelineOptions(input_path=str(video.parent), output_path=str(tmp_path / "out"),
+                              fixed_stride_split_duration=2.5, model_dir=str(model_dir), generate_embeddings="on")
+    area = WorkArea(str(tmp_path / "work"))
+    first, reused = clips_of_video(str(video), video.name, options, area)
+    assert not reused and not first.errors
+    assert all(isinstance(c.model_frames, SpilledBytes) for c in first.clips)
+    again, reused = clips_of_video(str(video), video.name, options, area)
+    assert reused  # everything still in place
+    os.remove(first.clips[0].model_frames.path)
+    fresh, reused = clips_of_video(str(video), video.name, options, area)
+    assert not reused and all(c.model_frames.locate() for c in fresh.clips)

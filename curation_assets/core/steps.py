@@ -40,7 +40,11 @@ def failed(source_url: str, rel_path: str, key: str, message: str, options: Pipe
 
 
 def _bytes_in_place(result: VideoResult) -> bool:
-    refs = [c.encoded for c in result.clips] + [w.preview for c in result.clips for w in c.windows]
+    """Every spilled file the later steps will read (clips, previews, the models' frames) is still
+    there: a result whose frames went with a finished write is not reused, or the model steps would
+    see other pixels than a fresh run."""
+    refs = ([c.encoded for c in result.clips] + [c.model_frames for c in result.clips]
+            + [w.preview for c in result.clips for w in c.windows])
     return all(ref.locate() is not None for ref in refs if isinstance(ref, SpilledBytes))
 
 
