@@ -10,9 +10,10 @@ VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_INDEX := $(if $(HAS_GPU),,--extra-index-url https://download.pytorch.org/whl/cpu)
-# Debian packages the tests start or call: ffmpeg (bad-input corpus, decoding parity), chromium
-# (headless screenshot of a video's partition page, test_unattended.py)
-DEBIAN_PACKAGES ?= ffmpeg chromium
+# Debian packages the tests start or call: ffmpeg (bad-input corpus, decoding parity), PostgreSQL
+# and Redis (the deployment tests start their own servers on loopback ports), chromium (headless
+# screenshot of a video's partition page, test_unattended.py)
+DEBIAN_PACKAGES ?= ffmpeg postgresql redis-server chromium
 BIN := $(VENV)/bin
 
 .PHONY: demo test install system-packages clean

@@ -16,6 +16,7 @@ and appends one JSON line to ``--results`` (default ``benchmarks/results.jsonl``
 
     python benchmarks/memory_long_video.py                       # 10 and 40 minutes, 256x256
     python benchmarks/memory_long_video.py --minutes 2 8 --size 320x180 --modes core
+    python benchmarks/memory_long_video.py --minutes 1 4 --size 1280x720 --modes core --tap   # with the model frame tap
 
 256x256 is the smallest size with motion scores (a side under 256 px gets a motion error
 instead, which would leave the motion stage out of the measurement).
@@ -103,7 +104,7 @@ def make_long_video(path: Path, seconds: float, width: int, height: int, fps: in
 # children
 
 
-def child_core(video: str, stride: float) -> dict:
+def child_core(video: str, stride: float, tap: bool = False) -> dict:
     from curation_assets.core import storage, work
     from curation_assets.core.options import PipelineOptions
     from curation_assets.core.pipeline import process_video
@@ -111,7 +112,9 @@ def child_core(video: str, stride: float) -> dict:
 
     baseline = peak_rss_mb()
     started = time.perf_counter()
-    options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only")
+    models = dict(generate_embeddings="on", aesthetic_threshold=0.0, generate_captions=True) if tap else {}
+    options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only",
+                              **models)
     with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
         # the spill the video_clips asset passes; --no-spill measures bytes held in memory
         target = work.VideoSpill(work.WorkArea(spill), video, os.path.join(spill, "out"))
@@ -122,6 +125,7 @@ def child_core(video: str, stride: float) -> dict:
     return {"baseline_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1), "wall_s": round(wall, 1),
             "clips": len(result.clips), "clips_with_bytes": sum(1 for c in result.clips if c.encoded),
             "clip_bytes_in_memory_mb": round(held / 2**20, 1), "rss_by_tenth_mb": trace.by_tenth(),
+            "clips_with_model_frames": sum(1 for c in result.clips if c.model_frames),
             "errors": dict(result.errors), "clip_errors": sorted({k for c in result.clips for k in c.errors})}
 
 
@@ -154,8 +158,9 @@ def child_dagster(video: str, stride: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_child(mode: str, video: Path, stride: float) -> dict:
+def run_child(mode: str, video: Path, stride: float, tap: bool = False) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--stride", str(stride), str(video)]
+    cmd += ["--tap"] if tap else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} on {video.name} failed:\n{proc.stderr[-3000:]}")
@@ -172,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "curation_assets_long_videos"),
                    help="folder for the generated videos (kept between runs)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="JSON lines file the figures are appended to")
+    p.add_argument("--tap", action="store_true", help="core mode with every model step on: the decode pass keeps "
+                   "and spills their frames (model_frames=source)")
     p.add_argument("--child", choices=["core", "dagster"], help=argparse.SUPPRESS)
     p.add_argument("video", nargs="?", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
-        out = (child_core if args.child == "core" else child_dagster)(args.video, args.stride)
+        out = child_core(args.video, args.stride, args.tap) if args.child == "core" else \
+            child_dagster(args.video, args.stride)
         print(json.dumps(out))
         return 0
 
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                 minutes * 60, width, height, args.fps)
         for mode in args.modes:
             row = {"minutes": minutes, "mode": mode, "video_mb": round(video.stat().st_size / 2**20, 1),
-                   **run_child(mode, video, args.stride)}
+                   **run_child(mode, video, args.stride, args.tap and mode == "core")}
             rows.append(row)
             print(f"{minutes:6g} min  {mode:8s} peak RSS {row['peak_rss_mb']:8.1f} MB  (after imports "
                   f"{row['baseline_mb']:.1f} MB)  {row['clips']:4d} clips  {row['wall_s']:7.1f} s\n"
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "memory_long_video", "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "cpus": os.cpu_count(), "size": f"{width}x{height}", "fps": args.fps,
-        "stride_s": args.stride, "rows": rows, "ratios": ratios,
+        "stride_s": args.stride, "tap": args.tap, "rows": rows, "ratios": ratios,
     }
     append_record(args.results, record)
     return 0

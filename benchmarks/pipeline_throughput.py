@@ -10,9 +10,12 @@ in ``$TMPDIR/curation_assets_bench/videos_720p_60s/``), in one run:
              writing (``core.layout.video_files`` + ``core.storage.write_bytes_atomic`` per file).
              Stage times come from timers wrapped around the pipeline's own functions (no change to
              the code measured); preview and motion CPU seconds are summed per thread.
-``ffmpeg``   the bound: ``ffmpeg -i src -c:v libx264 -threads 2 -c:a copy out.mp4`` per video (one
-             decode, one encode, libx264 defaults as ours), interleaved with ``core`` video by
-             video so both see the same machine load.
+             ``--tap`` runs it again with the model frame tap on (frames for embeddings, aesthetics
+             and captions kept off the decode pass) and prints the tap's CPU and the ratio to ffmpeg.
+``ffmpeg``   the bound: ``ffmpeg -i src -c:v libx264 -preset <p> -threads 2 -c:a copy out.mp4`` per
+             video (one decode, one encode, libx264 at the same preset as ours, ``medium`` by
+             default), interleaved with ``core`` video by video so both see the same machine load.
+             ``--presets medium veryfast`` repeats both at each preset.
 ``copy``     ``--transcode-encoder copy`` through the same path (keyframe-snapped stream copy),
              with the same previews and motion settings, then again cut-only (no previews, no motion).
 ``dagster``  the same videos through ``cli.run_pipeline`` (every asset, embeddings off): one run per
@@ -27,6 +30,7 @@ CPU-second ratios (work done) do not, so both are printed.
     python benchmarks/pipeline_throughput.py                      # everything, ~5 min of footage
     python benchmarks/pipeline_throughput.py --parts core ffmpeg  # a subset
     python benchmarks/pipeline_throughput.py --videos 2 --seconds 30
+    python benchmarks/pipeline_throughput.py --parts core ffmpeg --presets medium veryfast --tap
 
 Results: one JSON line per run appended to ``benchmarks/results.jsonl`` (``--results``).
 """
@@ -125,6 +129,10 @@ def instrument_core(timers: StageTimers, *, writer: bool = False):
     # preview CPU: inside the encoder threads (thread_time of each call)
     timers.wrap(previews.PreviewCollector, "_scaled", "preview_scale")
     timers.wrap(previews.PreviewCollector, "finish", "preview_encode")
+    from curation_assets.models import tap
+
+    timers.wrap(tap.ModelFrameTap, "add", "model_frame_tap")  # in the encoder threads, like the previews
+    timers.wrap(tap.ModelFrameTap, "finish", "model_frame_tap_finish")
     try:
         from curation_assets.core import stream_copy
     except ImportError:
@@ -148,12 +156,16 @@ def instrument_core(timers: StageTimers, *, writer: bool = False):
 
 
 def core_options(video_dir: Path, out: Path, encoder: str = "libx264", previews: bool = True,
-                 motion: str = "score-only", stride: float = 10.0):
+                 motion: str = "score-only", stride: float = 10.0, *, tap: bool = False, preset: str = "medium"):
+    """The benchmark's settings; ``tap``: every model step on, so the decode pass keeps their frames
+    (``process_video`` runs no model: only the tap's cost is in its figures)."""
     from curation_assets.core.options import PipelineOptions
 
+    models = dict(generate_embeddings="on", aesthetic_threshold=0.0, generate_captions=True, model_frames="source") \
+        if tap else dict(generate_embeddings="off")
     return PipelineOptions(input_path=str(video_dir), output_path=str(out), splitting_algorithm="fixed_stride",
                            fixed_stride_split_duration=stride, generate_previews=previews, motion_filter=motion,
-                           transcode_encoder=encoder, generate_embeddings="off")
+                           transcode_encoder=encoder, transcode_preset=preset, **models)
 
 
 def run_core_video(video: Path, options, out: Path) -> dict[str, Any]:
@@ -188,9 +200,9 @@ def run_core_video(video: Path, options, out: Path) -> dict[str, Any]:
     }
 
 
-def run_ffmpeg_video(ffmpeg: str, video: Path, out: Path) -> dict[str, Any]:
+def run_ffmpeg_video(ffmpeg: str, video: Path, out: Path, preset: str = "medium") -> dict[str, Any]:
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-c:v", "libx264",
-           "-threads", "2", "-c:a", "copy", str(out)]
+           "-preset", preset, "-threads", "2", "-c:a", "copy", str(out)]
     w0, c0 = time.perf_counter(), cpu_children()
     subprocess.run(cmd, check=True)
     return {"video": video.name, "wall_s": time.perf_counter() - w0, "cpu_s": cpu_children() - c0,
@@ -210,74 +222,99 @@ def fmt_stages(snapshot: dict[str, dict[str, float]], total_wall: float) -> str:
     return "\n".join(lines)
 
 
-def part_core_and_ffmpeg(videos: list[Path], work: Path, parts: set[str], record: dict) -> None:
+def _core_summary(rows: list[dict[str, Any]], timers: StageTimers, seconds: float, label: str) -> dict[str, Any]:
+    s = summarize(rows)
+    write_wall = sum(r["write_wall_s"] for r in rows)
+    write_cpu = sum(r["write_cpu_s"] for r in rows)
+    stages = timers.snapshot()
+    stages["layout_writing"] = {"wall_s": round(write_wall, 3), "cpu_s": round(write_cpu, 3), "calls": len(rows)}
+    preview_cpu = sum(stages.get(k, {}).get("cpu_s", 0.0) for k in ("preview_scale", "preview_encode"))
+    motion_cpu = stages.get("motion_decode_and_score", {}).get("cpu_s", 0.0)  # in the pool threads
+    tap_cpu = sum(stages.get(k, {}).get("cpu_s", 0.0) for k in ("model_frame_tap", "model_frame_tap_finish"))
+    core = {
+        **s, "rows": rows, "stages": stages,
+        "video_seconds_per_wall_second": round(seconds / s["wall_s"], 3),
+        "video_seconds_per_cpu_second": round(seconds / s["cpu_s"], 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "preview_cpu_s": round(preview_cpu, 3), "motion_cpu_s": round(motion_cpu, 3), "tap_cpu_s": round(tap_cpu, 3),
+    }
+    print(f"\n  {label}: {seconds:.0f} s of video in {s['wall_s']:.1f} s wall / {s['cpu_s']:.1f} s CPU: "
+          f"{core['video_seconds_per_wall_second']:.3f} s of video per wall second")
+    print("  stage breakdown (wall: on the thread that ran it; transcode includes the preview taps and the model "
+          "frame tap, which run in the encoder threads, and overlaps the motion scores, which start on a pool as "
+          "each clip finishes ('motion' = waiting for them after the transcode); CPU: thread CPU of each stage):")
+    print(fmt_stages(stages, s["wall_s"]))
+    print(f"  motion + previews: {motion_cpu + preview_cpu:.2f} CPU s = "
+          f"{100 * (motion_cpu + preview_cpu) / max(1e-9, s['cpu_s']):.1f}% of the pipeline's CPU "
+          f"(motion {motion_cpu:.2f}, previews {preview_cpu:.2f})"
+          + (f"; model frame tap {tap_cpu:.2f} CPU s = {100 * tap_cpu / max(1e-9, s['cpu_s']):.1f}%" if tap_cpu else ""))
+    print(f"  peak RSS so far: {core['peak_rss_mb']:.0f} MB")
+    return core
+
+
+def part_core_and_ffmpeg(videos: list[Path], work: Path, parts: set[str], record: dict, *,
+                         preset: str = "medium", tap: bool = False) -> dict[str, Any]:
+    """ffmpeg and the core path video by video (order alternating); with ``tap`` also the core
+    path with the model frame tap on (frames for embeddings, aesthetics and captions kept off the
+    decode pass, as ``model_frames=source`` with every model step on). Returns the figures."""
     ffmpeg = footage.ffmpeg_path()
     seconds = record["footage"]["seconds_total"]
-    timers = StageTimers()
-    core_rows, ff_rows = [], []
-    out = work / "core_out"
-    options = core_options(videos[0].parent, out)
-    ff_out = work / "ffmpeg_out"
+    variants = ["core"] + (["core_tap"] if tap and "core" in parts else [])
+    timers = {v: StageTimers() for v in variants}
+    rows: dict[str, list] = {v: [] for v in variants + ["ffmpeg"]}
+    options = {v: core_options(videos[0].parent, work / f"{v}_{preset}_out", tap=(v == "core_tap"), preset=preset)
+               for v in variants}
+    ff_out = work / f"ffmpeg_{preset}_out"
     ff_out.mkdir(parents=True, exist_ok=True)
-    print("\n== core pipeline vs ffmpeg (interleaved per video) ==", flush=True)
-    with instrument_core(timers):
-        for i, video in enumerate(videos):
-            order = ("ffmpeg", "core") if i % 2 == 0 else ("core", "ffmpeg")
-            for what in order:
-                if what not in parts:
-                    continue
-                ld = load()
-                if what == "ffmpeg":
-                    row = run_ffmpeg_video(ffmpeg, video, ff_out / video.name)
-                    ff_rows.append(row)
-                    print(f"  ffmpeg {video.name:30s} wall {row['wall_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s  "
-                          f"(load {ld})", flush=True)
-                else:
-                    row = run_core_video(video, options, out)
-                    core_rows.append(row)
-                    print(f"  ours   {video.name:30s} wall {row['wall_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s  "
-                          f"(process {row['process_wall_s']:.2f} s, write {row['write_wall_s']:.2f} s; "
-                          f"{row['clips']} clips, {row['files']} files; load {ld}) "
-                          f"{row['errors'] or ''}{row['clip_errors'] or ''}", flush=True)
-    if core_rows:
-        s = summarize(core_rows)
-        write_wall = sum(r["write_wall_s"] for r in core_rows)
-        write_cpu = sum(r["write_cpu_s"] for r in core_rows)
-        stages = timers.snapshot()
-        stages["layout_writing"] = {"wall_s": round(write_wall, 3), "cpu_s": round(write_cpu, 3), "calls": len(core_rows)}
-        preview_cpu = sum(stages.get(k, {}).get("cpu_s", 0.0) for k in ("preview_scale", "preview_encode"))
-        motion_cpu = stages.get("motion_decode_and_score", {}).get("cpu_s", 0.0)  # in the pool threads
-        core = {
-            **s, "rows": core_rows, "stages": stages,
-            "video_seconds_per_wall_second": round(seconds / s["wall_s"], 3),
-            "video_seconds_per_cpu_second": round(seconds / s["cpu_s"], 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "preview_cpu_s": round(preview_cpu, 3), "motion_cpu_s": round(motion_cpu, 3),
-        }
-        record["core"] = core
-        print(f"\n  ours: {seconds:.0f} s of video in {s['wall_s']:.1f} s wall / {s['cpu_s']:.1f} s CPU: "
-              f"{core['video_seconds_per_wall_second']:.3f} s of video per wall second")
-        print("  stage breakdown (wall: on the thread that ran it; transcode includes the preview taps, which run "
-              "in the encoder threads, and overlaps the motion scores, which start on a pool as each clip "
-              "finishes ('motion' = waiting for them after the transcode); CPU: thread CPU of each stage):")
-        print(fmt_stages(stages, s["wall_s"]))
-        print(f"  motion + previews: {motion_cpu + preview_cpu:.2f} CPU s = "
-              f"{100 * (motion_cpu + preview_cpu) / max(1e-9, s['cpu_s']):.1f}% of the pipeline's CPU "
-              f"(motion {motion_cpu:.2f}, previews {preview_cpu:.2f})")
-        print(f"  peak RSS so far: {core['peak_rss_mb']:.0f} MB")
-    if ff_rows:
-        s = summarize(ff_rows)
-        record["ffmpeg"] = {**s, "rows": ff_rows}
+    print(f"\n== core pipeline vs ffmpeg, x264 preset {preset} (interleaved per video) ==", flush=True)
+    for i, video in enumerate(videos):
+        order = ["ffmpeg"] + variants
+        order = order[i % len(order):] + order[: i % len(order)]
+        for what in order:
+            if what not in parts and not (what == "core_tap" and "core" in parts):
+                continue
+            ld = load()
+            if what == "ffmpeg":
+                row = run_ffmpeg_video(ffmpeg, video, ff_out / video.name, preset)
+                rows["ffmpeg"].append(row)
+                print(f"  ffmpeg   {video.name:30s} wall {row['wall_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s  "
+                      f"(load {ld})", flush=True)
+                continue
+            with instrument_core(timers[what]):
+                row = run_core_video(video, options[what], work / f"{what}_{preset}_out")
+            rows[what].append(row)
+            print(f"  {'ours+tap' if what == 'core_tap' else 'ours':8s} {video.name:30s} wall {row['wall_s']:7.2f} s  "
+                  f"cpu {row['cpu_s']:7.2f} s  (process {row['process_wall_s']:.2f} s, write {row['write_wall_s']:.2f} s; "
+                  f"{row['clips']} clips, {row['files']} files; load {ld}) "
+                  f"{row['errors'] or ''}{row['clip_errors'] or ''}", flush=True)
+    out: dict[str, Any] = {"preset": preset}
+    for v in variants:
+        if rows[v]:
+            out[v] = _core_summary(rows[v], timers[v], seconds, "ours with the model frame tap" if v == "core_tap"
+                                   else "ours")
+    if rows["ffmpeg"]:
+        s = summarize(rows["ffmpeg"])
+        out["ffmpeg"] = {**s, "rows": rows["ffmpeg"]}
         print(f"  ffmpeg: {s['wall_s']:.1f} s wall / {s['cpu_s']:.1f} s CPU "
               f"({seconds / s['wall_s']:.3f} s of video per wall second)")
-    if core_rows and ff_rows:
-        ratio_wall = record["core"]["wall_s"] / record["ffmpeg"]["wall_s"]
-        ratio_cpu = record["core"]["cpu_s"] / record["ffmpeg"]["cpu_s"]
-        pairs = [c["wall_s"] / f["wall_s"] for c, f in zip(core_rows, ff_rows)]
-        record["ratio_vs_ffmpeg"] = {"wall": round(ratio_wall, 3), "cpu": round(ratio_cpu, 3),
-                                     "per_video_wall": [round(p, 3) for p in pairs]}
-        print(f"  RATIO ours / ffmpeg: wall {ratio_wall:.3f}  cpu {ratio_cpu:.3f}  (target wall <= 1.10); "
-              f"per video {' '.join(f'{p:.2f}' for p in pairs)}", flush=True)
+    for v in variants:
+        if rows[v] and rows["ffmpeg"]:
+            ratio_wall = out[v]["wall_s"] / out["ffmpeg"]["wall_s"]
+            ratio_cpu = out[v]["cpu_s"] / out["ffmpeg"]["cpu_s"]
+            pairs = [c["wall_s"] / f["wall_s"] for c, f in zip(rows[v], rows["ffmpeg"])]
+            key = "ratio_vs_ffmpeg" if v == "core" else "ratio_tap_vs_ffmpeg"
+            out[key] = {"wall": round(ratio_wall, 3), "cpu": round(ratio_cpu, 3),
+                        "per_video_wall": [round(p, 3) for p in pairs]}
+            print(f"  RATIO {'ours+tap' if v == 'core_tap' else 'ours'} / ffmpeg ({preset}): wall {ratio_wall:.3f}  "
+                  f"cpu {ratio_cpu:.3f}  (target wall <= 1.10); per video {' '.join(f'{p:.2f}' for p in pairs)}",
+                  flush=True)
+    if "core" in out and "core_tap" in out:
+        extra = out["core_tap"]["cpu_s"] / out["core"]["cpu_s"]
+        out["tap_cpu_ratio"] = round(extra, 3)
+        print(f"  the tap: pipeline CPU x{extra:.3f} with it on; its own thread CPU "
+              f"{out['core_tap']['tap_cpu_s']:.2f} s = {100 * out['core_tap']['tap_cpu_s'] / out['core']['cpu_s']:.1f}% "
+              f"of the pipeline's CPU without it", flush=True)
+    return out
 
 
 COPY_CONFIGS = (  # label, previews, motion filter
@@ -378,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=60.0, help="length of each video")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    ap.add_argument("--presets", nargs="+", default=["medium"], help="x264 presets of the core and ffmpeg parts "
+                    "(--transcode-preset; ffmpeg runs with the same -preset), e.g. medium veryfast")
+    ap.add_argument("--tap", action="store_true", help="also run the core part with the model frame tap on "
+                    "(model_frames=source, every model step on) and report its cost")
     ap.add_argument("--cache", default=str(footage.DEFAULT_CACHE), help="folder of the built footage (kept)")
     ap.add_argument("--results", default=str(DEFAULT_RESULTS), help="JSON lines file the figures are appended to")
     ap.add_argument("--keep", action="store_true", help="keep the outputs (printed folder)")
@@ -417,7 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pipeline_throughput_"))
     try:
         if parts & {"core", "ffmpeg"}:
-            part_core_and_ffmpeg(videos, work, parts, record)
+            record["presets"] = {}
+            for preset in args.presets:
+                figures = part_core_and_ffmpeg(videos, work, parts, record, preset=preset, tap=args.tap)
+                record["presets"][preset] = figures
+                if preset == "medium":  # the default: the figures the other parts compare with
+                    record.update({k: v for k, v in figures.items() if k != "preset"})
+            if len(args.presets) > 1 and all("core" in record["presets"][p] for p in args.presets):
+                print("\n  pipeline throughput by x264 preset (s of video per wall second / per CPU second): " +
+                      ", ".join(f"{p} {record['presets'][p]['core']['video_seconds_per_wall_second']:.3f} / "
+                                f"{record['presets'][p]['core']['video_seconds_per_cpu_second']:.3f}"
+                                for p in args.presets), flush=True)
         if "copy" in parts:
             part_copy(videos, work, record)
         if "dagster" in parts:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -224,6 +223,7 @@ class VideoRow:
     seconds: float = 0.0
     wall_s: float | None = None
     written: bool = False
+    documented: bool | None = None  # a failed video: whether its processed_videos records the failure
     errors: dict[str, str] = field(default_factory=dict)
     clip_errors: dict[str, int] = field(default_factory=dict)
 
@@ -254,6 +254,11 @@ def collect_rows(result: Any, keys: list[str], rows: dict[str, VideoRow]) -> Non
             evaluation = event.event_specific_data
             if not evaluation.passed and evaluation.partition in rows:
                 rows[evaluation.partition].errors[f"check {evaluation.check_name}"] = evaluation.description or "failed"
+        elif event.event_type_value == "ASSET_OBSERVATION":
+            obs = event.event_specific_data.asset_observation
+            row = rows.get(obs.partition)
+            if row is not None and obs.asset_key.to_user_string() == "processed_videos":
+                row.documented = bool(_metadata_value(obs.metadata, "error_document_written", False))
         elif event.is_step_failure:
             data = event.step_failure_data
             failed = (_metadata_value(data.user_failure_data.metadata, "failed_partitions", None)
@@ -261,7 +266,8 @@ def collect_rows(result: Any, keys: list[str], rows: dict[str, VideoRow]) -> Non
             if isinstance(failed, dict):
                 for key, why in failed.items():
                     if key in rows and not rows[key].errors:  # a broken video's own errors already say why
-                        rows[key].errors["failed"] = why
+                        error_key, _, message = str(why).partition(": ")
+                        rows[key].errors[error_key] = message or error_key
             else:  # the whole step failed: every video of the run not written says why
                 message = data.error.message.strip().splitlines()[0] if data.error else "the run failed"
                 for key in keys:
@@ -275,15 +281,23 @@ def print_summary(rows: list[VideoRow], wall: float, stream=None) -> None:
     stream.write(f"\n{'video'.ljust(width)}  passed  filtered  video_s  wall_s  status\n")
     for r in rows:
         wall_s = f"{r.wall_s:.1f}" if r.wall_s is not None else "-"
-        status = "ok" if not r.errors else "FAILED: " + "; ".join(f"{k}: {v}" for k, v in r.errors.items())
+        if "stopped" in r.errors:
+            status = r.errors["stopped"]
+        else:
+            status = "ok" if not r.errors else "FAILED: " + "; ".join(f"{k}: {v}" for k, v in r.errors.items())
+        if r.errors and r.documented is not None:
+            status += (" (its processed_videos document records it)" if r.documented
+                       else " (nothing of it was written)")
         if r.clip_errors:
             status += " (clips with errors: " + ", ".join(f"{k} {n}" for k, n in r.clip_errors.items()) + ")"
         stream.write(f"{r.video.ljust(width)}  {r.passed:6d}  {r.filtered:8d}  {r.seconds:7.1f}  {wall_s:>6}  {status}\n")
     total = sum(r.seconds for r in rows)
-    failed = [r.video for r in rows if r.errors]
+    failed = [r.video for r in rows if r.errors and "stopped" not in r.errors]
+    stopped = [r.video for r in rows if "stopped" in r.errors]
     stream.write(f"{len(rows)} videos, {total:.1f} s of video in {wall:.1f} s "
                  f"({total / max(wall, 1e-6):.2f} s of video per second)"
-                 + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "") + "\n")
+                 + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+                 + (f"; {len(stopped)} not processed (stopped)" if stopped else "") + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +329,10 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
                                caption_client=caption_service.client(options) if options.generate_captions else None)
     if found:
         raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
-    rel_paths = storage.list_videos(options.input_path, options.video_extensions)
+    scan = storage.scan_videos(options.input_path, options.video_extensions)
+    rel_paths = scan.videos
+    for rel, why in scan.skipped:
+        stream.write(f"skipped {rel}: {why}\n")
     if not rel_paths:
         raise UsageError(f"no videos found under {options.input_path}")
     if video_limit is not None and video_limit >= 0:
@@ -342,16 +359,19 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    stop = StopOnSignal()
     try:
-        with dg.DagsterInstance.get() as instance:
+        with stop, dg.DagsterInstance.get() as instance:
             bind_dataset(instance, options.input_path)
             known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
             new = [k for k in keys if k not in known]
             if new:
                 instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
+                if stop.requested:
+                    break
                 with _known_partitions(instance, VIDEOS_PARTITION_NAME, known | set(new)):
-                    for result in _execute_range(resolved_job, instance, batch, run_config):
+                    for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
                         collect_rows(result, batch, rows)
     finally:
         unsubscribe()
@@ -360,10 +380,99 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
         v = printer.videos.get(row.video)
         row.wall_s = (v.finished - v.started) if v and v.finished else None
         row.clip_errors = v.clip_errors if v else {}
+        if stop.requested and not row.written:
+            row.errors = {"stopped": "not processed: the run was stopped (Ctrl-C or SIGTERM) before this video "
+                                     "was written"}
     print_summary(list(rows.values()), time.perf_counter() - started, stream)
     for message in notices:
         stream.write(f"note: {message}\n")
+    if stop.requested:
+        return 130
     return 1 if any(r.errors for r in rows.values()) else 0
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM: the first asks the runs to stop at the next safe point
+    (``core.cancel``: between clips, never in a file's write) and no further batch starts; the
+    second stops the process at once (every file under a real name is whole: writes are atomic).
+
+    Dagster swallows SIGINT on the thread that executes a run, so the runs execute on a worker
+    thread and this thread keeps the signals."""
+
+    def __init__(self, stream=None) -> None:
+        self.requested = False
+        self._owned = None
+        if stream is None:
+            # a copy of the terminal's stderr: while a step runs, Dagster points fd 2 at its compute log
+            try:
+                stream = self._owned = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+            except (AttributeError, OSError, ValueError):  # no real file behind sys.stderr (captured)
+                stream = sys.stderr
+        self.stream = stream
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        from .core import cancel
+
+        if self.requested:
+            try:
+                self.stream.write("\ncuration-assets: stopped at once\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # the stream closed while the run wound down
+                pass
+            os._exit(130)
+        self.requested = True
+        cancel.request()
+        self.stream.write("\ncuration-assets: stopping after the current clip (press Ctrl-C again to stop at once)\n")
+        self.stream.flush()
+
+    def __enter__(self) -> StopOnSignal:
+        import signal
+        import threading
+
+        from .core import cancel
+
+        cancel.clear()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        from .core import cancel
+
+        if not self.requested:  # once a stop was asked for, a further signal still stops at once (exit 130)
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        cancel.clear()
+        if self._owned is not None:
+            self._owned.close()
+
+    def run(self, fn):
+        """``fn()`` on a worker thread, this thread waiting in short slices so that it handles signals."""
+        import threading
+
+        from .core import cancel
+
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except cancel.Interrupted:
+                box["value"] = []
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name="curation-run", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ Assets, sensors, schedules and the CLI all import this module; the key encoding 
 
 A partition key is a path relative to ``input_path``, so it only means something for one input
 folder: a Dagster instance holds the partitions of **one dataset**. The first run, sensor tick or
-CLI call that adds videos binds the instance to its ``input_path`` (recorded in
-``$DAGSTER_HOME/curation_assets_dataset.json``); anything later that works on another input
+CLI call that adds videos binds the instance to its ``input_path`` (recorded in the instance's own
+storage, so every Celery worker or Kubernetes pod of a PostgreSQL instance sees it, and in
+``$DAGSTER_HOME/curation_assets_dataset.json`` for the CLI's choice of instance folder); anything later that works on another input
 folder with that instance is refused with a message saying so (the CLI then picks an instance
 of that folder's own, see ``cli.py``). Two folders holding an ``x.mp4`` never share a partition.
 """
@@ -23,6 +24,7 @@ from .core.keys import key_from_rel_path, rel_path_from_key
 
 VIDEOS_PARTITION_NAME = "videos"
 DATASET_FILE = "curation_assets_dataset.json"
+DATASET_KEY = "curation_assets/dataset_input_path"  # in the instance's key-value storage
 
 videos_partitions = dg.DynamicPartitionsDefinition(name=VIDEOS_PARTITION_NAME)
 
@@ -53,13 +55,24 @@ def bound_dataset(instance_root: str) -> str | None:
 
 
 def bind_dataset(instance: dg.DagsterInstance, input_path: str) -> None:
-    """Bind the instance to ``input_path`` (first use), or refuse another input folder."""
+    """Bind the instance to ``input_path`` (first use), or refuse another input folder.
+
+    The instance's storage decides: a worker's instance folder is its own local disk (a Kubernetes
+    pod's is new for every step), so the file there only mirrors it."""
     root = instance.root_directory
     input_path = storage.normalize_url(input_path)
-    bound = bound_dataset(root)
-    if bound is None:
-        storage.write_text_atomic(os.path.join(root, DATASET_FILE), json.dumps({"input_path": input_path}))
-    elif bound != input_path:
+    stored = instance.run_storage.get_cursor_values({DATASET_KEY}).get(DATASET_KEY) or None
+    in_file = bound_dataset(root)
+    bound = stored or in_file
+    if bound is None or bound == input_path:
+        if stored is None:
+            instance.run_storage.set_cursor_values({DATASET_KEY: input_path})
+        if in_file is None:
+            try:
+                storage.write_text_atomic(os.path.join(root, DATASET_FILE), json.dumps({"input_path": input_path}))
+            except OSError:  # a worker that cannot write its instance folder: the storage holds the binding
+                pass
+    else:
         raise DatasetMismatch(
             f"this Dagster instance ({root}) holds the video partitions of {storage.redact(bound)}; "
             f"input_path is {storage.redact(input_path)}. Use another instance (DAGSTER_HOME, or the CLI's "

@@ -29,6 +29,26 @@ def _scheme_problem(name: str, url: str) -> str | None:
     return None
 
 
+def _inside(base: str, url: str) -> bool:
+    try:
+        storage.relative_to(base, url)
+    except ValueError:
+        return False
+    return True
+
+
+def overlap_problems(options: PipelineOptions) -> list[str]:
+    """The input must not overlap the output or the work area: an output inside the input would be
+    curated as new source videos by the next run (and the sensor), and a later run with other
+    settings would delete files it had just read as sources."""
+    out = []
+    for name, url in (("output_path", options.output_path), ("work_path", options.work_url)):
+        if _inside(options.input_path, url) or _inside(url, options.input_path):
+            out.append(f"{name}={storage.redact(url)!r} overlaps input_path={storage.redact(options.input_path)!r}: "
+                       "choose folders (or prefixes) outside each other")
+    return out
+
+
 def problems(options: PipelineOptions, *, embedder: Any = None, scorer: Any = None,
              caption_client: Any = None) -> list[str]:
     """Everything about ``options`` that would fail every video, as messages (empty: good to go).
@@ -40,12 +60,18 @@ def problems(options: PipelineOptions, *, embedder: Any = None, scorer: Any = No
     found = [p for p in (_scheme_problem("input_path", options.input_path),
                          _scheme_problem("output_path", options.output_path),
                          _scheme_problem("work_path", options.work_path)) if p]
+    found += overlap_problems(options)
     if options.transcode_encoder == "h264_nvenc":
         from .core.transcode import available_encoders
 
         if "h264_nvenc" not in available_encoders():
             found.append("transcode_encoder=h264_nvenc: this machine's FFmpeg has no usable NVENC encoder; "
                          "use libx264 or libvpx-vp9")
+    if options.transnetv2_device == "cuda":
+        from .core.devices import cuda_available
+
+        if not cuda_available():
+            found.append("transnetv2_device=cuda: torch sees no CUDA device here; use auto or cpu")
     if options.generate_embeddings == "on" and embedder is not None:
         try:
             embedder.resolve()

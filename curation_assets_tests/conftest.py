@@ -1,1 +1,1 @@
-pytest_plugins = ["curation_assets_tests.s3_server"]
+pytest_plugins = ["curation_assets_tests.s3_server", "curation_assets_tests.servers"]

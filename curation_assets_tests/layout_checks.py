@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 
+from curation_assets.core import layout
+
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 PATTERNS = {
     "clips": re.compile(rf"^clips/{UUID}\.mp4$"),
@@ -28,7 +30,7 @@ PATTERNS = {
 
 WORK_DIR = "_work"  # the work area (core.options.DEFAULT_WORK_DIR): step values, not layout files
 # What a finished video leaves in the work area: its steps' JSON values and the writer's lock.
-WORK_FILE = re.compile(rf"^{WORK_DIR}/videos/[0-9a-f]{{32}}/[a-z_]+\.(json|lock)$")
+WORK_FILE = re.compile(rf"^{WORK_DIR}/videos/[0-9a-f]{{32}}/([a-z_]+\.[0-9a-f]{{16}}\.json|writer\.lock)$")
 
 
 def reference_fixed_stride_ids(video: str, num_frames: int, fps: float, clip_len_s: float, min_clip_len_s: float,
@@ -135,14 +137,14 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
                 assert abs(duration - (end - start)) <= 1.01 / fps + 1e-6, (uid, duration, end - start)
         assert meta["valid"] == bool("width" in meta and meta["windows"])
     for rel in videos:
-        video_doc_path = out / "processed_videos" / f"{rel}.json"
+        video_doc_path = out / layout.video_file(rel)
         assert video_doc_path.exists(), f"processed_videos missing for {rel}"
         vdoc = json.loads(video_doc_path.read_text())
         expected_video = input_url.rstrip("/") + "/" + rel if input_url is not None else str((input_dir / rel).resolve())
         assert vdoc["video"] == expected_video, (vdoc["video"], expected_video)
         passed, filtered = [], []
         for i in range(vdoc["num_clip_chunks"]):
-            cdoc = json.loads((out / "processed_clip_chunks" / f"{rel}_{i}.json").read_text())
+            cdoc = json.loads((out / layout.chunk_file(rel, i)).read_text())
             assert cdoc["clip_chunk_index"] == i and cdoc["video"] == vdoc["video"]
             passed += cdoc["clips"]
             filtered += cdoc["filtered_clips"]
@@ -155,7 +157,7 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
                 assert (f"filtered_clips/{uid}.mp4" in files) == ("width" in metas[uid]), uid
             durations = [metas[u]["duration_span"][1] - metas[u]["duration_span"][0] for u in cdoc["clips"] + cdoc["filtered_clips"]]
             assert abs(cdoc["total_clip_duration"] - sum(durations)) < 1e-6
-        assert not (out / "processed_clip_chunks" / f"{rel}_{vdoc['num_clip_chunks']}.json").exists()
+        assert not (out / layout.chunk_file(rel, vdoc["num_clip_chunks"])).exists()
         assert vdoc["num_total_clips"] == len(passed) + len(filtered)
         own = {u for u, m in metas.items() if m["source_video"] == vdoc["video"]}
         assert own == set(passed) | set(filtered), f"metas and chunk documents disagree for {rel}"

@@ -16,6 +16,7 @@ from curation_assets.cli import build_parser
 from curation_assets.core import layout, removal
 from curation_assets.core.options import PipelineOptions, location_settings
 from curation_assets.core.work import WorkArea
+from curation_assets.defs.packaging import CURATION_SELECTION, DATASET_ASSETS
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
 from curation_assets.defs.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
 from curation_assets.defs.resources import CurationSettings
@@ -195,8 +196,13 @@ def test_steps_after_video_clips_follow_it_when_automation_is_on(tmp_path):
     defs = build_definitions(CurationSettings.from_options(_options(videos, out)))
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("video_clips")).automation_condition is None
+    curation = CURATION_SELECTION.resolve(graph)
     assert all(graph.get(k).automation_condition.get_label() == "eager"
-               for k in graph.get_all_asset_keys() if k != dg.AssetKey("video_clips"))
+               for k in curation if k != dg.AssetKey("video_clips"))
+    # a video's manifest piece follows its layout; the dataset-level packages (shards, dedup) stay
+    # on request: rebuilding them after every video is not wanted
+    assert graph.get(dg.AssetKey("clip_manifest")).automation_condition.get_label() == "eager"
+    assert all(graph.get(dg.AssetKey(k)).automation_condition is None for k in DATASET_ASSETS)
     sensor = next(s for s in defs.sensors if isinstance(s, dg.AutomationConditionSensorDefinition))
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     with dg.instance_for_test() as instance:

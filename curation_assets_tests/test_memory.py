@@ -5,6 +5,7 @@ Peak memory against video length is measured by ``benchmarks/memory_long_video.p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +27,8 @@ def test_spilled_clips_equal_in_memory_clips(tmp_path):
 
     memory = process_video(str(video), "a.mp4", opener, options)
     area = work.WorkArea(str(tmp_path / "work"))
-    spilled = process_video(str(video), "a.mp4", opener, options,
-                            spill=work.VideoSpill(area, str(video), str(tmp_path / "out")))
+    spill = work.VideoSpill(area, str(video), str(tmp_path / "out"))
+    spilled = process_video(str(video), "a.mp4", opener, options, spill=spill)
     assert len(spilled.clips) == len(memory.clips) == 3
     for a, b in zip(memory.clips, spilled.clips):
         assert isinstance(a.encoded, bytes) and isinstance(b.encoded, SpilledBytes)
@@ -44,6 +45,6 @@ def test_spilled_clips_equal_in_memory_clips(tmp_path):
     files_b = layout.video_files(spilled, "/out").files
     assert {d: {r: as_bytes(x) for r, x in f.items()} for d, f in files_b.items()} == files_a
 
-    (tmp_path / "work" / "videos" / work.video_id(str(video)) / "clips" / f"{spilled.clips[0].uuid}.mp4").unlink()
+    Path(area.clip_url(str(video), spill.token, str(spilled.clips[0].uuid))).unlink()
     with pytest.raises(FileNotFoundError, match="materialize video_clips"):
         spilled.clips[0].encoded.read()

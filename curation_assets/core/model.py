@@ -189,6 +189,7 @@ class Clip:
     source_video: str
     span: Span
     encoded: bytes | SpilledBytes | None = None  # the transcoded mp4
+    model_frames: bytes | SpilledBytes | None = None  # the model steps' frames, kept by the decode pass
     probe: ClipProbe | None = None
     decoded_frames: int | None = None
     motion: MotionScore | None = None
@@ -225,8 +226,9 @@ class VideoResult:
 
 
 # Step failures of a video that mean nothing of it may be written: a partition key that names no
-# video under input_path, or a source that is not there (a stale key).
-UNWRITABLE_FAILURES = ("key", "source")
+# video under input_path, a source that is not there (a stale key) or must not be opened, a name
+# the documents cannot hold.
+UNWRITABLE_FAILURES = ("key", "source", "name")
 
 
 @dataclass

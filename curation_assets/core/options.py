@@ -24,7 +24,16 @@ MOTION_FILTER_MODES = ("disable", "enable", "score-only")
 EMBEDDING_ALGORITHMS = ("cosmos-embed1-224p", "cosmos-embed1-336p", "cosmos-embed1-448p")
 # "copy": no re-encode, spans snapped to the source's keyframes (core/stream_copy.py)
 ENCODERS = ("libx264", "libvpx-vp9", "h264_nvenc", "copy")
+# libx264's presets; "medium" is x264's own default (what `ffmpeg -c:v libx264` and the reference use)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+DEFAULT_X264_PRESET = "medium"
 GENERATE_MODES = ("auto", "on", "off")
+# where the model steps' frames come from: "source" = taken off the single decode pass that feeds the
+# clip encoders (no clip is decoded again); "clip" = each model step decodes the transcoded clip
+MODEL_FRAME_SOURCES = ("source", "clip")
+# "auto" = cuda when torch sees a GPU, else cpu
+TRANSNETV2_DEVICES = ("auto", "cpu", "cuda")
 AESTHETIC_REDUCTIONS = ("min", "mean")
 # The containers the reference's video reader accepts.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -93,10 +102,14 @@ class PipelineOptions:
     transnetv2_max_length_mode: str = _s("stride", "how long scenes are cut: into pieces (stride) or once (truncate)",
                                          choices=MAX_LENGTH_MODES, steps=_CLIPS)
     transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0, steps=_CLIPS)
+    transnetv2_device: str = _s("auto", "where TransNetV2 runs (auto: cuda when available)", choices=TRANSNETV2_DEVICES,
+                                hashed=False)
     # transcoding and chunks
     transcode_encoder: str = _s("libx264", "clip encoder; copy: cut without re-encoding, each span snapped out to "
                                            "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS, steps=_CLIPS)
     transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, steps=_CLIPS)
+    transcode_preset: str = _s(DEFAULT_X264_PRESET, "libx264 preset (medium: the reference's; veryfast encodes about "
+                                                    "twice as fast)", choices=X264_PRESETS, steps=_CLIPS)
     clip_re_chunk_size: int = _s(32, "clips per chunk: a chunk closes at this many x 8 seconds of clips", ge=1)
     # motion
     motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
@@ -119,6 +132,9 @@ class PipelineOptions:
                         path=True, hashed=False)
     allow_model_download: bool = _s(False, "let missing model weights be downloaded from the Hugging Face hub",
                                     hashed=False)
+    model_frames: str = _s("source", "the model steps' frames: source (taken off the transcode's one decode pass) or "
+                                     "clip (decode each transcoded clip, the reference's pixels)",
+                           choices=MODEL_FRAME_SOURCES, steps=_CLIPS + ("aesthetic_scores",) + _FILTERED)
     # previews
     generate_previews: bool = _s(True, "write an animated WebP preview per clip window", steps=_CLIPS)
     preview_target_fps: float = _s(1.0, "preview frame rate (capped at the source's)", gt=0, le=60, steps=_CLIPS)
@@ -173,6 +189,22 @@ class PipelineOptions:
                 value = normalize_url(value)
             object.__setattr__(self, f.name, value)
             problems += _check(f.name, value, meta)
+        if not problems and self.splitting_algorithm == "fixed_stride" \
+                and self.fixed_stride_min_clip_length_s > self.fixed_stride_split_duration:
+            problems.append(f"fixed_stride_min_clip_length_s={self.fixed_stride_min_clip_length_s:g} is above "
+                            f"fixed_stride_split_duration={self.fixed_stride_split_duration:g}: no clip can result")
+        if not problems and self.splitting_algorithm == "transnetv2" \
+                and self.transnetv2_min_length_s > self.transnetv2_max_length_s:
+            problems.append(f"transnetv2_min_length_s={self.transnetv2_min_length_s:g} is above "
+                            f"transnetv2_max_length_s={self.transnetv2_max_length_s:g}: no clip can result")
+        if not problems and self.transcode_preset != DEFAULT_X264_PRESET and self.transcode_encoder != "libx264":
+            problems.append(f"transcode_preset={self.transcode_preset!r} is an x264 preset: it needs "
+                            f"transcode_encoder=libx264, not {self.transcode_encoder!r}")
+        if not problems and self.transnetv2_device != "auto" and self.splitting_algorithm != "transnetv2":
+            problems.append(f"transnetv2_device={self.transnetv2_device!r} needs splitting_algorithm=transnetv2")
+        if not problems and self.model_frames != "source" and not self.uses_models:
+            problems.append(f"model_frames={self.model_frames!r} has no model step to feed (embeddings off, no "
+                            "aesthetic_threshold, no captions)")
         if len(self.caption_models) != 1 or len(self.enhanced_caption_models) != 1:
             problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
                             "service has one endpoint; run again with another key for another model)")
@@ -201,6 +233,11 @@ class PipelineOptions:
 
     def replace(self, **changes: Any) -> PipelineOptions:
         return type(self).from_mapping({**asdict(self), **changes})
+
+    @property
+    def uses_models(self) -> bool:
+        """Whether any model step (embeddings, aesthetic scores, captions) may need clip frames."""
+        return self.generate_embeddings != "off" or self.aesthetic_threshold is not None or self.generate_captions
 
     @property
     def chunk_duration_budget(self) -> int:

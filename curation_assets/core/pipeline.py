@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from . import cancel
 from .cpus import usable_cores
 from .model import Clip, MotionScore, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
@@ -55,8 +56,10 @@ def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions
             min_clip_length_s=options.fixed_stride_min_clip_length_s,
             limit_clips=options.limit_clips,
         )
+    from .devices import resolve_device
     from .scenes import detect_scene_spans
 
+    device = resolve_device(options.transnetv2_device)
     with opener() as source:
         return detect_scene_spans(
             source,
@@ -67,6 +70,7 @@ def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions
             max_length_mode=options.transnetv2_max_length_mode,
             crop_s=options.transnetv2_crop_s,
             limit_clips=options.limit_clips,
+            device=device,
         )
 
 
@@ -121,8 +125,19 @@ def _motion_of(out: object, pending: Future | None = None):
     return getattr(out, "motion", None)
 
 
+def _frame_tap(options: PipelineOptions):
+    """The model frames to take off the decode pass (``model_frames=source``): a clip tap factory
+    for the frames the enabled model steps need, or None."""
+    if options.model_frames != "source" or not options.uses_models:
+        return None
+    from ..models.tap import frame_request
+
+    request = frame_request(options)
+    return request.tap if request is not None else None
+
+
 def _copy_clips(source, spans: list[Span], preview, options: PipelineOptions, clips: dict[Span, Clip],
-                source_url: str, on_clip_done) -> list:
+                source_url: str, on_clip_done, tap=None) -> list:
     """``transcode_encoder == "copy"``: cut without re-encoding (:mod:`.stream_copy`). The clips get the
     spans snapped to the source's keyframes (added to ``clips`` as they finish); spans that snap to
     the same range give one clip."""
@@ -132,7 +147,7 @@ def _copy_clips(source, spans: list[Span], preview, options: PipelineOptions, cl
         clips.setdefault(out.span, Clip(source_video=source_url, span=out.span))
         on_clip_done(out)
 
-    return copy_clips(source, spans, preview, motion=options.motion_filter != "disable", on_clip_done=done)
+    return copy_clips(source, spans, preview, motion=options.motion_filter != "disable", on_clip_done=done, tap=tap)
 
 
 # Codecs of single pictures: a still image renamed .mp4 opens as a one-frame "video" without a duration.
@@ -219,6 +234,8 @@ def _spill(out, clip: Clip, spill: VideoSpill, probes: dict) -> None:
     uid = str(clip.uuid)
     out.data = spill.clip(uid, out.data)
     out.previews = {k: spill.preview(uid, k[0], k[1], v) if v else v for k, v in out.previews.items()}
+    if out.model_frames:
+        out.model_frames = spill.frames(uid, out.model_frames)
 
 
 def _process_video(
@@ -262,9 +279,12 @@ def _process_video(
 
     preview = None
     if options.generate_previews and not options.dry_run:
-        preview = PreviewOptions(target_fps=options.preview_target_fps, target_height=options.preview_target_height)
+        # never more preview frames per second than the source has
+        preview = PreviewOptions(target_fps=min(options.preview_target_fps, metadata.framerate),
+                                 target_height=options.preview_target_height)
+    tap = _frame_tap(options)
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
-                             preview=preview)
+                             preview=preview, preset=options.transcode_preset, tap=tap)
     by_span = {clip.span: clip for clip in result.clips}
     probes: dict = {}  # span -> ClipProbe (or the exception) of clips spilled to disk
     done = 0
@@ -278,6 +298,7 @@ def _process_video(
 
     def finished(out) -> None:
         nonlocal done
+        cancel.checkpoint()  # a stop request ends the video between two clips
         done += 1
         data = out.data
         if spill is not None:
@@ -292,9 +313,13 @@ def _process_video(
     try:
         with opener() as source:
             if options.transcode_encoder == "copy":
-                outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished)
+                outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished, tap)
             else:
                 outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
+    except cancel.Interrupted:
+        if motion_pool is not None:
+            motion_pool.shutdown(wait=True, cancel_futures=True)
+        raise
     except Exception as exc:
         result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
         for clip in result.clips:
@@ -311,6 +336,7 @@ def _process_video(
             clip.errors["transcode"] = out.error or "no frames in span"
         else:
             clip.encoded = out.data
+            clip.model_frames = out.model_frames
             clip.decoded_frames = out.num_frames
             try:
                 probe = probes.get(out.span)

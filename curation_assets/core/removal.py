@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from . import layout, storage
 from .model import VideoResult
-from .options import STEPS
 from .work import WorkArea
 from .writer import LOCK_WAIT_S, VideoBusy, directory_of, previous_files
 
@@ -60,8 +59,12 @@ def remove_video_outputs(output_path: str, rel_path: str, source_video: str, wor
             for rel in group:
                 d = directory_of(rel)
                 report.removed[d] = report.removed.get(d, 0) + 1
-        work.remove_bytes(source_video)
-        storage.remove_files([work.value_url(source_video, step) for step in STEPS] + [work.journal_url(source_video)])
+        # the step values (any settings' digest) and the journal, then the spill folders they
+        # referenced and no live transcode holds
+        folder = work.video_dir(source_video)
+        storage.remove_files([u for u in storage.list_files(folder)
+                              if "/bytes/" not in u[len(folder):] and not u.endswith(".lock")])
+        work.remove_bytes(VideoResult(source_video, rel_path, None))
     return report
 
 

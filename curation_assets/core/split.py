@@ -28,6 +28,9 @@ def fixed_stride_spans(
     if not metadata.framerate or metadata.num_frames is None:
         raise ValueError("incomplete metadata: framerate and num_frames are required to split")
     fps = metadata.framerate
+    if stride * fps < 1:
+        raise ValueError(f"a stride of {stride:g} s is shorter than one frame of this {fps:g} fps video "
+                         "(its clips would repeat the same frames and ids)")
     duration = metadata.num_frames / fps
     spans: list[Span] = []
     start = 0.0

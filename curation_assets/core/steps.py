@@ -40,7 +40,11 @@ def failed(source_url: str, rel_path: str, key: str, message: str, options: Pipe
 
 
 def _bytes_in_place(result: VideoResult) -> bool:
-    refs = [c.encoded for c in result.clips] + [w.preview for c in result.clips for w in c.windows]
+    """Every spilled file the later steps will read (clips, previews, the models' frames) is still
+    there: a result whose frames went with a finished write is not reused, or the model steps would
+    see other pixels than a fresh run."""
+    refs = ([c.encoded for c in result.clips] + [c.model_frames for c in result.clips]
+            + [w.preview for c in result.clips for w in c.windows])
     return all(ref.locate() is not None for ref in refs if isinstance(ref, SpilledBytes))
 
 
@@ -49,22 +53,35 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
     """The transcode step for one video: ``(result, reused)``. Never raises: a missing source or a
     storage error becomes the result's ``source`` / ``storage`` error."""
     try:
+        rel_path.encode("utf-8")
+    except UnicodeEncodeError:
+        return failed(source_url, rel_path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), "name",
+                      "the file name is not valid UTF-8 (the layout's documents and clip ids are UTF-8 text): "
+                      "rename it", options), False
+    try:
+        problem = storage.source_problem(options.input_path, source_url)
+        if problem:
+            return failed(source_url, rel_path, "source", f"{rel_path}: {problem}", options), False
         info = storage.file_info(source_url)
         if info is None:
             return failed(source_url, rel_path, "source", f"{rel_path}: no such video under input_path "
                           "(deleted, or a stale partition key)", options), False
         key = stage_key(options, source_url, info)
+        digest = step_digest(options, CLIPS_STEP)
         if reuse:
-            doc = area.load(source_url, CLIPS_STEP)
+            doc = area.load(source_url, CLIPS_STEP, digest)
             if doc is not None and doc.get("kind") == "clips" and doc["value"].get("stage_key") == key:
                 previous = result_value(doc["value"])
                 if _bytes_in_place(previous):
                     previous.settings = options.record()  # the writer's record: this run's settings
                     return previous, True
-        result = process_video(source_url, rel_path, lambda: storage.open_input(source_url), options,
-                               on_progress=on_progress, spill=VideoSpill(area, source_url, options.output_path))
-        result.stage_key = key
-        area.save(source_url, CLIPS_STEP, {"kind": "clips", "value": result_doc(result)})
+        spill = VideoSpill(area, source_url, options.output_path)
+        # held while the transcode writes into its spill folder: a writer's cleanup leaves it alone
+        with storage.lock(area.token_lock_url(source_url, spill.token), shared=True):
+            result = process_video(source_url, rel_path, lambda: storage.open_input(source_url), options,
+                                   on_progress=on_progress, spill=spill)
+            result.stage_key = key
+            area.save(source_url, CLIPS_STEP, digest, {"kind": "clips", "value": result_doc(result)})
         return result, False
     except Exception as exc:  # noqa: BLE001 - any failure of this video (storage, a bug) is this video's
         log.exception("video_clips failed for %s", rel_path)

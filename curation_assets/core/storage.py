@@ -415,8 +415,10 @@ class FileInfo:
 
     size: int
     version: str
+    modified: float | None = None  # seconds since the epoch, where the store says
 
     def as_dict(self) -> dict[str, Any]:
+        """The content identity (``modified`` aside: an object store's copy in place changes it)."""
         return {"size": self.size, "version": self.version}
 
 
@@ -430,7 +432,7 @@ def file_info(url: str) -> FileInfo | None:
                 st = os.stat(path)
             except FileNotFoundError:
                 return None
-            return FileInfo(st.st_size, str(st.st_mtime_ns))
+            return FileInfo(st.st_size, str(st.st_mtime_ns), st.st_mtime)
         fs.invalidate_cache(path)
         try:
             info = fs.info(path)
@@ -438,8 +440,10 @@ def file_info(url: str) -> FileInfo | None:
             return None
         if info.get("type") == "directory":
             return None
-        version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or str(info.get("mtime") or info.get("LastModified") or "")
-        return FileInfo(int(info.get("size") or 0), str(version).strip('"'))
+        stamp = info.get("LastModified") or info.get("mtime")
+        modified = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp) if isinstance(stamp, (int, float)) else None
+        version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or str(stamp or "")
+        return FileInfo(int(info.get("size") or 0), str(version).strip('"'), modified)
 
     return _guarded("check", url, _do)
 
@@ -657,10 +661,10 @@ def remove_temp_leftovers(targets: Iterable[str]) -> int:
 
 
 @contextlib.contextmanager
-def lock(url: str, *, timeout_s: float = 0.0) -> Iterator[bool]:
-    """An exclusive lock named by ``url`` (a local file, locked with ``flock``: released when the
-    holder exits, however it exits). Yields True when held; False when another process holds it
-    and ``timeout_s`` passed. Object-store URLs have no locks: it yields True at once."""
+def lock(url: str, *, timeout_s: float = 0.0, shared: bool = False) -> Iterator[bool]:
+    """A lock named by ``url`` (a local file, locked with ``flock``: released when the holder exits,
+    however it exits), exclusive or ``shared``. Yields True when held; False when another process
+    holds it and ``timeout_s`` passed. Object-store URLs have no locks: it yields True at once."""
     if not is_local(url):
         yield True
         return
@@ -673,7 +677,7 @@ def lock(url: str, *, timeout_s: float = 0.0) -> Iterator[bool]:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:

@@ -22,7 +22,9 @@ once, from its own bytes, by a pool of worker threads (one per usable core; PyAV
 while decoding), single-threaded per clip so the motion vectors are deterministic (spec, "do
 better" item 7), and that one decode feeds both the preview collector and the motion sampler
 (:class:`~curation_assets.core.motion.MotionSampler`: the same score as decoding the clip again
-in ``core.motion``). Without previews and motion nothing is decoded.
+in ``core.motion``). A clip tap (the model frames, ``transcode.ClipTap``) gets its frames from the
+same decode; as the clip's timestamps are known from its packets, the tap says up front which
+frames it needs and those are decoded. Without previews, motion and a tap nothing is decoded.
 
 Plain Python (PyAV); no dagster.
 """
@@ -45,7 +47,7 @@ from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
 from .probe import display_rotation, frame_period, frame_rate
 from .cpus import usable_cores
-from .transcode import ClipOutput, SourceReadError
+from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -195,17 +197,39 @@ class _PlanMismatch(Exception):
     """The decoder's frames did not follow the skip plan; the clip is decoded in full instead."""
 
 
-def _display_pts(data: bytes) -> list[int] | None:
-    """The clip's video frames' presentation timestamps in display order, read from its packets
-    (no decoding); None when a packet has none or two share one (then nothing is skipped)."""
+def _packets(data: bytes) -> tuple[list[tuple[int | None, int]], Fraction | None]:
+    """``(pts, size)`` of the clip's video packets in file order, and the stream's time base (no
+    decoding); empty when the clip cannot be read (the decode pass reports the error)."""
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
-            pts = [p.pts for p in container.demux(container.streams.video[0]) if p.size]
-    except Exception:  # the decode pass reports the error
-        return None
+            stream = container.streams.video[0]
+            return [(p.pts, p.size) for p in container.demux(stream)], stream.time_base
+    except Exception:
+        return [], None
+
+
+def _display_pts(packets: list[tuple[int | None, int]]) -> list[int] | None:
+    """The clip's video frames' presentation timestamps in display order, from its packets; None
+    when a packet has none or two share one (then nothing is skipped)."""
+    pts = [p for p, size in packets if size]
     if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
         return None
     return sorted(pts)
+
+
+def _start_tap(factory: ClipTapFactory | None, packets: list[tuple[int | None, int]], time_base: Fraction | None
+               ) -> tuple[ClipTap | None, list[int], set[int]]:
+    """A tap for the clip, its frames' timestamps (those a reader of the clip sees: every packet
+    pts, sorted) and the indices it needs decoded; no tap when the clip's packets cannot be read."""
+    if factory is None or time_base is None:
+        return None, [], set()
+    pts = sorted(p for p, _ in packets if p is not None)
+    try:
+        tap = factory(Fraction(time_base), None, None)
+        return tap, pts, tap.plan(pts)
+    except Exception as exc:  # the model steps then decode the clip instead
+        log.warning("no model frames for a copied clip: %s", exc)
+        return None, [], set()
 
 
 def _planned_frames(container: Any, stream: Any, display: list[int], needed: set[int],
@@ -236,26 +260,33 @@ def _planned_frames(container: Any, stream: Any, display: list[int], needed: set
         yield j, times[j], None
 
 
-def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, frame_duration: Fraction
-                 ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int]:
-    """Decode a copied clip once: its previews, its motion score, and its frame count.
+def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, frame_duration: Fraction,
+                 tap: ClipTapFactory | None = None
+                 ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int,
+                            bytes | None]:
+    """Decode a copied clip once: its previews, its motion score, its frame count and what the
+    clip tap keeps (the model frames).
 
-    Previews use about one frame per second and motion scores one frame in ``round(fps / 2)``,
-    so the frames neither uses are left undecoded where the codec allows it (non-reference
-    frames: about 40% of an x264 stream with B-frames). The plan comes from the packets'
-    timestamps; should the decoder's frames not match it, the clip is decoded in full."""
-    display = _display_pts(data) if (preview is not None or motion) else None
+    Previews use about one frame per second, motion scores one frame in ``round(fps / 2)`` and
+    the model frames a few per second, so the frames none uses are left undecoded where the codec
+    allows it (non-reference frames: about 40% of an x264 stream with B-frames). The plan comes
+    from the packets' timestamps; should the decoder's frames not match it, the clip is decoded in
+    full."""
+    packets, time_base = _packets(data) if (preview is not None or motion or tap is not None) else ([], None)
+    display = _display_pts(packets)
     if display is not None:
         try:
-            return _decode_clip_pass(data, preview, motion, frame_duration, display)
+            return _decode_clip_pass(data, preview, motion, frame_duration, display, tap, packets, time_base)
         except _PlanMismatch as exc:
             log.debug("skip plan abandoned (%s): decoding every frame", exc)
-    return _decode_clip_pass(data, preview, motion, frame_duration, None)
+    return _decode_clip_pass(data, preview, motion, frame_duration, None, tap, packets, time_base)
 
 
 def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool, frame_duration: Fraction,
-                      display: list[int] | None
-                      ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int]:
+                      display: list[int] | None, tap_factory: ClipTapFactory | None = None,
+                      packets: list[tuple[int | None, int]] = (), time_base: Fraction | None = None,
+                      ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int,
+                                 bytes | None]:
     from .motion import MotionDecodeError, MotionSampler, configure_motion_decoder
 
     previews: dict[tuple[int, int], bytes] = {}
@@ -264,6 +295,8 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
     motion_error: Exception | None = None
     count = 0
     collector = PreviewCollector(preview, frame_duration) if preview else None
+    tap, tap_pts, tap_needed = _start_tap(tap_factory, list(packets), time_base)
+    model_frames: bytes | None = None
     sampler = None
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
@@ -275,7 +308,7 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
             else:
                 ctx.thread_type = "SLICE"
                 ctx.thread_count = 1  # the pool runs one clip per core; skip_frame acts per packet
-            if collector is None:  # pixels unused: the deblocking filter can go (vectors do not need it)
+            if collector is None and tap is None:  # pixels unused: the deblocking filter can go
                 ctx.options = {**dict(ctx.options or {}), "skip_loop_filter": "all"}
             tb = stream.time_base or Fraction(1, 90000)
             frames: Any = None
@@ -284,6 +317,7 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
                 needed = collector.needed(times) if collector is not None else set()
                 if sampler is not None:
                     needed |= set(range(0, len(display), sampler.sample_step))
+                needed |= tap_needed
                 if len(needed) < len(display):
                     frames = _planned_frames(container, stream, display, needed, times)
             if frames is None:
@@ -300,8 +334,14 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
                             preview_error = f"preview frame {index}: {exc}"
                     if sampler is not None:
                         sampler.add(index, frame)
+                    if tap is not None:
+                        try:
+                            tap.add(index, tap_pts[index], frame)
+                        except Exception as exc:  # the model steps then decode the clip instead
+                            log.warning("model frames of a copied clip not kept (frame %d: %s)", index, exc)
+                            tap = None
                     count += 1
-                    if collector is None and (sampler is None or sampler.done):
+                    if collector is None and tap is None and (sampler is None or sampler.done):
                         break  # motion only: stop after the last sampled frame, as core.motion does
             except _PlanMismatch:
                 raise
@@ -326,7 +366,12 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
             previews = collector.finish()
         except Exception as exc:
             preview_error = f"preview encoding failed: {exc}"
-    return previews, preview_error, score, motion_error, count
+    if tap is not None and count:
+        try:
+            model_frames = tap.finish()
+        except Exception as exc:
+            log.warning("model frames of a copied clip not kept: %s", exc)
+    return previews, preview_error, score, motion_error, count, model_frames
 
 
 # ----------------------------------------------------------------------------- the pass
@@ -351,13 +396,15 @@ def copy_clips(
     motion: bool = False,
     workers: int = 0,
     on_clip_done: Callable[[CopyClipOutput], None] | None = None,
+    tap: ClipTapFactory | None = None,
 ) -> list[CopyClipOutput]:
     """Stream-copy every span of ``source`` (a path or binary file object) into an mp4 in memory.
 
     Returns one :class:`CopyClipOutput` per distinct snapped range, in order of snapped start
     (and end); ``requested`` lists the spans that snapped to it. ``preview``: render previews
     per window; ``motion``: compute motion scores (``CopyClipOutput.motion``/``motion_error``),
-    both from one decode of each clip on ``workers`` threads (0: one per usable core). A clip
+    both from one decode of each clip on ``workers`` threads (0: one per usable core), which also
+    feeds ``tap`` (a ``transcode.ClipTapFactory``: ``CopyClipOutput.model_frames``). A clip
     that fails gets ``error`` and ``data=None`` while the others complete; an unreadable source
     raises :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each
     clip finishes.
@@ -368,13 +415,14 @@ def copy_clips(
             raise SourceReadError(f"video source {name!r} has no video stream")
         if not spans:
             return []
-        return _copy(container, name, spans, preview, motion, workers or usable_cores(), on_clip_done)
+        return _copy(container, name, spans, preview, motion, workers or usable_cores(), on_clip_done, tap)
     finally:
         container.close()
 
 
 def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions | None, motion: bool,
-          workers: int, on_clip_done: Callable[[CopyClipOutput], None] | None) -> list[CopyClipOutput]:
+          workers: int, on_clip_done: Callable[[CopyClipOutput], None] | None,
+          tap: ClipTapFactory | None = None) -> list[CopyClipOutput]:
     vstream = container.streams.video[0]
     astream = container.streams.audio[0] if container.streams.audio else None
     vtb = Fraction(vstream.time_base or Fraction(1, 90000))
@@ -401,7 +449,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
     video_packets = 0
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copy-decode") \
-        if (preview or motion) else None
+        if (preview or motion or tap) else None
     in_flight: list[tuple[concurrent.futures.Future, CopyClipOutput]] = []
 
     def report(out: CopyClipOutput) -> None:
@@ -419,7 +467,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
                 return
             in_flight.pop(0)
             try:
-                out.previews, out.preview_error, out.motion, out.motion_error, decoded = fut.result()
+                out.previews, out.preview_error, out.motion, out.motion_error, decoded, out.model_frames = fut.result()
             except Exception as exc:  # pragma: no cover - _decode_clip catches its own errors
                 out.preview_error = f"decoding the clip failed: {exc}"
                 decoded = 0
@@ -452,7 +500,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
                          f"({vstream.codec_context.name}): {exc}")
         job.video = []
         if out.data and pool is not None:
-            in_flight.append((pool.submit(_decode_clip, out.data, preview, motion, frame_duration), out))
+            in_flight.append((pool.submit(_decode_clip, out.data, preview, motion, frame_duration, tap), out))
         else:
             report(out)
 

@@ -11,8 +11,13 @@ frame threads and a finishing clip's flush overlap and keep the cores busy.
 Clip contents follow ``ffmpeg -ss <start> -to <end> -i src -c:v libx264 -c:a copy``: a frame
 belongs to a clip when its presentation time ``t`` satisfies ``start_s <= t < end_s`` (compared
 in microseconds, as FFmpeg does), timestamps start at 0, the time base and frame rate are the
-source's, libx264 runs with its defaults (preset medium, crf 23), and sources whose pixel format
-is not 8-bit 4:2:0 (10-bit among them) are converted to ``yuv420p``.
+source's, libx264 runs with its defaults (preset medium, crf 23; ``TranscodeOptions.preset``
+picks another x264 preset), and sources whose pixel format is not 8-bit 4:2:0 (10-bit among
+them) are converted to ``yuv420p``.
+
+A clip tap (``TranscodeOptions.tap``, see :class:`ClipTap`) sees each clip's frames as they are
+encoded, with the presentation timestamps they get in the clip's mp4 (:func:`mp4_time_base`), so
+it can keep the frames a reader of the clip would pick without decoding the clip again.
 
 Plain Python (PyAV); no dagster.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import queue
 import threading
@@ -29,12 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import av
 
 from .cpus import usable_cores
 from .model import Span
+from .options import DEFAULT_X264_PRESET
 from .previews import PreviewCollector, PreviewOptions
 from .probe import frame_period, frame_rate, probe_clip
 from .windows import compute_windows
@@ -43,11 +50,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ClipOutput",
+    "ClipTap",
+    "ClipTapFactory",
     "SourceReadError",
     "TranscodeError",
     "TranscodeOptions",
     "auto_encoder_threads",
     "available_encoders",
+    "mp4_time_base",
     "probe_clip",
     "transcode_clips",
 ]
@@ -68,11 +78,37 @@ class SourceReadError(TranscodeError):
     """The source video could not be opened or has no video stream."""
 
 
+class ClipTap(Protocol):
+    """Takes what it needs from one clip's frames as they stream past (model frames: ``models.tap``).
+
+    ``add`` is called for every frame of the clip in presentation order with its index, its
+    presentation timestamp in the clip (in the time base the tap was made with) and the frame,
+    or None for a frame the caller did not decode because :meth:`plan` did not list it.
+    ``finish`` returns what the tap keeps for the clip (bytes), or None.
+    """
+
+    def plan(self, pts: list[int]) -> set[int]:
+        """Every timestamp of the clip known up front (a clip decoded from its own bytes): the
+        indices of the frames ``add`` needs pixels of."""
+        ...
+
+    def add(self, index: int, pts: int, frame: av.VideoFrame | None) -> None: ...
+
+    def finish(self) -> bytes | None: ...
+
+
+# (the clip's video time base, the pixel format its encoder stores or None when the frames are the
+# clip's own decoded frames, the clip's expected duration in seconds or None) -> a tap for one clip
+ClipTapFactory = Callable[[Fraction, "str | None", "float | None"], ClipTap]
+
+
 @dataclass(frozen=True)
 class TranscodeOptions:
     encoder: str = "libx264"  # also "libvpx-vp9", "h264_nvenc" (only where available_encoders() lists it)
     encoder_threads: int = 0  # 0 = auto: see auto_encoder_threads() (libx264: 1.5 per usable core)
     preview: PreviewOptions | None = None  # None = no previews
+    preset: str = DEFAULT_X264_PRESET  # libx264 only
+    tap: ClipTapFactory | None = None  # a ClipTap per clip (the model frames), None = none
 
 
 @dataclass
@@ -84,6 +120,7 @@ class ClipOutput:
     previews: dict[tuple[int, int], bytes]  # animated WebP per window (when options.preview)
     error: str | None  # message for the spec's "transcode" error key
     preview_error: str | None = None  # set when previews were asked for but could not be made
+    model_frames: bytes | None = None  # what the clip tap kept (TranscodeOptions.tap), None without one
 
     @property
     def ok(self) -> bool:
@@ -158,6 +195,26 @@ def _encodable_size(encoder: str, pix_fmt: str, width: int, height: int) -> tupl
     return width, height
 
 
+def mp4_time_base(time_base: Fraction) -> Fraction:
+    """The time base the mp4 muxer gives a video stream created with ``time_base``.
+
+    FFmpeg's mov muxer uses the stream's time-base denominator as the track timescale, doubled
+    until it reaches 10000 (``movenc.c``, ``mov_init``); timestamps are rescaled exactly, since
+    the timescale is a multiple of the denominator. A clip tap computes the clip's timestamps with
+    this before the clip exists; :class:`_ClipMuxer` checks it against the finished clip.
+    """
+    scale = Fraction(time_base).denominator
+    while scale < 10000:
+        scale *= 2
+    return Fraction(1, scale)
+
+
+def _rescale(pts: int, src: Fraction, dst: Fraction) -> int:
+    """``av_rescale_q`` (round to nearest, halves away from zero): exact for mp4_time_base."""
+    x = Fraction(pts) * src / dst
+    return math.floor(x + Fraction(1, 2)) if x >= 0 else -math.floor(-x + Fraction(1, 2))
+
+
 def _to_us(seconds: float | Fraction) -> int:
     return int(round(seconds * 1_000_000))
 
@@ -184,6 +241,7 @@ class _VideoParams:
     rate: Fraction | None
     pix_fmt: str
     color: dict[str, int] = field(default_factory=dict)
+    preset: str = DEFAULT_X264_PRESET
 
 
 class _NoFrames(Exception):
@@ -203,12 +261,15 @@ class _ClipMuxer:
         self.p0: int | None = None  # source pts of the clip's first frame
         self.t0: Fraction = Fraction(0)
         self.last_pts = -1
+        self.muxed_time_base: Fraction | None = None
         self.pending_audio: list[tuple[bytes, int, int | None, int | None, Fraction]] = []
 
     def _open(self, frame: av.VideoFrame) -> None:
         p = self.params
         self.container = av.open(self.buf, mode="w", format="mp4")
-        vs = self.container.add_stream(p.encoder, rate=p.rate)
+        # x264's default is preset medium: passing it explicitly gives the same bytes (tested)
+        options = {"preset": p.preset} if p.encoder == "libx264" else {}
+        vs = self.container.add_stream(p.encoder, rate=p.rate, options=options)
         vs.width, vs.height = _encodable_size(p.encoder, p.pix_fmt, frame.width, frame.height)
         vs.pix_fmt = p.pix_fmt
         vs.time_base = p.time_base
@@ -240,7 +301,9 @@ class _ClipMuxer:
                             self.audio_template.codec_context.name, exc)
                 self.astream = None
 
-    def add_video(self, frame: av.VideoFrame) -> None:
+    def add_video(self, frame: av.VideoFrame) -> tuple[int, av.VideoFrame]:
+        """Encode ``frame``; returns its pts in the clip (the stream's time base) and the frame as
+        given to the encoder (scaled to an even size where the source's is odd)."""
         if self.container is None:
             self._open(frame)
             self.p0 = frame.pts if frame.pts is not None else 0
@@ -259,6 +322,7 @@ class _ClipMuxer:
         frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose, as ffmpeg does
         for packet in self.vstream.encode(frame):
             self.container.mux(packet)
+        return pts, frame
 
     def add_audio(self, data: bytes, pts: int, dts: int | None, duration: int | None, tb: Fraction) -> None:
         if self.container is None:
@@ -286,6 +350,7 @@ class _ClipMuxer:
             raise _NoFrames()
         for packet in self.vstream.encode(None):
             self.container.mux(packet)
+        self.muxed_time_base = Fraction(self.vstream.time_base)  # the track timescale the muxer chose
         self.container.close()
         self.container = None
         return self.buf.getvalue()
@@ -303,8 +368,10 @@ class _ClipJob:
     """A clip in flight: its queue, its encoder thread and what the demux loop knows about it."""
 
     def __init__(self, index: int, span: Span, params: _VideoParams, audio_template: Any,
-                 preview: PreviewOptions | None, frame_duration: Fraction, done: queue.Queue) -> None:
+                 preview: PreviewOptions | None, frame_duration: Fraction, done: queue.Queue,
+                 tap: ClipTapFactory | None = None) -> None:
         self.index = index
+        self.tap_factory = tap
         self.span = span
         self.start_us = _to_us(span.start_s)
         self.end_us = _to_us(span.end_s)
@@ -336,6 +403,13 @@ class _ClipJob:
         out = self.output
         muxer = _ClipMuxer(self.params, self.audio_template)
         collector = PreviewCollector(self.preview, self.frame_duration) if self.preview else None
+        clip_tb = mp4_time_base(self.params.time_base)
+        tap = None
+        if self.tap_factory is not None:
+            try:
+                tap = self.tap_factory(clip_tb, self.params.pix_fmt, self.span.end_s - self.span.start_s)
+            except Exception as exc:  # the model steps then decode the clip instead
+                log.warning("clip %d: no model frames (%s)", self.index, exc)
         error: str | None = None
         preview_error: str | None = None
         count = 0
@@ -355,9 +429,15 @@ class _ClipJob:
                     count += 1
                     if error is None:
                         try:
-                            muxer.add_video(frame)
+                            pts, frame = muxer.add_video(frame)
                         except Exception as exc:
                             error = f"encoding frame {count - 1} with {self.params.encoder} failed: {exc}"
+                    if tap is not None and error is None:
+                        try:
+                            tap.add(count - 1, _rescale(pts, self.params.time_base, clip_tb), frame)
+                        except Exception as exc:  # the model steps then decode the clip instead
+                            log.warning("clip %d: model frames not kept (frame %d: %s)", self.index, count - 1, exc)
+                            tap = None
                 elif error is None:
                     try:
                         muxer.add_audio(*item[1:])
@@ -373,6 +453,8 @@ class _ClipJob:
                              "(past the end of the source?)")
                 except Exception as exc:
                     error = f"finishing the {self.params.encoder} encode failed: {exc}"
+            if tap is not None and error is None:
+                out.model_frames = self._tap_result(tap, muxer.muxed_time_base, clip_tb)
             if collector is not None and count and preview_error is None:
                 try:
                     out.previews = collector.finish()
@@ -396,6 +478,17 @@ class _ClipJob:
             if self.preview and not out.previews and out.windows and preview_error is None and error is None:
                 out.preview_error = "no preview produced"
             self.done.put(self)
+
+    def _tap_result(self, tap: ClipTap, muxed: Fraction | None, predicted: Fraction) -> bytes | None:
+        if muxed != predicted:  # the tap's timestamps would not be the clip's: keep nothing
+            log.warning("clip %d: the muxer chose time base %s, not %s: model frames not kept", self.index, muxed,
+                        predicted)
+            return None
+        try:
+            return tap.finish()
+        except Exception as exc:
+            log.warning("clip %d: model frames not kept (%s)", self.index, exc)
+            return None
 
 
 # ----------------------------------------------------------------------------- the single pass
@@ -426,6 +519,8 @@ def transcode_clips(
     :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each clip
     finishes.
     """
+    if options.preset != DEFAULT_X264_PRESET and options.encoder != "libx264":
+        raise TranscodeError(f"preset {options.preset!r} is an x264 preset; encoder {options.encoder!r} has none")
     usable = available_encoders()
     if options.encoder not in usable:
         raise TranscodeError(
@@ -467,10 +562,12 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         pix_fmt=_target_pix_fmt(options.encoder, vcc.pix_fmt),
         color={k: getattr(vcc, k) for k in ("color_range", "color_primaries", "color_trc", "colorspace")
                if getattr(vcc, k, None)},
+        preset=options.preset,
     )
 
     done: queue.Queue = queue.Queue()
-    jobs = [_ClipJob(i, s, params, astream, options.preview, frame_duration, done) for i, s in enumerate(spans)]
+    jobs = [_ClipJob(i, s, params, astream, options.preview, frame_duration, done, options.tap)
+            for i, s in enumerate(spans)]
     outputs: list[ClipOutput | None] = [None] * len(jobs)
     pending: deque[_ClipJob] = deque()
     active: list[_ClipJob] = []

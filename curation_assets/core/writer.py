@@ -230,7 +230,7 @@ def write_video(
                 for (rel, _), size in zip(items, _run_all(pool, lambda it: _put(output_path, *it), items)):
                     report.add(directory_of(rel), size)
         storage.remove_files([work.journal_url(result.source_video)])
-        work.remove_bytes(result.source_video)
+        work.remove_bytes(result)
     return report
 
 

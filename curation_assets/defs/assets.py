@@ -23,8 +23,8 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from .. import preflight, progress
-from ..core import backfill, layout, steps, storage, writer
-from ..core.model import ClipAnnotations, VideoResult
+from ..core import backfill, cancel, layout, steps, storage, writer
+from ..core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
 from ..core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
 from ..core.pipeline import Progress
 from ..core.work import WorkArea
@@ -34,6 +34,7 @@ from ..partitions import DatasetMismatch, bind_dataset, videos_partitions
 from . import checks
 from .io_managers import ASSET_DIRECTORIES, source_for_key
 from .metadata import clip_table
+from .placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
@@ -74,7 +75,7 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
                          allow_retries=False)
 
 
-@dg.asset(**STEP_ASSET, kinds={"python", "video"})
+@dg.asset(**STEP_ASSET, kinds={"python", "video"}, op_tags=ENCODE_STEP_TAGS)
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                 aesthetic_model: AestheticModel, caption_service: CaptionService) -> dict[str, VideoResult]:
     """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
@@ -88,6 +89,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     results: dict[str, VideoResult] = {}
     keys = _partition_keys(context)
     for n, key in enumerate(keys, 1):
+        cancel.checkpoint()
         started = time.perf_counter()
         source = source_for_key(options.input_path, key)
         rel = _rel_path(options, source)
@@ -168,7 +170,7 @@ def _notice(context: dg.AssetExecutionContext, message: str) -> None:
     progress.emit(progress.Notice(message))
 
 
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"})
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
 def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettings, aesthetic_model: AestheticModel,
                      video_clips: dict[str, VideoResult]) -> dict[str, ClipAnnotations]:
     """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
@@ -193,7 +195,7 @@ def _passed_clips(options: PipelineOptions, video_clips: dict[str, VideoResult],
     return {k: stages.apply_filters(video_clips[k], options, aesthetic_scores.get(k)) for k in keys}
 
 
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"})
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                     video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -221,7 +223,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
     return _stamp(out, video_clips, options, "clip_embeddings")
 
 
-@dg.asset(**STEP_ASSET, kinds={"openai"})
+@dg.asset(**STEP_ASSET, kinds={"openai"}, op_tags=LIGHT_STEP_TAGS)
 def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings, caption_service: CaptionService,
                   video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -312,6 +314,7 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
         backfill_policy=BACKFILL_POLICY,
         retry_policy=RETRY_POLICY,
         can_subset=False,
+        op_tags=LIGHT_STEP_TAGS,
     )(_clip_writer)
 
 
@@ -329,6 +332,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
     failed: dict[str, str] = {}
     for key in _partition_keys(context):
+        cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
         anns = {"aesthetic_scores": aesthetic_scores.get(key), "clip_embeddings": clip_embeddings.get(key),
                 "clip_captions": clip_captions.get(key)}
         prepared = steps.prepare_write(video_clips[key], anns, options)
@@ -400,7 +404,7 @@ def _record_failure(context: dg.AssetExecutionContext, key: str, result: VideoRe
     ``processed_videos`` document when that can still be written and no good output is there."""
     context.log.error(f"{result.rel_path or key}: not written: {failure.key}: {failure.message}")
     documented = failure.documented
-    if not documented and result.rel_path and failure.key not in ("key", "source", "stale"):
+    if not documented and result.rel_path and failure.key not in (*UNWRITABLE_FAILURES, "stale"):
         try:
             documented = writer.write_failure_document(result, (failure.key, failure.message), options.output_path,
                                                        area, record)

@@ -13,8 +13,8 @@ return ``{partition_key: value}`` for every key a run covers:
   partition of a ranged run, dagster #17836, so the layout outputs are not returned as values).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the ResourceDependency annotations below
+# as types when the classes are created.
 from typing import Any
 
 import dagster as dg
@@ -22,7 +22,7 @@ import dagster as dg
 from ..core import layout, storage, work
 from ..core.layout_read import VideoLayout, read_video_layout
 from ..core.model import ClipAnnotations, VideoResult
-from ..core.options import STEPS
+from ..core.options import STEPS, step_digest
 from ..partitions import source_url_for_key
 from .resources import CurationSettings
 
@@ -58,47 +58,47 @@ def source_for_key(input_path: str, key: str) -> str:
 class WorkIOManager(dg.ConfigurableIOManager):
     """The intermediate values (``VideoResult`` / ``ClipAnnotations`` per video) in the work area."""
 
-    settings: CurationSettings
-
-    def _area(self) -> tuple[work.WorkArea, str]:
-        options = self.settings.options()
-        return work.WorkArea(options.work_url), options.input_path
+    # a dependency on the `settings` resource (bound by key in definitions.py), so a run's own
+    # settings config reaches the IO manager, as it reaches the steps
+    settings: dg.ResourceDependency[CurationSettings]
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
             return
-        area, input_path = self._area()
-        step = asset_name(context.asset_key)
+        options = self.settings.options()
+        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
         for key in partition_keys(context):
             if key in obj:
-                save_value(area, source_for_key(input_path, key), step, obj[key])
+                save_value(area, source_for_key(options.input_path, key), step, step_digest(options, step), obj[key])
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
-        area, input_path = self._area()
-        step = asset_name(context.asset_key)
+        options = self.settings.options()
+        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
         out: dict[str, Any] = {}
         for key in partition_keys(context):
-            source = source_for_key(input_path, key)
-            value = load_value(area, source, step)
+            source = source_for_key(options.input_path, key)
+            value = load_value(area, source, step, step_digest(options, step))
             if value is None:
-                missing = next((s for s in STEPS if area.load(source, s) is None), step)
+                missing = next((s for s in STEPS if area.load(source, s, step_digest(options, s)) is None), step)
                 raise dg.Failure(
-                    f"No stored value of {step} for video partition {key!r}: materialize {missing} for this video "
-                    f"first (or the whole curate_videos job; steps in order: {', '.join(STEPS)})"
+                    f"No stored value of {step} for video partition {key!r} with these settings: materialize "
+                    f"{missing} for this video first (or the whole curate_videos job; steps in order: "
+                    f"{', '.join(STEPS)})",
+                    allow_retries=False,  # a retry finds no value either
                 )
             out[key] = value
         return out
 
 
-def save_value(area: work.WorkArea, source: str, step: str, value: Any) -> None:
+def save_value(area: work.WorkArea, source: str, step: str, digest: str, value: Any) -> None:
     if isinstance(value, VideoResult):
-        area.save(source, step, {"kind": "clips", "value": work.result_doc(value)})
+        area.save(source, step, digest, {"kind": "clips", "value": work.result_doc(value)})
     else:
-        area.save(source, step, {"kind": "annotations", "value": work.annotations_doc(value)})
+        area.save(source, step, digest, {"kind": "annotations", "value": work.annotations_doc(value)})
 
 
-def load_value(area: work.WorkArea, source: str, step: str) -> VideoResult | ClipAnnotations | None:
-    doc = area.load(source, step)
+def load_value(area: work.WorkArea, source: str, step: str, digest: str) -> VideoResult | ClipAnnotations | None:
+    doc = area.load(source, step, digest)
     if doc is None:
         return None
     try:
@@ -110,7 +110,7 @@ def load_value(area: work.WorkArea, source: str, step: str) -> VideoResult | Cli
 class ClipLayoutIOManager(dg.ConfigurableIOManager):
     """The clip-writer layout under ``settings.output_path``, read per video partition."""
 
-    settings: CurationSettings
+    settings: dg.ResourceDependency[CurationSettings]
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is not None:  # the layout assets record their materialisations themselves (module docstring)
@@ -118,14 +118,17 @@ class ClipLayoutIOManager(dg.ConfigurableIOManager):
                 f"{asset_name(context.asset_key)} is written by the clip_writer step, not returned as a value")
 
     def load_input(self, context: dg.InputContext) -> dict[str, VideoLayout]:
-        """``{partition_key: VideoLayout}``: each video's documents and file URLs (no listing)."""
+        """``{partition_key: VideoLayout}``: each video's documents and file URLs (no listing); a
+        refused key gets a layout that does not exist, with the reason in its ``problems``."""
         options = self.settings.options()
         out: dict[str, VideoLayout] = {}
         for key in partition_keys(context):
             try:
                 source = source_url_for_key(options.input_path, key)
-            except ValueError as exc:
-                raise dg.Failure(f"partition key {key!r} refused: {exc}") from None
+            except ValueError as exc:  # that key's problem: the other videos of the run are still read
+                out[key] = VideoLayout(options.output_path, "", exists=False, video_url="",
+                                       problems=(f"partition key {key!r} refused: {exc}",))
+                continue
             rel = storage.relative_to(options.input_path, source)
             out[key] = read_video_layout(options.output_path, rel, source)
         return out

@@ -1,8 +1,9 @@
 """The jobs the sensor, the schedule and the CLI launch.
 
-``curate_videos`` runs every step of the selected videos in **one process** (the in-process
-executor): a daemon-launched run otherwise starts a process per step, seconds each, which is more
-than the per-video work of a batch of short videos. Steps in the ``gpu`` pool still take a pool
+``curate_videos`` runs every curation step of the selected videos; with the code location's
+default executor (``defs.executors``: in-process) in **one process**: a daemon-launched run
+otherwise starts a process per step, seconds each, which is more than the per-video work of a
+batch of short videos. Steps in the ``gpu`` pool still take a pool
 slot (the executor claims instance concurrency slots), so two runs never embed at once.
 
 ``remove_deleted_videos`` removes the outputs and the partition of videos whose source was
@@ -16,6 +17,7 @@ from ..core import removal, storage
 from ..core.work import WorkArea
 from ..partitions import VIDEOS_PARTITION_NAME, DatasetMismatch, bind_dataset, source_url_for_key
 from .assets import RETRY_POLICY
+from .packaging import CURATION_SELECTION
 from .resources import CurationSettings
 
 CURATE_JOB_NAME = "curate_videos"
@@ -25,8 +27,8 @@ REMOVE_OP_NAME = "remove_deleted_video_outputs"
 REMOVAL_OBSERVED = ("processed_videos", "clips")
 
 curate_videos = dg.define_asset_job(
-    CURATE_JOB_NAME, selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
-    description="Every asset of the selected videos, in one process per run.",
+    CURATE_JOB_NAME, selection=CURATION_SELECTION,
+    description="Every curation asset of the selected videos (one process per run unless CURATION_EXECUTOR says otherwise).",
 )
 
 

@@ -1,6 +1,7 @@
 """Aesthetic scores: CLIP ViT-L/14 image features into the LAION improved-aesthetic MLP.
 
-As the reference (NeMo Curator ``CLIPAestheticScorer``): frames decoded at 1 fps; each frame
+As the reference (NeMo Curator ``CLIPAestheticScorer``): frames sampled at 1 fps (decoded from
+the clip, or stored by the frame tap of :mod:`.tap`, already resized by :func:`resize_frames`); each frame
 resized so its short side is 224 (bicubic, antialiased, rounded back to uint8), centre-cropped to
 224, scaled to [0, 1] and normalised with CLIP's mean/std (the sizes and constants are read from
 the checkpoint's ``preprocessor_config.json``); ``CLIPModel.get_image_features``; L2
@@ -19,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ._runtime import ClipError, ClipFailure, prefetch_map, resolve_device, resolve_dtype
+from ._runtime import ClipError, ClipFailure, failure_recorder, resolve_device, resolve_dtype, run_batched
 from ._weights import ModelLoadError, ModelWeightsMissing, cached, resolve_repo
+from .frame_store import AestheticFrames, FrameStoreError, StoredFrames
 from .frames import AESTHETIC_FPS, FrameDecodeError, decode_frames
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ CLIP_FILES = (
 # (in, out) of each Linear in ``layers``, keyed by its index in the Sequential.
 MLP_LINEARS: dict[int, tuple[int, int]] = {0: (768, 1024), 2: (1024, 128), 4: (128, 64), 6: (64, 16), 7: (16, 1)}
 MLP_STATE_KEYS: tuple[str, ...] = tuple(f"layers.{i}.{p}" for i in MLP_LINEARS for p in ("weight", "bias"))
+
+# CLIP ViT-L/14's preprocessing (its preprocessor_config.json): short side resized to 224, then a
+# 224 centre crop. The frame tap stores frames resized to this; the scorer checks the checkpoint's.
+CLIP_SHORT_SIDE = 224
 
 # Error keys, as the reference names them.
 ERROR_BUFFER = "buffer"
@@ -162,6 +168,40 @@ def _processor_geometry(processor: Any) -> tuple[int, tuple[int, int], list[floa
     return short, crop_hw, list(ip.image_mean), list(ip.image_std)
 
 
+def _resize_short_side(x: Any, short_side: int) -> Any:
+    """uint8 ``(N, 3, H, W)`` tensor with its short side resized to ``short_side`` (torchvision's
+    Resize(short side, bicubic, antialias) on uint8: interpolate in float, round back)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    if w <= h:
+        new_w, new_h = short_side, int(short_side * h / w)
+    else:
+        new_h, new_w = short_side, int(short_side * w / h)
+    if (new_h, new_w) != (h, w):
+        y = F.interpolate(x.float(), size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        x = y.clamp_(0, 255).round_().to(torch.uint8)
+    return x
+
+
+def resize_frames(frames: np.ndarray, short_side: int = CLIP_SHORT_SIDE) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` with the short side resized to the size :func:`preprocess_frames`
+    resizes to, by Pillow's bicubic filter: the antialiased kernel torchvision's follows (within 3
+    levels of it, 0.1 on average), without torch's thread pool, which stalls behind the encoder
+    threads of the decode pass. The frame tap stores these; :func:`preprocess_frames` then has
+    nothing left to resize."""
+    from PIL import Image
+
+    out = []
+    for frame in np.asarray(frames):
+        h, w = frame.shape[:2]
+        size = (short_side, int(short_side * h / w)) if w <= h else (int(short_side * w / h), short_side)
+        img = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+        out.append(np.asarray(img.resize(size, Image.Resampling.BICUBIC)) if size != (w, h) else frame)
+    return np.stack(out)
+
+
 def preprocess_frames(
     frames: np.ndarray, short_side: int, crop_hw: tuple[int, int], mean: Sequence[float], std: Sequence[float]
 ) -> Any:
@@ -171,15 +211,8 @@ def preprocess_frames(
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    h, w = x.shape[-2:]
-    if w <= h:
-        new_w, new_h = short_side, int(short_side * h / w)
-    else:
-        new_h, new_w = short_side, int(short_side * w / h)
-    if (new_h, new_w) != (h, w):
-        y = F.interpolate(x.float(), size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
-        x = y.clamp_(0, 255).round_().to(torch.uint8)
+    x = _resize_short_side(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), short_side)
+    new_h, new_w = x.shape[-2:]
     ch, cw = crop_hw
     top = int(round((new_h - ch) / 2.0))
     left = int(round((new_w - cw) / 2.0))
@@ -277,18 +310,31 @@ class AestheticScorer:
         clip_dir, mlp_file = self.resolve()
         return load_aesthetic_models(clip_dir, mlp_file, self.device, self.dtype)
 
-    def prepare(self, clip: bytes) -> Any:
-        """Preprocessed 1 fps frames of one clip, float32 ``(N, 3, 224, 224)`` (CPU work)."""
-        if not clip:
-            raise ClipFailure(ERROR_BUFFER, "empty")
+    def prepare(self, clip: bytes, stored: Any = None) -> Any:
+        """Preprocessed 1 fps frames of one clip, float32 ``(N, 3, 224, 224)`` (CPU work): from
+        ``stored`` (the clip's frames kept by the frame tap) when it holds this scorer's, else
+        decoded from the clip."""
         _, processor, _ = self.load()
+        geometry = _processor_geometry(processor)
+        frames = self._stored_frames(stored, geometry[0]) if stored else None
+        if frames is None:
+            if not clip:
+                raise ClipFailure(ERROR_BUFFER, "empty")
+            try:
+                decoded = decode_frames(clip, self.fps)
+            except FrameDecodeError as exc:
+                raise ClipFailure(ERROR_FRAMES, str(exc)) from exc
+            if not decoded:
+                raise ClipFailure(ERROR_FRAMES, "missing")
+            frames = np.stack(decoded)
+        return preprocess_frames(frames, *geometry)
+
+    def _stored_frames(self, stored: Any, short_side: int) -> np.ndarray | None:
         try:
-            frames = decode_frames(clip, self.fps)
-        except FrameDecodeError as exc:
-            raise ClipFailure(ERROR_FRAMES, str(exc)) from exc
-        if not frames:
-            raise ClipFailure(ERROR_FRAMES, "missing")
-        return preprocess_frames(np.stack(frames), *_processor_geometry(processor))
+            return StoredFrames.load(stored).aesthetic(AestheticFrames(short_side, self.fps))
+        except FrameStoreError as exc:
+            log.warning("stored aesthetic frames not usable, decoding the clip: %s", exc)
+            return None
 
     def score_frames(self, pixel_values: Any) -> np.ndarray:
         """Aesthetic score per preprocessed frame, float32 ``(N,)``."""
@@ -304,65 +350,27 @@ class AestheticScorer:
                 scores.append(mlp(feats).squeeze(-1).cpu())
         return torch.cat(scores).numpy().astype(np.float32, copy=False)
 
-    def score_clips(self, clips: Sequence[bytes], *, errors: dict[int, ClipError] | None = None) -> list[float | None]:
+    def score_clips(self, clips: Sequence[bytes], *, errors: dict[int, ClipError] | None = None,
+                    frames: Sequence[Any] | None = None) -> list[float | None]:
         """One score per clip, in order (``min`` or ``mean`` over its 1 fps frames).
 
-        Without ``errors`` any failing clip raises; with an ``errors`` dict a failing clip gets
-        ``None`` and ``errors[index] = ClipError(key, message)``.
+        ``frames``: per clip, its frames stored by the frame tap (or None), used instead of
+        decoding the clip when they hold this scorer's. Without ``errors`` any failing clip
+        raises; with an ``errors`` dict a failing clip gets ``None`` and ``errors[index] =
+        ClipError(key, message)``.
         """
-        import torch
-
         self.load()
-        results: list[float | None] = [None] * len(clips)
-        pending: list[tuple[int, Any]] = []
 
-        def fail(i: int, exc: BaseException) -> None:
-            if errors is None:
-                raise exc
-            if isinstance(exc, ClipFailure):
-                errors[i] = ClipError(exc.key, exc.message)
-            else:
-                errors[i] = ClipError(ERROR_SCORE, f"{type(exc).__name__}: {exc}")
-
-        def flush() -> None:
-            if not pending:
-                return
-            idx = [i for i, _ in pending]
-            counts = [int(v.shape[0]) for _, v in pending]
-            batch = torch.cat([v for _, v in pending], dim=0)
-            pending.clear()
-            try:
-                frame_scores = self.score_frames(batch)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                for i in idx:
-                    fail(i, exc)
-                return
-            offset = 0
-            for i, n in zip(idx, counts):
-                part = frame_scores[offset : offset + n]
+        def reduce(frame_scores: Any, idx: list[int], counts: list[int]) -> list[float]:
+            out, offset = [], 0
+            for n in counts:
+                part = frame_scores[offset: offset + n]
                 offset += n
-                results[i] = float(part.min() if self.reduction == "min" else part.mean())
+                out.append(float(part.min() if self.reduction == "min" else part.mean()))
+            return out
 
-        queued = 0
-        stream = prefetch_map(
-            lambda i: self.prepare(clips[i]),
-            range(len(clips)),
-            workers=self.decode_workers,
-            ahead=max(4, self.decode_workers * 2),
+        return run_batched(
+            len(clips), lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
+            self.score_frames, reduce, failure_recorder(errors, ERROR_SCORE),
+            batch_size=self.batch_size, workers=self.decode_workers, size=lambda v: int(v.shape[0]),
         )
-        for i, out in stream:
-            if isinstance(out, BaseException):
-                fail(i, out)
-                continue
-            pending.append((i, out))
-            queued += int(out.shape[0])
-            if queued >= self.batch_size:
-                flush()
-                queued = 0
-        flush()
-        return results
-
-    def score_clip(self, clip: bytes) -> float:
-        return self.score_clips([clip])[0]  # type: ignore[return-value]

@@ -2,7 +2,9 @@
 
 Per window, the clip's frames inside the window's frame range are sampled at 2 fps (the same
 sampling as the reference's frame extraction, with times starting at the window's first frame),
-JPEG-encoded and sent as base64 ``image_url`` content parts followed by the prompt.
+JPEG-encoded and sent as base64 ``image_url`` content parts followed by the prompt. With frames
+stored by the frame tap (:mod:`.tap`: the same frames, taken off the transcode's decode pass and
+already JPEG-encoded with this client's settings) nothing is decoded.
 ``enhance(text)`` sends a caption to a text model (``qwen_lm`` in the reference's key names).
 
 Only the standard library is used for HTTP. The API key is read from an environment variable at
@@ -31,9 +33,11 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .frame_store import CaptionFrames, FrameStoreError, StoredFrames
 from .frames import CAPTION_FPS, decode_windows
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ DEFAULT_ENHANCE_PROMPT = (
 )
 DEFAULT_CAPTION_KEY = "qwen"
 DEFAULT_ENHANCE_KEY = "qwen_lm"
+DEFAULT_JPEG_QUALITY = 90
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 
@@ -78,7 +83,7 @@ class _RequestError(Exception):
         self.retry_after = retry_after
 
 
-def encode_jpeg(frame: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
+def encode_jpeg(frame: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY, max_side: int | None = None) -> bytes:
     """uint8 RGB ``(H, W, 3)`` -> JPEG bytes, scaled down so the long side is at most ``max_side``."""
     from PIL import Image
 
@@ -142,7 +147,7 @@ class CaptionClient:
         fps: float = CAPTION_FPS,
         max_frames: int | None = None,
         max_image_side: int | None = None,
-        jpeg_quality: int = 90,
+        jpeg_quality: int = DEFAULT_JPEG_QUALITY,
         max_tokens: int | None = 512,
         temperature: float | None = None,
         enhance_base_url: str | None = None,
@@ -184,16 +189,31 @@ class CaptionClient:
         return f"CaptionClient(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
     # -- frames ------------------------------------------------------------------------------
-    def window_images(self, clip: bytes, windows: Sequence[tuple[int, int]]) -> list[list[bytes]]:
-        """JPEG images per inclusive ``(start_frame, end_frame)`` window (one decode of the clip)."""
-        per_window = decode_windows(clip, [(int(s), int(e)) for s, e in windows], self.fps)
+    def window_images(self, clip: bytes, windows: Sequence[tuple[int, int]], stored: Any = None) -> list[list[bytes]]:
+        """JPEG images per inclusive ``(start_frame, end_frame)`` window: from ``stored`` (the clip's
+        frames kept by the frame tap) when it holds these windows with this client's JPEG
+        settings, else from one decode of the clip."""
+        windows = [(int(s), int(e)) for s, e in windows]
+        per_window: list[list[Any]] | None = self._stored_images(stored, windows) if stored else None
+        encoded = per_window is not None
+        if per_window is None:
+            per_window = decode_windows(clip, windows, self.fps)
         out = []
         for frames in per_window:
             if self.max_frames and len(frames) > self.max_frames:
                 pick = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
                 frames = [frames[i] for i in pick]
-            out.append([encode_jpeg(f, self.jpeg_quality, self.max_image_side) for f in frames])
+            out.append(list(frames) if encoded else [encode_jpeg(f, self.jpeg_quality, self.max_image_side)
+                                                     for f in frames])
         return out
+
+    def _stored_images(self, stored: Any, windows: list[tuple[int, int]]) -> list[list[bytes]] | None:
+        spec = CaptionFrames(self.jpeg_quality, self.max_image_side, self.fps)
+        try:
+            return StoredFrames.load(stored).caption_images(spec, windows)
+        except FrameStoreError as exc:
+            log.warning("stored caption frames not usable, decoding the clip: %s", exc)
+            return None
 
     # -- requests ----------------------------------------------------------------------------
     def caption_request(self, images: Sequence[bytes], prompt: str | None = None) -> dict:
@@ -232,14 +252,19 @@ class CaptionClient:
         """One result per window of one clip, requests run concurrently; never raises for a window."""
         return self.caption_clips([(clip, windows)])[0]
 
-    def caption_clips(self, items: Sequence[tuple[bytes, Sequence[tuple[int, int]]]]) -> list[list[CaptionResult]]:
-        """``[(clip_bytes, windows), ...]`` -> one list of results per clip, one result per window."""
+    def caption_clips(self, items: Sequence[tuple[bytes, Sequence[tuple[int, int]]]],
+                      frames: Sequence[Any] | None = None) -> list[list[CaptionResult]]:
+        """``[(clip_bytes, windows), ...]`` -> one list of results per clip, one result per window.
+
+        ``frames``: per clip, its frames stored by the frame tap (or None), sent instead of
+        decoding the clip when they hold its windows."""
         results: list[list[CaptionResult]] = [[CaptionResult() for _ in w] for _, w in items]
         with (
             ThreadPoolExecutor(self.decode_workers, thread_name_prefix="caption-decode") as decoders,
             ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="caption-http") as requests,
         ):
-            decoded = [decoders.submit(self.window_images, clip, windows) for clip, windows in items]
+            decoded = [decoders.submit(self.window_images, clip, windows, frames[i] if frames is not None else None)
+                       for i, (clip, windows) in enumerate(items)]
             sent: list[tuple[int, int, Future]] = []
             for ci, fut in enumerate(decoded):
                 try:

@@ -4,14 +4,20 @@ The path is the reference's (NeMo Curator ``CosmosEmbed1``): ``AutoModel`` / ``A
 with remote code, frames decoded at 2 fps (re-decoded at a higher rate for short clips),
 ``processor.num_video_frames`` frames picked evenly, ``processor(videos=uint8 (1, T, C, H, W))``,
 ``model.get_video_embeddings(videos=...)``, its ``.visual_proj``. Unlike the reference, clips are
-batched through the model (``batch_size``) and decoding runs ahead in a thread pool, and vectors
-are returned as float32 (the reference casts to float16).
+batched through the model (``batch_size``), and vectors are returned as float32 (the reference
+casts to float16).
+
+The frames come from the frame tap (:mod:`.tap`: picked off the transcode's single decode pass
+by the same rules, stored beside the clip already resized to the processor's size) or, without
+stored frames, from decoding the clip. Either way a pool of threads prepares clips ahead of the
+model, a loader thread stacks them into batches in pinned memory, and each batch is copied to the
+GPU and started before the previous batch's vectors are read back, so the GPU is never left
+waiting on the CPU between batches.
 """
 
 from __future__ import annotations
 
 import functools
-
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ._runtime import ClipError, ClipFailure, prefetch_map, resolve_device, resolve_dtype
+from ._runtime import ClipError, ClipFailure, failure_recorder, resolve_device, resolve_dtype, run_batched
 from ._weights import ModelLoadError, ModelWeightsMissing, cached, resolve_repo
-from .frames import EMBEDDING_FPS, FrameDecodeError, TooFewFrames, frames_for_embedding
+from .frame_store import EmbeddingFrames, FrameStoreError, StoredFrames
+from .frames import EMBEDDING_FPS, MAX_REDECODE_FPS, FrameDecodeError, TooFewFrames, frames_for_embedding
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,10 @@ VARIANTS: dict[str, str] = {
     "cosmos-embed1-448p": "nvidia/Cosmos-Embed1-448p",
 }
 EMBEDDING_DIMS: dict[str, int] = {"cosmos-embed1-224p": 256, "cosmos-embed1-336p": 768, "cosmos-embed1-448p": 768}
+# processor_config.json's "resolution" of each checkpoint: the processor resizes frames to this squared
+VARIANT_RESOLUTIONS: dict[str, int] = {"cosmos-embed1-224p": 224, "cosmos-embed1-336p": 336, "cosmos-embed1-448p": 448}
+# processor_config.json's "num_video_frames" (older remote code refuses any other count)
+NUM_VIDEO_FRAMES = 8
 DEFAULT_VARIANT = "cosmos-embed1-224p"
 
 # Error keys, as the reference names them.
@@ -75,6 +86,20 @@ def cosmos_folder_is_complete(folder: Path) -> bool:
         and (folder / "processor_config.json").is_file()
         and (folder / "config.json").is_file()
     )
+
+
+def resize_for_processor(rgb: np.ndarray, resolution: int) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` -> ``(resolution, resolution, 3)``: the square the processor resizes
+    every frame to, with an antialiased bilinear filter (Pillow's; within rounding of torch's
+    ``interpolate(bilinear, antialias=True)``, what the processor is believed to apply: the real
+    checkpoint's interpolation is unverified). The frame tap stores frames resized by this, and
+    the processor then leaves them as they are."""
+    from PIL import Image
+
+    if rgb.shape[:2] == (resolution, resolution):
+        return np.ascontiguousarray(rgb)
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    return np.asarray(img.resize((resolution, resolution), Image.Resampling.BILINEAR))
 
 
 def load_cosmos(path: str | Path, device: str, dtype: Any) -> tuple[Any, Any]:
@@ -181,7 +206,7 @@ class CosmosEmbedder:
 
     @property
     def num_frames(self) -> int:
-        return int(getattr(self.load()[1], "num_video_frames", 8))
+        return int(getattr(self.load()[1], "num_video_frames", NUM_VIDEO_FRAMES))
 
     @property
     def embedding_dim(self) -> int:
@@ -189,88 +214,100 @@ class CosmosEmbedder:
         return int(getattr(model.config, "embed_dim", self.expected_dim))
 
     # -- inference ---------------------------------------------------------------------------
-    def prepare(self, clip: bytes) -> Any:
-        """The processor's ``videos`` tensor ``(1, T, C, R, R)`` for one clip (CPU work)."""
-        if not clip:
-            raise ClipFailure(ERROR_BUFFER, "empty")
+    def frame_spec(self) -> EmbeddingFrames | None:
+        """What stored frames must be for this model's processor, None when it does not say its size."""
         _, processor = self.load()
-        n = int(getattr(processor, "num_video_frames", 8))
-        try:
-            frames = frames_for_embedding(clip, num_frames=n, fps=self.fps)
-        except FrameDecodeError as exc:
-            key = ERROR_TOO_SHORT if isinstance(exc, TooFewFrames) else ERROR_FRAMES
-            raise ClipFailure(key, str(exc)) from exc
-        video = np.stack(frames)[None].transpose(0, 1, 4, 2, 3)  # (1, T, C, H, W) uint8
+        resolution = getattr(processor, "resolution", None)
+        if not isinstance(resolution, int):
+            return None
+        n = int(getattr(processor, "num_video_frames", NUM_VIDEO_FRAMES))
+        return EmbeddingFrames(n, resolution, self.fps, MAX_REDECODE_FPS)
+
+    def prepare(self, clip: bytes, stored: Any = None) -> Any:
+        """The processor's ``videos`` tensor ``(1, T, C, R, R)`` for one clip (CPU work): from
+        ``stored`` (the clip's frames kept by the frame tap) when it holds this model's, else
+        decoded from the clip."""
+        _, processor = self.load()
+        n = int(getattr(processor, "num_video_frames", NUM_VIDEO_FRAMES))
+        frames = self._stored_frames(stored) if stored else None
+        if frames is None:
+            if not clip:
+                raise ClipFailure(ERROR_BUFFER, "empty")
+            try:
+                frames = np.stack(frames_for_embedding(clip, num_frames=n, fps=self.fps))
+            except FrameDecodeError as exc:
+                key = ERROR_TOO_SHORT if isinstance(exc, TooFewFrames) else ERROR_FRAMES
+                raise ClipFailure(key, str(exc)) from exc
+        video = frames[None].transpose(0, 1, 4, 2, 3)  # (1, T, C, H, W) uint8
         return processor(videos=np.ascontiguousarray(video), return_tensors="pt")["videos"]
 
+    def _stored_frames(self, stored: Any) -> np.ndarray | None:
+        spec = self.frame_spec()
+        if spec is None:
+            return None
+        try:
+            found = StoredFrames.load(stored).embedding(spec)
+        except FrameStoreError as exc:
+            log.warning("stored embedding frames not usable, decoding the clip: %s", exc)
+            return None
+        if found is None:
+            return None
+        frames, too_short = found
+        if too_short is not None:
+            raise ClipFailure(ERROR_TOO_SHORT, too_short)
+        return frames
+
     def embed_clips(
-        self, clips: Sequence[bytes], *, errors: dict[int, ClipError] | None = None
+        self, clips: Sequence[bytes], *, errors: dict[int, ClipError] | None = None,
+        frames: Sequence[Any] | None = None,
     ) -> list[np.ndarray | None]:
         """One float32 vector ``(D,)`` per clip, in order.
 
-        Without ``errors`` any failing clip raises. With an ``errors`` dict, a failing clip gets
-        ``None`` and ``errors[index] = ClipError(key, message)`` (the reference's error keys), and
-        the other clips still get their vectors.
+        ``frames``: per clip, its frames stored by the frame tap (or None), used instead of
+        decoding the clip when they hold this model's. Without ``errors`` any failing clip raises.
+        With an ``errors`` dict, a failing clip gets ``None`` and ``errors[index] = ClipError(key,
+        message)`` (the reference's error keys), and the other clips still get their vectors.
         """
-        import torch
-
         model, _ = self.load()
-        results: list[np.ndarray | None] = [None] * len(clips)
-        pending: list[tuple[int, Any]] = []
-
-        def fail(i: int, exc: BaseException) -> None:
-            if errors is None:
-                raise exc
-            if isinstance(exc, ClipFailure):
-                errors[i] = ClipError(exc.key, exc.message)
-            else:
-                errors[i] = ClipError(ERROR_EMBEDDING, f"{type(exc).__name__}: {exc}")
-
-        def flush() -> None:
-            if not pending:
-                return
-            idx = [i for i, _ in pending]
-            batch = torch.cat([v for _, v in pending], dim=0)
-            pending.clear()
-            try:
-                vectors = self._forward(model, batch)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                for i in idx:
-                    fail(i, exc)
-                return
-            for row, i in enumerate(idx):
-                results[i] = vectors[row].copy()
-
-        stream = prefetch_map(
-            lambda i: self.prepare(clips[i]),
-            range(len(clips)),
-            workers=self.decode_workers,
-            ahead=max(2 * self.batch_size, self.decode_workers),
+        values = run_batched(
+            len(clips), lambda i: self.prepare(clips[i], frames[i] if frames is not None else None),
+            lambda videos: self._launch(model, videos),
+            lambda launched, idx, sizes: list(self._collect(launched)),
+            failure_recorder(errors, ERROR_EMBEDDING),
+            batch_size=self.batch_size, workers=self.decode_workers, pin=self.device.startswith("cuda"),
         )
-        for i, out in stream:
-            if isinstance(out, BaseException):
-                fail(i, out)
-                continue
-            pending.append((i, out))
-            if len(pending) >= self.batch_size:
-                flush()
-        flush()
-        return results
+        return [None if v is None else v.copy() for v in values]
 
-    def _forward(self, model: Any, videos: Any) -> np.ndarray:
+    def _launch(self, model: Any, videos: Any) -> Any:
+        """Start one batch on the device; its vectors come from :meth:`_collect` (on a GPU the copy
+        in, the forward and the copy back are queued; nothing waits)."""
         import torch
 
-        if self.device.startswith("cuda"):
-            videos = videos.pin_memory()
-        videos = videos.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        cuda = self.device.startswith("cuda")
+        videos = videos.to(device=self.device, dtype=self.dtype, non_blocking=cuda)
         with torch.inference_mode():
             out = model.get_video_embeddings(videos=videos)
         proj = getattr(out, "visual_proj", None)
         if proj is None:
             raise ModelLoadError("get_video_embeddings() returned no visual_proj")
-        return proj.to(device="cpu", dtype=torch.float32).numpy().astype(np.float32, copy=False)
+        proj = proj.to(dtype=torch.float32)
+        if not cuda:
+            return proj, None
+        host = torch.empty(proj.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(proj, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
 
-    def embed_clip(self, clip: bytes) -> np.ndarray:
-        return self.embed_clips([clip])[0]  # type: ignore[return-value]
+    @staticmethod
+    def _collect(launched: Any) -> np.ndarray:
+        host, done = launched
+        if done is not None:
+            done.synchronize()
+        return host.numpy().astype(np.float32, copy=False)
+
+    def _forward(self, model: Any, videos: Any) -> np.ndarray:
+        """One batch through the model, waiting for its vectors."""
+        if self.device.startswith("cuda"):
+            videos = videos.pin_memory()
+        return self._collect(self._launch(model, videos))

@@ -11,12 +11,17 @@ The sampling follows the reference (NeMo Curator ``decoder_utils.extract_frames`
 
 Frames are then decoded once, and only the chosen ones are converted to RGB, so a long clip does
 not cost one RGB array per decoded frame.
+
+The index rules (:func:`embedding_indices`, :func:`window_indices`) take the timestamps alone, so
+the frame tap of ``models.tap`` applies them to the timestamps a clip will have, on the single
+decode pass, and gets the same indices without decoding the clip.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import TypeVar
 
 import av
@@ -52,6 +57,13 @@ def _open(data: bytes) -> av.container.InputContainer:
         raise FrameDecodeError(f"cannot open clip: {exc}") from exc
 
 
+def pts_seconds(pts: Sequence[int], time_base: Fraction | float) -> np.ndarray:
+    """Presentation timestamps as the reference reads them: ``pts * time_base`` in float64, then
+    float32, sorted."""
+    tb = float(time_base)
+    return np.sort(np.asarray([float(p) * tb for p in pts], dtype=np.float32))
+
+
 def frame_timestamps(data: bytes, stream_index: int = 0) -> np.ndarray:
     """Sorted presentation timestamps (seconds, float32) of every frame, read by demuxing only."""
     with _open(data) as container:
@@ -60,12 +72,11 @@ def frame_timestamps(data: bytes, stream_index: int = 0) -> np.ndarray:
         stream = container.streams.video[stream_index]
         if stream.time_base is None:
             raise FrameDecodeError("video stream has no time base")
-        time_base = float(stream.time_base)
         try:
-            pts = [float(p.pts) * time_base for p in container.demux(stream) if p.pts is not None]
+            pts = [p.pts for p in container.demux(stream) if p.pts is not None]
         except av.FFmpegError as exc:
             raise FrameDecodeError(f"demuxing failed: {exc}") from exc
-    return np.sort(np.asarray(pts, dtype=np.float32))
+        return pts_seconds(pts, stream.time_base)
 
 
 def closest_indices(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -80,17 +91,70 @@ def closest_indices(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return closest
 
 
+def sample_grid(start: np.float32, last: np.float32, fps: float) -> np.ndarray:
+    """The reference's sample times: ``arange(start, last + 0.5 / fps, 1 / fps)`` in float32.
+
+    Element ``k`` depends on ``start`` and ``fps`` only (numpy fills ``start + k * step``), so a
+    longer ``last`` gives the same times and more of them; the frame tap relies on that."""
+    interval = 1.0 / fps
+    return np.arange(start, last + interval * 0.5, interval, dtype=np.float32)
+
+
 def sample_times(timestamps: np.ndarray, fps: float) -> np.ndarray:
     """Frame indices (with repeats) that sampling ``timestamps`` at ``fps`` selects."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if len(timestamps) == 0:
         return np.zeros(0, dtype=np.int64)
-    interval = 1.0 / fps
-    start = timestamps[0]
-    stop = timestamps[-1] + interval * 0.5
-    samples = np.arange(start, stop, interval, dtype=np.float32)
-    return closest_indices(timestamps, samples)
+    return closest_indices(timestamps, sample_grid(timestamps[0], timestamps[-1], fps))
+
+
+def embedding_rates(fps: float = EMBEDDING_FPS, max_fps: float = MAX_REDECODE_FPS) -> list[float]:
+    """The rates :func:`embedding_indices` may sample at: ``fps``, doubled while at most ``max_fps``."""
+    rates = [fps]
+    while rates[-1] * 2 <= max_fps:
+        rates.append(rates[-1] * 2)
+    return rates
+
+
+def embedding_indices(
+    timestamps: np.ndarray, num_frames: int = 8, fps: float = EMBEDDING_FPS, max_fps: float = MAX_REDECODE_FPS
+) -> list[int]:
+    """The ``num_frames`` frame indices a video-embedding model gets, as the reference picks them.
+
+    Sampled at ``fps`` (2); while that yields fewer than ``num_frames`` the rate is doubled up to
+    ``max_fps`` (20); then ``sample_evenly``. A clip too short even at ``max_fps`` raises
+    ``TooFewFrames``.
+    """
+    if len(timestamps) == 0:
+        raise FrameDecodeError("clip has no frames")
+    rate = fps
+    idx = sample_times(timestamps, rate)
+    while len(idx) < num_frames:
+        rate *= 2
+        if rate > max_fps:
+            raise TooFewFrames(f"clip too short: {len(idx)} frames at up to {rate / 2:g} fps, {num_frames} needed")
+        idx = sample_times(timestamps, rate)
+    return [int(i) for i in sample_evenly(list(idx), num_frames)]
+
+
+def window_indices(
+    timestamps: np.ndarray, windows: Sequence[tuple[int, int | None]], fps: float | None
+) -> list[np.ndarray]:
+    """Frame indices (with repeats) sampled at ``fps`` inside each inclusive ``(start, end)`` window
+    (``end`` None: the last frame); every frame of the window when ``fps`` is None. The sample times
+    start at the window's first frame."""
+    wanted: list[np.ndarray] = []
+    for start, end in windows:
+        end = len(timestamps) - 1 if end is None else min(int(end), len(timestamps) - 1)
+        start = max(0, int(start))
+        if start > end:
+            wanted.append(np.zeros(0, dtype=np.int64))
+            continue
+        sub = timestamps[start : end + 1]
+        local = np.arange(len(sub)) if fps is None else sample_times(sub, fps)
+        wanted.append(local + start)
+    return wanted
 
 
 def _decode_indices(
@@ -177,17 +241,7 @@ def decode_windows(
     ts = frame_timestamps(data)
     if len(ts) == 0:
         raise FrameDecodeError("clip has no frames")
-    wanted: list[np.ndarray] = []
-    for start, end in windows:
-        end = len(ts) - 1 if end is None else min(int(end), len(ts) - 1)
-        start = max(0, int(start))
-        if start > end:
-            wanted.append(np.zeros(0, dtype=np.int64))
-            continue
-        sub = ts[start : end + 1]
-        local = np.arange(len(sub)) if fps is None else sample_times(sub, fps)
-        wanted.append(local + start)
-    return _decode_indices(data, wanted, size=size, threads=threads)
+    return _decode_indices(data, window_indices(ts, windows, fps), size=size, threads=threads)
 
 
 def sample_evenly(frames: Sequence[T], n: int) -> list[T]:
@@ -218,15 +272,5 @@ def frames_for_embedding(
     doubled (re-decoding) up to ``max_fps`` (20); then ``sample_evenly``. A clip too short even
     at ``max_fps`` raises ``TooFewFrames``.
     """
-    ts = frame_timestamps(data)
-    if len(ts) == 0:
-        raise FrameDecodeError("clip has no frames")
-    rate = fps
-    idx = sample_times(ts, rate)
-    while len(idx) < num_frames:
-        rate *= 2
-        if rate > max_fps:
-            raise TooFewFrames(f"clip too short: {len(idx)} frames at up to {rate / 2:g} fps, {num_frames} needed")
-        idx = sample_times(ts, rate)
-    chosen = sample_evenly(list(idx), num_frames)
+    chosen = embedding_indices(frame_timestamps(data), num_frames, fps, max_fps)
     return _decode_indices(data, [np.asarray(chosen)], threads=threads)[0]

@@ -3,7 +3,9 @@
 Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
 by clip uuid, batching model calls across every clip of every video in the run. ``annotate``
 and ``apply_filters`` put them back onto the clips, in the reference's stage order: motion filter
--> aesthetic filter -> embeddings and captions for the clips that passed.
+-> aesthetic filter -> embeddings and captions for the clips that passed. Each model gets the
+frames the transcode's decode pass stored for the clip (``Clip.model_frames``, with
+``model_frames=source``) and decodes the clip only for what they do not hold.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def score_aesthetics(results: dict[str, VideoResult], scorer: Any) -> dict[str, 
     """Aesthetic score per clip not already filtered by motion."""
     items = _clips(results, only_passed=True)
     errors: dict[int, ClipError] = {}
-    scores = scorer.score_clips([c.encoded for _, c in items], errors=errors) if items else []
+    scores = scorer.score_clips([c.encoded for _, c in items], errors=errors,
+                                frames=[c.model_frames for _, c in items]) if items else []
     return _collect(items, [None if s is None else float(s) for s in scores], errors, results)
 
 
@@ -47,7 +50,8 @@ def embed(results: dict[str, VideoResult], embedder: Any) -> dict[str, ClipAnnot
     """Cosmos-Embed1 vector per passed clip (call after ``annotate`` applied the filters)."""
     items = _clips(results, only_passed=True)
     errors: dict[int, ClipError] = {}
-    vectors = embedder.embed_clips([c.encoded for _, c in items], errors=errors) if items else []
+    vectors = embedder.embed_clips([c.encoded for _, c in items], errors=errors,
+                                   frames=[c.model_frames for _, c in items]) if items else []
     return _collect(items, vectors, errors, results)
 
 
@@ -58,7 +62,8 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
     """
     items = [(k, c) for k, c in _clips(results, only_passed=True) if c.windows]
     out = {key: ClipAnnotations() for key in results}
-    answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items])
+    answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items],
+                                   frames=[c.model_frames for _, c in items])
     texts: list[tuple[str, str, str, str]] = []  # partition, clip uuid, window key, caption
     for (key, clip), per_window in zip(items, answers):
         uid = str(clip.uuid)

@@ -295,13 +295,17 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def run_semdedup(output_path: str, settings: DedupSettings = DedupSettings(),
-                 grid: Sequence[float] = DEFAULT_EPS_GRID) -> dict[str, Any]:
+                 grid: Sequence[float] = DEFAULT_EPS_GRID, manifest: pa.Table | None = None) -> dict[str, Any]:
     """SemDeDup over the manifest's embeddings (passed clips that have one); writes, whole, under
     ``<output>/semdedup/``: ``pairwise.parquet`` (every clip's ``max_id`` and ``cosine_sim_score``),
-    ``duplicates.parquet`` (at ``settings.eps``), ``eps_table.parquet`` and ``summary.json``."""
+    ``duplicates.parquet`` (at ``settings.eps``), ``eps_table.parquet`` and ``summary.json``.
+
+    ``manifest``: the rows to use (with ``clip_uuid``, ``embedding``, ``passed``); default: the
+    whole manifest folder."""
     from .manifest import read_manifest
 
-    table = read_manifest(output_path, columns=["clip_uuid", "embedding", "passed"])
+    columns = ["clip_uuid", "embedding", "passed"]
+    table = read_manifest(output_path, columns=columns) if manifest is None else manifest.select(columns)
     table = table.filter(pc.and_(table.column("passed"), pc.is_valid(table.column("embedding"))))
     ids = table.column("clip_uuid").to_pylist()
     vectors = [np.asarray(v, np.float32) for v in table.column("embedding").to_numpy(zero_copy_only=False)]

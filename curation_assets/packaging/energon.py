@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 META_DIR = ".nv-meta"
 SAMPLE_TYPE = "CrudeWebdataset"
+#: What ``energon prepare`` leaves in ``.nv-meta/`` (besides each shard's ``.tar.idx``).
+META_FILES = ("dataset.yaml", "split.yaml", ".info.json", "index.sqlite", "index.uuid")
+TAR_INDEX_SUFFIX = ".idx"
 
 
 class EnergonError(RuntimeError):
@@ -75,4 +78,94 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
             "shard_counts": counts, "log": out.getvalue()}
 
 
-__all__ = ["EnergonError", "META_DIR", "SAMPLE_TYPE", "prepare_energon"]
+def energon_problems(dest: str, index: Mapping[str, Any]) -> list[str]:
+    """Why the Energon metadata under ``dest`` does not describe the shards of ``index`` (the asset
+    check "Energon metadata present and consistent"), each naming the file; [] when it does.
+
+    Checked: every file of :data:`META_FILES` exists; ``dataset.yaml`` names :data:`SAMPLE_TYPE`;
+    ``.info.json`` counts exactly the index's shards and samples; ``split.yaml``'s parts expand to
+    each split's shards; each shard's ``.tar.idx`` holds one offset per sample plus the end; the
+    sample index (``index.sqlite``) holds every sample once.
+    """
+    if not storage.is_local(dest):
+        return [f"{storage.redact(dest)}: Energon metadata is prepared for local shard folders only"]
+    try:
+        import braceexpand  # megatron-energon's own dependencies
+        import yaml
+    except ImportError as exc:
+        return [f"megatron-energon is not installed ({exc}): pip install 'curation-assets[energon]'"]
+
+    meta = storage.join(dest, META_DIR)
+    problems: list[str] = []
+    texts: dict[str, bytes] = {}
+    for name in META_FILES:
+        try:
+            texts[name] = storage.read_bytes(storage.join(meta, name))
+        except storage.StorageError as exc:
+            problems.append(f"{META_DIR}/{name}: {'missing' if isinstance(exc, FileNotFoundError) else exc}")
+    expected = {s["name"]: s["samples"] for s in index.get("shards", [])}
+    by_split = {split: sorted(n for n in expected if n.startswith(f"{split}/")) for split in SPLITS}
+    if "dataset.yaml" in texts:
+        doc = _yaml(yaml, texts["dataset.yaml"])
+        if not isinstance(doc, dict) or doc.get("__class__") != SAMPLE_TYPE:
+            problems.append(f"{META_DIR}/dataset.yaml: sample type is not {SAMPLE_TYPE}")
+    if ".info.json" in texts:
+        try:
+            counts = json.loads(texts[".info.json"]).get("shard_counts")
+        except (ValueError, AttributeError):
+            counts = None
+        if counts != expected:
+            problems.append(f"{META_DIR}/.info.json: counts {_summary(counts)}, the shard index lists "
+                            f"{_summary(expected)}")
+    if "split.yaml" in texts:
+        doc = _yaml(yaml, texts["split.yaml"])
+        parts = doc.get("split_parts") if isinstance(doc, dict) else None
+        if not isinstance(parts, dict):
+            problems.append(f"{META_DIR}/split.yaml: no split_parts")
+        else:
+            for split in SPLITS:
+                found = sorted(x for pattern in parts.get(split) or [] for x in braceexpand.braceexpand(str(pattern)))
+                if found != by_split[split]:
+                    problems.append(f"{META_DIR}/split.yaml: {split} has {len(found)} shard(s), the shard index "
+                                    f"{len(by_split[split])}")
+    for name, samples in expected.items():
+        try:
+            size = len(storage.read_bytes(storage.join(dest, name + TAR_INDEX_SUFFIX)))
+        except storage.StorageError:
+            problems.append(f"{name}{TAR_INDEX_SUFFIX}: missing")
+            continue
+        if size != 8 * (samples + 1):
+            problems.append(f"{name}{TAR_INDEX_SUFFIX}: {size} bytes, {samples} sample(s) need {8 * (samples + 1)}")
+    if "index.sqlite" in texts:
+        problems.extend(_sample_index_problems(storage.get_fs(meta)[1], sum(expected.values())))
+    return problems
+
+
+def _yaml(yaml, data: bytes) -> Any:
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError:
+        return None
+
+
+def _summary(counts: Any) -> str:
+    if not isinstance(counts, dict):
+        return "nothing"
+    return f"{sum(v for v in counts.values() if isinstance(v, int))} samples in {len(counts)} shards"
+
+
+def _sample_index_problems(meta_path: str, samples: int) -> list[str]:
+    import os
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{os.path.join(meta_path, 'index.sqlite')}?mode=ro", uri=True)) as db:
+            rows, keys = db.execute("select count(*), count(distinct sample_key) from samples").fetchone()
+    except sqlite3.Error as exc:
+        return [f"{META_DIR}/index.sqlite: unreadable ({exc})"]
+    if rows != samples or keys != samples:
+        return [f"{META_DIR}/index.sqlite: {rows} sample rows ({keys} keys), the shard index lists {samples} samples"]
+    return []
+
+
+__all__ = ["EnergonError", "META_DIR", "META_FILES", "SAMPLE_TYPE", "energon_problems", "prepare_energon"]

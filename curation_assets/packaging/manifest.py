@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,9 @@ from ..core import storage
 from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings
 
 MANIFEST_DIR = "manifest"
+#: Key of the fragment's Parquet footer metadata holding :func:`row_digest` of its rows, so a
+#: plan over 100k videos reads footers, not rows.
+DIGEST_KEY = b"curation_assets.row_digest"
 
 _TEXT = pa.struct([("model", pa.string()), ("text", pa.string())])
 _ERROR = pa.struct([("key", pa.string()), ("message", pa.string())])
@@ -166,6 +171,7 @@ def write_fragment(output_path: str, video: VideoLayout, table: pa.Table | None 
     if table.num_rows == 0:
         storage.remove_files([url])
         return None
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), DIGEST_KEY: row_digest(table).encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     storage.write_bytes_atomic(url, buf.getvalue())
@@ -195,7 +201,7 @@ def _is_fragment_name(name: str) -> bool:
 def manifest_dataset(output_path: str) -> ds.Dataset:
     """The manifest folder as a ``pyarrow.dataset`` (temporary ``.tmp-*`` files are ignored, as
     pyarrow skips names starting with ``.``)."""
-    fs, path = storage.get_fs(storage.join(output_path, MANIFEST_DIR))
+    fs, path = _arrow_fs(storage.join(output_path, MANIFEST_DIR))
     if not storage.exists(storage.join(output_path, MANIFEST_DIR)):
         return ds.dataset(SCHEMA.empty_table())
     return ds.dataset(path, format="parquet", schema=SCHEMA, filesystem=fs)
@@ -204,6 +210,154 @@ def manifest_dataset(output_path: str) -> ds.Dataset:
 def read_manifest(output_path: str, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
     """Every clip of every video: one dataset scan of ``<output>/manifest/``."""
     return manifest_dataset(output_path).to_table(columns=columns, filter=filter)
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """The manifest of a set of videos: their rows, and the videos that have no fragment."""
+
+    table: pa.Table
+    missing: tuple[str, ...]  # rel paths without a fragment (never written, failed, or no clips)
+    other_fragments: int  # fragments in the folder of videos outside the set (e.g. removed partitions)
+
+
+def _present(output_path: str, rel_paths: Iterable[str]) -> tuple[dict[str, str], dict[str, str], tuple[str, ...], int]:
+    """One listing of ``manifest/``: (fragment name -> URL of the wanted ones present, name -> rel
+    path wanted, rel paths without a fragment, count of other videos' fragments)."""
+    wanted = {f"{fragment_name(r)}.parquet": r for r in rel_paths}
+    folder = storage.join(output_path, MANIFEST_DIR)
+    present: dict[str, str] = {}
+    others = 0
+    for url in storage.list_files(folder):  # [] when the folder does not exist
+        name = url.rsplit("/", 1)[-1]
+        if url[len(folder):].strip("/") != name or not _is_fragment_name(name):
+            continue
+        if name in wanted:
+            present[name] = url
+        else:
+            others += 1
+    missing = tuple(sorted(r for name, r in wanted.items() if name not in present))
+    return present, wanted, missing, others
+
+
+def read_fragments(output_path: str, rel_paths: Iterable[str], columns: list[str] | None = None,
+                   filter: Any = None) -> ManifestRead:
+    """The rows of exactly these videos: one listing of ``manifest/`` (its fragment names are known
+    from the rel paths), then one dataset scan of the fragments that exist. No video document is
+    read, which is what makes dataset-level packaging cheap at 100k videos."""
+    present, _, missing, others = _present(output_path, rel_paths)
+    if not present:
+        empty = SCHEMA.empty_table()
+        return ManifestRead(empty.select(columns) if columns else empty, missing, others)
+    fs, _ = _arrow_fs(storage.join(output_path, MANIFEST_DIR))
+    paths = [storage.get_fs(present[name])[1] for name in sorted(present)]
+    table = ds.dataset(paths, format="parquet", schema=SCHEMA, filesystem=fs).to_table(columns=columns, filter=filter)
+    return ManifestRead(table, missing, others)
+
+
+@dataclass(frozen=True)
+class FragmentDigests:
+    """The :func:`row_digest` of each video's fragment, and the videos that have none."""
+
+    digests: dict[str, str]  # rel path -> digest
+    missing: tuple[str, ...]
+    other_fragments: int
+
+
+def fragment_digests(output_path: str, rel_paths: Iterable[str], max_workers: int = 8) -> FragmentDigests:
+    """Each fragment's digest from its footer (a fragment without one is read and digested):
+    what the shard plan needs, at a fraction of the cost of reading the rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    present, wanted, missing, others = _present(output_path, rel_paths)
+    fs, _ = _arrow_fs(storage.join(output_path, MANIFEST_DIR))
+
+    def digest(name: str) -> str:
+        path = storage.get_fs(present[name])[1]
+        with fs.open_input_file(path) if hasattr(fs, "open_input_file") else fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            stored = (parquet.schema_arrow.metadata or {}).get(DIGEST_KEY)
+            return stored.decode() if stored else row_digest(parquet.read())
+
+    names = sorted(present)
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        values = list(pool.map(digest, names))
+    return FragmentDigests({wanted[n]: v for n, v in zip(names, values)}, missing, others)
+
+
+def _arrow_fs(url: str):
+    """The filesystem pyarrow scans ``url`` with: its own for local folders (through fsspec each
+    small fragment costs milliseconds of Python), fsspec's for object stores."""
+    fs, path = storage.get_fs(url)
+    if storage.is_local(url):
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), path
+    return fs, path
+
+
+def read_fragment(output_path: str, rel_path: str) -> pa.Table | None:
+    """One video's fragment as written, or None when it has none."""
+    try:
+        data = storage.read_bytes(fragment_url(output_path, rel_path))
+    except storage.StorageNotFoundError:
+        return None
+    return pq.read_table(io.BytesIO(data), schema=SCHEMA)
+
+
+def fragment_problems(output_path: str, video: VideoLayout) -> list[str]:
+    """Why the video's fragment (read back) does not hold one row per clip of the video, naming the
+    file and the reason; [] when it does. The clips of the video are those its chunk documents
+    list (passed and filtered), counted against the video document's ``num_total_clips``."""
+    fragment = fragment_url(output_path, video.rel_path)
+    if not video.exists:
+        return [f"{video.video_url}: missing (the video has no layout to compare with)"]
+    problems: list[str] = []
+    doc = video.video or {}
+    chunk_count = doc.get("num_clip_chunks")
+    if isinstance(chunk_count, int) and len(video.chunks) != chunk_count:
+        problems.append(f"{video.rel_path}: {chunk_count - len(video.chunks)} of {chunk_count} chunk document(s) "
+                        "could not be read, so their clips cannot be counted: "
+                        + "; ".join(p for p in video.problems if "processed_clip_chunks" in p)[:500])
+    expected: dict[str, tuple[int, bool]] = {}
+    for chunk in video.chunks:
+        for key, passed in (("clips", True), ("filtered_clips", False)):
+            for uid in chunk.get(key, []):
+                expected.setdefault(uid, (chunk["clip_chunk_index"], passed))
+    total = doc.get("num_total_clips")
+    if isinstance(total, int) and len(video.chunks) == chunk_count and total != len(expected):
+        problems.append(f"{video.rel_path}: num_total_clips is {total}, its chunk documents list {len(expected)} clips")
+    try:
+        table = read_fragment(output_path, video.rel_path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable fragment is this check's finding
+        return problems + [f"{fragment}: unreadable ({storage.redact(f'{type(exc).__name__}: {exc}')})"]
+    rows = [] if table is None else table.select(["clip_uuid", "passed"]).to_pylist()
+    if table is None and expected:
+        return problems + [f"{fragment}: missing, the video has {len(expected)} clip(s)"]
+    seen: dict[str, bool] = {}
+    for row in rows:
+        uid = row["clip_uuid"]
+        if uid in seen:
+            problems.append(f"{fragment}: clip {uid} has more than one row")
+        seen[uid] = row["passed"]
+    for uid, (index, passed) in expected.items():
+        if uid not in seen:
+            why = next((p for p in video.problems if uid in p), "")
+            problems.append(f"{fragment}: no row for clip {uid} of chunk {index}"
+                            + (f" ({why})" if why else " (its metas/v0 document was not read)"))
+        elif seen[uid] != passed:
+            problems.append(f"{fragment}: clip {uid} is {'passed' if seen[uid] else 'filtered'} in the manifest, "
+                            f"{'passed' if passed else 'filtered'} in chunk {index}")
+    for uid in seen.keys() - expected.keys():
+        problems.append(f"{fragment}: row for clip {uid}, which no chunk document of the video lists")
+    return problems
+
+
+def row_digest(table: pa.Table) -> str:
+    """A digest of a video's rows (the embedding aside: ``embedding_url`` and ``settings_hash``
+    stand for it), equal whether the rows come from the layout or from the written fragment."""
+    rows = table.drop_columns(["embedding"]).to_pylist() if "embedding" in table.column_names else table.to_pylist()
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def schema_markdown() -> str:
@@ -216,16 +370,24 @@ def schema_markdown() -> str:
 
 __all__ = [
     "COLUMNS",
+    "DIGEST_KEY",
+    "FragmentDigests",
     "MANIFEST_DIR",
+    "ManifestRead",
     "SCHEMA",
     "clip_row",
     "first_caption",
     "fragment_name",
+    "fragment_digests",
+    "fragment_problems",
     "fragment_url",
     "manifest_dataset",
     "manifest_table",
+    "read_fragment",
+    "read_fragments",
     "read_manifest",
     "remove_fragments",
+    "row_digest",
     "schema_markdown",
     "write_fragment",
 ]

@@ -23,15 +23,15 @@ import json
 import math
 import re
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..core import layout, storage
-from ..core.layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embeddings
-from .manifest import first_caption
+from ..core.layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embeddings, read_video_layout
+from .manifest import first_caption, manifest_table, row_digest
 from .publish import open_for_publish
 
 WEBDATASET_DIR = "webdataset"
@@ -235,14 +235,13 @@ def _plan_video(video: VideoLayout, settings: ShardSettings, skipped: dict[str, 
     return out
 
 
-def _group_digest(videos: list[VideoLayout], settings_hash: str) -> str:
-    """What a group's shards are made from: its videos' documents and the settings."""
+def _group_digest(video_digests: Mapping[str, str], settings_hash: str) -> str:
+    """What a group's shards are made from: its videos' manifest rows (:func:`manifest.row_digest`,
+    the same whether read from the layout or from the manifest) and the settings. Videos without
+    a row leave no trace, so a failed video and a missing one are alike."""
     h = hashlib.sha256(settings_hash.encode())
-    for video in sorted(videos, key=lambda v: v.rel_path):
-        h.update(json.dumps([video.rel_path, video.video], sort_keys=True).encode())
-        for clip in video.clips:
-            h.update(json.dumps([clip.uuid, clip.passed, clip.meta, clip.clip_url is not None,
-                                 clip.parquet_url is not None], sort_keys=True).encode())
+    for rel in sorted(video_digests):
+        h.update(json.dumps([rel, video_digests[rel]]).encode())
     return h.hexdigest()
 
 
@@ -433,18 +432,66 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
     ``videos``: every video of the dataset (a video left out is a video removed). A video's
     ``problems`` are reported in the result; its valid clips are still used.
     """
+    present = [v for v in videos if v.exists]
+    problems = [f"{v.rel_path}: {p}" for v in present for p in v.problems]
+    by_rel = {v.rel_path: v for v in present}
+    digests = {}
+    for v in present:
+        rows = manifest_table(v, embeddings={})
+        if rows.num_rows:
+            digests[v.rel_path] = row_digest(rows)
+    return _build(digests, lambda rels: [by_rel[r] for r in rels], dest, settings, force, work_dir, problems)
+
+
+def build_shards_from_manifest(output_path: str, digests: Mapping[str, str], dest: str,
+                               settings: ShardSettings = ShardSettings(), *, sources: Mapping[str, str] | None = None,
+                               force: bool = False, work_dir: str | None = None) -> BuildResult:
+    """:func:`build_shards` planned from the clip manifest: ``digests`` is each video's fragment
+    digest (rel path -> :func:`manifest.row_digest`, e.g. ``manifest.fragment_digests(...).digests``),
+    ``sources`` the source each video must describe (its documents are refused otherwise).
+
+    Which groups changed is decided from the digests alone (fragment footers), so an unchanged
+    dataset reads no video document; the layout documents of a video are read only when its group
+    is rewritten. A video whose layout no longer matches its fragment is reported (its shards
+    follow the layout).
+    """
+    sources = sources or {}
+    problems: list[str] = []
+
+    def load(group_rels: list[str]) -> list[VideoLayout]:
+        out = []
+        for rel in group_rels:
+            try:
+                video = read_video_layout(output_path, rel, sources.get(rel))
+            except (ValueError, storage.StorageError) as exc:
+                problems.append(f"{rel}: its layout could not be read ({storage.redact(exc)}); its clips are left out")
+                continue
+            if not video.exists:
+                problems.append(f"{rel}: in the manifest, but its processed_videos document is gone or describes "
+                                "another source; its clips are left out")
+                continue
+            if row_digest(manifest_table(video, embeddings={})) != digests[rel]:
+                problems.append(f"{rel}: its manifest fragment is older than its layout (materialise its manifest "
+                                "again); its shards were written from the layout")
+            problems.extend(f"{rel}: {p}" for p in video.problems)
+            out.append(video)
+        return out
+
+    return _build(dict(digests), load, dest, settings, force, work_dir, problems)
+
+
+def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[VideoLayout]], dest: str,
+           settings: ShardSettings, force: bool, work_dir: str | None, problems: list[str]) -> BuildResult:
+    """The shards of the videos ``video_digests`` names (rel path -> :func:`manifest.row_digest`);
+    ``load`` gives the layouts of a group's videos when that group must be rewritten."""
     settings_hash = settings.settings_hash()
     previous = read_index(dest)
     same_settings = previous is not None and previous.get("settings_hash") == settings_hash
     storage.cleanup_temp_files(dest, min_age_s=storage.TEMP_MAX_AGE_S)  # killed writers' leftovers
 
-    by_group: dict[int, list[VideoLayout]] = {}
-    problems: list[str] = []
-    for video in videos:
-        if not video.exists:
-            continue
-        by_group.setdefault(shard_group(video.rel_path, settings.num_groups), []).append(video)
-        problems.extend(f"{video.rel_path}: {p}" for p in video.problems)
+    by_group: dict[int, list[str]] = {}
+    for rel in video_digests:
+        by_group.setdefault(shard_group(rel, settings.num_groups), []).append(rel)
 
     old_groups = previous.get("groups", {}) if same_settings else {}
     groups_out: dict[str, dict[str, Any]] = {}
@@ -453,8 +500,8 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
     written: list[str] = []
     old_shards = {s["name"]: s for s in previous.get("shards", [])} if same_settings else {}
     for group in sorted(by_group):
-        members = by_group[group]
-        digest = _group_digest(members, settings_hash)
+        members = sorted(by_group[group])
+        digest = _group_digest({rel: video_digests[rel] for rel in members}, settings_hash)
         key = f"{group:04d}"
         old = old_groups.get(key)
         kept = _kept_group(old, digest, old_shards) if not force else None
@@ -463,7 +510,7 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
             shards_out.extend(group_shards)
             continue
         skipped: dict[str, int] = {}
-        items = [p for v in members for p in _plan_video(v, settings, skipped)]
+        items = [p for v in load(members) for p in _plan_video(v, settings, skipped)]
         infos = _write_group(dest, group, items, settings, work_dir, skipped, problems)
         rebuilt.append(group)
         written.extend(i.name for i in infos)
@@ -564,6 +611,7 @@ __all__ = [
     "ShardSettings",
     "bucket_of",
     "build_shards",
+    "build_shards_from_manifest",
     "default_dest",
     "read_index",
     "shard_group",
