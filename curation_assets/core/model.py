@@ -191,7 +191,6 @@ class Clip:
     encoded: bytes | SpilledBytes | None = None  # the transcoded mp4
     model_frames: bytes | SpilledBytes | None = None  # the model steps' frames, kept by the decode pass
     probe: ClipProbe | None = None
-    decoded_frames: int | None = None
     motion: MotionScore | None = None
     aesthetic_score: float | None = None
     embedding: Any = None  # numpy array of shape (D,), float32

@@ -337,7 +337,6 @@ def _process_video(
         else:
             clip.encoded = out.data
             clip.model_frames = out.model_frames
-            clip.decoded_frames = out.num_frames
             try:
                 probe = probes.get(out.span)
                 if probe is None:

@@ -122,10 +122,6 @@ class ClipOutput:
     preview_error: str | None = None  # set when previews were asked for but could not be made
     model_frames: bytes | None = None  # what the clip tap kept (TranscodeOptions.tap), None without one
 
-    @property
-    def ok(self) -> bool:
-        return self.data is not None and self.error is None
-
 
 # ----------------------------------------------------------------------------- helpers
 
