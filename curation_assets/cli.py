@@ -316,7 +316,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
         raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
     import dagster as dg
 
-    from . import preflight, progress
+    from . import preflight, run_events
     from .defs.resources import AestheticModel, CurationSettings, EmbeddingModel
     from .defs.resources import caption_service_from_env
     from .defs.sensors import batched
@@ -348,13 +348,13 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     notices: list[str] = []
 
     def listen(event: Any) -> None:
-        if isinstance(event, progress.Notice):
+        if isinstance(event, run_events.Notice):
             if event.message not in notices:
                 notices.append(event.message)
         else:
             printer(event)
 
-    unsubscribe = progress.subscribe(listen)
+    unsubscribe = run_events.subscribe(listen)
     started = time.perf_counter()
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures

@@ -36,7 +36,7 @@ def stage_key(options: PipelineOptions, source_url: str, info: storage.FileInfo)
 def failed(source_url: str, rel_path: str, key: str, message: str, options: PipelineOptions) -> VideoResult:
     """A result that records a step failure of one video."""
     return VideoResult(source_video=source_url, rel_path=rel_path, metadata=None,
-                       errors={key: storage.redact(message)}, settings=options.record())
+                       errors={key: storage.redact(message)}, record=options.record())
 
 
 def _bytes_in_place(result: VideoResult) -> bool:
@@ -73,7 +73,7 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
             if doc is not None and doc.get("kind") == "clips" and doc["value"].get("stage_key") == key:
                 previous = result_value(doc["value"])
                 if _bytes_in_place(previous):
-                    previous.settings = options.record()  # the writer's record: this run's settings
+                    previous.record = options.record()  # the writer's record: this run's settings
                     return previous, True
         spill = VideoSpill(area, source_url, options.output_path)
         # held while the transcode writes into its spill folder: a writer's cleanup leaves it alone
@@ -128,7 +128,7 @@ def prepare_write(result: VideoResult, annotations: dict[str, ClipAnnotations | 
     for key in UNWRITABLE_FAILURES + ("storage",):
         if key in result.errors:
             return Prepared(result, (key, result.errors[key]))
-    record = result.settings or {}
+    record = result.record or {}
     changed = [n for n, v in step_settings(options, CLIPS_STEP).items() if record.get("settings", {}).get(n) != v]
     if changed or record.get("version") != options.record()["version"]:
         what = f" (changed: {', '.join(changed)})" if changed else " (another version of curation-assets)"

@@ -734,10 +734,10 @@ def cleanup_temp_files(
         temps = [_to_url(fs, scheme(folder_url), p) for p in _guarded("list", folder_url, _ls)]
     if min_age_s > 0 and temps:
         now = time.time()
-        keep = []
+        removable = []
         for u in temps:
             if _is_local_fs(fs) and temp_file_owner_is_dead(u):
-                keep.append(u)
+                removable.append(u)
                 continue
             try:
                 if _is_local_fs(fs):
@@ -748,7 +748,7 @@ def cleanup_temp_files(
             except (OSError, IsADirectoryError):
                 continue
             if now - mtime >= min_age_s:
-                keep.append(u)
-        temps = keep
+                removable.append(u)
+        temps = removable
     remove_files(temps)
     return len(temps)

@@ -216,7 +216,7 @@ def result_doc(result: VideoResult) -> dict[str, Any]:
         "metadata": None if result.metadata is None else vars(result.metadata),
         "clips": [clip_doc(c) for c in result.clips],
         "errors": result.errors,
-        "pipeline": result.settings,
+        "pipeline": result.record,
         "stage_key": result.stage_key,
     }
 
@@ -228,7 +228,7 @@ def result_value(doc: dict[str, Any]) -> VideoResult:
         metadata=None if doc["metadata"] is None else VideoMetadata(**doc["metadata"]),
         clips=[clip_value(c) for c in doc["clips"]],
         errors=dict(doc["errors"]),
-        settings=dict(doc["pipeline"]),
+        record=dict(doc["pipeline"]),
         stage_key=str(doc["stage_key"]),
     )
 

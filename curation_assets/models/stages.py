@@ -1,8 +1,8 @@
 """The model stages over a run's videos: aesthetic scores, embeddings, captions.
 
 Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
-by clip uuid, batching model calls across every clip of every video in the run. ``annotate``
-and ``apply_filters`` put them back onto the clips, in the reference's stage order: motion filter
+by clip uuid, batching model calls across every clip of every video in the run. ``annotate_and_filter``
+(and ``apply_filters`` alone) put them back onto the clips, in the reference's stage order: motion filter
 -> aesthetic filter -> embeddings and captions for the clips that passed. Each model gets the
 frames the transcode's decode pass stored for the clip (``Clip.model_frames``, with
 ``model_frames=source``) and decodes the clip only for what they do not hold.
@@ -48,7 +48,7 @@ def score_aesthetics(results: dict[str, VideoResult], scorer: Any) -> dict[str, 
 
 
 def embed(results: dict[str, VideoResult], embedder: Any) -> dict[str, ClipAnnotations]:
-    """Cosmos-Embed1 vector per passed clip (call after ``annotate`` applied the filters)."""
+    """Cosmos-Embed1 vector per passed clip (call after ``apply_filters`` applied the filters)."""
     items = _clips(results)
     errors: dict[int, ClipError] = {}
     vectors = embedder.embed_clips([c.encoded for _, c in items], errors=errors,
@@ -100,7 +100,7 @@ def apply_filters(result: VideoResult, options: PipelineOptions, aesthetics: Cli
     return result
 
 
-def annotate(
+def annotate_and_filter(
     result: VideoResult,
     options: PipelineOptions,
     *,
