@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import storage
+from . import storage, temp_files
 from .model import (
     Clip,
     ClipAnnotations,
@@ -93,7 +93,7 @@ class WorkArea:
     def token_lock_url(self, source_url: str, token: str) -> str:
         return storage.join(self.video_dir(source_url), "bytes", f"{token}.lock")
 
-    def remove_bytes(self, result: VideoResult, *, max_age_s: float = storage.TEMP_MAX_AGE_S) -> None:
+    def remove_bytes(self, result: VideoResult, *, max_age_s: float = temp_files.TEMP_MAX_AGE_S) -> None:
         """After a video is written: the bytes its result spilled that are still here (clips not
         uploaded, previews of filtered clips), and the spill folders of other transcodes of this
         video that no stored value references and no live transcode holds (locally: its shared

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ..core import storage
+from ..core import storage, temp_files
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def open_for_publish(url: str, work_dir: str | None = None) -> Iterator[BinaryIO
         _, path = storage.get_fs(url)
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, storage.temp_file_name())
+        tmp = os.path.join(folder, temp_files.temp_file_name())
     else:
         fd, tmp = tempfile.mkstemp(prefix="curation-shard-", suffix=".tar", dir=work_dir)
         os.close(fd)
