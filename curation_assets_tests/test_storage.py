@@ -10,6 +10,7 @@ import traceback
 import pytest
 
 from curation_assets.core import storage, temp_files
+from curation_assets.core.sources import list_videos
 from curation_assets.core.storage import (
     StorageError,
     cleanup_temp_files,
@@ -17,7 +18,6 @@ from curation_assets.core.storage import (
     get_fs,
     join,
     list_files,
-    list_videos,
     open_input,
     read_bytes,
     redact,

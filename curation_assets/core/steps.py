@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import storage
+from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
 from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
 from .pipeline import ProgressCallback, process_video
@@ -59,7 +59,7 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
                       "the file name is not valid UTF-8 (the layout's documents and clip ids are UTF-8 text): "
                       "rename it", options), False
     try:
-        problem = storage.source_problem(options.input_path, source_url)
+        problem = sources.source_problem(options.input_path, source_url)
         if problem:
             return failed(source_url, rel_path, "source", f"{rel_path}: {problem}", options), False
         info = storage.file_info(source_url)

@@ -24,9 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat as stat_mod
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -36,12 +35,11 @@ from fsspec.implementations.local import LocalFileSystem
 from . import temp_files
 from .redaction import redact, register_secret
 from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
-from .urls import components as _components
 
 __all__ = [
     "INPUT_BLOCK_SIZE", "FileInfo", "StorageError", "StorageNotFoundError", "cleanup_temp_files", "exists",
-    "file_info", "get_fs", "is_local", "is_object_store", "join", "list_files", "list_videos", "lock",
-    "scan_videos", "source_problem", "move", "normalize_url", "open_input", "read_bytes", "redact",
+    "file_info", "get_fs", "is_local", "is_object_store", "join", "list_files", "lock",
+    "move", "normalize_url", "open_input", "read_bytes", "redact",
     "register_secret", "relative_to", "remove_files", "resolve_under", "write_bytes_atomic",
     "write_text_atomic",
 ]
@@ -407,80 +405,6 @@ def list_files(url: str) -> list[str]:
     fs, path = get_fs(url)
     found = _guarded("list", url, lambda: _find_files(fs, path))
     return sorted(_to_url(fs, scheme(url), p) for p in found)
-
-
-@dataclass(frozen=True)
-class VideoScan:
-    """The videos under an input folder (relative posix paths, sorted) and what was passed over."""
-
-    videos: list[str]
-    skipped: list[tuple[str, str]]  # (relative path, why)
-
-
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> VideoScan:
-    """The video files under ``input_url``, recursively, and the entries passed over (with why).
-
-    ``extensions`` (default: the reference's, ``core.options.VIDEO_EXTENSIONS``) match
-    case-insensitively; hidden files and folders (any component starting with ``.``) are skipped.
-    Raises :class:`StorageNotFoundError` when ``input_url`` does not exist (for object stores: no
-    object under the prefix).
-    """
-    from .options import VIDEO_EXTENSIONS
-
-    from .upload_scan import normalize_extensions, scan_local
-
-    exts = normalize_extensions(extensions or VIDEO_EXTENSIONS)
-    fs, path = get_fs(input_url)
-    if _is_local_fs(fs):  # the upload watcher's walk: symlinks only inside the input, no FIFOs or devices
-        found = scan_local(path, exts)
-        return VideoScan(sorted(found.files), sorted(found.skipped))
-
-    def _do() -> list[str]:
-        found = _find_files(fs, path)
-        if not found and not fs.exists(path):
-            raise FileNotFoundError("no object under this prefix")
-        return found
-
-    found = _guarded("list", input_url, _do)
-    _ns, base_comps = _components(_to_url(fs, scheme(input_url), path))
-    out = []
-    for p in found:
-        comps = tuple(c for c in p.split("/") if c)
-        if comps[: len(base_comps)] != base_comps or len(comps) == len(base_comps):
-            continue
-        rel = comps[len(base_comps) :]
-        if any(c.startswith(".") for c in rel) or not rel[-1].lower().endswith(exts):
-            continue
-        out.append("/".join(rel))
-    return VideoScan(sorted(out), [])
-
-
-def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:
-    """Relative posix paths (sorted) of the video files under ``input_url`` (see :func:`scan_videos`)."""
-    return scan_videos(input_url, extensions).videos
-
-
-def source_problem(input_url: str, source_url: str) -> str | None:
-    """Why a source must not be opened, or None: locally, a path that is not a regular file (a FIFO
-    would block forever, a device read without end) or whose real path leaves ``input_url``."""
-    if not is_local(source_url):
-        return None
-    path, root = local_path(source_url), os.path.realpath(local_path(input_url))
-    if not _inside(root, os.path.realpath(path)):
-        return "a symlink to a place outside input_path (not followed)"
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None  # missing: the caller's "no such video"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if not stat_mod.S_ISREG(st.st_mode):
-        return "not a regular file (a FIFO, device or socket is never opened)"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
