@@ -1,6 +1,11 @@
 """The checks of one written video's layout: each rule of the spec that its files must honour,
 and for each departure the file and why.
 
+Why one module over the project's 500-line guide: it is the spec's list of rules for one video's
+files, one function per layout directory, read side by side with ``clip-writer-layout.md``; the
+functions share only the :class:`CheckOutcome` they fill, and splitting them would split the
+list, not a concern.
+
 The video's files are found from its own documents (:func:`core.layout_read.read_video_layout`),
 never by listing a directory, so a check costs the same whatever else the output holds. The
 rules are written from the spec (``clip-writer-layout.md``), not from the writer's code, so a

@@ -1,5 +1,9 @@
 """TransNetV2 scene detection, reproducing NeMo Curator's ``TransNetV2ClipExtractionStage``.
 
+Why one module, a little over the project's 500-line guide: the three steps below (the 48x27
+decode, the windowed inference, the scene arithmetic) only feed each other, and together they
+are the reference's one stage; the network is :mod:`curation_assets.models.transnetv2`.
+
 The spec ("Upstream stage defaults", TransNetV2) fixes the pipeline:
 
 1. every frame of the source is decoded and scaled to 48x27 ``rgb24`` the way
@@ -34,9 +38,6 @@ Inference is streamed: frames are decoded once and each window runs as soon as i
 exist (full windows in groups of ``batch_size``), so memory stays bounded whatever the video
 length. The network itself is :mod:`curation_assets.models.transnetv2` (its CPU forward is
 re-arranged but computes the same function; on CUDA the package's forward runs unchanged).
-The three steps of the stage stay in this one module, a little over the project's 500-line
-guide: each only feeds the next, and together they are the reference's one stage.
-
 Known differences from the reference: the ffmpeg CLI writes rawvideo at a constant frame rate
 (duplicating/dropping frames of variable-frame-rate sources); we take every decoded frame, which
 is the same for constant-frame-rate sources. The reference's default GPU run uses TF32

@@ -1,8 +1,13 @@
 """Storage: local paths and fsspec URLs (``s3://bucket/prefix``) behind one API.
 
-Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it. Paths and
-URLs are :mod:`.urls`' business and redaction :mod:`.redaction`'s; both are re-exported here so
-callers have one storage facade.
+Why one module over the project's 500-line guide: every function here is one file operation
+(whole-file write, read, move, listing, lock, bulk delete) done two ways, locally and through
+fsspec, behind the same error guard (:func:`_guarded`) and the same filesystem lookup; the
+concerns beside them live apart: URLs in :mod:`.urls`, redaction in :mod:`.redaction`, temporary
+names in :mod:`.temp_files`, source discovery in :mod:`.sources`. ``join``, ``redact`` and a few
+more URL functions are re-exported here because nearly every caller of storage uses them too.
+
+Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it.
 
 Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better"):
 

@@ -1,5 +1,10 @@
 """Cut clips without re-encoding (``--transcode-encoder copy``): spans snapped to keyframes.
 
+Why one module over the project's 500-line guide: the packet pass, the remux and the decode of
+each finished clip (previews, motion, model frames) are the one "copy" encoder that
+``core.pipeline`` picks instead of :mod:`.transcode`; each part is called only from the pass, and
+the snapped span the pass computes is what both the remux and the decode rely on.
+
 A clip that is not re-encoded must start on a keyframe: anything else would reference frames
 the clip does not hold. So each span is *snapped* outward to the source's keyframes, as
 ``ffmpeg -ss <start> -to <end> -i src -c copy`` does in effect: the start moves back to the last

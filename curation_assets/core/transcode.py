@@ -1,5 +1,12 @@
 """Cut a source video into clips: decode once, fan the frames out to one encoder per clip.
 
+Why one module over the project's 500-line guide: the single pass (:func:`transcode_clips`), the
+per-clip encoder (``_ClipMuxer`` and ``_ClipJob``, one thread each) and the helpers that pick an
+encoder's pixel format, size and time base are one mechanism. The encoders exist only for the
+pass, hold the frames it shares with them and follow its timestamp rule; split apart, the rule
+that a frame at ``t`` belongs to ``start_s <= t < end_s`` would be read in one file and kept in
+another.
+
 The architecture note's "Decode once, fan out": the source is demuxed and decoded a single time
 on the calling thread; every decoded frame goes to the encoder of each clip whose span holds it
 (spans may overlap), audio packets whose pts fall in a span are remuxed into that clip (no audio

@@ -1,5 +1,10 @@
 """WebDataset shards of the selected clips, rebuilt per shard group.
 
+Why one module over the project's 500-line guide: the group and split hashes, the tar writer and
+the index that records each group's digest are one format: the index is only meaningful with the
+hashes that placed the videos, and ``verify_shards`` checks exactly what the writer wrote. The
+Energon metadata, which another reader defines, is :mod:`.energon`.
+
 Layout under the destination (default ``<output>/webdataset/<name>/``)::
 
     <split>/[<bucket>/]g<group>-<seq>.tar   samples <uuid>.json, .mp4, .npy, .txt (members contiguous)
