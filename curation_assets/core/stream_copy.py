@@ -274,7 +274,7 @@ def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, fram
 
     Previews use about one frame per second, motion scores one frame in ``round(fps / 2)`` and
     the model frames a few per second, so the frames none uses are left undecoded where the codec
-    allows it (non-reference frames: about 40% of an x264 stream with B-frames). The plan comes
+    allows it (non-reference frames, a large share of an x264 stream with B-frames). The plan comes
     from the packets' timestamps; should the decoder's frames not match it, the clip is decoded in
     full."""
     packets, time_base = _packets(data) if (preview is not None or motion or tap is not None) else ([], None)
