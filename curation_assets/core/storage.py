@@ -43,7 +43,7 @@ from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relat
 
 __all__ = [
     "INPUT_BLOCK_SIZE", "FileInfo", "StorageError", "StorageNotFoundError", "cleanup_temp_files", "exists",
-    "file_info", "get_fs", "is_local", "is_object_store", "join", "list_files", "lock",
+    "file_info", "fsync_dir", "get_fs", "is_local", "is_object_store", "join", "list_files", "lock",
     "move", "normalize_url", "open_input", "read_bytes", "redact",
     "register_secret", "relative_to", "remove_files", "resolve_under", "write_bytes_atomic",
     "write_text_atomic",
@@ -156,7 +156,8 @@ def _to_url(fs: fsspec.AbstractFileSystem, proto: str | None, path: str) -> str:
     return f"{proto or _protocol_of(fs)}://{path.lstrip('/')}"
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Flush a local folder's entries (a rename into it survives a crash); errors are ignored."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -208,7 +209,7 @@ def _write_local_atomic(path: str, data: bytes | bytearray | memoryview, temp_na
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return
 
 
@@ -274,7 +275,7 @@ def move(src: str, dst: str) -> None:
                         os.unlink(tmp)
                     raise
                 os.unlink(spath)
-            _fsync_dir(os.path.dirname(dpath))
+            fsync_dir(os.path.dirname(dpath))
             return
         if sfs is dfs and not _is_local_fs(sfs):
             sfs.copy(spath, dpath)

@@ -189,9 +189,10 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
     return _stamp(out, video_clips, options, "aesthetic_scores")
 
 
-def _passed_clips(options: PipelineOptions, video_clips: dict[str, VideoResult],
+def _with_filters_applied(options: PipelineOptions, video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations], keys: list[str]) -> dict[str, VideoResult]:
-    """The videos with the motion and aesthetic filters applied: the clips that reach the models."""
+    """Every video with the motion and aesthetic filters applied (filtered clips marked, not removed);
+    the model stages then take the clips that passed."""
     return {k: stages.apply_filters(video_clips[k], options, aesthetic_scores.get(k)) for k in keys}
 
 
@@ -217,8 +218,8 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
             out = _skipped(keys, note)
         else:
             context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
-            passed = _passed_clips(options, video_clips, aesthetic_scores, keys)
-            out = _run_stage(keys, passed, lambda r: stages.embed(r, embedder), "embedding")
+            filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
+            out = _run_stage(keys, filtered, lambda r: stages.embed(r, embedder), "embedding")
     _report(context, out, "embeddings")
     return _stamp(out, video_clips, options, "clip_embeddings")
 
@@ -236,8 +237,8 @@ def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings,
     else:
         client = caption_service.client(options)
         context.log.info(f"captioning with {client.model} at {client.base_url}")
-        passed = _passed_clips(options, video_clips, aesthetic_scores, keys)
-        out = _run_stage(keys, passed, lambda r: stages.caption(r, client, enhance=options.enhance_captions),
+        filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
+        out = _run_stage(keys, filtered, lambda r: stages.caption(r, client, enhance=options.enhance_captions),
                          "captioning")
     _report(context, out, "captioned_clips")
     return _stamp(out, video_clips, options, "clip_captions")

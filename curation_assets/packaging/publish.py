@@ -37,7 +37,7 @@ def open_for_publish(url: str, work_dir: str | None = None) -> Iterator[BinaryIO
             os.fsync(f.fileno())
         if storage.is_local(url):
             os.replace(tmp, path)
-            _fsync_dir(folder)
+            storage.fsync_dir(folder)
         else:
             _put(tmp, url)
     finally:
@@ -55,16 +55,3 @@ def _put(local: str, url: str) -> None:
     else:
         return
     raise storage.StorageError(message)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
