@@ -56,6 +56,7 @@ import numpy as np
 
 from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load_transnetv2
 from .model import Span, VideoMetadata
+from .probe import open_video, source_name
 from .options import MAX_LENGTH_MODES, PipelineOptions
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
@@ -254,17 +255,6 @@ def scenes_to_spans(
 # --------------------------------------------------------------------------------------------
 
 
-def describe_source(source: Any) -> str:
-    """A human-readable name for a path or file object, for error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    for attr in ("full_name", "path", "name"):
-        value = getattr(source, attr, None)
-        if isinstance(value, (str, os.PathLike)) and os.fspath(value):
-            return os.fspath(value)
-    return repr(source)
-
-
 def _pick_video_stream(container: Any) -> Any:
     """The stream ``ffmpeg -i`` maps by default: the largest video stream, attached pictures skipped."""
     best, best_area = None, -1
@@ -344,10 +334,9 @@ def iter_small_frames(source: Any, *, threads: int = 0) -> Iterator[np.ndarray]:
     """
     import av
 
-    name = describe_source(source)
-    opened = os.fspath(source) if isinstance(source, os.PathLike) else source
+    name = source_name(source)
     try:
-        container = av.open(opened, mode="r")
+        container = open_video(source)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise SceneDetectionError(f"cannot open video {name!r} for scene detection: {exc}") from exc
     try:
@@ -537,7 +526,7 @@ def detect_scene_spans(
     validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"{describe_source(source)!r}: metadata has no usable framerate ({fps!r})")
+        raise ValueError(f"{source_name(source)!r}: metadata has no usable framerate ({fps!r})")
     if max_length_s and max_length_mode == "stride" and int(max_length_s * fps) < 1:
         raise ValueError(f"max_length_s={max_length_s} is shorter than one frame at {fps} fps")
     probabilities = predict_frame_probabilities(source, weights_path=weights_path, device=device, batch_size=batch_size)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import logging
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .probe import display_rotation, frame_period, frame_rate
+from .probe import display_rotation, frame_period, frame_rate, open_video, source_name
 from .cpus import usable_cores
 from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError
 from .windows import compute_windows
@@ -383,12 +382,9 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
 
 
 def _open_source(source: Any) -> tuple[Any, str]:
-    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
-        getattr(source, "path", None) or getattr(source, "full_name", None) or getattr(source, "name", None)
-        or repr(source))
+    name = source_name(source)
     try:
-        return av.open(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source, mode="r",
-                       metadata_errors="ignore"), str(name)
+        return open_video(source), name
     except Exception as exc:
         raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import queue
 import threading
 from collections import deque
@@ -50,7 +49,7 @@ from .cpus import usable_cores
 from .model import Span
 from .options import DEFAULT_X264_PRESET
 from .previews import PreviewCollector, PreviewOptions
-from .probe import frame_period, frame_rate, probe_clip
+from .probe import frame_period, frame_rate, open_video, probe_clip, source_name
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -170,16 +169,6 @@ def _encoder_usable(name: str) -> bool:
 def available_encoders() -> list[str]:
     """The encoders of :data:`KNOWN_ENCODERS` that open on this machine."""
     return [name for name in KNOWN_ENCODERS if _encoder_usable(name)]
-
-
-def _source_name(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    for attr in ("path", "full_name", "name"):
-        value = getattr(source, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return repr(source)
 
 
 def _target_pix_fmt(encoder: str, source_fmt: str | None) -> str:
@@ -498,11 +487,9 @@ class _ClipJob:
 
 
 def _open_source(source: Any) -> Any:
-    name = _source_name(source)
+    name = source_name(source)
     try:
-        if isinstance(source, (str, os.PathLike)):
-            return av.open(os.fspath(source), mode="r")
-        return av.open(source, mode="r")
+        return open_video(source)
     except Exception as exc:
         raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
 
@@ -529,7 +516,7 @@ def transcode_clips(
         raise TranscodeError(
             f"encoder {options.encoder!r} is not usable here (usable: {', '.join(usable) or 'none'})"
         )
-    name = _source_name(source)
+    name = source_name(source)
     container = _open_source(source)
     if not spans:
         container.close()
