@@ -49,9 +49,9 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .probe import display_rotation, frame_period, frame_rate, open_video, source_name
+from .probe import display_rotation, frame_period, frame_rate, source_name
 from .cpus import usable_cores
-from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError
+from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -381,14 +381,6 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
 # ----------------------------------------------------------------------------- the pass
 
 
-def _open_source(source: Any) -> tuple[Any, str]:
-    name = source_name(source)
-    try:
-        return open_video(source), name
-    except Exception as exc:
-        raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
-
-
 def copy_clips(
     source: Any,
     spans: list[Span],
@@ -410,7 +402,7 @@ def copy_clips(
     raises :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each
     clip finishes.
     """
-    container, name = _open_source(source)
+    container, name = open_source(source), source_name(source)
     try:
         if not container.streams.video:
             raise SourceReadError(f"video source {name!r} has no video stream")

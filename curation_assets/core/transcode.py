@@ -486,7 +486,9 @@ class _ClipJob:
 # ----------------------------------------------------------------------------- the single pass
 
 
-def _open_source(source: Any) -> Any:
+def open_source(source: Any) -> Any:
+    """The source's container (``probe.open_video``); :class:`SourceReadError` naming it when it
+    does not open. Shared with ``core.stream_copy``."""
     name = source_name(source)
     try:
         return open_video(source)
@@ -517,7 +519,7 @@ def transcode_clips(
             f"encoder {options.encoder!r} is not usable here (usable: {', '.join(usable) or 'none'})"
         )
     name = source_name(source)
-    container = _open_source(source)
+    container = open_source(source)
     if not spans:
         container.close()
         return []
