@@ -180,7 +180,7 @@ def run_core_video(video: Path, options, out: Path) -> dict[str, Any]:
     w1, c1 = time.perf_counter(), cpu_self()
     files = layout.video_files(result, options.output_path, upload_clips=options.upload_clips,
                                dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget,
-                               pipeline=result.settings)
+                               pipeline=result.record)
     n = 0
     for directory in files.files.values():
         for rel_file, data in directory.items():

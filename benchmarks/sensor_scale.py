@@ -8,7 +8,7 @@ its RSS right after the imports, so what the tick itself adds can be read off). 
 ``idle``      a tick with nothing new (the case that repeats every minute);
 ``new100``    100 new videos copied in: the tick that sees them (they settle) and the next one
               that requests them;
-``baseline``  in the same run, what the sensor did before: ``storage.list_videos`` (fsspec
+``baseline``  in the same run, what the sensor did before: ``sources.list_videos`` (fsspec
               ``find``) and a set difference against the N known keys, ratio printed.
 
 On S3 (moto's server in this process, filled through its backend; the children list it over
@@ -59,7 +59,7 @@ def rel_name(i: int) -> str:
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    from curation_assets.core import storage
+    from curation_assets.core import sources
     from curation_assets.core.keys import key_from_rel_path
     from curation_assets.core.upload_state import FolderStateStore, encode_state, load_cursor, save_cursor
     from curation_assets.core.uploads import WatchSettings, watch_tick
@@ -71,7 +71,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["mode"] == "baseline":
         known = {key_from_rel_path(rel_name(i)) for i in range(spec["known"])}
         t0 = time.perf_counter()
-        found = [key_from_rel_path(r) for r in storage.list_videos(spec["url"])]
+        found = [key_from_rel_path(r) for r in sources.list_videos(spec["url"])]
         out["new"] = len([k for k in found if k not in known])
         out["listed"] = len(found)
     else:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core import storage
+from .core import sources, storage
 from .core.keys import key_from_rel_path
 from .core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from .core.options import PipelineOptions, Setting, base_type, parse_text, setting_fields
@@ -316,7 +316,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
         raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
     import dagster as dg
 
-    from . import preflight, progress
+    from . import preflight, run_events
     from .defs.resources import AestheticModel, CurationSettings, EmbeddingModel
     from .defs.resources import caption_service_from_env
     from .defs.sensors import batched
@@ -329,7 +329,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
                                caption_client=caption_service.client(options) if options.generate_captions else None)
     if found:
         raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
-    scan = storage.scan_videos(options.input_path, options.video_extensions)
+    scan = sources.scan_videos(options.input_path, options.video_extensions)
     rel_paths = scan.videos
     for rel, why in scan.skipped:
         stream.write(f"skipped {rel}: {why}\n")
@@ -348,13 +348,13 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     notices: list[str] = []
 
     def listen(event: Any) -> None:
-        if isinstance(event, progress.Notice):
+        if isinstance(event, run_events.Notice):
             if event.message not in notices:
                 notices.append(event.message)
         else:
             printer(event)
 
-    unsubscribe = progress.subscribe(listen)
+    unsubscribe = run_events.subscribe(listen)
     started = time.perf_counter()
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures

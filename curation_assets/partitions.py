@@ -19,7 +19,7 @@ import os
 
 import dagster as dg
 
-from .core import storage
+from .core import sources, storage
 from .core.keys import key_from_rel_path, rel_path_from_key
 
 VIDEOS_PARTITION_NAME = "videos"
@@ -40,7 +40,7 @@ def source_url_for_key(input_path: str, key: str) -> str:
 
 def discover_video_keys(input_path: str, extensions: tuple[str, ...] | None = None) -> list[str]:
     """Partition keys of every video file under ``input_path``, sorted."""
-    return [key_from_rel_path(rel) for rel in storage.list_videos(input_path, extensions)]
+    return [key_from_rel_path(rel) for rel in sources.list_videos(input_path, extensions)]
 
 
 def bound_dataset(instance_root: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 
 import av
@@ -115,6 +116,26 @@ def test_transnetv2_device_reaches_the_scene_pass(tmp_path):
     result = process_video(str(video), "cuts.mp4", lambda: open(video, "rb"),
                            PipelineOptions(**TRANSNETV2, transnetv2_device="cuda"))
     assert "device 'cuda' requested but CUDA is not available" in result.errors["split"] and not result.clips
+
+
+def test_one_device_check_for_transnetv2_and_dedup():
+    """core.devices.checked_device is the check both TransNetV2 and the dedup step put a model through."""
+    import torch
+
+    from curation_assets.core.devices import checked_device
+    from curation_assets.models.transnetv2 import load_transnetv2
+    from curation_assets.packaging.dedup import DedupSettings, semdedup
+
+    assert checked_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert checked_device("cpu") == torch.device("cpu")
+    for bad, message in (("meta", "must be 'cpu' or 'cuda[:N]'"), ("nonsense", "unknown torch device")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            checked_device(bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_transnetv2(device=bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            semdedup(["a"], np.ones((1, 4), dtype=np.float32), DedupSettings(device="cuda"))
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from curation_assets.cli import UsageError, build_parser, main, options_from_args, run_pipeline
-from curation_assets.core import layout, storage
+from curation_assets.core import layout, temp_files
 from curation_assets.core.options import PipelineOptions
 
 from .layout_checks import all_files, check_layout
@@ -197,7 +197,7 @@ def test_ctrl_c_stops_after_cleanup_and_a_second_stops_at_once(tmp_path):
     text = _log(tmp_path, "int")
     assert "stopping after the current clip" in text
     assert text.count("not processed: the run was stopped") == 3, text  # no further batch ran
-    assert not [f for f in all_files(out) if storage.is_temp_file_name(f)]
+    assert not [f for f in all_files(out) if temp_files.is_temp_file_name(f)]
     assert not (out / "processed_videos").exists()
 
     shutil.rmtree(out / "_work", ignore_errors=True)
@@ -272,4 +272,4 @@ def test_a_full_disk_names_its_cause_per_video(tmp_path):
         assert "No space left on device" in line, text
         assert "FAILED" in line
         if mount is not None:
-            assert not [f for f in all_files(Path(out)) if storage.is_temp_file_name(f)]
+            assert not [f for f in all_files(Path(out)) if temp_files.is_temp_file_name(f)]

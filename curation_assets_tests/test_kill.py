@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageSequence
 
-from curation_assets.core import storage
+from curation_assets.core import storage, temp_files
 
 from .layout_checks import PATTERNS, all_files, check_layout
 from .model_fixtures import build_cosmos_standin
@@ -51,7 +51,7 @@ def _dead_pid() -> int:
 
 def _temp(folder: Path, host: str, pid: int, age_s: float = 0.0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{storage.TEMP_PREFIX}{host}_{pid}_{uuid.uuid4().hex}{storage.TEMP_SUFFIX}"
+    path = folder / f"{temp_files.TEMP_PREFIX}{host}_{pid}_{uuid.uuid4().hex}{temp_files.TEMP_SUFFIX}"
     path.write_bytes(b"half a file")
     if age_s:
         past = time.time() - age_s
@@ -64,31 +64,31 @@ def _temp(folder: Path, host: str, pid: int, age_s: float = 0.0) -> Path:
 
 
 def test_temp_names_carry_their_writer():
-    name = storage.temp_file_name()
-    assert storage.is_temp_file_name(name) and f"_{os.getpid()}_" in name
-    assert not storage.temp_file_owner_is_dead(name)  # this process is alive
-    host = storage._host_tag()
-    assert storage.temp_file_owner_is_dead(f".tmp-{host}_{_dead_pid()}_{uuid.uuid4().hex}.partial")
-    assert not storage.temp_file_owner_is_dead(f".tmp-otherhost_{_dead_pid()}_{uuid.uuid4().hex}.partial")
-    assert not storage.temp_file_owner_is_dead(f".tmp-{uuid.uuid4().hex}.partial")  # unknown owner
+    name = temp_files.temp_file_name()
+    assert temp_files.is_temp_file_name(name) and f"_{os.getpid()}_" in name
+    assert not temp_files.temp_file_owner_is_dead(name)  # this process is alive
+    host = temp_files._host_tag()
+    assert temp_files.temp_file_owner_is_dead(f".tmp-{host}_{_dead_pid()}_{uuid.uuid4().hex}.partial")
+    assert not temp_files.temp_file_owner_is_dead(f".tmp-otherhost_{_dead_pid()}_{uuid.uuid4().hex}.partial")
+    assert not temp_files.temp_file_owner_is_dead(f".tmp-{uuid.uuid4().hex}.partial")  # unknown owner
 
 
 def test_cleanup_removes_dead_writers_files_at_once_and_keeps_live_ones(tmp_path):
-    host = storage._host_tag()
+    host = temp_files._host_tag()
     dead = _temp(tmp_path, host, _dead_pid())
     live = _temp(tmp_path, host, os.getpid())
     foreign_new = _temp(tmp_path, "otherhost", 42)
-    foreign_old = _temp(tmp_path, "otherhost", 42, age_s=2 * storage.TEMP_MAX_AGE_S)
+    foreign_old = _temp(tmp_path, "otherhost", 42, age_s=2 * temp_files.TEMP_MAX_AGE_S)
     legacy_old = tmp_path / ".tmp-0123abcd.partial"
     legacy_old.write_bytes(b"x")
-    past = time.time() - 2 * storage.TEMP_MAX_AGE_S
+    past = time.time() - 2 * temp_files.TEMP_MAX_AGE_S
     os.utime(legacy_old, (past, past))
     nested = _temp(tmp_path / "deeper", host, _dead_pid())
-    removed = storage.cleanup_temp_files(str(tmp_path), min_age_s=storage.TEMP_MAX_AGE_S, recursive=False)
+    removed = storage.cleanup_temp_files(str(tmp_path), min_age_s=temp_files.TEMP_MAX_AGE_S, recursive=False)
     assert removed == 3
     assert not dead.exists() and not foreign_old.exists() and not legacy_old.exists()
     assert live.exists() and foreign_new.exists() and nested.exists()  # not recursive
-    assert storage.cleanup_temp_files(str(tmp_path), min_age_s=storage.TEMP_MAX_AGE_S) == 1  # recursive
+    assert storage.cleanup_temp_files(str(tmp_path), min_age_s=temp_files.TEMP_MAX_AGE_S) == 1  # recursive
     assert not nested.exists()
     assert storage.cleanup_temp_files(str(tmp_path / "missing"), recursive=False) == 0
 
@@ -101,7 +101,7 @@ def test_a_concurrent_writers_temp_file_survives_another_runs_cleanup(tmp_path, 
 
     def replace_after_sweep(src, dst):
         if not swept:
-            swept.append(storage.cleanup_temp_files(str(tmp_path), min_age_s=storage.TEMP_MAX_AGE_S,
+            swept.append(storage.cleanup_temp_files(str(tmp_path), min_age_s=temp_files.TEMP_MAX_AGE_S,
                                                     recursive=False))
             assert os.path.exists(src)
         return real_replace(src, dst)
@@ -123,11 +123,11 @@ def assert_no_partial_file(out: Path) -> list[Path]:
     files = all_files(out)
     metas = {}
     for rel in files:
-        if rel.startswith("metas/v0/") and not storage.is_temp_file_name(rel):
+        if rel.startswith("metas/v0/") and not temp_files.is_temp_file_name(rel):
             metas[rel.split("/")[-1][:-5]] = json.loads((out / rel).read_text())
     for rel in sorted(files):
         path = out / rel
-        if storage.is_temp_file_name(rel):
+        if temp_files.is_temp_file_name(rel):
             temps.append(path)
             continue
         assert any(p.match(rel) for p in PATTERNS.values()), f"unexpected file {rel}"

@@ -137,6 +137,20 @@ def test_metas_keys_types_and_order_are_the_specs(out):
     assert any(f.startswith(f"{rel2}: keys out of the spec's order: valid, span_uuid") for f in failing[lc.METAS_MATCH_SPEC])
 
 
+def test_a_document_without_a_key_the_spec_requires_is_named(out):
+    videos, out = out
+    path, meta = _meta(out, 0)
+    del meta["height_source"]
+    path.write_text(json.dumps(meta, indent=4))
+    video_path = out / layout.video_file(VIDEO)
+    doc = json.loads(video_path.read_text())
+    del doc["pixel_format"]
+    video_path.write_text(json.dumps(doc, indent=4))
+    failing = _failing(_check(videos, out))
+    assert f"{path.relative_to(out)}: missing keys: height_source" in failing[lc.METAS_MATCH_SPEC], failing
+    assert f"{layout.video_file(VIDEO)}: missing keys: pixel_format" in failing[lc.VIDEO_DOCUMENT_MATCHES_SPEC], failing
+
+
 def test_a_meta_whose_valid_flag_lies_is_named(out):
     videos, out = out
     path, meta = _meta(out, 2)

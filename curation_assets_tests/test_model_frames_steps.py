@@ -77,14 +77,14 @@ def run_models(video, model_dir, tmp_path, mode: str, monkeypatch=None):
     opens = Opens(monkeypatch) if monkeypatch is not None else None
     results = {"a": result}
     aesthetics = stages.score_aesthetics(results, scorer)
-    stages.annotate(result, options, aesthetics=aesthetics["a"])
+    stages.annotate_and_filter(result, options, aesthetics=aesthetics["a"])
     embeddings = stages.embed(results, embedder)
     with ChatServer(count_images) as server:
         client = CaptionClient(server.base_url, "vlm", backoff_s=0.01, timeout_s=10)
         captions = stages.caption(results, client, enhance=False)
     if monkeypatch is not None:
         monkeypatch.undo()
-    stages.annotate(result, options, embeddings=embeddings["a"], captions=captions["a"])
+    stages.annotate_and_filter(result, options, embeddings=embeddings["a"], captions=captions["a"])
     for ann in (aesthetics["a"], embeddings["a"], captions["a"]):
         assert not ann.errors
     return options, result, opens
@@ -103,7 +103,7 @@ def test_model_steps_open_no_clip_with_source_frames(video, model_dir, tmp_path,
 
 
 def _files(options, result) -> dict[str, bytes]:
-    files = layout.video_files(result, options.output_path, pipeline=result.settings)
+    files = layout.video_files(result, options.output_path, pipeline=result.record)
     out = {}
     for directory in files.files.values():
         for rel, data in directory.items():

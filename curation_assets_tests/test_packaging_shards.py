@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 
-from curation_assets.core import layout, storage
+from curation_assets.core import layout, storage, temp_files
 from curation_assets.core.layout_read import read_video_layout
 from curation_assets.packaging import shards
 from curation_assets.cli import main as package_main
@@ -280,19 +280,19 @@ def test_a_kill_while_writing_leaves_no_incomplete_shard_under_a_real_name(out, 
         assert proc.stdout.readline().strip() == b"ready"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # kill as soon as a temporary file is open
-            if dest.exists() and any(storage.is_temp_file_name(p.name) for p in dest.rglob("*")):
+            if dest.exists() and any(temp_files.is_temp_file_name(p.name) for p in dest.rglob("*")):
                 break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        temps = [p for p in dest.rglob("*") if storage.is_temp_file_name(p.name)]
+        temps = [p for p in dest.rglob("*") if temp_files.is_temp_file_name(p.name)]
         for name, data in tars(dest).items():
             assert data == want[name], f"{name} is not whole"
         if temps:
             break
     assert temps, "no kill landed while a shard was being written"
     result = shards.build_shards(layouts(out), str(dest), shards.ShardSettings(num_groups=3, max_shard_samples=1))
-    assert tars(dest) == want and not [p for p in dest.rglob("*") if storage.is_temp_file_name(p.name)]
+    assert tars(dest) == want and not [p for p in dest.rglob("*") if temp_files.is_temp_file_name(p.name)]
     assert shards.verify_shards(str(dest), result.index) == []
 
 

@@ -9,7 +9,8 @@ import traceback
 
 import pytest
 
-from curation_assets.core import storage
+from curation_assets.core import storage, temp_files
+from curation_assets.core.sources import list_videos
 from curation_assets.core.storage import (
     StorageError,
     cleanup_temp_files,
@@ -17,7 +18,6 @@ from curation_assets.core.storage import (
     get_fs,
     join,
     list_files,
-    list_videos,
     open_input,
     read_bytes,
     redact,
@@ -283,7 +283,7 @@ def test_cleanup_temp_files(root):
     assert cleanup_temp_files(root) == 0
     remaining = list_files(root)
     assert len(remaining) == 3
-    assert not any(storage.is_temp_file_name(u) for u in remaining)
+    assert not any(temp_files.is_temp_file_name(u) for u in remaining)
     assert cleanup_temp_files(join(root, "missing")) == 0
 
 

@@ -150,7 +150,7 @@ def test_pipeline_copy_mode_writes_snapped_spans_and_ids(source, tmp_path):
         assert not clip.errors, clip.errors
         assert clip.motion is not None and clip.probe.num_frames == clip.span.end_frame - clip.span.start_frame
         assert all(w.preview for w in clip.windows)
-    files = layout.video_files(result, options.output_path, pipeline=result.settings)
+    files = layout.video_files(result, options.output_path, pipeline=result.record)
     meta = json.loads(files.files[layout.METAS][layout.meta_file(result.clips[1])])
     assert list(meta)[:4] == ["span_uuid", "source_video", "duration_span", "snapped"]
     assert meta["snapped"] is True and meta["duration_span"] == [4.0, 10.0]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from curation_assets.core import storage
+from curation_assets.core import storage, temp_files
 from curation_assets.core.keys import rel_path_from_key
 from curation_assets.core.upload_scan import plan_ranges, scan_object_store
 from curation_assets.core.upload_state import (
@@ -319,7 +319,7 @@ def test_links_fifos_and_temp_files(tmp_path):
     (root / ".hidden" / "h.mp4").write_bytes(b"h")
     (root / "via").symlink_to(root / ".hidden")  # a hidden folder through a visible link: followed
     os.mkfifo(root / "pipe.mp4")
-    (root / storage.temp_file_name()).write_bytes(b"t")
+    (root / temp_files.temp_file_name()).write_bytes(b"t")
     (root / ".a.mp4.Xy12Zq").write_bytes(b"rsync in progress")
     t = ticks(str(root), STABLE_ONLY, 2)[-1]
     assert sorted(keys(t)) == ["annexed.mp4", "real/a.mp4", "via/h.mp4"]

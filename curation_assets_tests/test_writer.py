@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from curation_assets.core import layout, storage, writer
+from curation_assets.core import layout, storage, temp_files, writer
 from curation_assets.core.model import clip_uuid
 from curation_assets.core.options import PipelineOptions
 from curation_assets.core.pipeline import process_video
@@ -137,10 +137,10 @@ def test_leftover_temporary_files_are_found_by_name(video, tmp_path):
     for rel in (layout.clip_file(result.clips[0]), layout.video_file("a.mp4")):
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        leftover = target.parent / storage.temp_name_for(str(target))
+        leftover = target.parent / temp_files.temp_name_for(str(target))
         leftover.write_bytes(b"half a file")
         planted.append(leftover)
-    unrelated = out / layout.CLIPS / storage.temp_file_name()  # someone else's: never touched
+    unrelated = out / layout.CLIPS / temp_files.temp_file_name()  # someone else's: never touched
     unrelated.write_bytes(b"not ours")
     writer.write_video(result, files, str(out), area)
     assert not any(p.exists() for p in planted)

@@ -350,28 +350,3 @@ def video_files(
             if clip.embedding is not None:
                 out.add(CE1_EMBD, embedding_file(clip), embedding_pickle(clip.embedding))
     return out
-
-
-def owned_files_from_chunk_docs(chunk_docs: list[dict[str, Any]], source_video: str, num_chunks: int) -> dict[str, set[str]]:
-    """Files an earlier run of this video may have written, read back from its chunk documents.
-
-    The chunk documents list every clip uuid (passed and filtered) so they serve as the manifest
-    for removing files a new run no longer produces; previews are whole folders per clip.
-    """
-    owned: dict[str, set[str]] = {d: set() for d in ALL_DIRECTORIES}
-    for doc in chunk_docs:
-        for uid in doc.get("clips", []):
-            owned[CLIPS].add(f"{CLIPS}/{uid}.mp4")
-            owned[METAS].add(f"{METAS}/{uid}.json")
-            owned[CE1_EMBD].add(f"{CE1_EMBD}/{uid}.pickle")
-            owned[PREVIEWS].add(f"{PREVIEWS}/{uid}/")
-            owned[FILTERED_CLIPS].add(f"{FILTERED_CLIPS}/{uid}.mp4")
-        for uid in doc.get("filtered_clips", []):
-            owned[FILTERED_CLIPS].add(f"{FILTERED_CLIPS}/{uid}.mp4")
-            owned[CLIPS].add(f"{CLIPS}/{uid}.mp4")
-            owned[METAS].add(f"{METAS}/{uid}.json")
-            owned[CE1_EMBD].add(f"{CE1_EMBD}/{uid}.pickle")
-            owned[PREVIEWS].add(f"{PREVIEWS}/{uid}/")
-    for i in range(num_chunks):
-        owned[CE1_EMBD_PARQUET].add(parquet_file(source_video, i))
-    return owned

@@ -1,6 +1,11 @@
 """The checks of one written video's layout: each rule of the spec that its files must honour,
 and for each departure the file and why.
 
+Why one module over the project's 500-line guide: it is the spec's list of rules for one video's
+files, one function per layout directory, read side by side with ``clip-writer-layout.md``; the
+functions share only the :class:`CheckOutcome` they fill, and splitting them would split the
+list, not a concern.
+
 The video's files are found from its own documents (:func:`core.layout_read.read_video_layout`),
 never by listing a directory, so a check costs the same whatever else the output holds. The
 rules are written from the spec (``clip-writer-layout.md``), not from the writer's code, so a
@@ -151,6 +156,17 @@ def _directory_check(file: str) -> str:
     return CHUNK_COUNTS_MATCH_FILES
 
 
+def _check_keys(doc: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str], rel: str,
+                out: CheckOutcome) -> None:
+    """A document holds no key the spec does not name and every key it requires."""
+    unknown = [k for k in doc if k not in allowed]
+    if unknown:
+        out.fail(rel, f"keys not in the spec: {', '.join(map(repr, unknown))}")
+    missing = [k for k in required if k not in doc]
+    if missing:
+        out.fail(rel, f"missing keys: {', '.join(missing)}")
+
+
 # ---------------------------------------------------------------------------------------------
 # The rules
 
@@ -158,12 +174,7 @@ def _directory_check(file: str) -> str:
 def _check_meta(clip: ClipLayout, rel: str, captions: tuple[str, ...], enhanced: tuple[str, ...], out: CheckOutcome) -> None:
     meta = clip.meta
     keys = list(meta)
-    unknown = [k for k in keys if k not in META_KEYS]
-    if unknown:
-        out.fail(rel, f"keys not in the spec: {', '.join(map(repr, unknown))}")
-    missing = [k for k in META_REQUIRED if k not in meta]
-    if missing:
-        out.fail(rel, f"missing keys: {', '.join(missing)}")
+    _check_keys(meta, META_KEYS, META_REQUIRED, rel, out)
     known = [k for k in keys if k in META_KEYS]
     if known != sorted(known, key=META_KEYS.index):
         out.fail(rel, f"keys out of the spec's order: {', '.join(known)}")
@@ -492,12 +503,7 @@ def check_video_document(video: VideoLayout, out: CheckOutcome) -> None:
         return  # unreadable: reported by the reader
     out.checked += 1
     keys = list(doc)
-    unknown = [k for k in keys if k not in VIDEO_KEYS + VIDEO_OPTIONAL]
-    if unknown:
-        out.fail(rel, f"keys not in the spec: {', '.join(map(repr, unknown))}")
-    missing = [k for k in VIDEO_KEYS if k not in doc]
-    if missing:
-        out.fail(rel, f"missing keys: {', '.join(missing)}")
+    _check_keys(doc, VIDEO_KEYS + VIDEO_OPTIONAL, VIDEO_KEYS, rel, out)
     order = [k for k in keys if k in VIDEO_KEYS + VIDEO_OPTIONAL]
     if order != sorted(order, key=(VIDEO_KEYS + VIDEO_OPTIONAL).index):
         out.fail(rel, f"keys out of the spec's order: {', '.join(order)}")

@@ -1,5 +1,10 @@
 """One video's written layout read back from its documents, without listing any directory.
 
+Why one module over the project's 500-line guide: reading a document back and deciding whether it
+may be trusted are one step here: every id and frame number is checked as it is read, before it
+can become a path, and the writer (``core.writer``) and the checks (``core.layout_checks``) use
+these same checks; the embedding loaders at the end open only files whose paths passed them.
+
 A video's ``processed_videos/<rel>.json`` says how many chunks it has; each chunk document names
 its clips (passed and filtered); each clip's ``metas/v0/<uuid>.json`` says what was written for
 it. So the files of one video are found by reading a handful of named documents, which on an

@@ -191,7 +191,6 @@ class Clip:
     encoded: bytes | SpilledBytes | None = None  # the transcoded mp4
     model_frames: bytes | SpilledBytes | None = None  # the model steps' frames, kept by the decode pass
     probe: ClipProbe | None = None
-    decoded_frames: int | None = None
     motion: MotionScore | None = None
     aesthetic_score: float | None = None
     embedding: Any = None  # numpy array of shape (D,), float32
@@ -221,7 +220,7 @@ class VideoResult:
     metadata: VideoMetadata | None
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # video-level errors (the spec's keys)
-    settings: dict[str, Any] = field(default_factory=dict)  # the pipeline record
+    record: dict[str, Any] = field(default_factory=dict)  # the pipeline record (options.record()), written to processed_videos
     stage_key: str = ""  # identifies the source and settings the clips were made from (core.work)
 
 

@@ -42,8 +42,6 @@ How it is made cheap (none of this changes the numbers):
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -51,7 +49,7 @@ import numpy as np
 
 from .model import MotionScore
 from .options import PipelineOptions
-from .probe import frame_rate
+from .probe import frame_rate, open_video
 
 MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
@@ -115,14 +113,6 @@ def _motion_vectors_type():  # noqa: ANN202
     import av.sidedata.sidedata as sidedata
 
     return sidedata.Type.MOTION_VECTORS
-
-
-def _open_source(clip: bytes | bytearray | memoryview | str | os.PathLike | BinaryIO):  # noqa: ANN202
-    if isinstance(clip, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(clip))
-    if isinstance(clip, os.PathLike):
-        return os.fspath(clip)
-    return clip
 
 
 def _source_fps(stream) -> float:  # noqa: ANN001
@@ -226,9 +216,7 @@ def decode_motion_vectors(clip: bytes | str | BinaryIO) -> MotionVectorFrames:
     ``no_motion_frames``.
     """
     try:
-        import av
-
-        with av.open(_open_source(clip), metadata_errors="ignore") as container:
+        with open_video(clip) as container:
             stream = container.streams.video[0]
             ctx = stream.codec_context
             configure_motion_decoder(ctx)

@@ -252,7 +252,7 @@ def _process_video(
     started = time.perf_counter()
     if on_progress:
         on_progress(Progress(rel_path, 0, 0, 0.0))
-    result = VideoResult(source_video=source_url, rel_path=rel_path, metadata=None, settings=options.record())
+    result = VideoResult(source_video=source_url, rel_path=rel_path, metadata=None, record=options.record())
     try:
         with opener() as source:
             metadata = probe_video(source, name=source_url)
@@ -337,7 +337,6 @@ def _process_video(
         else:
             clip.encoded = out.data
             clip.model_frames = out.model_frames
-            clip.decoded_frames = out.num_frames
             try:
                 probe = probes.get(out.span)
                 if probe is None:

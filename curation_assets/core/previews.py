@@ -135,9 +135,9 @@ def encode_webp(
     in an animation container (``VP8X`` + ``ANIM`` + one full-canvas ``ANMF`` per frame, no
     blending, loop count 0), which any WebP reader plays. libwebp's animation encoder
     (``WebPAnimEncoder``, what Pillow's ``save_all`` and FFmpeg's ``libwebp_anim`` use) also tries
-    sub-frame and dispose candidates for every frame: at compression level 6 that costs about 15x
-    the CPU (about 0.5 s per 426x240 frame, measured here) for files about 2% smaller, which would
-    make previews cost as much as the clips' H.264 encode.
+    sub-frame and dispose candidates for every frame: at compression level 6 that costs many times
+    the CPU for files barely smaller, which would make previews cost as much as the clips' H.264
+    encode (the figures: README, "Performance").
     """
     if not frames:
         raise ValueError("encode_webp needs at least one frame")

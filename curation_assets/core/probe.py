@@ -127,6 +127,29 @@ def probe_clip(data: bytes) -> ClipProbe:
     )
 
 
+def source_name(source: Any) -> str:
+    """A human-readable name of a path or file object, for error messages (the file object's
+    ``full_name``, ``path`` or ``name``, else its ``repr``)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    for attr in ("full_name", "path", "name"):
+        value = getattr(source, attr, None)
+        if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+            return os.fspath(value)
+    return repr(source)
+
+
+def open_video(source: Any) -> Any:
+    """Open a path, path-like, bytes or readable binary file object for reading with PyAV: the one
+    way every step opens a source or a clip (undecodable metadata text is ignored, as the probe
+    does, so a file the probe accepted opens everywhere)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    return av.open(source, mode="r", metadata_errors="ignore")
+
+
 def _size(source: str | BinaryIO) -> int | None:
     try:
         if isinstance(source, str):

@@ -1,5 +1,9 @@
 """TransNetV2 scene detection, reproducing NeMo Curator's ``TransNetV2ClipExtractionStage``.
 
+Why one module, a little over the project's 500-line guide: the three steps below (the 48x27
+decode, the windowed inference, the scene arithmetic) only feed each other, and together they
+are the reference's one stage; the network is :mod:`curation_assets.models.transnetv2`.
+
 The spec ("Upstream stage defaults", TransNetV2) fixes the pipeline:
 
 1. every frame of the source is decoded and scaled to 48x27 ``rgb24`` the way
@@ -34,9 +38,6 @@ Inference is streamed: frames are decoded once and each window runs as soon as i
 exist (full windows in groups of ``batch_size``), so memory stays bounded whatever the video
 length. The network itself is :mod:`curation_assets.models.transnetv2` (its CPU forward is
 re-arranged but computes the same function; on CUDA the package's forward runs unchanged).
-The three steps of the stage stay in this one module, a little over the project's 500-line
-guide: each only feeds the next, and together they are the reference's one stage.
-
 Known differences from the reference: the ffmpeg CLI writes rawvideo at a constant frame rate
 (duplicating/dropping frames of variable-frame-rate sources); we take every decoded frame, which
 is the same for constant-frame-rate sources. The reference's default GPU run uses TF32
@@ -55,6 +56,7 @@ import numpy as np
 
 from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load_transnetv2
 from .model import Span, VideoMetadata
+from .probe import open_video, source_name
 from .options import MAX_LENGTH_MODES, PipelineOptions
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
@@ -253,17 +255,6 @@ def scenes_to_spans(
 # --------------------------------------------------------------------------------------------
 
 
-def describe_source(source: Any) -> str:
-    """A human-readable name for a path or file object, for error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    for attr in ("full_name", "path", "name"):
-        value = getattr(source, attr, None)
-        if isinstance(value, (str, os.PathLike)) and os.fspath(value):
-            return os.fspath(value)
-    return repr(source)
-
-
 def _pick_video_stream(container: Any) -> Any:
     """The stream ``ffmpeg -i`` maps by default: the largest video stream, attached pictures skipped."""
     best, best_area = None, -1
@@ -343,10 +334,9 @@ def iter_small_frames(source: Any, *, threads: int = 0) -> Iterator[np.ndarray]:
     """
     import av
 
-    name = describe_source(source)
-    opened = os.fspath(source) if isinstance(source, os.PathLike) else source
+    name = source_name(source)
     try:
-        container = av.open(opened, mode="r")
+        container = open_video(source)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise SceneDetectionError(f"cannot open video {name!r} for scene detection: {exc}") from exc
     try:
@@ -536,7 +526,7 @@ def detect_scene_spans(
     validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"{describe_source(source)!r}: metadata has no usable framerate ({fps!r})")
+        raise ValueError(f"{source_name(source)!r}: metadata has no usable framerate ({fps!r})")
     if max_length_s and max_length_mode == "stride" and int(max_length_s * fps) < 1:
         raise ValueError(f"max_length_s={max_length_s} is shorter than one frame at {fps} fps")
     probabilities = predict_frame_probabilities(source, weights_path=weights_path, device=device, batch_size=batch_size)

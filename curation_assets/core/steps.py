@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import storage
+from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
 from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
 from .pipeline import ProgressCallback, process_video
@@ -36,7 +36,7 @@ def stage_key(options: PipelineOptions, source_url: str, info: storage.FileInfo)
 def failed(source_url: str, rel_path: str, key: str, message: str, options: PipelineOptions) -> VideoResult:
     """A result that records a step failure of one video."""
     return VideoResult(source_video=source_url, rel_path=rel_path, metadata=None,
-                       errors={key: storage.redact(message)}, settings=options.record())
+                       errors={key: storage.redact(message)}, record=options.record())
 
 
 def _bytes_in_place(result: VideoResult) -> bool:
@@ -59,7 +59,7 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
                       "the file name is not valid UTF-8 (the layout's documents and clip ids are UTF-8 text): "
                       "rename it", options), False
     try:
-        problem = storage.source_problem(options.input_path, source_url)
+        problem = sources.source_problem(options.input_path, source_url)
         if problem:
             return failed(source_url, rel_path, "source", f"{rel_path}: {problem}", options), False
         info = storage.file_info(source_url)
@@ -73,7 +73,7 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
             if doc is not None and doc.get("kind") == "clips" and doc["value"].get("stage_key") == key:
                 previous = result_value(doc["value"])
                 if _bytes_in_place(previous):
-                    previous.settings = options.record()  # the writer's record: this run's settings
+                    previous.record = options.record()  # the writer's record: this run's settings
                     return previous, True
         spill = VideoSpill(area, source_url, options.output_path)
         # held while the transcode writes into its spill folder: a writer's cleanup leaves it alone
@@ -128,7 +128,7 @@ def prepare_write(result: VideoResult, annotations: dict[str, ClipAnnotations | 
     for key in UNWRITABLE_FAILURES + ("storage",):
         if key in result.errors:
             return Prepared(result, (key, result.errors[key]))
-    record = result.settings or {}
+    record = result.record or {}
     changed = [n for n, v in step_settings(options, CLIPS_STEP).items() if record.get("settings", {}).get(n) != v]
     if changed or record.get("version") != options.record()["version"]:
         what = f" (changed: {', '.join(changed)})" if changed else " (another version of curation-assets)"

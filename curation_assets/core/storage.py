@@ -1,8 +1,13 @@
 """Storage: local paths and fsspec URLs (``s3://bucket/prefix``) behind one API.
 
-Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it. Paths and
-URLs are :mod:`.urls`' business and redaction :mod:`.redaction`'s; both are re-exported here so
-callers have one storage facade.
+Why one module over the project's 500-line guide: every function here is one file operation
+(whole-file write, read, move, listing, lock, bulk delete) done two ways, locally and through
+fsspec, behind the same error guard (:func:`_guarded`) and the same filesystem lookup; the
+concerns beside them live apart: URLs in :mod:`.urls`, redaction in :mod:`.redaction`, temporary
+names in :mod:`.temp_files`, source discovery in :mod:`.sources`. ``join``, ``redact`` and a few
+more URL functions are re-exported here because nearly every caller of storage uses them too.
+
+Plain Python (no Dagster import) so the pipeline core, the CLI and tests can all use it.
 
 Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better"):
 
@@ -10,9 +15,8 @@ Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better
   ``os.replace``-d onto the real name, so a reader (or a run killed with SIGKILL) never sees a
   partial file under a real name. Object stores get a single whole-object put (s3fs switches to a
   multipart upload for large bodies; the object only becomes visible when the upload completes).
-* Temporary names are either derived from the target (:func:`temp_name_for`, for writers that
-  hold the target's lock: a later writer finds a killed writer's leftover by name, without
-  listing the folder) or unique per writer (:func:`temp_file_name`, host and pid in the name).
+* Temporary names and the rules that tell a killed writer's leftover from a live writer's file
+  are :mod:`.temp_files`' business; :func:`cleanup_temp_files` sweeps a folder with them.
 * Credentials come from the usual AWS environment variables or credential chain and are never
   put into exception messages: storage errors are re-raised as :class:`StorageError` with
   redacted text and without the original exception chained.
@@ -23,37 +27,27 @@ Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import shutil
-import socket
-import stat as stat_mod
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from . import temp_files
 from .redaction import redact, register_secret
-from .urls import LOCAL_PROTOCOLS, S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
-from .urls import components as _components
+from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
 
 __all__ = [
-    "INPUT_BLOCK_SIZE", "TEMP_MAX_AGE_S", "TEMP_PREFIX", "TEMP_SUFFIX", "FileInfo", "StorageError",
-    "StorageNotFoundError", "cleanup_temp_files", "exists", "file_info", "get_fs", "is_local", "is_object_store",
-    "is_temp_file_name", "join", "list_files", "list_videos", "lock", "scan_videos", "source_problem", "move", "normalize_url", "open_input",
-    "read_bytes", "redact", "register_secret", "relative_to", "remove_files", "remove_temp_leftovers",
-    "resolve_under", "temp_file_name", "temp_file_owner_is_dead", "temp_name_for", "write_bytes_atomic",
+    "INPUT_BLOCK_SIZE", "FileInfo", "StorageError", "StorageNotFoundError", "cleanup_temp_files", "exists",
+    "file_info", "fsync_dir", "get_fs", "is_local", "is_object_store", "join", "list_files", "lock",
+    "move", "normalize_url", "open_input", "read_bytes", "redact",
+    "register_secret", "relative_to", "remove_files", "resolve_under", "write_bytes_atomic",
     "write_text_atomic",
 ]
-
-#: Temporary files written next to their target by :func:`write_bytes_atomic` (local only).
-TEMP_PREFIX = ".tmp-"
-TEMP_SUFFIX = ".partial"
 
 #: Block size for ranged reads of inputs on object stores (one block is buffered at a time).
 INPUT_BLOCK_SIZE = 8 * 2**20
@@ -162,64 +156,8 @@ def _to_url(fs: fsspec.AbstractFileSystem, proto: str | None, path: str) -> str:
     return f"{proto or _protocol_of(fs)}://{path.lstrip('/')}"
 
 
-# --------------------------------------------------------------------------------------------
-# temporary names
-# --------------------------------------------------------------------------------------------
-
-
-def is_temp_file_name(name: str) -> bool:
-    """True for the temporary names :func:`write_bytes_atomic` uses."""
-    base = name.rsplit("/", 1)[-1]
-    return base.startswith(TEMP_PREFIX) and base.endswith(TEMP_SUFFIX)
-
-
-def temp_name_for(target: str) -> str:
-    """The temporary name of a write to ``target`` by a writer that holds its lock.
-
-    Derived from the target's name (short whatever its length), so the next writer of the same file
-    finds a killed writer's leftover by name and reuses or removes it, without listing the folder.
-    """
-    base = target.rstrip("/").rsplit("/", 1)[-1]
-    return f"{TEMP_PREFIX}{hashlib.sha256(base.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}{TEMP_SUFFIX}"
-
-
-def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
-
-
-def temp_file_name() -> str:
-    """A fresh temporary name: ``.tmp-<host>_<pid>_<uuid>.partial``. The writer's host and process
-    id let :func:`cleanup_temp_files` tell the leftovers of a dead (killed) writer from the files
-    of a writer that is still running."""
-    return f"{TEMP_PREFIX}{_host_tag()}_{os.getpid()}_{uuid.uuid4().hex}{TEMP_SUFFIX}"
-
-
-_TEMP_OWNER_RE = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9]+)_(?P<pid>\d+)_[0-9a-f]{32}\.partial$")
-
-
-def temp_file_owner_is_dead(name: str) -> bool:
-    """True when ``name`` was written by a process of this host that no longer runs.
-
-    False when the owner is alive, on another host, or unknown (an old-style name): such files
-    are only removed by age. A recycled pid makes a dead writer look alive; its file is then
-    removed by age instead.
-    """
-    m = _TEMP_OWNER_RE.match(name.rsplit("/", 1)[-1])
-    if not m or m.group("host") != _host_tag():
-        return False
-    pid = int(m.group("pid"))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists (another user's process)
-        return False
-    return False
-
-
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Flush a local folder's entries (a rename into it survives a crash); errors are ignored."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -246,7 +184,7 @@ def _write_local_atomic(path: str, data: bytes | bytearray | memoryview, temp_na
     folder = os.path.dirname(path)
     for attempt in range(2):
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, temp_name or temp_file_name())
+        tmp = os.path.join(folder, temp_name or temp_files.temp_file_name())
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (os.O_TRUNC if temp_name else os.O_EXCL)
         try:
             fd = os.open(tmp, flags, 0o666)  # 0o666 & ~umask like a normal open()
@@ -271,7 +209,7 @@ def _write_local_atomic(path: str, data: bytes | bytearray | memoryview, temp_na
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return
 
 
@@ -294,7 +232,7 @@ def write_bytes_atomic(url: str, data: bytes | bytearray | memoryview, *, temp_n
         else:
             # other (file-like) remote filesystems: temporary name + move
             parent = fs._parent(path)
-            tmp = f"{parent.rstrip('/')}/{temp_name or temp_file_name()}"
+            tmp = f"{parent.rstrip('/')}/{temp_name or temp_files.temp_file_name()}"
             fs.makedirs(parent, exist_ok=True)
             fs.pipe_file(tmp, bytes(data))
             try:
@@ -328,7 +266,7 @@ def move(src: str, dst: str) -> None:
             except OSError as exc:
                 if exc.errno != 18:  # EXDEV: another filesystem
                     raise
-                tmp = os.path.join(os.path.dirname(dpath), temp_file_name())
+                tmp = os.path.join(os.path.dirname(dpath), temp_files.temp_file_name())
                 try:
                     shutil.copyfile(spath, tmp)
                     os.replace(tmp, dpath)
@@ -337,7 +275,7 @@ def move(src: str, dst: str) -> None:
                         os.unlink(tmp)
                     raise
                 os.unlink(spath)
-            _fsync_dir(os.path.dirname(dpath))
+            fsync_dir(os.path.dirname(dpath))
             return
         if sfs is dfs and not _is_local_fs(sfs):
             sfs.copy(spath, dpath)
@@ -475,80 +413,6 @@ def list_files(url: str) -> list[str]:
     return sorted(_to_url(fs, scheme(url), p) for p in found)
 
 
-@dataclass(frozen=True)
-class VideoScan:
-    """The videos under an input folder (relative posix paths, sorted) and what was passed over."""
-
-    videos: list[str]
-    skipped: list[tuple[str, str]]  # (relative path, why)
-
-
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> VideoScan:
-    """The video files under ``input_url``, recursively, and the entries passed over (with why).
-
-    ``extensions`` (default: the reference's, ``core.options.VIDEO_EXTENSIONS``) match
-    case-insensitively; hidden files and folders (any component starting with ``.``) are skipped.
-    Raises :class:`StorageNotFoundError` when ``input_url`` does not exist (for object stores: no
-    object under the prefix).
-    """
-    from .options import VIDEO_EXTENSIONS
-
-    from .upload_scan import normalize_extensions, scan_local
-
-    exts = normalize_extensions(extensions or VIDEO_EXTENSIONS)
-    fs, path = get_fs(input_url)
-    if _is_local_fs(fs):  # the upload watcher's walk: symlinks only inside the input, no FIFOs or devices
-        found = scan_local(path, exts)
-        return VideoScan(sorted(found.files), sorted(found.skipped))
-
-    def _do() -> list[str]:
-        found = _find_files(fs, path)
-        if not found and not fs.exists(path):
-            raise FileNotFoundError("no object under this prefix")
-        return found
-
-    found = _guarded("list", input_url, _do)
-    _ns, base_comps = _components(_to_url(fs, scheme(input_url), path))
-    out = []
-    for p in found:
-        comps = tuple(c for c in p.split("/") if c)
-        if comps[: len(base_comps)] != base_comps or len(comps) == len(base_comps):
-            continue
-        rel = comps[len(base_comps) :]
-        if any(c.startswith(".") for c in rel) or not rel[-1].lower().endswith(exts):
-            continue
-        out.append("/".join(rel))
-    return VideoScan(sorted(out), [])
-
-
-def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:
-    """Relative posix paths (sorted) of the video files under ``input_url`` (see :func:`scan_videos`)."""
-    return scan_videos(input_url, extensions).videos
-
-
-def source_problem(input_url: str, source_url: str) -> str | None:
-    """Why a source must not be opened, or None: locally, a path that is not a regular file (a FIFO
-    would block forever, a device read without end) or whose real path leaves ``input_url``."""
-    if not is_local(source_url):
-        return None
-    path, root = local_path(source_url), os.path.realpath(local_path(input_url))
-    if not _inside(root, os.path.realpath(path)):
-        return "a symlink to a place outside input_path (not followed)"
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None  # missing: the caller's "no such video"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if not stat_mod.S_ISREG(st.st_mode):
-        return "not a regular file (a FIFO, device or socket is never opened)"
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # removing
 # --------------------------------------------------------------------------------------------
@@ -599,17 +463,6 @@ def _prune_empty_dirs(start: str, stop: str) -> None:
         d = os.path.dirname(d)
 
 
-def _prune_empty_dirs(start: str, stop: str) -> None:
-    stop = os.path.abspath(stop)
-    d = os.path.dirname(start)
-    while d != stop and d.startswith(stop + os.sep):
-        try:
-            os.rmdir(d)
-        except OSError:
-            return
-        d = os.path.dirname(d)
-
-
 def _remove_paths(fs: fsspec.AbstractFileSystem, paths: list[str], stop: str | None) -> None:
     if _is_local_fs(fs):
         for p in paths:
@@ -641,23 +494,6 @@ def remove_files(urls: Iterable[str], *, prune_empty_dirs_under: str | None = No
     for fs, paths in _group_by_fs(urls):
         what = paths[0] if len(paths) == 1 else f"{len(paths)} files, e.g. {paths[0]}"
         _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
-
-
-def remove_temp_leftovers(targets: Iterable[str]) -> int:
-    """Remove what killed writers of ``targets`` left (the :func:`temp_name_for` names next to
-    them; one ``unlink`` each, no listing). Object stores have no temporary files. Returns how
-    many were found."""
-    removed = 0
-    for url in targets:
-        if not is_local(url):
-            continue
-        path = local_path(url)
-        try:
-            os.unlink(os.path.join(os.path.dirname(path), temp_name_for(path)))
-            removed += 1
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-    return removed
 
 
 @contextlib.contextmanager
@@ -692,11 +528,6 @@ def lock(url: str, *, timeout_s: float = 0.0, shared: bool = False) -> Iterator[
         os.close(fd)
 
 
-#: Age after which a temporary file counts as abandoned whoever wrote it (no single whole-file
-#: write takes this long). Files of dead writers on this host go at once (see below).
-TEMP_MAX_AGE_S = 3600.0
-
-
 def cleanup_temp_files(
     folder_url: str,
     *,
@@ -715,11 +546,11 @@ def cleanup_temp_files(
     """
     fs, path = get_fs(folder_url)
     if recursive:
-        temps = [u for u in list_files(folder_url) if is_temp_file_name(u)]
+        temps = [u for u in list_files(folder_url) if temp_files.is_temp_file_name(u)]
     elif _is_local_fs(fs):
         try:
             with os.scandir(path) as it:
-                temps = [e.path for e in it if is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
+                temps = [e.path for e in it if temp_files.is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             temps = []
     else:
@@ -729,15 +560,15 @@ def cleanup_temp_files(
                 entries = fs.ls(path, detail=True)
             except FileNotFoundError:
                 return []
-            return [e["name"] for e in entries if e.get("type") == "file" and is_temp_file_name(e["name"])]
+            return [e["name"] for e in entries if e.get("type") == "file" and temp_files.is_temp_file_name(e["name"])]
 
         temps = [_to_url(fs, scheme(folder_url), p) for p in _guarded("list", folder_url, _ls)]
     if min_age_s > 0 and temps:
         now = time.time()
-        keep = []
+        removable = []
         for u in temps:
-            if _is_local_fs(fs) and temp_file_owner_is_dead(u):
-                keep.append(u)
+            if _is_local_fs(fs) and temp_files.temp_file_owner_is_dead(u):
+                removable.append(u)
                 continue
             try:
                 if _is_local_fs(fs):
@@ -748,7 +579,7 @@ def cleanup_temp_files(
             except (OSError, IsADirectoryError):
                 continue
             if now - mtime >= min_age_s:
-                keep.append(u)
-        temps = keep
+                removable.append(u)
+        temps = removable
     remove_files(temps)
     return len(temps)

@@ -1,5 +1,10 @@
 """Cut clips without re-encoding (``--transcode-encoder copy``): spans snapped to keyframes.
 
+Why one module over the project's 500-line guide: the packet pass, the remux and the decode of
+each finished clip (previews, motion, model frames) are the one "copy" encoder that
+``core.pipeline`` picks instead of :mod:`.transcode`; each part is called only from the pass, and
+the snapped span the pass computes is what both the remux and the decode rely on.
+
 A clip that is not re-encoded must start on a keyframe: anything else would reference frames
 the clip does not hold. So each span is *snapped* outward to the source's keyframes, as
 ``ffmpeg -ss <start> -to <end> -i src -c copy`` does in effect: the start moves back to the last
@@ -34,7 +39,6 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import logging
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,9 +49,9 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .probe import display_rotation, frame_period, frame_rate
+from .probe import display_rotation, frame_period, frame_rate, source_name
 from .cpus import usable_cores
-from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError
+from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -94,7 +98,7 @@ def _snapped(start_s: float, end_s: float, fps: float) -> Span:
 
 
 @dataclass(frozen=True)
-class _Pkt:
+class _KeptPacket:
     """A demuxed packet kept for remuxing: payload, timing (stream time base) and side data."""
 
     data: bytes
@@ -106,9 +110,9 @@ class _Pkt:
     side_data: tuple = ()
 
 
-def _keep(packet: Any, t: float) -> _Pkt:
+def _keep(packet: Any, t: float) -> _KeptPacket:
     side = tuple(packet.iter_sidedata())
-    return _Pkt(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side)
+    return _KeptPacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side)
 
 
 class _Job:
@@ -118,15 +122,15 @@ class _Job:
         self.requested: list[Span] = [first]
         self.start_s = first.start_s
         self.end_s = first.end_s
-        self.ka: float | None = None  # snapped start (keyframe time)
-        self.kb: float | None = None  # snapped end
-        self.video: list[_Pkt] = []
+        self.snapped_start_s: float | None = None  # the keyframe time the clip starts at
+        self.snapped_end_s: float | None = None  # the next keyframe (or the end of the video)
+        self.video: list[_KeptPacket] = []
 
 
 # ----------------------------------------------------------------------------- muxing
 
 
-def _mux(vstream: Any, astream: Any, video: list[_Pkt], audio: list[_Pkt], ka: float, origin: float,
+def _mux(vstream: Any, astream: Any, video: list[_KeptPacket], audio: list[_KeptPacket], clip_start_s: float, origin: float,
          rotation: int) -> bytes:
     """The clip's mp4: video packets (decode order) and audio packets, timestamps from the clip start."""
     buf = io.BytesIO()
@@ -147,13 +151,13 @@ def _mux(vstream: Any, astream: Any, video: list[_Pkt], audio: list[_Pkt], ka: f
                             astream.codec_context.name, exc)
         vtb = Fraction(vstream.time_base)
         v0 = video[0].pts if video[0].pts is not None else (video[0].dts or 0)
-        items: list[tuple[float, int, _Pkt, Any, int, Fraction]] = []
+        items: list[tuple[float, int, _KeptPacket, Any, int, Fraction]] = []
         for i, p in enumerate(video):
             dts_t = float(((p.dts if p.dts is not None else p.pts or 0) - v0) * vtb)
             items.append((dts_t, i, p, ov, v0, vtb))
         if oa is not None:
             atb = Fraction(astream.time_base)
-            a0 = int(round((Fraction(ka) + Fraction(origin)) / atb))
+            a0 = int(round((Fraction(clip_start_s) + Fraction(origin)) / atb))
             for i, p in enumerate(audio):
                 items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
         items.sort(key=lambda x: (x[0], x[1]))
@@ -269,7 +273,7 @@ def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, fram
 
     Previews use about one frame per second, motion scores one frame in ``round(fps / 2)`` and
     the model frames a few per second, so the frames none uses are left undecoded where the codec
-    allows it (non-reference frames: about 40% of an x264 stream with B-frames). The plan comes
+    allows it (non-reference frames, a large share of an x264 stream with B-frames). The plan comes
     from the packets' timestamps; should the decoder's frames not match it, the clip is decoded in
     full."""
     packets, time_base = _packets(data) if (preview is not None or motion or tap is not None) else ([], None)
@@ -377,17 +381,6 @@ def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool,
 # ----------------------------------------------------------------------------- the pass
 
 
-def _open_source(source: Any) -> tuple[Any, str]:
-    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
-        getattr(source, "path", None) or getattr(source, "full_name", None) or getattr(source, "name", None)
-        or repr(source))
-    try:
-        return av.open(os.fspath(source) if isinstance(source, (str, os.PathLike)) else source, mode="r",
-                       metadata_errors="ignore"), str(name)
-    except Exception as exc:
-        raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
-
-
 def copy_clips(
     source: Any,
     spans: list[Span],
@@ -409,7 +402,7 @@ def copy_clips(
     raises :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each
     clip finishes.
     """
-    container, name = _open_source(source)
+    container, name = open_source(source), source_name(source)
     try:
         if not container.streams.video:
             raise SourceReadError(f"video source {name!r} has no video stream")
@@ -439,9 +432,9 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
     finished: dict[tuple[float, float], CopyClipOutput] = {}
     outputs: list[CopyClipOutput] = []
 
-    gop: list[_Pkt] = []
+    gop: list[_KeptPacket] = []
     gop_start: float | None = None
-    audio_buf: deque[_Pkt] = deque()
+    audio_buf: deque[_KeptPacket] = deque()
     audio_pos = -_END
     audio_eof = astream is None
     last_video_end = 0.0
@@ -479,7 +472,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
             report(out)
 
     def finish(job: _Job) -> None:
-        span = _snapped(job.ka, job.kb, fps)
+        span = _snapped(job.snapped_start_s, job.snapped_end_s, fps)
         key = (round(span.start_s, 6), round(span.end_s, 6))
         if key in finished:  # snapped onto a clip already made: one clip serves both spans
             finished[key].requested.extend(job.requested)
@@ -489,12 +482,12 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
                                   error=f"no video frames in span [{job.start_s:.3f}, {job.end_s:.3f}) s",
                                   requested=list(job.requested)))
             return
-        audio = [p for p in audio_buf if job.ka - _EPS <= p.t < job.kb - _EPS] if astream is not None else []
+        audio = [p for p in audio_buf if job.snapped_start_s - _EPS <= p.t < job.snapped_end_s - _EPS] if astream is not None else []
         out = CopyClipOutput(span=span, data=None, num_frames=len(job.video), windows=compute_windows(len(job.video)),
                              previews={}, error=None, requested=list(job.requested))
         finished[key] = out
         try:
-            out.data = _mux(vstream, astream, job.video, audio, job.ka, origin, rotation)
+            out.data = _mux(vstream, astream, job.video, audio, job.snapped_start_s, origin, rotation)
         except Exception as exc:
             out.error = (f"stream copy of [{span.start_s:.3f}, {span.end_s:.3f}) s into mp4 failed "
                          f"({vstream.codec_context.name}): {exc}")
@@ -508,7 +501,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         """Close the clips whose video and audio are both past their end; trim the audio buffer."""
         still = []
         for job in closing:
-            if audio_eof or audio_pos >= job.kb:
+            if audio_eof or audio_pos >= job.snapped_end_s:
                 finish(job)
             else:
                 still.append(job)
@@ -516,7 +509,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         if gop_start is None:
             return  # no video yet: any audio so far may belong to the first clip
         # a clip not started yet begins at the current GOP or later
-        low = min([j.ka for j in open_jobs + closing if j.ka is not None] + [gop_start])
+        low = min([j.snapped_start_s for j in open_jobs + closing if j.snapped_start_s is not None] + [gop_start])
         while audio_buf and audio_buf[0].t < low:
             audio_buf.popleft()
 
@@ -529,13 +522,13 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         gop_end = last_video_end if next_key == _END else next_key
         while pending and gop_end > pending[0].start_s + _EPS:  # this GOP holds the span's start
             job = pending.popleft()
-            job.ka = g0
+            job.snapped_start_s = g0
             open_jobs.append(job)
         for job in list(open_jobs):
             if g0 < job.end_s:
                 job.video.extend(gop)
             if next_key >= job.end_s - _EPS:
-                job.kb = next_key if next_key != _END else last_video_end
+                job.snapped_end_s = next_key if next_key != _END else last_video_end
                 open_jobs.remove(job)
                 closing.append(job)
         gop = []

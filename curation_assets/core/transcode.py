@@ -1,5 +1,12 @@
 """Cut a source video into clips: decode once, fan the frames out to one encoder per clip.
 
+Why one module over the project's 500-line guide: the single pass (:func:`transcode_clips`), the
+per-clip encoder (``_ClipMuxer`` and ``_ClipJob``, one thread each) and the helpers that pick an
+encoder's pixel format, size and time base are one mechanism. The encoders exist only for the
+pass, hold the frames it shares with them and follow its timestamp rule; split apart, the rule
+that a frame at ``t`` belongs to ``start_s <= t < end_s`` would be read in one file and kept in
+another.
+
 The architecture note's "Decode once, fan out": the source is demuxed and decoded a single time
 on the calling thread; every decoded frame goes to the encoder of each clip whose span holds it
 (spans may overlap), audio packets whose pts fall in a span are remuxed into that clip (no audio
@@ -27,7 +34,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import queue
 import threading
 from collections import deque
@@ -43,7 +49,7 @@ from .cpus import usable_cores
 from .model import Span
 from .options import DEFAULT_X264_PRESET
 from .previews import PreviewCollector, PreviewOptions
-from .probe import frame_period, frame_rate, probe_clip
+from .probe import frame_period, frame_rate, open_video, probe_clip, source_name
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -122,10 +128,6 @@ class ClipOutput:
     preview_error: str | None = None  # set when previews were asked for but could not be made
     model_frames: bytes | None = None  # what the clip tap kept (TranscodeOptions.tap), None without one
 
-    @property
-    def ok(self) -> bool:
-        return self.data is not None and self.error is None
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -167,16 +169,6 @@ def _encoder_usable(name: str) -> bool:
 def available_encoders() -> list[str]:
     """The encoders of :data:`KNOWN_ENCODERS` that open on this machine."""
     return [name for name in KNOWN_ENCODERS if _encoder_usable(name)]
-
-
-def _source_name(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    for attr in ("path", "full_name", "name"):
-        value = getattr(source, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return repr(source)
 
 
 def _target_pix_fmt(encoder: str, source_fmt: str | None) -> str:
@@ -494,12 +486,12 @@ class _ClipJob:
 # ----------------------------------------------------------------------------- the single pass
 
 
-def _open_source(source: Any) -> Any:
-    name = _source_name(source)
+def open_source(source: Any) -> Any:
+    """The source's container (``probe.open_video``); :class:`SourceReadError` naming it when it
+    does not open. Shared with ``core.stream_copy``."""
+    name = source_name(source)
     try:
-        if isinstance(source, (str, os.PathLike)):
-            return av.open(os.fspath(source), mode="r")
-        return av.open(source, mode="r")
+        return open_video(source)
     except Exception as exc:
         raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
 
@@ -526,8 +518,8 @@ def transcode_clips(
         raise TranscodeError(
             f"encoder {options.encoder!r} is not usable here (usable: {', '.join(usable) or 'none'})"
         )
-    name = _source_name(source)
-    container = _open_source(source)
+    name = source_name(source)
+    container = open_source(source)
     if not spans:
         container.close()
         return []

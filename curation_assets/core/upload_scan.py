@@ -118,7 +118,8 @@ def is_hidden(rel: str) -> bool:
     return rel.startswith(".") or "/." in rel
 
 
-def _inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
+    """True when the local ``path`` is ``root`` or lies under it (both already resolved)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -166,7 +167,7 @@ def scan_local(root: str, extensions: Sequence[str], exclude: Iterable[str] = ()
                     st: os.stat_result | None = None
                     if is_link:
                         target = os.path.realpath(entry.path)
-                        if not _inside(target, real_root):
+                        if not is_inside(target, real_root):
                             scan.skipped.append((rel, "symbolic link to outside the input"))
                             continue
                         st = os.stat(entry.path)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import storage
+from . import storage, temp_files
 from .model import (
     Clip,
     ClipAnnotations,
@@ -93,7 +93,7 @@ class WorkArea:
     def token_lock_url(self, source_url: str, token: str) -> str:
         return storage.join(self.video_dir(source_url), "bytes", f"{token}.lock")
 
-    def remove_bytes(self, result: VideoResult, *, max_age_s: float = storage.TEMP_MAX_AGE_S) -> None:
+    def remove_bytes(self, result: VideoResult, *, max_age_s: float = temp_files.TEMP_MAX_AGE_S) -> None:
         """After a video is written: the bytes its result spilled that are still here (clips not
         uploaded, previews of filtered clips), and the spill folders of other transcodes of this
         video that no stored value references and no live transcode holds (locally: its shared
@@ -181,7 +181,6 @@ def clip_doc(clip: Clip) -> dict[str, Any]:
         "encoded": _bytes_doc(clip.encoded),
         "model_frames": _bytes_doc(clip.model_frames),
         "probe": None if clip.probe is None else vars(clip.probe),
-        "decoded_frames": clip.decoded_frames,
         "motion": None if clip.motion is None else [clip.motion.global_mean, clip.motion.per_patch_min_256],
         "aesthetic_score": clip.aesthetic_score,
         "embedding": None if clip.embedding is None else array_doc(clip.embedding),
@@ -200,7 +199,6 @@ def clip_value(doc: dict[str, Any]) -> Clip:
         encoded=_bytes_value(doc["encoded"]),
         model_frames=_bytes_value(doc["model_frames"]),
         probe=None if doc["probe"] is None else ClipProbe(**doc["probe"]),
-        decoded_frames=doc["decoded_frames"],
         motion=None if doc["motion"] is None else MotionScore(*doc["motion"]),
         aesthetic_score=doc["aesthetic_score"],
         embedding=None if doc["embedding"] is None else array_value(doc["embedding"]),
@@ -218,7 +216,7 @@ def result_doc(result: VideoResult) -> dict[str, Any]:
         "metadata": None if result.metadata is None else vars(result.metadata),
         "clips": [clip_doc(c) for c in result.clips],
         "errors": result.errors,
-        "pipeline": result.settings,
+        "pipeline": result.record,
         "stage_key": result.stage_key,
     }
 
@@ -230,7 +228,7 @@ def result_value(doc: dict[str, Any]) -> VideoResult:
         metadata=None if doc["metadata"] is None else VideoMetadata(**doc["metadata"]),
         clips=[clip_value(c) for c in doc["clips"]],
         errors=dict(doc["errors"]),
-        settings=dict(doc["pipeline"]),
+        record=dict(doc["pipeline"]),
         stage_key=str(doc["stage_key"]),
     )
 

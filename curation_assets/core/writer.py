@@ -9,7 +9,7 @@ previous run's files:
   source and spans produce are turned into paths (:func:`verified_clip_id`), so a tampered
   document can never name a file outside the output, another video's file, or a whole folder.
 - **Temporary files** are found by name from what this write and the previous one touch
-  (``storage.temp_name_for``), never by listing a shared folder: the storage calls per video do
+  (``temp_files.temp_name_for``), never by listing a shared folder: the storage calls per video do
   not depend on how many other videos the output holds.
 - **Order:** clips and previews (moved from the work area, not copied), metas, embeddings,
   parquet; then the files the video no longer produces are removed; then the chunk documents
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout, storage
+from . import layout, storage, temp_files
 from .layout_read import CLIP_ID_RE, MAX_CHUNKS, is_index, is_video_clip_id, read_json, verified_span, windows_of
 from .model import SpilledBytes, VideoResult
 from .work import WorkArea
@@ -171,7 +170,7 @@ def _put(output_path: str, rel: str, data: bytes | SpilledBytes) -> int:
         if where != target:
             storage.move(where, target)
         return data.size
-    storage.write_bytes_atomic(target, data, temp_name=storage.temp_name_for(target))
+    storage.write_bytes_atomic(target, data, temp_name=temp_files.temp_name_for(target))
     return len(data)
 
 
@@ -213,7 +212,7 @@ def write_video(
         storage.write_bytes_atomic(work.journal_url(result.source_video), json.dumps({
             "video": result.source_video, "chunks": max(num_chunks, previous.chunks),
             "clips": [[uid, a, b, [list(w) for w in ws]] for uid, (a, b, ws) in sorted(journal.items())]}).encode())
-        storage.remove_temp_leftovers(storage.join(output_path, rel) for rel in sorted(set(new) | previous.files))
+        temp_files.remove_temp_leftovers(storage.join(output_path, rel) for rel in sorted(set(new) | previous.files))
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="writer") as pool:
             for group in FILE_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
@@ -267,5 +266,5 @@ def write_failure_document(result: VideoResult, failure: tuple[str, str], output
         key, message = failure
         failed = VideoResult(result.source_video, result.rel_path, result.metadata, errors={**result.errors, key: message})
         storage.write_bytes_atomic(url, layout.dumps(layout.video_doc(failed, 0, pipeline)).encode(),
-                                   temp_name=storage.temp_name_for(url))
+                                   temp_name=temp_files.temp_name_for(url))
     return True

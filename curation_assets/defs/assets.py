@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from .. import preflight, progress
+from .. import preflight, run_events
 from ..core import backfill, cancel, layout, steps, storage, writer
 from ..core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
 from ..core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
@@ -101,13 +101,13 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
         context.log.info(f"[{n}/{len(keys)}] {rel}: processing")
 
         def on_progress(p: Progress, _n=n) -> None:
-            progress.emit(p)
+            run_events.emit(p)
             if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
                 context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
         result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress)
         if reused:
-            progress.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
+            run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
             context.log.info(f"[{n}/{len(keys)}] {rel}: reused the clips of an earlier run (same source and settings)")
         results[key] = result
         elapsed = time.perf_counter() - started
@@ -167,7 +167,7 @@ def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], 
 
 def _notice(context: dg.AssetExecutionContext, message: str) -> None:
     context.log.warning(message)
-    progress.emit(progress.Notice(message))
+    run_events.emit(run_events.Notice(message))
 
 
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
@@ -189,9 +189,10 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
     return _stamp(out, video_clips, options, "aesthetic_scores")
 
 
-def _passed_clips(options: PipelineOptions, video_clips: dict[str, VideoResult],
+def _with_filters_applied(options: PipelineOptions, video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations], keys: list[str]) -> dict[str, VideoResult]:
-    """The videos with the motion and aesthetic filters applied: the clips that reach the models."""
+    """Every video with the motion and aesthetic filters applied (filtered clips marked, not removed);
+    the model stages then take the clips that passed."""
     return {k: stages.apply_filters(video_clips[k], options, aesthetic_scores.get(k)) for k in keys}
 
 
@@ -217,8 +218,8 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
             out = _skipped(keys, note)
         else:
             context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
-            passed = _passed_clips(options, video_clips, aesthetic_scores, keys)
-            out = _run_stage(keys, passed, lambda r: stages.embed(r, embedder), "embedding")
+            filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
+            out = _run_stage(keys, filtered, lambda r: stages.embed(r, embedder), "embedding")
     _report(context, out, "embeddings")
     return _stamp(out, video_clips, options, "clip_embeddings")
 
@@ -236,8 +237,8 @@ def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings,
     else:
         client = caption_service.client(options)
         context.log.info(f"captioning with {client.model} at {client.base_url}")
-        passed = _passed_clips(options, video_clips, aesthetic_scores, keys)
-        out = _run_stage(keys, passed, lambda r: stages.caption(r, client, enhance=options.enhance_captions),
+        filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
+        out = _run_stage(keys, filtered, lambda r: stages.caption(r, client, enhance=options.enhance_captions),
                          "captioning")
     _report(context, out, "captioned_clips")
     return _stamp(out, video_clips, options, "clip_captions")
@@ -340,7 +341,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
         try:
             if not prepared.writable:
                 raise _VideoFailed(*prepared.failure)
-            stages.annotate(result, options, aesthetics=anns["aesthetic_scores"], embeddings=anns["clip_embeddings"],
+            stages.annotate_and_filter(result, options, aesthetics=anns["aesthetic_scores"], embeddings=anns["clip_embeddings"],
                             captions=anns["clip_captions"])
             files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
                                        dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget, pipeline=record)

@@ -1,8 +1,8 @@
 """The model stages over a run's videos: aesthetic scores, embeddings, captions.
 
 Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
-by clip uuid, batching model calls across every clip of every video in the run. ``annotate``
-and ``apply_filters`` put them back onto the clips, in the reference's stage order: motion filter
+by clip uuid, batching model calls across every clip of every video in the run. ``annotate_and_filter``
+(and ``apply_filters`` alone) put them back onto the clips, in the reference's stage order: motion filter
 -> aesthetic filter -> embeddings and captions for the clips that passed. Each model gets the
 frames the transcode's decode pass stored for the clip (``Clip.model_frames``, with
 ``model_frames=source``) and decodes the clip only for what they do not hold.
@@ -21,9 +21,10 @@ ERROR_CAPTION = "caption"  # not named by the reference: the caption endpoint ga
 ERROR_ENHANCE = "enhanced_caption"
 
 
-def _clips(results: dict[str, VideoResult], only_passed: bool) -> list[tuple[str, Clip]]:
+def _clips(results: dict[str, VideoResult]) -> list[tuple[str, Clip]]:
+    """Every encoded clip no filter has taken out, with its partition key."""
     return [(key, clip) for key, result in results.items() for clip in result.clips
-            if clip.encoded and (clip.passed or not only_passed)]
+            if clip.encoded and clip.passed]
 
 
 def _collect(items: list[tuple[str, Clip]], values: list[Any], errors: dict[int, ClipError],
@@ -39,7 +40,7 @@ def _collect(items: list[tuple[str, Clip]], values: list[Any], errors: dict[int,
 
 def score_aesthetics(results: dict[str, VideoResult], scorer: Any) -> dict[str, ClipAnnotations]:
     """Aesthetic score per clip not already filtered by motion."""
-    items = _clips(results, only_passed=True)
+    items = _clips(results)
     errors: dict[int, ClipError] = {}
     scores = scorer.score_clips([c.encoded for _, c in items], errors=errors,
                                 frames=[c.model_frames for _, c in items]) if items else []
@@ -47,8 +48,8 @@ def score_aesthetics(results: dict[str, VideoResult], scorer: Any) -> dict[str, 
 
 
 def embed(results: dict[str, VideoResult], embedder: Any) -> dict[str, ClipAnnotations]:
-    """Cosmos-Embed1 vector per passed clip (call after ``annotate`` applied the filters)."""
-    items = _clips(results, only_passed=True)
+    """Cosmos-Embed1 vector per passed clip (call after ``apply_filters`` applied the filters)."""
+    items = _clips(results)
     errors: dict[int, ClipError] = {}
     vectors = embedder.embed_clips([c.encoded for _, c in items], errors=errors,
                                    frames=[c.model_frames for _, c in items]) if items else []
@@ -60,7 +61,7 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
 
     Values are ``{window_key: {"caption": text, "enhanced": text | None}}`` per clip uuid.
     """
-    items = [(k, c) for k, c in _clips(results, only_passed=True) if c.windows]
+    items = [(k, c) for k, c in _clips(results) if c.windows]
     out = {key: ClipAnnotations() for key in results}
     answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items],
                                    frames=[c.model_frames for _, c in items])
@@ -99,7 +100,7 @@ def apply_filters(result: VideoResult, options: PipelineOptions, aesthetics: Cli
     return result
 
 
-def annotate(
+def annotate_and_filter(
     result: VideoResult,
     options: PipelineOptions,
     *,

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..core import storage
+from ..core.devices import checked_device
 
 DEDUP_DIR = "semdedup"
 WHICH_TO_KEEP = ("hard", "easy", "random")
@@ -77,16 +78,6 @@ class DedupSettings:
             problems.append(f"device={self.device!r} (auto, cpu, cuda or cuda:N)")
         if problems:
             raise ValueError("invalid dedup settings: " + "; ".join(problems))
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available")
-    return device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +220,7 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
         raise ValueError(f"embeddings of shape {embeddings.shape} for {n} ids")
     if len(set(ids_arr.tolist())) != n:
         raise ValueError("ids are not unique")
-    device = resolve_device(settings.device)
+    device = str(checked_device(settings.device))
     record: dict[str, Any] = {**asdict(settings), "device": device}
     if n == 0:
         return DedupResult(PAIRWISE_SCHEMA.empty_table(), 0, device, record)

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ..core import storage
+from ..core import storage, temp_files
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def open_for_publish(url: str, work_dir: str | None = None) -> Iterator[BinaryIO
         _, path = storage.get_fs(url)
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, storage.temp_file_name())
+        tmp = os.path.join(folder, temp_files.temp_file_name())
     else:
         fd, tmp = tempfile.mkstemp(prefix="curation-shard-", suffix=".tar", dir=work_dir)
         os.close(fd)
@@ -37,7 +37,7 @@ def open_for_publish(url: str, work_dir: str | None = None) -> Iterator[BinaryIO
             os.fsync(f.fileno())
         if storage.is_local(url):
             os.replace(tmp, path)
-            _fsync_dir(folder)
+            storage.fsync_dir(folder)
         else:
             _put(tmp, url)
     finally:
@@ -55,16 +55,3 @@ def _put(local: str, url: str) -> None:
     else:
         return
     raise storage.StorageError(message)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

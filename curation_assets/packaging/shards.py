@@ -1,5 +1,10 @@
 """WebDataset shards of the selected clips, rebuilt per shard group.
 
+Why one module over the project's 500-line guide: the group and split hashes, the tar writer and
+the index that records each group's digest are one format: the index is only meaningful with the
+hashes that placed the videos, and ``verify_shards`` checks exactly what the writer wrote. The
+Energon metadata, which another reader defines, is :mod:`.energon`.
+
 Layout under the destination (default ``<output>/webdataset/<name>/``)::
 
     <split>/[<bucket>/]g<group>-<seq>.tar   samples <uuid>.json, .mp4, .npy, .txt (members contiguous)
@@ -29,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import layout, storage
+from ..core import layout, storage, temp_files
 from ..core.layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embeddings, read_video_layout
 from .manifest import first_caption, manifest_table, row_digest
 from .publish import open_for_publish
@@ -487,7 +492,7 @@ def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[Vi
     settings_hash = settings.settings_hash()
     previous = read_index(dest)
     same_settings = previous is not None and previous.get("settings_hash") == settings_hash
-    storage.cleanup_temp_files(dest, min_age_s=storage.TEMP_MAX_AGE_S)  # killed writers' leftovers
+    storage.cleanup_temp_files(dest, min_age_s=temp_files.TEMP_MAX_AGE_S)  # killed writers' leftovers
 
     by_group: dict[int, list[str]] = {}
     for rel in video_digests:

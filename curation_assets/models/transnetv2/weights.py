@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.cpus import usable_cores
+from ...core.devices import checked_device
 from .._weights import cached
 from .network import TransNetV2Model
 
@@ -68,20 +69,6 @@ def _model_class() -> type:
     return _PackageTransNetV2
 
 
-def _resolve_device(device: str) -> Any:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown torch device {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available in this process")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    return dev
-
-
 def _build(path: Path, dev: Any) -> TransNetV2Model:
     import torch
 
@@ -107,7 +94,7 @@ def load_transnetv2(weights_path: str | os.PathLike | None = None, device: str =
     One model per (weights file, device) is built and reused by every later call (the models'
     shared cache: ``models.clear_model_cache()`` drops it too).
     """
-    dev = _resolve_device(device)
+    dev = checked_device(device)
     path = Path(weights_path) if weights_path is not None else default_weights_path()
     path = path.expanduser().resolve()
     return cached(("transnetv2", str(path), str(dev)), lambda: _build(path, dev))

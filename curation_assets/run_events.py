@@ -1,4 +1,5 @@
-"""In-process progress fan-out: assets emit ticks, the CLI (when it runs them in-process) listens.
+"""In-process run events: assets emit progress ticks (``core.pipeline.Progress``) and notices; the CLI
+(when it runs them in-process) listens.
 
 Dagster's own logs carry the same information for runs launched from the UI; this only lets a
 terminal show a live progress line without parsing the event log.
