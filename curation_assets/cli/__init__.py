@@ -23,11 +23,13 @@ from .stop import StopOnSignal
 
 __all__ = ["StopOnSignal", "UsageError", "build_parser", "dagster_home", "main", "options_from_args", "run_pipeline"]
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curation-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_pipeline_arguments(sub.add_parser("run", help="curate every video under --video-dir"))
-    add_pipeline_arguments(sub.add_parser("demo", help="copy sample footage to data/videos and curate it"), demo=True)
+    add_pipeline_arguments(sub.add_parser("demo", help=f"copy sample footage to {DEMO_INPUT_PATH} and curate it"),
+                           demo=True)
     from ..packaging.cli import add_package_parser
 
     add_package_parser(sub)
