@@ -9,7 +9,7 @@ CLI call that adds videos binds the instance to its ``input_path`` (recorded in 
 storage, so every Celery worker or Kubernetes pod of a PostgreSQL instance sees it, and in
 ``$DAGSTER_HOME/curation_assets_dataset.json`` for the CLI's choice of instance folder); anything later that works on another input
 folder with that instance is refused with a message saying so (the CLI then picks an instance
-of that folder's own, see ``cli.py``). Two folders holding an ``x.mp4`` never share a partition.
+of that folder's own, see ``cli/runner.py``). Two folders holding an ``x.mp4`` never share a partition.
 """
 
 from __future__ import annotations

@@ -42,8 +42,12 @@ def unauthorized_echo(server: ChatServer, rec) -> tuple[int, object]:
                            "type": "invalid_request_error"}}
 
 
+# The video whose write fails sorts first, then between the others: a failure that lost the rest
+# of its batch (the videos after it) shows as a missing document. (Named to sort last, it once hid
+# exactly that.)
+@pytest.mark.parametrize("leaky_write", ["a leaky write.mp4", "h leaky write.mp4"], ids=["first", "middle"])
 def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_path, s3_bucket, s3_server,
-                                                                           monkeypatch, capsys, caplog):
+                                                                           monkeypatch, capsys, caplog, leaky_write):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
     monkeypatch.setenv(CAPTION_KEY_ENV, CAPTION_KEY)
@@ -53,7 +57,7 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
     local.mkdir()
     make_video(local / "good.mp4", seconds=2, fps=25, width=256, height=256, audio=False)
     make_video(local / "leaky read.mp4", seconds=2, fps=25, width=256, height=256, audio=False)
-    make_video(local / "zz leaky write.mp4", seconds=2, fps=25, width=256, height=256, audio=False)
+    make_video(local / leaky_write, seconds=2, fps=25, width=256, height=256, audio=False)
     (local / "noise.mp4").write_bytes(b"\x00\x01garbage" * 300)
     s3_in, s3_out = f"{s3_bucket}/in", f"{s3_bucket}/out"
     upload_tree(s3_server, local, s3_in)
@@ -69,7 +73,7 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
     real_pipe = s3fs.S3FileSystem._pipe_file
 
     async def pipe_or_fail(self, path, *args, **kwargs):
-        if "zz leaky write" in path:
+        if leaky_write in path:
             raise PermissionError(LEAKY_MESSAGE)
         return await real_pipe(self, path, *args, **kwargs)
 
@@ -100,7 +104,11 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
     assert "AccessDenied" in leaky_doc["error_details"]["download"]
     good_meta = [json.loads(p.read_text()) for p in (mirror / "metas" / "v0").glob("*.json")]
     assert good_meta and all("HTTP 401" in m["error_details"]["caption"] for m in good_meta)
-    assert not (mirror / "processed_videos" / "zz leaky write.mp4.json").exists()
+    assert not (mirror / "processed_videos" / f"{leaky_write}.json").exists()
+    names = sorted(p.name for p in local.iterdir())
+    assert names.index(leaky_write) < names.index("noise.mp4")  # videos after it in the batch...
+    documented = sorted(p.name for p in (mirror / "processed_videos").iterdir())
+    assert documented == ["good.mp4.json", "leaky read.mp4.json", "noise.mp4.json"]  # ...are all written
 
     # Everything a user or the UI can see: every event of every run (logs, materialisations and
     # their metadata, step failures with their errors), run config and tags, the instance's files,

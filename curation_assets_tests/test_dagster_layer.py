@@ -61,6 +61,40 @@ def test_keys_outside_input_path_are_refused(tmp_path, key):
         source_url_for_key(str(tmp_path), key)
 
 
+def test_a_refused_key_inside_a_ranged_run_fails_alone(tmp_path):
+    """A key typed into the UI that decodes outside input_path, registered between two good videos
+    and run with them in one partition range: only its partition fails (refused, the file outside
+    is neither read nor named in the output); the good videos are written."""
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=3, fps=25, width=128, height=96)
+    make_video(videos / "b.mp4", seconds=3, fps=25, width=128, height=96)
+    make_video(tmp_path / "private.mp4", seconds=3, fps=25, width=128, height=96)  # beside input_path
+    out = tmp_path / "out"
+    settings = CurationSettings.from_options(
+        PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
+                        fixed_stride_min_clip_length_s=1.0, generate_embeddings="off", generate_previews=False))
+    job = build_definitions(settings).resolve_job_def(CURATE_JOB_NAME)
+    escape = "..%2Fprivate.mp4"
+    with pytest.raises(ValueError):
+        source_url_for_key(str(videos), escape)
+    keys = [key_from_rel_path("a.mp4"), escape, key_from_rel_path("b.mp4")]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, keys)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        failed = failure.step_failure_data.user_failure_data.metadata["failed_partitions"].value
+        assert list(failed) == [escape] and "names no video under input_path" in failed[escape]
+        written = {r.asset_materialization.partition
+                   for r in instance.fetch_materializations(dg.AssetKey("processed_videos"), limit=10).records}
+        assert written == {keys[0], keys[2]}
+    check_layout(out, videos, ["a.mp4", "b.mp4"])
+    assert not any("private" in str(p) for p in out.rglob("*")), sorted(out.rglob("*"))
+
+
 def test_ranged_run_gives_each_video_its_own_materialisation(tmp_path):
     videos = tmp_path / "in"
     (videos / "sub").mkdir(parents=True)

@@ -127,3 +127,45 @@ def test_an_aesthetic_threshold_without_its_weights_fails_the_run_and_names_them
     assert "aesthetic_threshold is set but the weights are missing" in text and str(folder) in text
     assert "huggingface-cli download openai/clip-vit-large-patch14 " in text and f"--local-dir {folder}" in text
     assert not out.exists()
+
+
+def test_aesthetic_weights_gone_by_the_time_the_step_runs_fail_it_by_name_and_nothing_is_written(tmp_path, videos,
+                                                                                                  model_dir):
+    """The weights were there when the run checked its settings (video_clips) but are gone when the
+    aesthetic step runs (a shared model folder changed, or the step is re-executed later): the step
+    fails naming the weights, the writer does not run, and no file of either video is written."""
+    import shutil
+
+    import dagster as dg
+
+    from curation_assets.core.keys import key_from_rel_path
+    from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
+    from curation_assets.defs.resources import CurationSettings
+    from curation_assets.models import clear_model_cache
+    from curation_assets.partitions import VIDEOS_PARTITION_NAME
+
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    out = tmp_path / "out"
+    options = PipelineOptions(input_path=str(videos), output_path=str(out), model_dir=str(models),
+                              fixed_stride_split_duration=2.0, generate_previews=False, generate_embeddings="off",
+                              aesthetic_threshold=0.5)
+    job = build_definitions(CurationSettings.from_options(options)).resolve_job_def(CURATE_JOB_NAME)
+    keys = [key_from_rel_path("a.mp4"), key_from_rel_path("b.mp4")]
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    later = [k for k in job.asset_layer.executable_asset_keys if k != dg.AssetKey("video_clips")]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, keys)
+        first = job.execute_in_process(instance=instance, tags=tags, asset_selection=[dg.AssetKey("video_clips")])
+        assert first.success
+        clip = models / "openai" / "clip-vit-large-patch14"
+        shutil.rmtree(clip)
+        clear_model_cache()  # a new process: nothing loaded before the weights went
+        rest = job.execute_in_process(instance=instance, tags=tags, asset_selection=later, raise_on_error=False)
+    assert not rest.success
+    failure = next(e for e in rest.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert failure.step_key == "aesthetic_scores", failure.step_key
+    assert "aesthetic_threshold is set but the weights are missing" in message and str(clip) in message
+    assert not [e for e in rest.all_events if e.is_step_materialization and e.step_key != "aesthetic_scores"]
+    assert not all_files(out)

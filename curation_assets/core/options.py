@@ -4,7 +4,7 @@ Field names follow NeMo Curator's example script (`video_split_clip_example.py`)
 turned into underscores, so a reference command line maps one to one. Everything else is derived
 from the fields below and their :class:`Setting` metadata: the Dagster resource config
 (`defs/resources.py`), the ``CURATION_<FIELD>`` environment variables (:func:`options_from_env`)
-and the CLI flags (`cli.py`), with the same defaults, validation and help text.
+and the CLI flags (`cli/arguments.py`), with the same defaults, validation and help text.
 """
 
 from __future__ import annotations

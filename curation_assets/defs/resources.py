@@ -6,7 +6,6 @@ launchpad overrides them per run and the CLI builds them from its flags.
 """
 
 
-import functools
 import os
 import typing
 from typing import Any
@@ -16,46 +15,12 @@ import pydantic
 
 from ..core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
                             setting_fields)
+from .dagster_workarounds import memoise_resource_schemas
 
 __all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "caption_service_from_env",
            "options_from_env"]
 
-_PACKAGE = __name__.split(".")[0] + "."
-
-
-def _memoise_resource_schemas() -> None:
-    """Infer each of our resources' config schemas once, not on every copy Dagster makes.
-
-    Dagster 1.13 copies every pythonic resource three times when a run initialises it, and each
-    copy re-derives the config schema from the pydantic fields: ~20 ms for ``CurationSettings``'
-    ~35 fields, a few hundred ms of every run. The schema depends only on the class and the
-    omitted (nested-resource) fields, and Dagster never mutates it, so it is memoised, for this
-    package's classes only. Should Dagster's internals move, the patch is skipped and runs are
-    merely slower.
-    """
-    try:
-        from dagster._config.pythonic_config import resource as pythonic_resource
-    except ImportError:  # pragma: no cover - a Dagster without this module
-        return
-    original = getattr(pythonic_resource, "infer_schema_from_config_class", None)
-    if original is None or getattr(original, "curation_memoised", False):
-        return
-    cache: dict[tuple, Any] = {}
-
-    @functools.wraps(original)
-    def infer_schema(model_cls, description=None, fields_to_omit=None, default=None):
-        if description is not None or default is not None or not model_cls.__module__.startswith(_PACKAGE):
-            return original(model_cls, description, fields_to_omit, default)
-        key = (model_cls, frozenset(fields_to_omit or ()))
-        if key not in cache:
-            cache[key] = original(model_cls, fields_to_omit=fields_to_omit)
-        return cache[key]
-
-    infer_schema.curation_memoised = True  # type: ignore[attr-defined]
-    pythonic_resource.infer_schema_from_config_class = infer_schema
-
-
-_memoise_resource_schemas()
+memoise_resource_schemas()  # a Dagster workaround, for speed: see dagster_workarounds.py
 
 
 class _SettingsResource:

@@ -1,6 +1,6 @@
 """``curation-assets package manifest|shards|dedup``: the training packages from the command line.
 
-``add_package_parser(subparsers)`` adds the ``package`` command to the project's parser (``cli.py``)
+``add_package_parser(subparsers)`` adds the ``package`` command to the project's parser (``curation_assets/cli``)
 and ``run_package(args)`` runs it; the videos are found from the ``processed_videos`` documents'
 names (one listing of that folder), each video's files from its documents.
 """

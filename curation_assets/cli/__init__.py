@@ -1,0 +1,62 @@
+"""`curation-assets run | demo`: headless curation through the same Dagster assets the UI shows.
+
+Flags take the names of NeMo Curator's `video_split_clip_example.py`, so an existing command
+line works. Runs go through a Dagster instance under ``DAGSTER_HOME`` (default ``.dagster_home``)
+so they appear in `dagster dev` afterwards; videos are processed in batched runs (partition
+ranges), paying per-run overhead once per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..core import storage
+from .arguments import (DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_service_from_args,
+                        options_from_args)
+from .demo import copy_demo_footage
+from .runner import dagster_home, run_pipeline
+from .stop import StopOnSignal
+
+__all__ = ["StopOnSignal", "UsageError", "build_parser", "dagster_home", "main", "options_from_args", "run_pipeline"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curation-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_pipeline_arguments(sub.add_parser("run", help="curate every video under --video-dir"))
+    add_pipeline_arguments(sub.add_parser("demo", help=f"copy sample footage to {DEMO_INPUT_PATH} and curate it"),
+                           demo=True)
+    from ..packaging.cli import add_package_parser
+
+    add_package_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "package":
+        from ..packaging.cli import run_package
+
+        return run_package(args)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        os.environ.setdefault("DAGSTER_CLI_LOG_LEVEL", "WARNING")
+        logging.getLogger("dagster").setLevel(logging.WARNING)
+    try:
+        if args.command == "demo":
+            video_dir = getattr(args, "input_path", DEMO_INPUT_PATH)
+            copied = copy_demo_footage(Path(video_dir))
+            print(f"demo footage in {video_dir}: {', '.join(p.name for p in copied)}")
+        options = options_from_args(args)
+        return run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
+                            home=args.dagster_home, caption_service=caption_service_from_args(args))
+    except (UsageError, storage.StorageError) as exc:
+        # storage errors (missing input prefix or bucket, access denied) carry redacted messages
+        print(f"curation-assets: error: {storage.redact(exc)}", file=sys.stderr)
+        return 2

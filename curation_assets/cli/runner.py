@@ -1,0 +1,153 @@
+"""`curation-assets run`'s work: check the settings, register the videos as partitions of the
+instance under ``DAGSTER_HOME``, materialise every asset in batched runs (partition ranges, paying
+Dagster's per-run overhead once per batch) and print the summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core import sources, storage
+from ..core.keys import key_from_rel_path
+from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
+from ..core.options import PipelineOptions
+from .arguments import UsageError
+from .display import ProgressPrinter, VideoRow, collect_rows, print_summary
+from .stop import StopOnSignal
+
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+def dagster_home(explicit: str | None, input_path: str) -> Path:
+    """The instance folder for ``input_path``'s videos; created with the project's dagster.yaml.
+
+    An instance holds one input folder's partitions (``partitions.bind_dataset``): when the
+    default instance belongs to another folder, this folder gets its own under
+    ``<home>/datasets/``; an explicit ``--dagster-home`` of another folder is refused."""
+    from ..partitions import bound_dataset
+
+    home = Path(explicit or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    bound = bound_dataset(str(home))
+    if bound is not None and bound != input_path:
+        if explicit:
+            raise UsageError(f"the Dagster instance {home} holds the videos of {storage.redact(bound)}, not of "
+                             f"{storage.redact(input_path)}: give each input folder its own --dagster-home")
+        from ..core.work import video_id
+
+        home = home / "datasets" / f"{Path(input_path.rstrip('/')).name or 'videos'}-{video_id(input_path)[:8]}"
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() and PROJECT_DAGSTER_YAML.exists():
+        shutil.copyfile(PROJECT_DAGSTER_YAML, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_run: int | None = None,
+                 home: str | None = None, stream=None, caption_service=None) -> int:
+    """Check the settings, register the videos as partitions, materialise every asset in batched
+    runs, print a summary; 1 when a video failed."""
+    # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
+    stream = stream if stream is not None else sys.stdout
+    if videos_per_run is not None and videos_per_run < 1:
+        raise UsageError(f"--videos-per-run {videos_per_run}: must be at least 1")
+    if video_limit is not None and video_limit < -1:
+        raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
+    import dagster as dg
+
+    from .. import preflight, run_events
+    from ..defs.dagster_workarounds import known_partitions
+    from ..defs.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
+    from ..defs.sensors import batched
+    from ..definitions import CURATE_JOB_NAME, build_definitions
+    from ..partitions import VIDEOS_PARTITION_NAME, bind_dataset
+
+    caption_service = caption_service or caption_service_from_env()
+    found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
+                               scorer=AestheticModel().scorer(options),
+                               caption_client=caption_service.client(options) if options.generate_captions else None)
+    if found:
+        raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
+    scan = sources.scan_videos(options.input_path, options.video_extensions)
+    rel_paths = scan.videos
+    for rel, why in scan.skipped:
+        stream.write(f"skipped {rel}: {why}\n")
+    if not rel_paths:
+        raise UsageError(f"no videos found under {options.input_path}")
+    if video_limit is not None and video_limit >= 0:
+        rel_paths = rel_paths[:video_limit]
+    keys = [key_from_rel_path(rel) for rel in rel_paths]
+    home_dir = dagster_home(home, options.input_path)
+    stream.write(f"{len(keys)} videos under {options.input_path} -> {options.output_path} "
+                 f"(Dagster instance: {home_dir})\n")
+    defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service)
+    resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
+
+    printer = ProgressPrinter(len(keys))
+    notices: list[str] = []
+
+    def listen(event: Any) -> None:
+        if isinstance(event, run_events.Notice):
+            if event.message not in notices:
+                notices.append(event.message)
+        else:
+            printer(event)
+
+    unsubscribe = run_events.subscribe(listen)
+    started = time.perf_counter()
+    rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
+    level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    stop = StopOnSignal()
+    try:
+        with stop, dg.DagsterInstance.get() as instance:
+            bind_dataset(instance, options.input_path)
+            known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
+            new = [k for k in keys if k not in known]
+            if new:
+                instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
+            for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
+                if stop.requested:
+                    break
+                with known_partitions(instance, VIDEOS_PARTITION_NAME, known | set(new)):
+                    for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
+                        collect_rows(result, batch, rows)
+    finally:
+        unsubscribe()
+        printer.close()
+    for key, row in rows.items():
+        v = printer.videos.get(row.video)
+        row.wall_s = (v.finished - v.started) if v and v.finished else None
+        row.clip_errors = v.clip_errors if v else {}
+        if stop.requested and not row.written:
+            row.errors = {"stopped": "not processed: the run was stopped (Ctrl-C or SIGTERM) before this video "
+                                     "was written"}
+    print_summary(list(rows.values()), time.perf_counter() - started, stream)
+    for message in notices:
+        stream.write(f"note: {message}\n")
+    if stop.requested:
+        return 130
+    return 1 if any(r.errors for r in rows.values()) else 0
+
+
+def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[Any]:
+    """Execute the batch: one run over a partition range when the keys are contiguous in the
+    instance's key order (they are when added together), else one run per key."""
+    from ..defs.sensors import RANGE_END_TAG, RANGE_START_TAG
+    from ..partitions import VIDEOS_PARTITION_NAME
+
+    def one(key: str):
+        return job.execute_in_process(instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
+
+    if len(batch) == 1:
+        return [one(batch[0])]
+    order = instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME)
+    positions = sorted(order.index(k) for k in batch)
+    if positions != list(range(positions[0], positions[0] + len(batch))):
+        return [one(k) for k in batch]
+    tags = {RANGE_START_TAG: order[positions[0]], RANGE_END_TAG: order[positions[-1]]}
+    return [job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)]
