@@ -37,7 +37,7 @@ demo: install
 	$(BIN)/curation-assets demo
 
 test: install system-packages
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow or not slow" --durations=25
 
 clean:
 	rm -rf $(VENV)

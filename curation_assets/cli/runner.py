@@ -4,6 +4,7 @@ Dagster's per-run overhead once per batch) and print the summary."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -18,6 +19,9 @@ from ..core.options import PipelineOptions
 from .arguments import UsageError
 from .display import ProgressPrinter, VideoRow, collect_rows, print_summary
 from .stop import StopOnSignal
+
+# How long a CLI waits for another one that is creating or setting up the same instance.
+INSTANCE_LOCK_WAIT_S = 300.0
 
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
@@ -57,8 +61,6 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
         raise UsageError(f"--videos-per-run {videos_per_run}: must be at least 1")
     if video_limit is not None and video_limit < -1:
         raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
-    import dagster as dg
-
     from .. import preflight, run_events
     from ..defs.dagster_workarounds import known_partitions
     from ..defs.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
@@ -104,12 +106,13 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     stop = StopOnSignal()
     try:
-        with stop, dg.DagsterInstance.get() as instance:
-            bind_dataset(instance, options.input_path)
-            known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
-            new = [k for k in keys if k not in known]
-            if new:
-                instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
+        with stop, _open_instance() as instance:
+            with _instance_setup_lock():  # the dataset binding and the new keys, one process at a time
+                bind_dataset(instance, options.input_path)
+                known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
+                new = [k for k in keys if k not in known]
+                if new:
+                    instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 if stop.requested:
                     break
@@ -151,3 +154,25 @@ def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[An
         return [one(k) for k in batch]
     tags = {RANGE_START_TAG: order[positions[0]], RANGE_END_TAG: order[positions[-1]]}
     return [job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)]
+
+
+@contextlib.contextmanager
+def _instance_setup_lock():
+    """Held while this process creates or changes the instance's shared records. A new SQLite
+    instance creates its tables when first opened, so two CLIs started at once on a fresh
+    ``DAGSTER_HOME`` would both create them and one would fail ("table runs already exists");
+    adding the same partition keys at once would race the same way."""
+    home = os.environ["DAGSTER_HOME"]
+    with storage.lock(os.path.join(home, ".curation-instance.lock"), timeout_s=INSTANCE_LOCK_WAIT_S) as held:
+        if not held:
+            raise UsageError(f"another curation-assets process has held the instance at {home} for "
+                             f"{INSTANCE_LOCK_WAIT_S:.0f} s; try again once it has started its runs")
+        yield
+
+
+def _open_instance():
+    """The instance under ``DAGSTER_HOME``, opened (and on first use created) under the setup lock."""
+    import dagster as dg
+
+    with _instance_setup_lock():
+        return dg.DagsterInstance.get()
