@@ -73,9 +73,11 @@ def memoise_resource_schemas() -> bool:
 def known_partitions(instance: dg.DagsterInstance, partitions_def_name: str, keys: set[str]) -> Iterator[None]:
     """Answer ``instance.has_dynamic_partition`` for ``partitions_def_name`` from ``keys`` while
     the caller's own runs execute in this process (``execute_in_process``); every other question
-    goes to the instance. The instance is back to its class's method afterwards."""
+    goes to the instance. The instance answers as before afterwards (its class's method, or
+    what was patched onto it before)."""
     real = instance.has_dynamic_partition
     name = partitions_def_name
+    patched_before = vars(instance).get("has_dynamic_partition")  # someone else's patch, kept
 
     def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:
         if partitions_def_name == name and partition_key in keys:
@@ -86,4 +88,7 @@ def known_partitions(instance: dg.DagsterInstance, partitions_def_name: str, key
     try:
         yield
     finally:
-        del instance.has_dynamic_partition  # back to the class's method
+        if patched_before is None:
+            del instance.has_dynamic_partition  # back to the class's method
+        else:
+            instance.has_dynamic_partition = patched_before  # type: ignore[method-assign]
