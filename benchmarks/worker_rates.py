@@ -1,4 +1,4 @@
-"""CPU cost of the transcode step per encoder setting: what sizes the CPU workers (README-deploy.md).
+"""CPU cost of the transcode step per encoder setting: what sizes the CPU workers (docs/deployment.md).
 
 Prints figures; not a test. Each encoder setting (``libx264``, the default; ``libvpx-vp9``;
 ``copy``) runs the product's CPU path (``core.pipeline.process_video`` plus the layout writing,

@@ -91,7 +91,7 @@ CHART_ENV = "DAGSTER_HELM_CHART"
 
 @pytest.mark.skipif(not os.environ.get(CHART_ENV),
                     reason=f"{CHART_ENV} names no chart: the dagster Helm chart is on no package registry CI "
-                           "reaches (README-deploy.md, 'helm template')")
+                           "reaches (docs/deployment.md, 'helm template')")
 def test_the_helm_chart_renders_with_the_values():
     import helm_python as helm
 
