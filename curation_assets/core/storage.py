@@ -27,6 +27,7 @@ Guarantees (see ``spec/clip-writer-layout.md``, "Where we deliberately do better
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -264,7 +265,7 @@ def move(src: str, dst: str) -> None:
             try:
                 os.replace(spath, dpath)
             except OSError as exc:
-                if exc.errno != 18:  # EXDEV: another filesystem
+                if exc.errno != errno.EXDEV:  # another filesystem
                     raise
                 tmp = os.path.join(os.path.dirname(dpath), temp_files.temp_file_name())
                 try:
