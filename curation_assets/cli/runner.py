@@ -66,7 +66,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     from ..defs.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
     from ..defs.sensors import batched
     from ..definitions import CURATE_JOB_NAME, build_definitions
-    from ..partitions import VIDEOS_PARTITION_NAME, bind_dataset
+    from ..partitions import VIDEOS_PARTITION_NAME
 
     caption_service = caption_service or caption_service_from_env()
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
@@ -106,17 +106,11 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     stop = StopOnSignal()
     try:
-        with stop, _open_instance() as instance:
-            with _instance_setup_lock():  # the dataset binding and the new keys, one process at a time
-                bind_dataset(instance, options.input_path)
-                known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
-                new = [k for k in keys if k not in known]
-                if new:
-                    instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
+        with stop, _open_instance(options.input_path, keys) as (instance, registered):
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 if stop.requested:
                     break
-                with known_partitions(instance, VIDEOS_PARTITION_NAME, known | set(new)):
+                with known_partitions(instance, VIDEOS_PARTITION_NAME, registered):
                     for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
                         collect_rows(result, batch, rows)
     finally:
@@ -157,22 +151,32 @@ def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[An
 
 
 @contextlib.contextmanager
-def _instance_setup_lock():
-    """Held while this process creates or changes the instance's shared records. A new SQLite
-    instance creates its tables when first opened, so two CLIs started at once on a fresh
-    ``DAGSTER_HOME`` would both create them and one would fail ("table runs already exists");
-    adding the same partition keys at once would race the same way."""
+def _open_instance(input_path: str, keys: list[str]):
+    """The instance under ``DAGSTER_HOME``, bound to ``input_path`` with ``keys`` added as
+    partitions, and every partition key it then holds; closed when the caller is done.
+
+    The setup runs one process at a time, under a lock file in ``DAGSTER_HOME``: a new SQLite
+    instance creates its tables when first opened, so two CLIs started at once on a fresh instance
+    would both create them and one would fail ("table runs already exists"); adding the same keys at
+    once would race the same way. The runs themselves do not hold the lock."""
+    import dagster as dg
+
+    from ..partitions import VIDEOS_PARTITION_NAME, bind_dataset
+
     home = os.environ["DAGSTER_HOME"]
     with storage.lock(os.path.join(home, ".curation-instance.lock"), timeout_s=INSTANCE_LOCK_WAIT_S) as held:
         if not held:
             raise UsageError(f"another curation-assets process has held the instance at {home} for "
                              f"{INSTANCE_LOCK_WAIT_S:.0f} s; try again once it has started its runs")
-        yield
-
-
-def _open_instance():
-    """The instance under ``DAGSTER_HOME``, opened (and on first use created) under the setup lock."""
-    import dagster as dg
-
-    with _instance_setup_lock():
-        return dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.get()
+        try:
+            bind_dataset(instance, input_path)
+            known = set(instance.get_dynamic_partitions(VIDEOS_PARTITION_NAME))
+            new = [k for k in keys if k not in known]
+            if new:
+                instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, new)
+        except BaseException:
+            instance.dispose()
+            raise
+    with instance:
+        yield instance, known | set(new)
