@@ -32,6 +32,8 @@ from . import layout, storage
 from .layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embedding, read_video_layout
 from .options import settings_digest
 from .pipeline import short_clip_tolerance_s
+from .media_read import decode_clip, source_times
+from .timing import span_promise
 
 METAS_MATCH_SPEC = "metas_match_spec"
 PARQUET_ROWS_MATCH_CLIPS = "parquet_rows_match_clips"
@@ -75,8 +77,9 @@ VIDEO_OPTIONAL = ("errors", "error_details", "pipeline")
 # Clip error keys that explain a clip shorter than its span, or a window without a preview.
 SHORT_CLIP_ERRORS = ("truncated", "transcode")
 PREVIEW_ERRORS = ("preview",)
-# A decoded clip may differ from its span by this many source frames (the spans' frame rounding),
-# and be shorter by what the pipeline lets pass (core.pipeline.short_clip_tolerance_s).
+# A decoded clip may differ from what its span promised (core.timing.span_promise; the source's
+# frame times are read once where a clip departs from ``span x framerate``: a variable frame rate)
+# by this many source frames, and be shorter by what the pipeline lets pass (short_clip_tolerance_s).
 FRAME_TOLERANCE = 1.01
 
 
@@ -255,26 +258,27 @@ def check_metas(video: VideoLayout, out: CheckOutcome) -> None:
         _check_meta(clip, _rel(video.output_path, clip.meta_url), captions, enhanced, out)
 
 
-def _decode(url: str) -> tuple[int, float | None, float | None]:
-    """``(frames, duration_s, fps)`` of a clip's first video stream, every frame decoded."""
-    import av
-
-    source: Any = storage.local_path(url) if storage.is_local(url) else storage.open_input(url)
-    try:
-        with av.open(source) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = sum(1 for _ in container.decode(stream))
-            duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
-            fps = float(stream.average_rate) if stream.average_rate else None
-    finally:
-        if not isinstance(source, str):
-            source.close()
-    return frames, duration, fps
+def _span_problems(frames: int, length: float, start: float, end: float, fps: float,
+                   times: Sequence[Any] | None) -> list[str]:
+    """How a clip of ``frames`` frames lasting ``length`` s departs from what the pipeline promised
+    for ``[start, end)`` (:func:`core.timing.span_promise`)."""
+    short, span = short_clip_tolerance_s(fps), end - start
+    expected, lasts = span_promise(start, end, fps, times)
+    problems = []
+    # longer: another span's bytes; shorter than the pipeline lets pass: cut short (``truncated``)
+    if frames - expected > FRAME_TOLERANCE or expected - frames > FRAME_TOLERANCE + short * fps:
+        problems.append(f"{frames} frames, its span [{start:.3f}, {end:.3f}) s holds {expected:.1f}")
+    if length - lasts > FRAME_TOLERANCE / fps + 1e-6 or lasts - length > short + FRAME_TOLERANCE / fps + 1e-6:
+        problems.append(f"lasts {length:.3f} s, its span {span:.3f} s")
+    return problems
 
 
-def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = True) -> None:
+def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = True,
+                     source: str | None = None) -> None:
+    """``source``: the video's URL as the run knows it (not the documents'), read once, only when
+    a clip departs from ``span x framerate`` (see FRAME_TOLERANCE)."""
     settings = video.settings
+    times: list | None = None
     if settings.get("dry_run") is True or settings.get("upload_clips") is False:
         out.note = "clip mp4s are not written (dry_run or upload_clips off)"
         return
@@ -299,25 +303,21 @@ def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = Tr
         if not decode:
             continue
         try:
-            frames, duration, clip_fps = _decode(clip.clip_url)
+            frames, duration, clip_fps = decode_clip(clip.clip_url)
         except Exception as exc:  # noqa: BLE001 - any decoding error is this file's
             out.fail(rel, f"does not decode: {type(exc).__name__}: {storage.redact(exc)}")
             continue
         start, end = meta["duration_span"]
         fps = meta.get("framerate_source") or meta.get("framerate") or clip_fps
-        span = end - start
-        problems = []
-        if frames == 0:
-            problems.append("no video frames")
-        elif fps:
-            # longer than its span: another span's bytes; shorter by more than the pipeline lets
-            # pass silently: cut short (the pipeline then records ``truncated``)
-            short = short_clip_tolerance_s(fps)
+        problems = [] if frames else ["no video frames"]
+        if frames and fps:
             length = duration if duration is not None else (frames / clip_fps if clip_fps else frames / fps)
-            if frames - span * fps > FRAME_TOLERANCE or span * fps - frames > FRAME_TOLERANCE + short * fps:
-                problems.append(f"{frames} frames, its span [{start:.3f}, {end:.3f}) s holds {span * fps:.1f}")
-            if length - span > FRAME_TOLERANCE / fps + 1e-6 or span - length > short + FRAME_TOLERANCE / fps + 1e-6:
-                problems.append(f"lasts {length:.3f} s, its span {span:.3f} s")
+            problems = _span_problems(frames, length, start, end, fps, None)
+            if problems and source is not None:
+                if times is None:
+                    times = source_times(source)
+                if times:
+                    problems = _span_problems(frames, length, start, end, fps, times)
         if problems:
             finding = Finding(rel, "; ".join(problems))
             errors = meta.get("errors") or []
@@ -553,7 +553,7 @@ def check_video(output_path: str, rel_path: str, source_video: str | None = None
     presence = _preview_presence(video) if not dry_run else {}
     check_metas(video, outcomes[METAS_MATCH_SPEC])
     check_parquet(video, outcomes[PARQUET_ROWS_MATCH_CLIPS])
-    check_clip_files(video, outcomes[CLIP_FILES_DECODE], decode=decode)
+    check_clip_files(video, outcomes[CLIP_FILES_DECODE], decode=decode, source=source_video)
     check_previews(video, presence, outcomes[PREVIEWS_COVER_WINDOWS])
     check_chunk_counts(video, presence, outcomes[CHUNK_COUNTS_MATCH_FILES])
     check_video_document(video, outcomes[VIDEO_DOCUMENT_MATCHES_SPEC])

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from . import layout, storage
 from .model import MotionScore, clip_uuid
 from .motion import is_low_motion
+from .timing import span_frames_of
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CLIP_ID_RE = UUID_RE
@@ -67,25 +68,22 @@ def is_video_clip_id(uid: Any, source_video: str, start_frame: Any, end_frame: A
             and str(clip_uuid(source_video, start_frame, end_frame)) == uid)
 
 
-def _frame_candidates(seconds: Any, fps: Any) -> list[int]:
-    if not (_is_number(seconds) and _is_number(fps) and 0 <= seconds < 1e9 and 0 < fps < 1e6):
-        return []
-    x = seconds * fps
-    return sorted({n for n in (int(x) - 1, int(x), int(x) + 1, round(x)) if n >= 0})
-
-
 def verified_span(uid: Any, source_video: str, meta: Any) -> tuple[int, int] | None:
     """The span frames of a ``metas/v0`` document that give back ``uid`` for this source, else None.
-    The document stores seconds; the frames are recovered from them and the source frame rate, so
-    a document naming another video's clip (or a made-up id) never verifies."""
+    The document stores seconds; the frames are recovered from them and the source frame rate by
+    the timing model's rules (:func:`~.timing.span_frames_of`: the frames a split, scene or
+    snapped span could have), so a document naming another video's clip (or a made-up id) never
+    verifies."""
     if not isinstance(meta, Mapping) or meta.get("span_uuid") != uid or meta.get("source_video") != source_video:
         return None
     span = meta.get("duration_span")
     if not isinstance(span, list) or len(span) != 2:
         return None
     fps = meta.get("framerate_source")
-    for a in _frame_candidates(span[0], fps):
-        for b in _frame_candidates(span[1], fps):
+    if not (_is_number(span[0]) and _is_number(span[1]) and _is_number(fps)):
+        return None
+    for a in span_frames_of(span[0], fps):
+        for b in span_frames_of(span[1], fps):
             if is_video_clip_id(uid, source_video, a, b):
                 return a, b
     return None

@@ -10,8 +10,8 @@ What the reference does, and this module reproduces:
 * Decoding: the first video stream, motion-vector export on (``flags2 +export_mvs``). Every
   decoded frame ``i`` (presentation order, counted from 0) with ``i % step == 0`` is *sampled*,
   ``step = max(1, round(fps / 2))`` where ``fps`` is the stream's frame rate
-  (:func:`curation_assets.core.probe.frame_rate`: its average rate for every clip we write), else
-  30. The first decoded frame gives the frame size; a side under 256 px is an
+  (:func:`curation_assets.core.timing.motion_rate`: its average rate for every clip we write),
+  else 30. The first decoded frame gives the frame size; a side under 256 px is an
   error. A sampled frame counts only when it carries ``MOTION_VECTORS`` side data (intra frames
   carry none). Decoding stops once ``max_frames = max(10, round(2 * 0.5 * duration_s))`` frames
   were counted. ``duration_s`` is read the reference's way: ``stream.duration *
@@ -49,7 +49,8 @@ import numpy as np
 
 from .model import MotionScore
 from .options import PipelineOptions
-from .probe import frame_rate, open_video
+from .probe import open_video
+from .timing import motion_rate
 
 MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
@@ -65,7 +66,6 @@ BLOCK_SIZES: tuple[tuple[int, int], ...] = ((8, 8), (16, 16), (16, 8), (8, 16))
 ERROR_RESOLUTION_TOO_SMALL = "resolution_too_small"
 ERROR_DECODE_FAILED = "decode_failed"
 ERROR_NO_MOTION_FRAMES = "no_motion_frames"
-UNKNOWN_RATE_FPS = 30.0  # the reference's sampling rate for a stream without any frame rate
 
 
 class MotionDecodeError(Exception):
@@ -115,11 +115,6 @@ def _motion_vectors_type():  # noqa: ANN202
     return sidedata.Type.MOTION_VECTORS
 
 
-def _source_fps(stream) -> float:  # noqa: ANN001
-    rate = frame_rate(stream)
-    return float(rate) if rate else UNKNOWN_RATE_FPS
-
-
 def _duration_seconds(container, stream) -> float:  # noqa: ANN001
     """The reference motion stage's own duration, quirks included (see the module docstring).
 
@@ -155,7 +150,7 @@ class MotionSampler:
     """
 
     def __init__(self, container, stream) -> None:  # noqa: ANN001
-        self.sample_step, self.max_frames = sampling_plan(_source_fps(stream), _duration_seconds(container, stream))
+        self.sample_step, self.max_frames = sampling_plan(motion_rate(stream), _duration_seconds(container, stream))
         self._mv_type = _motion_vectors_type()
         self.frames: list[np.ndarray] = []
         self.height = self.width = 0

@@ -1,16 +1,19 @@
 """Read a video's (or a clip's) container metadata with PyAV, with the spec's field definitions.
 
-The reference probes with ffprobe; the rules here reproduce its numbers and so its clip ids, and
-every module that needs a stream's frame rate or duration takes it from here:
+The reference probes with ffprobe; the rules here reproduce its numbers and so its clip ids. The
+arithmetic (rates and their fallbacks, ffprobe's printing of seconds, ``num_frames``) is the timing
+model's (:mod:`.timing`, re-exported here for the cutters); this module reads the container:
 
-* :func:`frame_rate`: the stream's average frame rate (ffprobe's ``avg_frame_rate``); where the
-  container records none, the rate FFmpeg guesses (``r_frame_rate`` refined by the codec's), else
-  the stream's base rate.
 * :func:`duration_seconds`: the stream's duration (the container's when the stream has none)
-  *as ffprobe prints it*: C's ``%f`` of ``ts * av_q2d(time_base)``, six decimals, which the
-  reference parses back. An NTSC ``.mov`` with ``duration_ts=599599`` and ``time_base=1/30000``
-  is exactly 599 frames long, but prints as 19.986633 s and so has 598 frames to the reference.
-* :func:`frame_count`: ``int(duration * framerate)``, the ``num_frames`` that feeds the clip ids.
+  *as ffprobe prints it* (:func:`.timing.probe_seconds`). An NTSC ``.mov`` with
+  ``duration_ts=599599`` and ``time_base=1/30000`` is exactly 599 frames long, but prints as
+  19.986633 s and so has 598 frames to the reference.
+* a claim is not believed past what the stream holds (:func:`covered_seconds`): where the
+  claimed duration runs more than :data:`CLAIM_SLACK_S` past the stream's last timestamp (a
+  container whose timestamps start at 100,000 s and which records its *end* time as its duration,
+  as Matroska does), the duration is the time the stream's frames cover, measured from a seek to
+  the end (one GOP read), so spans are planned for the frames that exist. Ordinary files keep
+  ffprobe's number (and the reference's ids).
 * the video stream probed is the last one listed, as the reference's loop over ffprobe's streams.
 """
 
@@ -24,9 +27,14 @@ from typing import Any, BinaryIO
 import av
 
 from .model import ClipProbe, VideoMetadata
+from .timing import frame_count, frame_period, frame_rate, probe_seconds
 
-# Frames per second assumed for timing a stream that declares no frame rate at all.
-UNKNOWN_RATE_FPS = 25
+__all__ = ["ProbeError", "covered_seconds", "display_rotation", "duration_seconds", "frame_count", "frame_period",
+           "frame_rate", "open_video", "probe_clip", "probe_container", "probe_video", "source_name"]
+
+#: A claimed duration may run this far past the stream's last frame before it is not believed
+#: (an audio track or a last frame's long display outlasting the video stays the claim's).
+CLAIM_SLACK_S = 2.0
 
 
 class ProbeError(Exception):
@@ -37,18 +45,6 @@ class ProbeError(Exception):
         self.key = key
 
 
-def frame_rate(stream: Any) -> Fraction | None:
-    """The frame rate of a video stream (see the module docstring); None when it has none."""
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return Fraction(rate) if rate else None
-
-
-def frame_period(rate: Fraction | None) -> Fraction:
-    """How long one frame lasts: ``1 / rate``, or 1/25 s for a stream that declares no rate
-    (the cutters then need some period to time frames that carry no timestamp)."""
-    return 1 / rate if rate else Fraction(1, UNKNOWN_RATE_FPS)
-
-
 def duration_seconds(container: Any, stream: Any) -> float | None:
     """The duration of ``stream`` in seconds, as ffprobe prints it (the container's as fallback)."""
     if stream.duration is not None and stream.time_base:
@@ -57,12 +53,35 @@ def duration_seconds(container: Any, stream: Any) -> float | None:
         seconds = container.duration * (1 / av.time_base)
     else:
         return None
-    return float(f"{seconds:f}")
+    return probe_seconds(seconds)
 
 
-def frame_count(duration: float | None, framerate: float | None) -> int | None:
-    """The spec's ``num_frames``: ``int(duration * framerate)`` (not a decoded count)."""
-    return int(duration * framerate) if duration is not None and framerate else None
+def covered_seconds(container: Any, stream: Any) -> float | None:
+    """Seconds the stream's frames really cover: from its first shown frame to the end of its last,
+    the last found by a seek to the end of the stream (one GOP and what follows it is demuxed, no
+    decoding), else by demuxing the whole stream; None when no timed packet can be read."""
+    tb = Fraction(stream.time_base) if stream.time_base else None
+    if tb is None:
+        return None
+    first, last = stream.start_time, None
+    for target in (1 << 62, None):
+        try:
+            if target is None:
+                container.seek(0)
+            else:
+                container.seek(target, backward=True, any_frame=False, stream=stream)
+            for packet in container.demux(stream):
+                if packet.pts is None or not packet.size or packet.is_discard:
+                    continue
+                end = packet.pts + (packet.duration or 0)
+                last = end if last is None else max(last, end)
+                if target is None:
+                    first = packet.pts if first is None else min(first, packet.pts)
+        except (av.FFmpegError, OSError, ValueError):
+            pass
+        if last is not None and first is not None:
+            return float((last - first) * tb)
+    return None
 
 
 def display_rotation(stream: Any) -> int:
@@ -98,6 +117,10 @@ def probe_container(container: av.container.InputContainer) -> VideoMetadata:
     rate = frame_rate(stream)
     framerate = float(rate) if rate else None
     duration = duration_seconds(container, stream)
+    if stream.duration is None and duration is not None:  # the container's claim: not believed past the frames
+        covered = covered_seconds(container, stream)
+        if covered is not None and duration - covered > CLAIM_SLACK_S:
+            duration = probe_seconds(covered)
     audio = list(container.streams.audio)
     return VideoMetadata(
         height=ctx.height or None,
@@ -208,3 +231,18 @@ def _mp4_hint(source: str | BinaryIO) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     return ""
+
+
+def presented_times(source: Any) -> list[Fraction]:
+    """The presentation time of every frame the cutters' video stream (the first) shows, in
+    seconds from the start of the file as span times count, sorted; read from its packets (no
+    decoding), frames an edit list hides left out. What a clip of a span promises to hold is the
+    frames whose times fall in it (:func:`.timing.frames_in_span`), whatever the frame rate."""
+    with open_video(source) as container:
+        if not container.streams.video:
+            return []
+        stream = container.streams.video[0]
+        origin = Fraction(container.start_time or 0, av.time_base)
+        tb = Fraction(stream.time_base or Fraction(1, 90000))
+        return sorted(Fraction(p.pts) * tb - origin for p in container.demux(stream)
+                      if p.pts is not None and p.size and not p.is_discard)

@@ -27,11 +27,12 @@ Reference arithmetic reproduced on purpose (it decides the clip ids):
   next 0->1 step (not at frame 0); a trailing scene ends at the *last frame index* ``n-1`` and
   is only added when at least one transition closed a scene; when none did, the whole video
   ``[0, n)`` is one scene (its end is the frame *count*).
-* ``min_length``/``max_length``/``crop`` in frames are ``int(seconds * framerate)`` (a falsy
+* ``min_length``/``max_length``/``crop`` in frames are ``int(seconds * framerate)``
+  (:func:`~.timing.frame_index`; a falsy
   seconds value disables the rule); the stride cut drops a last piece shorter than
   ``min_length``; cropping drops scenes whose length becomes ``<= 0``; the min-length filter runs
   last, on the cropped lengths.
-* A span is ``(start / fps, end / fps)`` with the integer frames ``start``/``end`` kept for the
+* A span is ``(start / fps, end / fps)`` (:func:`~.timing.frame_time`) with the integer frames ``start``/``end`` kept for the
   clip uuid (``uuid5(NAMESPACE_URL, f"{video}_{start}_{end}")``).
 
 Inference is streamed: frames are decoded once and each window runs as soon as its frames
@@ -57,6 +58,7 @@ import numpy as np
 from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load_transnetv2
 from .model import Span, VideoMetadata
 from .probe import open_video, source_name
+from .timing import frame_index, frame_time
 from .options import MAX_LENGTH_MODES, PipelineOptions
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
@@ -120,7 +122,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 def _seconds_to_frames(seconds: float | None, fps: float) -> int | None:
     # The reference: ``int(seconds * framerate) if seconds else None``.
-    return int(seconds * fps) if seconds else None
+    return frame_index(seconds, fps) if seconds else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def scenes_to_spans(
     spans = []
     for start, end in scenes.tolist():
         spans.append(
-            Span(start_s=float(start) / fps, end_s=float(end) / fps, start_frame=int(start), end_frame=int(end))
+            Span(start_s=frame_time(start, fps), end_s=frame_time(end, fps), start_frame=int(start), end_frame=int(end))
         )
         if limit_clips > 0 and len(spans) >= limit_clips:
             break
@@ -527,7 +529,7 @@ def detect_scene_spans(
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:
         raise ValueError(f"{source_name(source)!r}: metadata has no usable framerate ({fps!r})")
-    if max_length_s and max_length_mode == "stride" and int(max_length_s * fps) < 1:
+    if max_length_s and max_length_mode == "stride" and frame_index(max_length_s, fps) < 1:
         raise ValueError(f"max_length_s={max_length_s} is shorter than one frame at {fps} fps")
     probabilities = predict_frame_probabilities(source, weights_path=weights_path, device=device, batch_size=batch_size)
     return scenes_to_spans(probabilities, fps, **rules)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .model import Span, VideoMetadata
 from .options import PipelineOptions
+from .timing import frame_index
 
 
 def fixed_stride_spans(
@@ -17,7 +18,8 @@ def fixed_stride_spans(
     """Spans ``[k*stride, min(k*stride + len, duration))`` with ``duration = num_frames / fps``.
 
     A span shorter than ``min_clip_length_s`` is dropped (in practice only the last one).
-    Frame indices are ``int(seconds * fps)``, exactly what the reference hashes into the uuid.
+    Frame indices are :func:`~.timing.frame_index` (``int(seconds * fps)``), exactly what the
+    reference hashes into the uuid.
     ``limit_clips`` > 0 keeps only the first that many spans.
     """
     stride = clip_len_s if clip_stride_s is None else clip_stride_s
@@ -28,7 +30,7 @@ def fixed_stride_spans(
     if not metadata.framerate or metadata.num_frames is None:
         raise ValueError("incomplete metadata: framerate and num_frames are required to split")
     fps = metadata.framerate
-    if stride * fps < 1:
+    if frame_index(stride, fps) < 1:
         raise ValueError(f"a stride of {stride:g} s is shorter than one frame of this {fps:g} fps video "
                          "(its clips would repeat the same frames and ids)")
     duration = metadata.num_frames / fps
@@ -37,7 +39,7 @@ def fixed_stride_spans(
     while start < duration:
         end = min(start + clip_len_s, duration)
         if end - start >= min_clip_length_s:
-            spans.append(Span(start, end, int(start * fps), int(end * fps)))
+            spans.append(Span(start, end, frame_index(start, fps), frame_index(end, fps)))
             if limit_clips > 0 and len(spans) >= limit_clips:
                 break
         start += stride

@@ -18,7 +18,16 @@ the clip's start. Spans that snap to the same range give one clip; snapped clips
 The returned :class:`CopyClipOutput` has the shape of transcoding's ``ClipOutput`` with the
 *snapped* span (``Span(..., snapped=True)``): seconds are the keyframes' presentation times
 (counted from the start of the file, as span times are), frames are those times times the
-frame rate, rounded (whole frame positions, so the clip uuid derives from the snapped frames).
+frame rate, rounded (:func:`~.timing.nearest_frame`: whole frame positions, so the clip uuid
+derives from the snapped frames).
+
+A source whose first keyframe lies before its first presented frame (a cut made with
+``ffmpeg -ss 1.3 -i x.mp4 -c copy``: the GOP the cut point falls in is kept, and an edit list
+hides its first 1.3 s, which the demuxer marks as discarded packets) is cut as the re-encoding
+path cuts it: the time the stream presents starts at its first presented frame, so a clip
+starting in that GOP starts there (never before the video does), keeps the hidden packets its
+frames need and hides them the same way (negative timestamps, which the mp4 muxer turns into an
+edit list), and counts only the frames it shows.
 
 One pass over the source: packets are demuxed once (no decode) and a GOP is held only until the
 next keyframe tells which clips it belongs to, so memory is bounded by a GOP plus the clips in
@@ -49,7 +58,8 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .probe import display_rotation, frame_period, frame_rate, source_name
+from .probe import display_rotation, source_name
+from .timing import frame_period, frame_rate, nearest_frame
 from .cpus import usable_cores
 from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
 from .windows import compute_windows
@@ -91,7 +101,7 @@ def snap_span(span: Span, keyframes: list[float], stream_end: float, fps: float)
 
 
 def _snapped(start_s: float, end_s: float, fps: float) -> Span:
-    return Span(start_s, end_s, int(round(start_s * fps)), int(round(end_s * fps)), snapped=True)
+    return Span(start_s, end_s, nearest_frame(start_s, fps), nearest_frame(end_s, fps), snapped=True)
 
 
 # ----------------------------------------------------------------------------- packets
@@ -108,11 +118,18 @@ class _KeptPacket:
     key: bool
     t: float  # presentation time in seconds from the start of the file
     side_data: tuple = ()
+    hidden: bool = False  # decoded but not presented (before an edit list's start): the demuxer's discard flag
 
 
 def _keep(packet: Any, t: float) -> _KeptPacket:
     side = tuple(packet.iter_sidedata())
-    return _KeptPacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side)
+    return _KeptPacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side,
+                       bool(packet.is_discard))
+
+
+def _presented(packets: list[_KeptPacket]) -> list[_KeptPacket]:
+    """The packets whose frames are shown (not hidden before the stream's presented start)."""
+    return [p for p in packets if not p.hidden]
 
 
 class _Job:
@@ -151,6 +168,9 @@ def _mux(vstream: Any, astream: Any, video: list[_KeptPacket], audio: list[_Kept
                             astream.codec_context.name, exc)
         vtb = Fraction(vstream.time_base)
         v0 = video[0].pts if video[0].pts is not None else (video[0].dts or 0)
+        if video[0].hidden:  # the clip presents from its first shown frame; the hidden ones go before 0
+            shown = [p.pts for p in _presented(video) if p.pts is not None]
+            v0 = min(shown) if shown else v0
         items: list[tuple[float, int, _KeptPacket, Any, int, Fraction]] = []
         for i, p in enumerate(video):
             dts_t = float(((p.dts if p.dts is not None else p.pts or 0) - v0) * vtb)
@@ -202,12 +222,12 @@ class _PlanMismatch(Exception):
 
 
 def _packets(data: bytes) -> tuple[list[tuple[int | None, int]], Fraction | None]:
-    """``(pts, size)`` of the clip's video packets in file order, and the stream's time base (no
-    decoding); empty when the clip cannot be read (the decode pass reports the error)."""
+    """``(pts, size)`` of the clip's shown video packets in file order (not those an edit list
+    hides), and the stream's time base (no decoding); empty when the clip cannot be read (the decode pass reports the error)."""
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             stream = container.streams.video[0]
-            return [(p.pts, p.size) for p in container.demux(stream)], stream.time_base
+            return [(p.pts, p.size) for p in container.demux(stream) if not p.is_discard], stream.time_base
     except Exception:
         return [], None
 
@@ -483,7 +503,8 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
                                   requested=list(job.requested)))
             return
         audio = [p for p in audio_buf if job.snapped_start_s - _EPS <= p.t < job.snapped_end_s - _EPS] if astream is not None else []
-        out = CopyClipOutput(span=span, data=None, num_frames=len(job.video), windows=compute_windows(len(job.video)),
+        shown = len(_presented(job.video))
+        out = CopyClipOutput(span=span, data=None, num_frames=shown, windows=compute_windows(shown),
                              previews={}, error=None, requested=list(job.requested))
         finished[key] = out
         try:
@@ -518,7 +539,11 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         nonlocal gop, gop_start
         if not gop:
             return
-        g0 = gop_start
+        shown = [p.t for p in _presented(gop)]
+        if not shown:  # all before the presented start (not a GOP of its own): nothing to cut from
+            gop, gop_start = [], None
+            return
+        g0 = gop_start if len(shown) == len(gop) else min(shown)  # a clip starts where the video is shown
         gop_end = last_video_end if next_key == _END else next_key
         while pending and gop_end > pending[0].start_s + _EPS:  # this GOP holds the span's start
             job = pending.popleft()

@@ -1,0 +1,45 @@
+"""Media the layout checks read: a written clip decoded in full, a source's frame times.
+
+Kept apart from ``core.layout_checks`` (the rules) because it opens files: a local path as is, any
+other URL through its fsspec file, closed after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import storage
+from .probe import presented_times
+
+
+def _with_file(url: str, read: Callable[[Any], Any]) -> Any:
+    """``read`` of the local path of ``url``, or of its fsspec file (closed after)."""
+    source: Any = storage.local_path(url) if storage.is_local(url) else storage.open_input(url)
+    try:
+        return read(source)
+    finally:
+        if not isinstance(source, str):
+            source.close()
+
+
+def decode_clip(url: str) -> tuple[int, float | None, float | None]:
+    """``(frames, duration_s, fps)`` of a clip's first video stream, every frame decoded."""
+    import av
+
+    def read(source: Any) -> tuple[int, float | None, float | None]:
+        with av.open(source) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = sum(1 for _ in container.decode(stream))
+            duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+            return frames, duration, float(stream.average_rate) if stream.average_rate else None
+    return _with_file(url, read)
+
+
+def source_times(url: str) -> list:
+    """The source's frame times (:func:`core.probe.presented_times`); [] when unreadable."""
+    try:
+        return _with_file(url, presented_times)
+    except Exception:  # noqa: BLE001 - a source gone or unreadable since the run: the plain rule
+        return []
