@@ -50,6 +50,7 @@ from .model import Span
 from .options import DEFAULT_X264_PRESET
 from .previews import PreviewCollector, PreviewOptions
 from .probe import frame_period, frame_rate, open_video, probe_clip, source_name
+from .timing import to_us as _to_us  # the span rule's microseconds (core.timing.in_span)
 from .windows import compute_windows
 
 log = logging.getLogger(__name__)
@@ -205,10 +206,6 @@ def _rescale(pts: int, src: Fraction, dst: Fraction) -> int:
     """``av_rescale_q`` (round to nearest, halves away from zero): exact for mp4_time_base."""
     x = Fraction(pts) * src / dst
     return math.floor(x + Fraction(1, 2)) if x >= 0 else -math.floor(-x + Fraction(1, 2))
-
-
-def _to_us(seconds: float | Fraction) -> int:
-    return int(round(seconds * 1_000_000))
 
 
 def _clone_frame(frame: av.VideoFrame, target_fmt: str) -> av.VideoFrame:
