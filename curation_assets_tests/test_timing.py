@@ -60,6 +60,13 @@ def test_probe_seconds_is_ffprobe_printing():
     assert timing.frame_count(19.986633, 30000 / 1001) == 598  # the reference's num_frames, not 599
 
 
+def test_span_origin_is_the_file_start_unless_the_video_starts_far_later():
+    assert timing.span_origin(Fraction(-21, 1000), Fraction(0)) == Fraction(-21, 1000)  # AAC priming
+    assert timing.span_origin(None, Fraction(3, 2)) == 0  # ffmpeg -ss counts from the file's start
+    assert timing.span_origin(Fraction(0), Fraction(100000)) == 100000  # video moved by -itsoffset
+    assert timing.span_origin(Fraction(5), None) == 5
+
+
 def test_rate_fallbacks_are_named_once():
     assert timing.frame_period(Fraction(25)) == Fraction(1, 25)
     assert timing.frame_period(None) == 1 / timing.UNTIMED_FRAME_RATE

@@ -20,7 +20,7 @@ from curation_assets.core.layout_read import verified_span
 from curation_assets.core.options import PipelineOptions
 from curation_assets.core.probe import presented_times
 
-from .timing_inputs import make_copy_cut, make_dropped_vfr, make_offset, needs_ffmpeg
+from .timing_inputs import make_copy_cut, make_dropped_vfr, make_offset, make_video_late, needs_ffmpeg
 from .video_factory import make_video
 
 pytestmark = pytest.mark.slow
@@ -93,6 +93,10 @@ def test_large_start_offsets_give_the_clips_their_frames_hold(tmp_path, home):
              "offset 12345.678.mp4": 12345.678}
     for name, offset in names.items():
         make_offset(videos / name, offset, source=src)
+    short = tmp_path / "short.mp4"
+    make_offset(short, 0, source=src)
+    make_video_late(videos / "video late.mp4", 100000, source=short)  # audio from 0, video from 100,000 s
+    names["video late.mp4"] = 100000
     started = time.perf_counter()
     rc, text = _run(videos, out, home, fixed_stride_split_duration=1.0, fixed_stride_min_clip_length_s=0.5)
     elapsed = time.perf_counter() - started
@@ -103,6 +107,7 @@ def test_large_start_offsets_give_the_clips_their_frames_hold(tmp_path, home):
         assert doc["duration"] == pytest.approx(3.0, abs=0.05) and doc["num_total_clips"] == 3, (name, doc)
         metas = _metas(out, videos / name)
         assert len(metas) == 3 and metas[-1]["duration_span"][1] <= 3.05
+        assert all(m["valid"] and "errors" not in m for m in metas), (name, metas)
         total = sum(_frames(out / "clips" / f"{m['span_uuid']}.mp4") for m in metas)
         assert total == len(presented_times(videos / name)) == 75  # every frame it holds, once
         _checks_pass(out, name, videos / name)

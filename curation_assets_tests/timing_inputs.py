@@ -4,6 +4,7 @@
   (what a phone writes under load): the first half keeps one frame in three, the second all.
 * :func:`make_offset`: a 3 s clip whose timestamps start at ``offset`` seconds
   (``ffmpeg -output_ts_offset``); Matroska then records its *end* time as its duration.
+* :func:`make_video_late`: the video stream moved far after the audio (``-itsoffset``).
 * :func:`make_copy_cut`: ``ffmpeg -ss 1.3 -i src -c copy``: the GOP the cut point falls in is
   kept and an edit list hides its first 1.3 s (packets before the first shown frame).
 """
@@ -20,7 +21,7 @@ import pytest
 
 from .video_factory import frame_rgb, make_video
 
-__all__ = ["make_copy_cut", "make_dropped_vfr", "make_offset", "needs_ffmpeg"]
+__all__ = ["make_copy_cut", "make_dropped_vfr", "make_offset", "make_video_late", "needs_ffmpeg"]
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
 
@@ -58,6 +59,14 @@ def make_offset(path: str | Path, offset: float, *, source: str | Path) -> Path:
         ["-c:v", "libx264", "-preset", "ultrafast"]
     _ffmpeg("-i", str(source), "-t", "3", *video, "-output_ts_offset", str(offset), str(path))
     return path
+
+
+def make_video_late(path: str | Path, offset: float, *, source: str | Path) -> Path:
+    """``source``'s video moved ``offset`` seconds later (``-itsoffset``), its audio left at 0: the
+    file starts at 0, its video stream at ``offset``."""
+    _ffmpeg("-itsoffset", str(offset), "-i", str(source), "-i", str(source), "-map", "0:v", "-map", "1:a",
+            "-c", "copy", str(path))
+    return Path(path)
 
 
 def make_copy_cut(folder: str | Path, name: str = "cut.mp4") -> Path:

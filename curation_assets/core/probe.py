@@ -27,9 +27,9 @@ from typing import Any, BinaryIO
 import av
 
 from .model import ClipProbe, VideoMetadata
-from .timing import frame_count, frame_period, frame_rate, probe_seconds
+from .timing import frame_count, frame_period, frame_rate, probe_seconds, span_origin
 
-__all__ = ["ProbeError", "covered_seconds", "display_rotation", "duration_seconds", "frame_count", "frame_period",
+__all__ = ["ProbeError", "covered_seconds", "presented_times", "span_origin_of", "display_rotation", "duration_seconds", "frame_count", "frame_period",
            "frame_rate", "open_video", "probe_clip", "probe_container", "probe_video", "source_name"]
 
 #: A claimed duration may run this far past the stream's last frame before it is not believed
@@ -54,6 +54,15 @@ def duration_seconds(container: Any, stream: Any) -> float | None:
     else:
         return None
     return probe_seconds(seconds)
+
+
+def span_origin_of(container: Any, stream: Any) -> Fraction:
+    """Where span time 0 lies for ``stream`` of ``container``, in seconds (:func:`.timing.span_origin`):
+    the one origin the cutters and the checks count span times from."""
+    file_start = Fraction(container.start_time, av.time_base) if container.start_time is not None else None
+    video_start = (Fraction(stream.start_time) * Fraction(stream.time_base)
+                   if stream.start_time is not None and stream.time_base else None)
+    return span_origin(file_start, video_start, CLAIM_SLACK_S)
 
 
 def covered_seconds(container: Any, stream: Any) -> float | None:
@@ -242,7 +251,7 @@ def presented_times(source: Any) -> list[Fraction]:
         if not container.streams.video:
             return []
         stream = container.streams.video[0]
-        origin = Fraction(container.start_time or 0, av.time_base)
+        origin = span_origin_of(container, stream)
         tb = Fraction(stream.time_base or Fraction(1, 90000))
         return sorted(Fraction(p.pts) * tb - origin for p in container.demux(stream)
                       if p.pts is not None and p.size and not p.is_discard)

@@ -58,7 +58,7 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .probe import display_rotation, source_name
+from .probe import display_rotation, source_name, span_origin_of
 from .timing import frame_period, frame_rate, nearest_frame
 from .cpus import usable_cores
 from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
@@ -441,7 +441,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
     vtb = Fraction(vstream.time_base or Fraction(1, 90000))
     frame_duration = frame_period(frame_rate(vstream))
     fps = float(1 / frame_duration)
-    origin = (container.start_time or 0) / av.time_base
+    origin = float(span_origin_of(container, vstream))
     rotation = display_rotation(vstream)
 
     jobs = [_Job(s) for s in sorted(spans, key=lambda s: (s.start_s, s.end_s)) if s.end_s > s.start_s]

@@ -18,6 +18,8 @@ at all, and the reference's stages differ: the cutters time frames without times
 :data:`UNTIMED_FRAME_RATE` (FFmpeg's default rate for raw streams); the motion stage samples at
 :data:`MOTION_FALLBACK_FPS` (the reference motion stage's own default).
 
+Origin: :func:`span_origin` is where span time 0 lies in the file.
+
 Durations: :func:`probe_seconds` is ffprobe's ``%f`` printing, which the reference parses back;
 :func:`frame_count` is the spec's ``num_frames``.
 
@@ -44,6 +46,17 @@ MOTION_FALLBACK_FPS = 30.0
 #: Two frame gaps that differ by less than this share of a frame period count as equal (time
 #: bases such as 1/1000 s cannot hold 1/30 s exactly: 33/34 ms alternate in a CFR file).
 VFR_GAP_TOLERANCE = 0.25
+
+
+def span_origin(file_start: Fraction | None, video_start: Fraction | None, slack: float = 2.0) -> Fraction:
+    """Where span time 0 lies, in the file's seconds: the start of the file, as ``ffmpeg -ss``
+    counts (the reference's cuts; an audio track starting a few ms before the video is the usual
+    case), unless the video stream starts more than ``slack`` seconds after it (video moved by an
+    ``-itsoffset``): spans then count from the video's first timestamp, the time it really covers."""
+    file_start = Fraction(file_start or 0)
+    if video_start is not None and video_start - file_start > slack:
+        return Fraction(video_start)
+    return file_start
 
 
 def frame_rate(stream: Any) -> Fraction | None:

@@ -49,7 +49,7 @@ from .cpus import usable_cores
 from .model import Span
 from .options import DEFAULT_X264_PRESET
 from .previews import PreviewCollector, PreviewOptions
-from .probe import frame_period, frame_rate, open_video, probe_clip, source_name
+from .probe import frame_period, frame_rate, open_video, probe_clip, source_name, span_origin_of
 from .timing import to_us as _to_us  # the span rule's microseconds (core.timing.in_span)
 from .windows import compute_windows
 
@@ -539,7 +539,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     vcc = vstream.codec_context
     # Span times count from the start of the file, as ffmpeg's -ss does (it adds the input's
     # start time): a source whose timestamps begin at 1.4 s has its first frame at span time 0.
-    origin = Fraction(container.start_time or 0, av.time_base)
+    origin = span_origin_of(container, vstream)  # core.timing.span_origin: the video's start if far later
     cores = usable_cores()
     threads = options.encoder_threads if options.encoder_threads > 0 else auto_encoder_threads(options.encoder, cores)
     vstream.codec_context.thread_count = min(16, cores + 1)  # ffmpeg's decoder auto rule
