@@ -29,8 +29,9 @@ import av
 from .model import ClipProbe, VideoMetadata
 from .timing import frame_count, frame_period, frame_rate, probe_seconds, span_origin
 
-__all__ = ["ProbeError", "covered_seconds", "presented_times", "span_origin_of", "display_rotation", "duration_seconds", "frame_count", "frame_period",
-           "frame_rate", "open_video", "probe_clip", "probe_container", "probe_video", "source_name"]
+__all__ = ["ProbeError", "covered_seconds", "display_rotation", "duration_seconds", "frame_count", "frame_period",
+           "frame_rate", "open_video", "presented_times", "probe_clip", "probe_container", "probe_video",
+           "source_name", "span_origin_of"]
 
 #: A claimed duration may run this far past the stream's last frame before it is not believed
 #: (an audio track or a last frame's long display outlasting the video stays the claim's).

@@ -1,9 +1,9 @@
 """Cut clips without re-encoding (``--transcode-encoder copy``): spans snapped to keyframes.
 
-Why one module over the project's 500-line guide: the packet pass, the remux and the decode of
-each finished clip (previews, motion, model frames) are the one "copy" encoder that
-``core.pipeline`` picks instead of :mod:`.transcode`; each part is called only from the pass, and
-the snapped span the pass computes is what both the remux and the decode rely on.
+Why one module over the project's 500-line guide: the packet pass and the decode of each
+finished clip (previews, motion, model frames) are the one "copy" encoder that ``core.pipeline``
+picks instead of :mod:`.transcode`; the decode is called only from the pass and relies on the
+snapped span the pass computes. The remux of the kept packets is :mod:`.copy_mux`.
 
 A clip that is not re-encoded must start on a keyframe: anything else would reference frames
 the clip does not hold. So each span is *snapped* outward to the source's keyframes, as
@@ -58,6 +58,7 @@ import av
 
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
+from .copy_mux import KeptPacket, keep, mux, presented
 from .probe import display_rotation, source_name, span_origin_of
 from .timing import frame_period, frame_rate, nearest_frame
 from .cpus import usable_cores
@@ -104,32 +105,7 @@ def _snapped(start_s: float, end_s: float, fps: float) -> Span:
     return Span(start_s, end_s, nearest_frame(start_s, fps), nearest_frame(end_s, fps), snapped=True)
 
 
-# ----------------------------------------------------------------------------- packets
-
-
-@dataclass(frozen=True)
-class _KeptPacket:
-    """A demuxed packet kept for remuxing: payload, timing (stream time base) and side data."""
-
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int
-    key: bool
-    t: float  # presentation time in seconds from the start of the file
-    side_data: tuple = ()
-    hidden: bool = False  # decoded but not presented (before an edit list's start): the demuxer's discard flag
-
-
-def _keep(packet: Any, t: float) -> _KeptPacket:
-    side = tuple(packet.iter_sidedata())
-    return _KeptPacket(bytes(packet), packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), t, side,
-                       bool(packet.is_discard))
-
-
-def _presented(packets: list[_KeptPacket]) -> list[_KeptPacket]:
-    """The packets whose frames are shown (not hidden before the stream's presented start)."""
-    return [p for p in packets if not p.hidden]
+# ----------------------------------------------------------------------------- clips in the making
 
 
 class _Job:
@@ -141,77 +117,7 @@ class _Job:
         self.end_s = first.end_s
         self.snapped_start_s: float | None = None  # the keyframe time the clip starts at
         self.snapped_end_s: float | None = None  # the next keyframe (or the end of the video)
-        self.video: list[_KeptPacket] = []
-
-
-# ----------------------------------------------------------------------------- muxing
-
-
-def _mux(vstream: Any, astream: Any, video: list[_KeptPacket], audio: list[_KeptPacket], clip_start_s: float, origin: float,
-         rotation: int) -> bytes:
-    """The clip's mp4: video packets (decode order) and audio packets, timestamps from the clip start."""
-    buf = io.BytesIO()
-    out = av.open(buf, mode="w", format="mp4")
-    try:
-        ov = out.add_stream_from_template(vstream)
-        if rotation:
-            try:
-                ov.set_display_rotation(rotation)
-            except Exception as exc:  # pragma: no cover
-                log.warning("could not keep rotation %s: %s", rotation, exc)
-        oa = None
-        if astream is not None and audio:
-            try:
-                oa = out.add_stream_from_template(astream)
-            except Exception as exc:
-                log.warning("audio codec %s cannot go into mp4, clip has no audio: %s",
-                            astream.codec_context.name, exc)
-        vtb = Fraction(vstream.time_base)
-        v0 = video[0].pts if video[0].pts is not None else (video[0].dts or 0)
-        if video[0].hidden:  # the clip presents from its first shown frame; the hidden ones go before 0
-            shown = [p.pts for p in _presented(video) if p.pts is not None]
-            v0 = min(shown) if shown else v0
-        items: list[tuple[float, int, _KeptPacket, Any, int, Fraction]] = []
-        for i, p in enumerate(video):
-            dts_t = float(((p.dts if p.dts is not None else p.pts or 0) - v0) * vtb)
-            items.append((dts_t, i, p, ov, v0, vtb))
-        if oa is not None:
-            atb = Fraction(astream.time_base)
-            a0 = int(round((Fraction(clip_start_s) + Fraction(origin)) / atb))
-            for i, p in enumerate(audio):
-                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
-        items.sort(key=lambda x: (x[0], x[1]))
-        last_dts: dict[int, int] = {}
-        for _, order, p, stream, offset, tb in items:
-            pkt = av.Packet(p.data)
-            pts = p.pts - offset if p.pts is not None else None
-            dts = (p.dts - offset) if p.dts is not None else pts
-            key = id(stream)
-            if dts is not None and key in last_dts and dts <= last_dts[key]:
-                dts = last_dts[key] + 1  # muxers need strictly increasing dts
-                if pts is not None and pts < dts:
-                    pts = dts
-            if dts is not None:
-                last_dts[key] = dts
-            pkt.pts, pkt.dts, pkt.time_base = pts, dts, tb
-            if p.duration:
-                pkt.duration = p.duration
-            pkt.is_keyframe = p.key
-            for sd in p.side_data:
-                try:
-                    pkt.set_sidedata(sd)
-                except Exception:  # pragma: no cover - informational side data only
-                    pass
-            pkt.stream = stream
-            out.mux(pkt)
-        out.close()
-    except BaseException:
-        try:
-            out.close()
-        except Exception:
-            pass
-        raise
-    return buf.getvalue()
+        self.video: list[KeptPacket] = []
 
 
 # ----------------------------------------------------------------------------- decode (previews, motion)
@@ -223,7 +129,8 @@ class _PlanMismatch(Exception):
 
 def _packets(data: bytes) -> tuple[list[tuple[int | None, int]], Fraction | None]:
     """``(pts, size)`` of the clip's shown video packets in file order (not those an edit list
-    hides), and the stream's time base (no decoding); empty when the clip cannot be read (the decode pass reports the error)."""
+    hides), and the stream's time base (no decoding); empty when the clip cannot be read (the
+    decode pass reports the error)."""
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             stream = container.streams.video[0]
@@ -452,9 +359,9 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
     finished: dict[tuple[float, float], CopyClipOutput] = {}
     outputs: list[CopyClipOutput] = []
 
-    gop: list[_KeptPacket] = []
+    gop: list[KeptPacket] = []
     gop_start: float | None = None
-    audio_buf: deque[_KeptPacket] = deque()
+    audio_buf: deque[KeptPacket] = deque()
     audio_pos = -_END
     audio_eof = astream is None
     last_video_end = 0.0
@@ -503,12 +410,12 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
                                   requested=list(job.requested)))
             return
         audio = [p for p in audio_buf if job.snapped_start_s - _EPS <= p.t < job.snapped_end_s - _EPS] if astream is not None else []
-        shown = len(_presented(job.video))
+        shown = len(presented(job.video))
         out = CopyClipOutput(span=span, data=None, num_frames=shown, windows=compute_windows(shown),
                              previews={}, error=None, requested=list(job.requested))
         finished[key] = out
         try:
-            out.data = _mux(vstream, astream, job.video, audio, job.snapped_start_s, origin, rotation)
+            out.data = mux(vstream, astream, job.video, audio, job.snapped_start_s, origin, rotation)
         except Exception as exc:
             out.error = (f"stream copy of [{span.start_s:.3f}, {span.end_s:.3f}) s into mp4 failed "
                          f"({vstream.codec_context.name}): {exc}")
@@ -539,7 +446,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         nonlocal gop, gop_start
         if not gop:
             return
-        shown = [p.t for p in _presented(gop)]
+        shown = [p.t for p in presented(gop)]
         if not shown:  # all before the presented start (not a GOP of its own): nothing to cut from
             gop, gop_start = [], None
             return
@@ -574,7 +481,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
             close_gop(t)
         if gop_start is None:
             gop_start = t
-        gop.append(_keep(packet, t))
+        gop.append(keep(packet, t))
 
     def on_audio(packet: Any) -> None:
         nonlocal audio_pos
@@ -583,7 +490,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
             return
         t = float(ts * Fraction(packet.time_base)) - origin
         audio_pos = max(audio_pos, t)
-        audio_buf.append(_keep(packet, t))
+        audio_buf.append(keep(packet, t))
 
     streams = [s for s in (vstream, astream) if s is not None]
     try:
