@@ -63,6 +63,7 @@ def test_a_dropped_frame_vfr_video_passes_its_own_checks(tmp_path, home):
     rc, text = _run(videos, out, home, fixed_stride_split_duration=4.0)
     assert rc == 0, text
     _checks_pass(out, "phone.mp4", source)
+    assert "variable frame rate" in lc.check_video(str(out), "phone.mp4", str(source))[lc.CLIP_FILES_DECODE].summary()
     times = presented_times(source)
     metas = _metas(out, source)
     assert [m["duration_span"] for m in metas] == [[0.0, 4.0], [4.0, 8.0], [8.0, 12.0]]

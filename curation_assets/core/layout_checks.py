@@ -33,7 +33,7 @@ from .layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embedd
 from .options import settings_digest
 from .pipeline import short_clip_tolerance_s
 from .media_read import decode_clip, source_times
-from .timing import span_promise
+from .timing import is_vfr, span_promise
 
 METAS_MATCH_SPEC = "metas_match_spec"
 PARQUET_ROWS_MATCH_CLIPS = "parquet_rows_match_clips"
@@ -316,6 +316,8 @@ def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = Tr
             if problems and source is not None:
                 if times is None:
                     times = source_times(source)
+                    if is_vfr(times):
+                        out.note = "variable frame rate source: clips compared with the frames their spans hold"
                 if times:
                     problems = _span_problems(frames, length, start, end, fps, times)
         if problems:

@@ -141,8 +141,8 @@ def span_promise(start_s: float, end_s: float, fps: float, times: Sequence[float
     (:func:`in_span`), from the first of them: what a variable frame rate source really gives."""
     if times is None:
         return (end_s - start_s) * fps, end_s - start_s
-    inside = [t for t in times if in_span(t, start_s, end_s)]
-    return float(len(inside)), end_s - float(inside[0] if inside else start_s)
+    first = next((t for t in times if in_span(t, start_s, end_s)), start_s)
+    return float(frames_in_span(times, start_s, end_s)), end_s - float(first)
 
 
 def is_vfr(times: Sequence[float | Fraction], tolerance: float = VFR_GAP_TOLERANCE) -> bool:
