@@ -12,11 +12,13 @@ apply (spec ``clip-writer-layout.md``, "Identifiers" and "Probe fields"):
 * :func:`frame_time` is ``index / fps``: a scene's frame index back to seconds.
 * :func:`span_frames_of` inverts all three for a document read back (the frames whose id to try).
 
-Rates: :func:`frame_rate` is ffprobe's ``avg_frame_rate`` (the spec's ``framerate``), refined
-fallbacks for a container that records none. Two stages need a rate for a stream that has none
-at all, and the reference's stages differ: the cutters time frames without timestamps at
-:data:`UNTIMED_FRAME_RATE` (FFmpeg's default rate for raw streams); the motion stage samples at
-:data:`MOTION_FALLBACK_FPS` (the reference motion stage's own default).
+Rates: :func:`frame_rate` is ffprobe's ``avg_frame_rate`` (the spec's ``framerate``), with
+FFmpeg's guesses as fallbacks for a container that records none. Two stages need a rate for a
+stream that has none at all, and the reference's stages differ: the cutters time frames without
+timestamps at :data:`UNTIMED_FRAME_RATE` (FFmpeg's default rate for raw streams); the motion
+stage samples at :data:`MOTION_FALLBACK_FPS` (the reference motion stage's own default). The
+motion stage's sampling stride ``round(fps / 2)`` is a stride, not a time, and stays with that
+stage's rules in ``core/motion.py``.
 
 Origin: :func:`span_origin` is where span time 0 lies in the file.
 
@@ -26,8 +28,9 @@ Durations: :func:`probe_seconds` is ffprobe's ``%f`` printing, which the referen
 Variable frame rate (spec, "do better" 8): a source whose frame gaps differ holds, in a span,
 the frames whose timestamps fall in it, not ``span x average rate`` of them.
 :func:`frames_in_span` is that count and :func:`in_span` the rule a cutter applies to one frame
-(FFmpeg's ``-ss``/``-to`` compare in microseconds, :func:`to_us`); :func:`is_vfr` tells a
-timestamp list whose gaps are not all one frame period.
+(FFmpeg's ``-ss``/``-to`` compare in microseconds, :func:`to_us`); :func:`span_promise` is what
+the checks hold a clip to; :func:`is_vfr` tells a timestamp list whose gaps are not all one
+frame period.
 
 Pure arithmetic; no PyAV objects are created here (a stream is only read for its rate fields).
 """
