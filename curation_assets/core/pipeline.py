@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from . import cancel
+from .budget import BUDGET_ERROR_KEY, over_budget
 from .cpus import usable_cores
 from .model import Clip, MotionScore, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
@@ -265,6 +266,10 @@ def _process_video(
     result.metadata = metadata
     if not metadata.is_complete():
         result.errors["metadata"] = _incomplete_message(source_url, metadata)
+        return result
+    over = over_budget(metadata, options)  # before the scene pass or the transcode decodes a frame
+    if over:
+        result.errors[BUDGET_ERROR_KEY] = f"{source_url}: {over}"
         return result
     try:
         spans = plan_spans(opener, metadata, options)
