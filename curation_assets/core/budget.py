@@ -7,13 +7,21 @@ frame, so the probe's width, height and ``num_frames`` are known at no cost; a v
 (``max_frame_pixels``) or whose whole decode (``max_video_pixels``, width x height x frames) are
 over the budget fails alone, with the reason, before the scene pass or the transcode touches it.
 The video-level bound is what the decode will cost in time, not in memory: frames are streamed,
-one video after the other.
+one video after the other, and :func:`release_video_memory` hands a finished video's memory back
+before the next one starts.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
+import logging
+
 from .model import VideoMetadata
 from .options import PipelineOptions
+
+log = logging.getLogger(__name__)
 
 #: The error key of a video refused by its budget (in ``errors`` / ``error_details``).
 BUDGET_ERROR_KEY = "budget"
@@ -40,3 +48,30 @@ def over_budget(metadata: VideoMetadata, options: PipelineOptions) -> str | None
         return (f"{metadata.num_frames} frames of {metadata.width}x{metadata.height} are {_pixels(total)} to decode, "
                 f"over max_video_pixels={options.max_video_pixels} ({_pixels(options.max_video_pixels)}); not decoded")
     return None
+
+
+_LIBC: ctypes.CDLL | None | bool = None
+
+
+def _malloc_trim() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC = libc if hasattr(libc, "malloc_trim") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+def release_video_memory() -> None:
+    """Called when a video is done: its decoded frames, caught in reference cycles (PyAV containers,
+    frames held by tracebacks), are collected now, and the pages the allocator keeps after a decode
+    are handed back, so a batch's resident memory is one video's, not the sum of its videos'."""
+    try:
+        gc.collect()
+        _malloc_trim()
+    except Exception:  # noqa: BLE001 - never fail a video for housekeeping
+        log.debug("releasing a video's memory failed", exc_info=True)
