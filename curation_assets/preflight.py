@@ -3,17 +3,21 @@
 The CLI calls :func:`problems` before it registers a single partition and the first step of
 every run calls it before the first video: weights missing where a model was asked for
 explicitly, an encoder this machine's FFmpeg lacks, an unreachable caption endpoint, a storage
-scheme fsspec does not know. ``auto`` embeddings stay best-effort (skipped with a note).
+scheme fsspec does not know, an output or work path that is a file (or an object where the
+prefix should be), a work area inside the layout's folders. ``auto`` embeddings stay
+best-effort (skipped with a note). Each problem is one line; out-of-bounds values are refused
+earlier, by ``PipelineOptions`` itself, with the allowed range.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import fsspec
 
-from .core import storage
-from .core.options import PipelineOptions
+from .core import layout, storage
+from .core.options import DEFAULT_WORK_DIR, PipelineOptions
 
 
 def _scheme_problem(name: str, url: str) -> str | None:
@@ -49,6 +53,66 @@ def overlap_problems(options: PipelineOptions) -> list[str]:
     return out
 
 
+def _not_a_folder(name: str, url: str) -> str | None:
+    """``url`` (or a folder above it) is a file, so no folder can be made there. Local: the nearest
+    existing path must be a folder; object stores: one HEAD of the key itself (an object where the
+    prefix should be); a storage error is left to the run, which reports it per video."""
+    if not url:
+        return None
+    if storage.is_local(url):
+        path = storage.local_path(url)
+        while not os.path.lexists(path):
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
+        if os.path.isdir(path):
+            return None
+        what = "is a file" if path == storage.local_path(url) else f"is under {path!r}, a file"
+        return f"{name}={url!r} {what}, not a folder: choose a folder (it is created when missing)"
+    try:
+        info = storage.file_info(url)
+    except (storage.StorageError, ValueError):
+        return None
+    if info is None:
+        return None
+    return (f"{name}={storage.redact(url)!r} is an object ({info.size} bytes), not a prefix: choose a prefix no "
+            "object is named after")
+
+
+def _package_dirs() -> tuple[str, ...]:
+    from .packaging.dedup import DEDUP_DIR
+    from .packaging.manifest import MANIFEST_DIR
+    from .packaging.shards import WEBDATASET_DIR
+
+    return layout.ALL_DIRECTORIES + (MANIFEST_DIR, WEBDATASET_DIR, DEDUP_DIR)
+
+
+def work_problems(options: PipelineOptions) -> list[str]:
+    """The work area must be a folder of its own beside the layout: inside ``clips/`` (or any
+    folder of the layout or of the training packages) the writer's and the packagers' cleanups
+    would delete its files, and an output inside it would be swept with the work area's leftovers."""
+    work, out = options.work_url, options.output_path
+    if _inside(work, out):
+        return [f"work_path={storage.redact(work)!r} holds output_path={storage.redact(out)!r}: the work area "
+                f"needs a folder of its own (default: {DEFAULT_WORK_DIR}/ under the output)"]
+    for folder in _package_dirs():
+        if _inside(storage.join(out, folder), work):
+            return [f"work_path={storage.redact(work)!r} is inside the output's {folder}/, which the writer and "
+                    f"the packagers own: choose a folder outside it (default: {DEFAULT_WORK_DIR}/ under the output)"]
+    return []
+
+
+def cli_problems(*, video_limit: int | None, videos_per_run: int | None) -> list[str]:
+    """The CLI's own counts: a video limit is a count of videos (left out: every video)."""
+    found = []
+    if video_limit is not None and video_limit < 1:
+        found.append(f"--video-limit {video_limit}: a count of videos, at least 1 (leave it out to process every video)")
+    if videos_per_run is not None and videos_per_run < 1:
+        found.append(f"--videos-per-run {videos_per_run}: must be at least 1")
+    return found
+
+
 def problems(options: PipelineOptions, *, embedder: Any = None, scorer: Any = None,
              caption_client: Any = None) -> list[str]:
     """Everything about ``options`` that would fail every video, as messages (empty: good to go).
@@ -60,7 +124,10 @@ def problems(options: PipelineOptions, *, embedder: Any = None, scorer: Any = No
     found = [p for p in (_scheme_problem("input_path", options.input_path),
                          _scheme_problem("output_path", options.output_path),
                          _scheme_problem("work_path", options.work_path)) if p]
+    found += [p for p in (_not_a_folder("output_path", options.output_path),
+                          _not_a_folder("work_path", options.work_path)) if p]
     found += overlap_problems(options)
+    found += work_problems(options)
     if options.transcode_encoder == "h264_nvenc":
         from .core.transcode import available_encoders
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .core.options import ENV_PREFIX, base_type, setting_fields
+from .core.options import ENV_PREFIX, base_type, bound_text, setting_fields
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
@@ -48,7 +48,7 @@ def _bounds(setting: Any) -> str:
         parts.append(" / ".join(f"`{c}`" for c in setting.choices))
     for op, value in ((">=", setting.ge), (">", setting.gt), ("<=", setting.le)):
         if value is not None:
-            parts.append(f"{op} {value:g}")
+            parts.append(f"{op} {bound_text(value)}")
     return "; ".join(parts)
 
 

@@ -61,8 +61,8 @@ def check_clip_ids(vdoc: dict, metas: dict[str, dict]) -> None:
     """
     settings = vdoc["pipeline"]["settings"]
     if settings["splitting_algorithm"] == "fixed_stride" and settings["transcode_encoder"] != "copy":
-        if vdoc.get("num_frames") is None:
-            assert not metas, f"{vdoc['video']}: clips without probed frames"
+        if vdoc.get("num_frames") is None or "budget" in (vdoc.get("errors") or []):  # not decoded: no clips
+            assert not metas, f"{vdoc['video']}: clips without probed frames, or of a video over its budget"
             return
         expected = reference_fixed_stride_ids(
             vdoc["video"], vdoc["num_frames"], vdoc["framerate"], settings["fixed_stride_split_duration"],

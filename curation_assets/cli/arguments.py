@@ -56,7 +56,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
             p.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text, choices=meta.choices,
                            metavar=None if meta.choices else name.split("_")[-1].upper(),
                            type=lambda raw, kind=kind: _parse_flag(raw, kind))
-    p.add_argument("--video-limit", type=int, default=-1, help="process at most this many videos (default: -1, all)")
+    p.add_argument("--video-limit", type=int, default=None, help="process at most this many videos (default: all)")
     p.add_argument("--videos-per-run", type=int, default=None,
                    help=f"videos per Dagster run, a partition range (default: {VIDEOS_PER_RUN_DEFAULT})")
     p.add_argument("--dagster-home", default=None,

@@ -51,17 +51,15 @@ def dagster_home(explicit: str | None, input_path: str) -> Path:
     return home
 
 
-def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_run: int | None = None,
+def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, videos_per_run: int | None = None,
                  home: str | None = None, stream=None, caption_service=None) -> int:
     """Check the settings, register the videos as partitions, materialise every asset in batched
-    runs, print a summary; 1 when a video failed."""
+    runs, print a summary; 1 when a video failed. ``video_limit``: at most this many videos (None: all)."""
     # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
     stream = stream if stream is not None else sys.stdout
-    if videos_per_run is not None and videos_per_run < 1:
-        raise UsageError(f"--videos-per-run {videos_per_run}: must be at least 1")
-    if video_limit is not None and video_limit < -1:
-        raise UsageError(f"--video-limit {video_limit}: -1 (all) or a count")
     from .. import preflight, run_events
+
+    _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
     from ..defs.dagster_workarounds import known_partitions
     from ..defs.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
     from ..defs.sensors import batched
@@ -72,15 +70,14 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
                                scorer=AestheticModel().scorer(options),
                                caption_client=caption_service.client(options) if options.generate_captions else None)
-    if found:
-        raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
+    _refuse(found)
     scan = sources.scan_videos(options.input_path, options.video_extensions)
     rel_paths = scan.videos
     for rel, why in scan.skipped:
         stream.write(f"skipped {rel}: {why}\n")
     if not rel_paths:
         raise UsageError(f"no videos found under {options.input_path}")
-    if video_limit is not None and video_limit >= 0:
+    if video_limit is not None:
         rel_paths = rel_paths[:video_limit]
     keys = [key_from_rel_path(rel) for rel in rel_paths]
     home_dir = dagster_home(home, options.input_path)
@@ -129,6 +126,14 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     if stop.requested:
         return 130
     return 1 if any(r.errors for r in rows.values()) else 0
+
+
+def _refuse(found: list[str]) -> None:
+    """Settings that cannot work: one line each, nothing processed (the CLI exits with status 2)."""
+    if len(found) == 1:
+        raise UsageError(f"settings that cannot work (nothing was processed): {found[0]}")
+    if found:
+        raise UsageError("settings that cannot work (nothing was processed):\n" + "\n".join(f"  - {p}" for p in found))
 
 
 def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[Any]:

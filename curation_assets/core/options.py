@@ -49,6 +49,17 @@ DEFAULT_SETTLE_AGE_S = 600.0
 DEFAULT_BACKFILL_CRON = "0 3 * * *"
 # Name of the work area under output_path when work_path is not set (see the README, "Work area").
 DEFAULT_WORK_DIR = "_work"
+# Upper bounds of the numeric settings: past them a value is a typo, not a choice.
+DAY_S = 86_400
+MAX_COUNT = 1_000_000
+MAX_THREADS = 1024
+MAX_MOTION = 1_000.0
+#: The resource budget per video (core/budget.py): an 8K frame, and 25 Tpx per video (about 28 hours
+#: of 4K at 30 fps); FFmpeg itself allocates no frame above 2**28 pixels.
+DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
+DEFAULT_MAX_VIDEO_PIXELS = 25 * 10**12
+MAX_FRAME_PIXELS = 2**28
+MAX_VIDEO_PIXELS = 10**16
 
 ENV_PREFIX = "CURATION_"
 # The intermediate steps, in pipeline order; each stored value records the digest of the settings
@@ -93,30 +104,45 @@ class PipelineOptions:
                                            hashed=False)
     # splitting
     splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS, steps=_CLIPS)
-    fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0, steps=_CLIPS)
-    fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0, steps=_CLIPS)
-    limit_clips: int = _s(0, "at most this many clips per video (0: all)", ge=0, steps=_CLIPS)
+    fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0, le=DAY_S,
+                                              steps=_CLIPS)
+    fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0,
+                                                  le=DAY_S, steps=_CLIPS)
+    limit_clips: int = _s(0, "at most this many clips per video (0: all)", ge=0, le=MAX_COUNT, steps=_CLIPS)
     transnetv2_threshold: float = _s(0.4, "TransNetV2 scene-cut probability threshold", gt=0, le=1, steps=_CLIPS)
-    transnetv2_min_length_s: float = _s(2.0, "scenes shorter than this many seconds are dropped", ge=0, steps=_CLIPS)
-    transnetv2_max_length_s: float = _s(10.0, "scenes longer than this many seconds are cut", gt=0, steps=_CLIPS)
+    transnetv2_min_length_s: float = _s(2.0, "scenes shorter than this many seconds are dropped", ge=0, le=DAY_S,
+                                           steps=_CLIPS)
+    transnetv2_max_length_s: float = _s(10.0, "scenes longer than this many seconds are cut", gt=0, le=DAY_S,
+                                           steps=_CLIPS)
     transnetv2_max_length_mode: str = _s("stride", "how long scenes are cut: into pieces (stride) or once (truncate)",
                                          choices=MAX_LENGTH_MODES, steps=_CLIPS)
-    transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0, steps=_CLIPS)
+    transnetv2_crop_s: float = _s(0.5, "seconds cropped from each end of a scene", ge=0, le=DAY_S, steps=_CLIPS)
+    # the resource budget per video (core/budget.py), read from the header before any frame is decoded
+    max_frame_pixels: int = _s(DEFAULT_MAX_FRAME_PIXELS, "a video whose frames have more pixels (width x height) fails "
+                                                         "before decoding (default: 8K; 0: no limit)",
+                               ge=0, le=MAX_FRAME_PIXELS, steps=_CLIPS)
+    max_video_pixels: int = _s(DEFAULT_MAX_VIDEO_PIXELS, "a video with more pixels in all (width x height x frames) "
+                                                         "fails before decoding (default: 25e12, about 28 hours of 4K "
+                                                         "at 30 fps; 0: no limit)",
+                               ge=0, le=MAX_VIDEO_PIXELS, steps=_CLIPS)
     transnetv2_device: str = _s("auto", "where TransNetV2 runs (auto: cuda when available)", choices=TRANSNETV2_DEVICES,
                                 hashed=False)
     # transcoding and chunks
     transcode_encoder: str = _s("libx264", "clip encoder; copy: cut without re-encoding, each span snapped out to "
                                            "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS, steps=_CLIPS)
-    transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, steps=_CLIPS)
+    transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, le=MAX_THREADS,
+                                        steps=_CLIPS)
     transcode_preset: str = _s(DEFAULT_X264_PRESET, "libx264 preset (medium: the reference's; veryfast encodes about "
                                                     "twice as fast)", choices=X264_PRESETS, steps=_CLIPS)
-    clip_re_chunk_size: int = _s(32, "clips per chunk: a chunk closes at this many x 8 seconds of clips", ge=1)
+    clip_re_chunk_size: int = _s(32, "clips per chunk: a chunk closes at this many x 8 seconds of clips", ge=1,
+                                 le=MAX_COUNT)
     # motion
     motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
                             choices=MOTION_FILTER_MODES, steps=_CLIPS)
-    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0, steps=_CLIPS)
+    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0, le=MAX_MOTION,
+                                              steps=_CLIPS)
     motion_per_patch_min_256_threshold: float = _s(0.000001, "clips below this per-patch minimum are low-motion",
-                                                   ge=0, steps=_CLIPS)
+                                                   ge=0, le=MAX_MOTION, steps=_CLIPS)
     # aesthetics
     aesthetic_threshold: float | None = _s(None, "score clips (CLIP ViT-L/14 + LAION MLP, frames at 1 fps) and move "
                                                  "those below this value to filtered_clips/ (default: off)", steps=("aesthetic_scores",) + _FILTERED)
@@ -154,14 +180,16 @@ class PipelineOptions:
     log_stats: bool = _s(False, "log each video's clip statistics (passed, filtered, transcoded, embeddings, "
                                 "captions, previews, durations) when it is written", hashed=False)
     # unattended curation: the code location's sensor, schedule and checks (Setting.location)
-    watch_interval_s: int = _s(60, "seconds between two ticks of the upload sensor", ge=1, hashed=False, location=True)
+    watch_interval_s: int = _s(60, "seconds between two ticks of the upload sensor", ge=1, le=DAY_S, hashed=False, location=True)
     watch_max_per_tick: int = _s(DEFAULT_MAX_PER_TICK, "videos the upload sensor requests per tick at most; the rest "
-                                                       "wait for the next ticks", ge=1, hashed=False, location=True)
+                                                       "wait for the next ticks", ge=1, le=MAX_COUNT, hashed=False, location=True)
     watch_settle_age_s: float = _s(DEFAULT_SETTLE_AGE_S, "a file is taken as fully uploaded once it is unchanged since "
                                                          "the previous tick, or older than this many seconds", ge=0,
+                                   le=7 * DAY_S,
                                    hashed=False, location=True)
     watch_list_pages_per_tick: int = _s(0, "s3:// inputs: list at most this many pages of keys per tick, going on where "
                                            "the previous tick stopped (0: the whole prefix every tick)", ge=0,
+                                        le=MAX_COUNT,
                                         hashed=False, location=True)
     watch_remove_deleted: bool = _s(False, "when a source video is deleted, remove its files from the output and its "
                                            "partition (off: the deletion is reported, nothing is removed)",
@@ -353,16 +381,31 @@ def _coerce(value: Any, kind: Any) -> Any:
     return value
 
 
+def bound_text(value: float) -> str:
+    """A bound as written: whole numbers in full (``268435456``, not ``2.68435e+08``)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def allowed_range(meta: Setting) -> str:
+    """A numeric setting's bounds in words: ``1 to 256``, ``above 0, at most 86400``."""
+    low = bound_text(meta.ge) if meta.ge is not None else f"above {bound_text(meta.gt)}" if meta.gt is not None else None
+    if meta.le is None:
+        return f"at least {low}" if meta.ge is not None else low or "any number"
+    if meta.ge is not None:
+        return f"{low} to {bound_text(meta.le)}"
+    return f"{low}, at most {bound_text(meta.le)}" if low else f"at most {bound_text(meta.le)}"
+
+
 def _check(name: str, value: Any, meta: Setting) -> list[str]:
     if value is None:
         return []
     if meta.choices is not None and value not in meta.choices:
         return [f"{name}={value!r} (choose one of {', '.join(meta.choices)})"]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        for bound, ok, word in ((meta.ge, lambda b: value >= b, ">="), (meta.gt, lambda b: value > b, ">"),
-                                (meta.le, lambda b: value <= b, "<=")):
-            if bound is not None and not ok(bound):
-                return [f"{name}={value!r} (must be {word} {bound:g})"]
+        if any(bound is not None and not ok for bound, ok in ((meta.ge, meta.ge is None or value >= meta.ge),
+                                                              (meta.gt, meta.gt is None or value > meta.gt),
+                                                              (meta.le, meta.le is None or value <= meta.le))):
+            return [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
     return []
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from . import cancel
+from .budget import BUDGET_ERROR_KEY, over_budget, release_video_memory
 from .cpus import usable_cores
 from .model import Clip, MotionScore, Span, SpilledBytes, VideoMetadata, VideoResult, Window, as_bytes, as_source
 from .options import PipelineOptions
@@ -217,8 +218,11 @@ def process_video(
     bytes, so memory stays flat however long the video. ``None`` keeps the bytes in memory.
 
     Error messages in the result (video and clips) are redacted (``storage.redact``)."""
-    return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress,
-                                         spill=spill))
+    try:
+        return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress,
+                                             spill=spill))
+    finally:
+        release_video_memory()  # the next video starts from this one's baseline, not its peak
 
 
 def _spill(out, clip: Clip, spill: VideoSpill, probes: dict) -> None:
@@ -265,6 +269,10 @@ def _process_video(
     result.metadata = metadata
     if not metadata.is_complete():
         result.errors["metadata"] = _incomplete_message(source_url, metadata)
+        return result
+    over = over_budget(metadata, options)  # before the scene pass or the transcode decodes a frame
+    if over:
+        result.errors[BUDGET_ERROR_KEY] = f"{source_url}: {over}"
         return result
     try:
         spans = plan_spans(opener, metadata, options)

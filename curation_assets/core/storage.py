@@ -33,18 +33,21 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from . import temp_files
 from .redaction import redact, register_secret
+from .storage_errors import (NoSpaceError, StorageError, StorageNotFoundError, _guarded, is_no_space,
+                             no_space_message)
 from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
 
 __all__ = [
-    "INPUT_BLOCK_SIZE", "FileInfo", "StorageError", "StorageNotFoundError", "cleanup_temp_files", "exists",
-    "file_info", "fsync_dir", "get_fs", "is_local", "is_object_store", "join", "list_files", "lock",
+    "INPUT_BLOCK_SIZE", "FileInfo", "NoSpaceError", "StorageError", "StorageNotFoundError", "cleanup_temp_files",
+    "exists", "file_info", "fsync_dir", "get_fs", "is_local", "is_no_space", "is_object_store", "join", "list_files",
+    "lock", "no_space_message",
     "move", "normalize_url", "open_input", "read_bytes", "redact",
     "register_secret", "relative_to", "remove_files", "resolve_under", "write_bytes_atomic",
     "write_text_atomic",
@@ -53,46 +56,9 @@ __all__ = [
 #: Block size for ranged reads of inputs on object stores (one block is buffered at a time).
 INPUT_BLOCK_SIZE = 8 * 2**20
 
-_T = TypeVar("_T")
 
 # Filesystems where a single put is atomic (whole object or nothing).
 _OBJECT_STORE_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
-
-
-# --------------------------------------------------------------------------------------------
-# errors
-# --------------------------------------------------------------------------------------------
-
-
-class StorageError(OSError):
-    """A storage operation failed. The message has been passed through :func:`redact`."""
-
-
-class StorageNotFoundError(StorageError, FileNotFoundError):
-    """The file or folder does not exist (still catchable as ``FileNotFoundError``)."""
-
-
-def _guarded(op: str, url: str, fn: Callable[[], _T]) -> _T:
-    """Run ``fn()``; re-raise storage errors as :class:`StorageError` with a redacted message.
-
-    The new exception is raised after the ``except`` block has ended, so neither
-    ``__cause__`` nor ``__context__`` carries the original (unredacted) exception and no
-    traceback printer or error serialiser can show it. (A context manager cannot do this:
-    its ``__exit__`` runs while the original exception is being handled.)
-    """
-    err: tuple[type[Exception], str] | None = None
-    try:
-        return fn()
-    except StorageError:
-        raise
-    except (ValueError, TypeError) as e:  # validation / programming errors: keep the type
-        err = (ValueError if isinstance(e, ValueError) else TypeError, str(e))
-    except FileNotFoundError as e:
-        err = (StorageNotFoundError, f"{op} {url!r}: not found ({e})")
-    except Exception as e:  # noqa: BLE001 - any backend error (botocore, aiohttp, OSError)
-        err = (StorageError, f"{op} {url!r} failed: {type(e).__name__}: {e}")
-    cls, msg = err
-    raise cls(redact(msg))
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +210,7 @@ def write_bytes_atomic(url: str, data: bytes | bytearray | memoryview, *, temp_n
                 raise
         fs.invalidate_cache(path)
 
-    _guarded("write", url, _do)
+    _guarded("write", url, _do, writes=url)
 
 
 def write_text_atomic(url: str, text: str, *, temp_name: str | None = None) -> None:
@@ -292,7 +258,7 @@ def move(src: str, dst: str) -> None:
         else:
             sfs.rm_file(spath)
 
-    _guarded("move", f"{src} -> {dst}", _do)
+    _guarded("move", f"{src} -> {dst}", _do, writes=dst)
 
 
 def _open_read(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:

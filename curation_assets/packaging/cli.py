@@ -80,7 +80,8 @@ def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def run_package(args: argparse.Namespace, stream: TextIO | None = None) -> int:
-    """Run ``package <what>``; 0 on success, 1 when a document or shard had problems, 2 on bad usage."""
+    """Run ``package <what>``; 0 on success, 1 when a document or shard had problems or a file could
+    not be written (a full disk: one line naming it), 2 on bad usage."""
     stream = stream or sys.stdout
     try:
         if args.package_command == "manifest":
@@ -91,6 +92,22 @@ def run_package(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=stream)
         return 2
+    except storage.StorageError as exc:  # redacted, one line (a full disk names the file)
+        print(f"error: {exc}", file=stream)
+        return 1
+    except OSError as exc:  # a full disk met outside the storage module (pyarrow, tarfile)
+        if not storage.is_no_space(exc):
+            raise
+        print(f"error: {storage.no_space_message(_written_folder(args))}", file=stream)
+        return 1
+
+
+def _written_folder(args: argparse.Namespace) -> str:
+    """The folder ``package <what>`` writes into, for a full-disk message."""
+    if args.package_command == "shards":
+        return repr(args.dest or shards.default_dest(args.output_path, args.name))
+    folder = manifest.MANIFEST_DIR if args.package_command == "manifest" else dedup.DEDUP_DIR
+    return repr(storage.join(args.output_path, folder))
 
 
 def _manifest(args: argparse.Namespace, stream: TextIO) -> int:
