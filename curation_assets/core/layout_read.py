@@ -473,9 +473,9 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
 
 
 def _read_chunks(output_path: str, rel_path: str, claimed: int) -> dict[str, bytes | Exception]:
-    """The chunk documents ``0 .. claimed-1`` of a video, read in batches of doubling size that
-    stop once ``CHUNK_GAP`` are missing in a row: the reads are bounded by the documents that
-    exist (about twice as many at most), not by the count a document claims."""
+    """The chunk documents ``0 .. claimed-1`` of a video, read in batches (doubling while every
+    document is there, else just enough to see ``CHUNK_GAP`` missing in a row, where reading
+    stops): the reads are bounded by the documents that exist, not by the count a document claims."""
     out: dict[str, bytes | Exception] = {}
     start, size, missing = 0, CHUNK_GAP, 0
     while start < claimed and missing < CHUNK_GAP:
@@ -483,9 +483,8 @@ def _read_chunks(output_path: str, rel_path: str, claimed: int) -> dict[str, byt
         for rel, data in _read_many(output_path, rels).items():
             out[rel] = data
             missing = missing + 1 if isinstance(data, storage.StorageNotFoundError) else 0
-            if missing >= CHUNK_GAP:
-                break
-        start, size = start + len(rels), size * 2
+        start = start + len(rels)
+        size = size * 2 if missing == 0 else CHUNK_GAP - missing
     return out
 
 
