@@ -67,20 +67,23 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture()
-def curated(tmp_path):
-    """Two videos written once into one output; ``a``'s stored transcode value is what gets tampered."""
+def curated(tmp_path, request):
+    """Two videos written once into one output; ``a``'s stored transcode value is what gets tampered.
+    With ``request.param`` true the value also holds the model steps' frames (embeddings on: the
+    transcode spills them; no model is needed for that)."""
     videos = tmp_path / "in"
     (videos / "sub").mkdir(parents=True)
     make_video(videos / "sub" / "a.mp4", seconds=2, fps=25, width=128, height=96)
     make_video(videos / "b.mp4", seconds=2, fps=25, width=128, height=96)
     out = tmp_path / "out"
-    options = _options(videos, out)
+    options = _options(videos, out, generate_embeddings="on" if getattr(request, "param", False) else "off")
     area = WorkArea.for_options(options)
     for rel in ("sub/a.mp4", "b.mp4"):
         _curate(str(videos / rel), rel, options, area)
     return videos, out, options, area
 
 
+@pytest.mark.parametrize("curated", [False, True], ids=["clips_and_previews", "with_model_frames"], indirect=True)
 def test_every_path_in_a_tampered_stored_value_is_refused_and_touches_nothing_outside(curated, tmp_path, caplog):
     videos, out, options, area = curated
     source, rel = str(videos / "sub" / "a.mp4"), "sub/a.mp4"
@@ -104,8 +107,12 @@ def test_every_path_in_a_tampered_stored_value_is_refused_and_touches_nothing_ou
             ("value", "clips", 0, "encoded", "alternates", 1), ("output",), ("source",),
             ("value", "clips", 0, "windows", 0, "preview", "url"),
             ("value", "clips", 0, "windows", 0, "preview", "alternates", 0)} <= named, sorted(named, key=str)
+    frames = stored["value"]["clips"][0]["model_frames"]
+    assert (frames is not None) == (options.generate_embeddings == "on")
+    assert frames is None or ("value", "clips", 0, "model_frames", "url") in named
     sizes = {".mp4": stored["value"]["clips"][0]["encoded"]["size"],
-             ".webp": stored["value"]["clips"][0]["windows"][0]["preview"]["size"]}
+             ".webp": stored["value"]["clips"][0]["windows"][0]["preview"]["size"],
+             ".npz": frames["size"] if frames else 0}
 
     def victim_for(text: str) -> Path:
         """A file outside the work area and the output of the size the field's bytes have (a move
