@@ -245,3 +245,36 @@ def test_a_claimed_chunk_count_costs_only_the_documents_that_exist(curated, monk
     monkeypatch.undo()
     assert json.loads(doc_path.read_text())["num_clip_chunks"] == 1
     check_layout(out, videos, ["sub/a.mp4", "b.mp4"])
+
+
+def test_a_claimed_chunk_count_on_object_storage_costs_only_the_documents_that_exist(curated, s3_bucket, monkeypatch):
+    """The same bound where each probe is a request (moto's S3 server)."""
+    from curation_assets.core.model import VideoResult
+
+    videos, out, options, _ = curated
+    source, rel = str(videos / "sub" / "a.mp4"), "sub/a.mp4"
+    base = f"{s3_bucket}/out"
+    for f in all_files(out):
+        if not f.startswith("_work/"):
+            storage.write_bytes_atomic(f"{base}/{f}", (out / f).read_bytes())
+    doc = json.loads((out / layout.video_file(rel)).read_text())
+    storage.write_bytes_atomic(f"{base}/{layout.video_file(rel)}", json.dumps({**doc, "num_clip_chunks": 100_000}).encode())
+    asked: list[str] = []
+    real_many, real_read = layout_read._read_many, storage.read_bytes
+
+    def many(output_path, rels):
+        asked.extend(rels)
+        return real_many(output_path, rels)
+
+    def read(url):
+        asked.append(url)
+        return real_read(url)
+
+    monkeypatch.setattr(layout_read, "_read_many", many)
+    monkeypatch.setattr(storage, "read_bytes", read)
+    video = layout_read.read_video_layout(base, rel, source)
+    assert sum(1 for r in asked if "processed_clip_chunks/" in r) <= 20 and len(video.clips) == 1
+    asked.clear()
+    owned = writer.previous_files(base, VideoResult(source, rel, None), WorkArea(f"{s3_bucket}/work", base))
+    assert sum(1 for r in asked if "processed_clip_chunks/" in r) <= 20
+    assert any("claim 100000 chunks" in p for p in owned.problems) and len(owned.clips) == 1
