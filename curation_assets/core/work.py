@@ -49,8 +49,6 @@ from .model import (
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # bumped when the documents change shape; older documents are ignored (recomputed)
-#: The fields of a stored document that say what it was made for (checked on every load).
-IDENTITY = ("output", "source", "step", "digest")
 
 
 def video_id(source_url: str, output: str | None = None) -> str:
@@ -103,10 +101,13 @@ class WorkArea:
     def journal_url(self, source_url: str) -> str:
         return storage.join(self.video_dir(source_url), "writing.json")
 
+    def identity(self, source_url: str, step: str, digest: str) -> dict[str, str]:
+        """What a stored document says it was made for (checked on every load)."""
+        return {"output": self.output, "source": source_url, "step": step, "digest": digest}
+
     def save(self, source_url: str, step: str, digest: str, doc: dict[str, Any]) -> None:
-        identity = {"output": self.output, "source": source_url, "step": step, "digest": digest}
-        storage.write_bytes_atomic(self.value_url(source_url, step, digest),
-                                   json.dumps({"format": FORMAT, **doc, **identity}, sort_keys=True).encode())
+        storage.write_bytes_atomic(self.value_url(source_url, step, digest), json.dumps(
+            {"format": FORMAT, **doc, **self.identity(source_url, step, digest)}, sort_keys=True).encode())
 
     def load(self, source_url: str, step: str, digest: str) -> dict[str, Any] | None:
         """The step's stored document for this video and settings, or None: missing, unreadable,
@@ -121,9 +122,9 @@ class WorkArea:
             return None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             return None
-        wanted = {"output": self.output, "source": source_url, "step": step, "digest": digest}
         problem = next((f"{name}: made for {str(doc.get(name))[-80:]!r}, not {want[-80:]!r}"
-                        for name, want in wanted.items() if doc.get(name) != want), None)
+                        for name, want in self.identity(source_url, step, digest).items() if doc.get(name) != want),
+                       None)
         if problem is None and doc.get("kind") == "clips":
             problem = self.value_problem(source_url, doc.get("value"))
         if problem is not None:

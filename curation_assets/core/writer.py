@@ -8,6 +8,10 @@ previous run's files:
   that was interrupted. All of it is untrusted: only canonical clip ids that this video's own
   source and spans produce are turned into paths (:func:`verified_clip_id`), so a tampered
   document can never name a file outside the output, another video's file, or a whole folder.
+- **Names it derives** (``processed_videos/<rel>.json``, the chunk documents, every clip's files)
+  pass the readers' component check (``resolve_under``) before anything is written, and spilled
+  bytes are moved only as regular files of the video's work folder or of the output
+  (``WorkArea.bytes_problem``): the result it is handed comes from the work area, untrusted too.
 - **Temporary files** are found by name from what this write and the previous one touch
   (``temp_files.temp_name_for``), never by listing a shared folder: the storage calls per video do
   not depend on how many other videos the output holds.
