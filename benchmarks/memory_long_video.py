@@ -117,7 +117,7 @@ def child_core(video: str, stride: float, tap: bool = False) -> dict:
                               **models)
     with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
         # the spill the video_clips asset passes; --no-spill measures bytes held in memory
-        target = work.VideoSpill(work.WorkArea(spill), video, os.path.join(spill, "out"))
+        target = work.VideoSpill(work.WorkArea(spill, os.path.join(spill, "out")), video, os.path.join(spill, "out"))
         result = process_video(video, Path(video).name, lambda: storage.open_input(video), options,
                                spill=None if os.environ.get("BENCH_NO_SPILL") else target)
     wall = time.perf_counter() - started

@@ -148,7 +148,7 @@ def prepare(tmp: Path, n_videos: int, seconds: float, stride: float):
 
     inputs = tmp / "in"
     inputs.mkdir()
-    work = WorkArea(str(tmp / "work"))
+    work = WorkArea(str(tmp / "work"), str(tmp / "unused-out"))
     options = PipelineOptions(input_path=str(inputs), output_path=str(tmp / "unused-out"),
                               fixed_stride_split_duration=stride, fixed_stride_min_clip_length_s=0.0,
                               generate_previews=True, motion_filter="score-only")

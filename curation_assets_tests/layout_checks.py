@@ -109,7 +109,7 @@ def check_layout(out: Path, input_dir: Path | None, videos: list[str], *, decode
 
     base = input_url.rstrip("/") if input_url else str(input_dir) if input_dir is not None else None
     if base is not None:
-        ids = {video_id(f"{base}/{rel}") for rel in videos}
+        ids = {video_id(f"{base}/{rel}", output_url or str(out)) for rel in videos}
         for f in work_files(out):
             if f.split("/")[2] in ids:
                 assert WORK_FILE.match(f), f"unexpected file in the work area: {f}"

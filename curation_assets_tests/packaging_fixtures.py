@@ -85,7 +85,7 @@ def write_result(result: VideoResult, options: PipelineOptions) -> None:
     files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
                                dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget,
                                pipeline=options.record())
-    writer.write_video(result, files, options.output_path, WorkArea(options.work_url), remove_stale=not options.dry_run)
+    writer.write_video(result, files, options.output_path, WorkArea.for_options(options), remove_stale=not options.dry_run)
 
 
 def write_layout(input_dir: Path | str, output: str, model_dir: Path | str, rels: list[str] | None = None,

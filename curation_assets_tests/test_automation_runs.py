@@ -86,13 +86,13 @@ def test_removal_takes_only_the_videos_own_verified_files(tmp_path):
     assert after == before - gone_files
     assert not any("gone" in f for f in after) and not _own(out, after, gone_ids)
     check_layout(out, videos, ["keep.mp4"])
-    assert not (out / "_work" / "videos" / WorkArea(options.work_url).video_dir(str(videos / "gone.mp4")).rsplit("/", 1)[1]
+    assert not (out / "_work" / "videos" / WorkArea.for_options(options).video_dir(str(videos / "gone.mp4")).rsplit("/", 1)[1]
                 / "video_clips.json").exists()
 
 
 def test_removal_refuses_paths_outside_the_output(tmp_path):
     with pytest.raises(ValueError):
-        removal.remove_video_outputs(str(tmp_path / "out"), "../../etc/passwd", "/etc/passwd", WorkArea(str(tmp_path / "w")))
+        removal.remove_video_outputs(str(tmp_path / "out"), "../../etc/passwd", "/etc/passwd", WorkArea(str(tmp_path / "w"), str(tmp_path / "out")))
 
 
 def test_a_video_whose_source_is_back_is_not_removed(tmp_path):

@@ -58,7 +58,7 @@ def test_a_runs_settings_config_reaches_the_io_managers(tmp_path: Path):
         assert job.execute_in_process(run_config=run_config, instance=instance, partition_key="a.mp4").success
     source = str(videos / "a.mp4")
     run_options = code_location.replace(output_path=str(tmp_path / "run_out"), work_path=str(work))
-    stored = WorkArea(str(work)).load(source, "clip_embeddings", step_digest(run_options, "clip_embeddings"))
+    stored = WorkArea(str(work), run_options.output_path).load(source, "clip_embeddings", step_digest(run_options, "clip_embeddings"))
     assert stored is not None and json.loads(json.dumps(stored))["kind"] == "annotations"
     assert (tmp_path / "run_out" / "processed_videos" / "a.mp4.json").exists()
     assert not (tmp_path / "default_out").exists()

@@ -90,7 +90,7 @@ def test_symlinks_leaving_the_input_and_fifos_are_skipped_with_a_note(tmp_path):
     from curation_assets.core.work import WorkArea
 
     options = _options(videos, tmp_path / "out")
-    result, _ = clips_of_video(str(videos / "escape.mp4"), "escape.mp4", options, WorkArea(str(tmp_path / "w")))
+    result, _ = clips_of_video(str(videos / "escape.mp4"), "escape.mp4", options, WorkArea(str(tmp_path / "w"), options.output_path))
     assert "outside input_path" in result.errors["source"]
 
 

@@ -26,7 +26,7 @@ def test_spilled_clips_equal_in_memory_clips(tmp_path):
         return open(video, "rb")
 
     memory = process_video(str(video), "a.mp4", opener, options)
-    area = work.WorkArea(str(tmp_path / "work"))
+    area = work.WorkArea(str(tmp_path / "work"), str(tmp_path / "out"))
     spill = work.VideoSpill(area, str(video), str(tmp_path / "out"))
     spilled = process_video(str(video), "a.mp4", opener, options, spill=spill)
     assert len(spilled.clips) == len(memory.clips) == 3

@@ -67,7 +67,7 @@ def run_models(video, model_dir, tmp_path, mode: str, monkeypatch=None):
     options = PipelineOptions(input_path=str(video.parent), output_path=str(tmp_path / "out"),
                               fixed_stride_split_duration=2.5, model_dir=str(model_dir), generate_embeddings="on",
                               aesthetic_threshold=-1e9, generate_captions=True, model_frames=mode)
-    spill = VideoSpill(WorkArea(str(tmp_path / f"work_{mode}")), str(video), options.output_path)
+    spill = VideoSpill(WorkArea(str(tmp_path / f"work_{mode}"), options.output_path), str(video), options.output_path)
     result = process_video(str(video), video.name, lambda: open(video, "rb"), options, spill=spill)
     assert not result.errors and all(c.encoded for c in result.clips)
     assert all(bool(c.model_frames) == (mode == "source") for c in result.clips)
@@ -178,7 +178,7 @@ def test_a_transcode_is_not_reused_once_its_model_frames_are_gone(video, model_d
 
     options = PipelineOptions(input_path=str(video.parent), output_path=str(tmp_path / "out"),
                               fixed_stride_split_duration=2.5, model_dir=str(model_dir), generate_embeddings="on")
-    area = WorkArea(str(tmp_path / "work"))
+    area = WorkArea(str(tmp_path / "work"), options.output_path)
     first, reused = clips_of_video(str(video), video.name, options, area)
     assert not reused and not first.errors
     assert all(isinstance(c.model_frames, SpilledBytes) for c in first.clips)

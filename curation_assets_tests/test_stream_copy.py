@@ -195,7 +195,7 @@ def test_copy_mode_with_clip_bytes_spilled_to_disk(source, tmp_path):
     options = PipelineOptions(transcode_encoder="copy", fixed_stride_split_duration=5.0, generate_previews=True,
                               generate_embeddings="off")
     url = str(source)
-    spill = work.VideoSpill(work.WorkArea(str(tmp_path / "work")), url, str(tmp_path / "out"))
+    spill = work.VideoSpill(work.WorkArea(str(tmp_path / "work"), str(tmp_path / "out")), url, str(tmp_path / "out"))
     result = process_video(url, source.name, lambda: open(url, "rb"), options, spill=spill)
     assert len(result.clips) == 3 and not result.errors
     for clip in result.clips:

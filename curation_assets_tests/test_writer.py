@@ -72,7 +72,7 @@ def test_listings_do_not_depend_on_what_else_the_output_holds(video, tmp_path, m
     counts = []
     for crowded in (False, True):
         out = tmp_path / f"out{int(crowded)}"
-        area = WorkArea(str(out / "_work"))
+        area = WorkArea(str(out / "_work"), str(out))
         if crowded:  # 1,000 files of other videos in the shared flat folders
             for d in (layout.CLIPS, layout.METAS):
                 (out / d).mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_listings_do_not_depend_on_what_else_the_output_holds(video, tmp_path, m
 
 def test_clips_are_moved_not_copied_and_the_work_area_keeps_no_bytes(video, tmp_path):
     out = tmp_path / "out"
-    area = WorkArea(str(out / "_work"))
+    area = WorkArea(str(out / "_work"), str(out))
     result, files = _process(video, video.parent, str(out), area)
     spilled = result.clips[0].encoded
     inode = os.stat(spilled.path).st_ino
@@ -106,14 +106,14 @@ def test_clips_are_moved_not_copied_and_the_work_area_keeps_no_bytes(video, tmp_
 
 def test_a_write_killed_midway_is_completed_by_the_next_whatever_its_settings(video, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    area = WorkArea(str(out / "_work"))
+    area = WorkArea(str(out / "_work"), str(out))
     result, files = _process(video, video.parent, str(out), area)
     real_put = writer._put
 
-    def put(output_path, rel, data):
+    def put(output_path, rel, data, *checks):
         if rel.startswith(layout.METAS):
             raise KeyboardInterrupt  # the process dies after the clips and previews were written
-        return real_put(output_path, rel, data)
+        return real_put(output_path, rel, data, *checks)
 
     monkeypatch.setattr(writer, "_put", put)
     with pytest.raises(KeyboardInterrupt):
@@ -131,7 +131,7 @@ def test_a_write_killed_midway_is_completed_by_the_next_whatever_its_settings(vi
 
 def test_leftover_temporary_files_are_found_by_name(video, tmp_path):
     out = tmp_path / "out"
-    area = WorkArea(str(out / "_work"))
+    area = WorkArea(str(out / "_work"), str(out))
     result, files = _process(video, video.parent, str(out), area)
     planted = []
     for rel in (layout.clip_file(result.clips[0]), layout.video_file("a.mp4")):
@@ -153,7 +153,7 @@ def _chunk_path(out: Path) -> Path:
 
 def test_tampered_documents_never_remove_what_the_video_does_not_own(video, tmp_path):
     out = tmp_path / "out"
-    area = WorkArea(str(out / "_work"))
+    area = WorkArea(str(out / "_work"), str(out))
     result, files = _process(video, video.parent, str(out), area)
     writer.write_video(result, files, str(out), area)
     # another video's files, and a file outside the output
@@ -204,7 +204,7 @@ def layout_read_verified(uid, source, meta):
 
 def test_a_second_writer_of_the_same_video_waits_for_the_first(video, tmp_path):
     out = tmp_path / "out"
-    area = WorkArea(str(out / "_work"))
+    area = WorkArea(str(out / "_work"), str(out))
     result, files = _process(video, video.parent, str(out), area)
     with storage.lock(area.lock_url(str(video))) as held:
         assert held

@@ -40,6 +40,9 @@ CLIP_ID_RE = UUID_RE
 
 #: More chunks than this in one video document is not a document we wrote.
 MAX_CHUNKS = 100_000
+#: A claimed chunk count is bounded by the chunk documents that exist: they are read in order
+#: (in batches that double), and after this many missing in a row no more are looked for.
+CHUNK_GAP = 8
 
 #: Why a clip sits in ``filtered_clips/`` (metas have no such field; see :func:`filtered_reason`).
 FILTERED_BY_MOTION = "motion"
@@ -384,8 +387,12 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
         return VideoLayout(output_path, rel_path, exists=False, video_url=video_url, problems=tuple(problems))
     settings = _settings(video)
 
-    chunk_rels = [layout.chunk_file(rel_path, i) for i in range(video["num_clip_chunks"])]
-    chunk_data = _read_many(output_path, chunk_rels)
+    chunk_data = _read_chunks(output_path, rel_path, video["num_clip_chunks"])
+    chunk_rels = list(chunk_data)
+    if len(chunk_rels) < video["num_clip_chunks"]:
+        problems.append(f"{video_rel}: num_clip_chunks is {video['num_clip_chunks']}, but {CHUNK_GAP} chunk "
+                        f"documents are missing in a row from index {len(chunk_rels) - CHUNK_GAP}: the rest were "
+                        "not looked for")
     chunks: list[dict[str, Any]] = []
     members: list[tuple[str, int, bool]] = []  # uuid, chunk index, passed
     seen: set[str] = set()
@@ -463,6 +470,22 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
     )
 
 
+def _read_chunks(output_path: str, rel_path: str, claimed: int) -> dict[str, bytes | Exception]:
+    """The chunk documents ``0 .. claimed-1`` of a video, read in batches (doubling while every
+    document is there, else just enough to see ``CHUNK_GAP`` missing in a row, where reading
+    stops): the reads are bounded by the documents that exist, not by the count a document claims."""
+    out: dict[str, bytes | Exception] = {}
+    start, size, missing = 0, CHUNK_GAP, 0
+    while start < claimed and missing < CHUNK_GAP:
+        rels = [layout.chunk_file(rel_path, i) for i in range(start, min(claimed, start + size))]
+        for rel, data in _read_many(output_path, rels).items():
+            out[rel] = data
+            missing = missing + 1 if isinstance(data, storage.StorageNotFoundError) else 0
+        start = start + len(rels)
+        size = size * 2 if missing == 0 else CHUNK_GAP - missing
+    return out
+
+
 def _parquet_ids(output_path: str, rel: str, problems: list[str]) -> list[str]:
     data = _read_many(output_path, [rel])[rel]
     if isinstance(data, Exception):
@@ -526,6 +549,7 @@ def load_embedding(clip: ClipLayout) -> np.ndarray:
 
 
 __all__ = [
+    "CHUNK_GAP",
     "CLIP_ID_RE",
     "MAX_CHUNKS",
     "ClipLayout",

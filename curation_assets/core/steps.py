@@ -39,13 +39,24 @@ def failed(source_url: str, rel_path: str, key: str, message: str, options: Pipe
                        errors={key: storage.redact(message)}, record=options.record())
 
 
-def _bytes_in_place(result: VideoResult) -> bool:
+def _bytes_in_place(result: VideoResult, area: WorkArea) -> bool:
     """Every spilled file the later steps will read (clips, previews, the models' frames) is still
-    there: a result whose frames went with a finished write is not reused, or the model steps would
-    see other pixels than a fresh run."""
+    there, as a regular file of the work area or the output: a result whose frames went with a
+    finished write is not reused, or the model steps would see other pixels than a fresh run; a
+    link put in place of a file is never followed."""
     refs = ([c.encoded for c in result.clips] + [c.model_frames for c in result.clips]
             + [w.preview for c in result.clips for w in c.windows])
-    return all(ref.locate() is not None for ref in refs if isinstance(ref, SpilledBytes))
+    for ref in refs:
+        if isinstance(ref, SpilledBytes):
+            where = ref.locate()
+            if where is None:
+                return False
+            problem = area.bytes_problem(result.source_video, where)
+            if problem:
+                log.warning("work area: a stored clip reference is refused (%s); the clips are made again",
+                            storage.redact(problem))
+                return False
+    return True
 
 
 def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, area: WorkArea, *,
@@ -72,10 +83,13 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
             doc = area.load(source_url, CLIPS_STEP, digest)
             if doc is not None and doc.get("kind") == "clips" and doc["value"].get("stage_key") == key:
                 previous = result_value(doc["value"])
-                if _bytes_in_place(previous):
+                if previous.rel_path != rel_path:  # the partition's own path, never the stored one
+                    log.warning("work area: the stored video_clips value of %s names another rel_path; "
+                                "it is computed again", rel_path)
+                elif _bytes_in_place(previous, area):
                     previous.record = options.record()  # the writer's record: this run's settings
                     return previous, True
-        spill = VideoSpill(area, source_url, options.output_path)
+        spill = VideoSpill(area, source_url, area.output)
         # held while the transcode writes into its spill folder: a writer's cleanup leaves it alone
         with storage.lock(area.token_lock_url(source_url, spill.token), shared=True):
             result = process_video(source_url, rel_path, lambda: storage.open_input(source_url), options,

@@ -134,3 +134,55 @@ def resolve_under(base_url: str, rel: str) -> str:
     if relative_to(base_url, result) != "/".join(segments):
         raise ValueError(f"path key {shown!r} does not resolve inside {redact(base_url)!r}")
     return result
+
+
+def is_inside(base_url: str, url: str) -> bool:
+    """True when ``url`` is ``base_url`` or lies under it, by normalised path components (``..``
+    resolved, never a string prefix: ``<base>/../x`` is not inside ``<base>``)."""
+    try:
+        relative_to(base_url, url)
+    except ValueError:
+        return False
+    return True
+
+
+def key_under(base_url: str, url: str) -> str:
+    """The key of a URL read back from storage under ``base_url``: only when ``url`` is exactly
+    ``resolve_under(base_url, key)`` (same spelling, no ``.``/``..``/empty segments), so a stored
+    URL is used only when it could have been made from its base; ``ValueError`` otherwise."""
+    if not isinstance(url, str):
+        raise ValueError(f"a URL must be a string, got {type(url).__name__}")
+    rel = relative_to(base_url, url)
+    if not rel or resolve_under(base_url, rel) != url:
+        raise ValueError(f"{redact(url)!r} is not a canonical path under {redact(base_url)!r}")
+    return rel
+
+
+def regular_file_problem(root_url: str, url: str) -> str | None:
+    """Why ``url`` must not be read or moved as a file of ``root_url`` (None when it may): it must be
+    a canonical key under the root and, locally, a regular file (not a symlink, FIFO or device)
+    whose real path stays inside the root's real path (no symlinked folder leads out). On object
+    stores the key is the whole question (there are no links). A missing file is no problem here."""
+    try:
+        key_under(root_url, url)
+    except ValueError as exc:
+        return str(exc)
+    if not is_local(url):
+        return None
+    import stat
+
+    path = local_path(url)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{redact(url)!r} cannot be checked ({exc.strerror or exc})"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{redact(url)!r} is a symbolic link (never followed)"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{redact(url)!r} is not a regular file"
+    real, root = os.path.realpath(path), os.path.realpath(local_path(root_url))
+    if not is_inside(root, real):
+        return f"{redact(url)!r} leads outside {redact(root_url)!r} through a symbolic link"
+    return None

@@ -8,6 +8,10 @@ previous run's files:
   that was interrupted. All of it is untrusted: only canonical clip ids that this video's own
   source and spans produce are turned into paths (:func:`verified_clip_id`), so a tampered
   document can never name a file outside the output, another video's file, or a whole folder.
+- **Names it derives** (``processed_videos/<rel>.json``, the chunk documents, every clip's files)
+  pass the readers' component check (``resolve_under``) before anything is written, and spilled
+  bytes are moved only as regular files of the video's work folder or of the output
+  (``WorkArea.bytes_problem``): the result it is handed comes from the work area, untrusted too.
 - **Temporary files** are found by name from what this write and the previous one touch
   (``temp_files.temp_name_for``), never by listing a shared folder: the storage calls per video do
   not depend on how many other videos the output holds.
@@ -30,7 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout, storage, temp_files
-from .layout_read import CLIP_ID_RE, MAX_CHUNKS, is_index, is_video_clip_id, read_json, verified_span, windows_of
+from .layout_read import (
+    CHUNK_GAP,
+    CLIP_ID_RE,
+    MAX_CHUNKS,
+    is_index,
+    is_video_clip_id,
+    read_json,
+    verified_span,
+    windows_of,
+)
 from .model import SpilledBytes, VideoResult
 from .work import WorkArea
 
@@ -96,10 +109,14 @@ def clip_files(uid: str, windows: Iterable[tuple[int, int]]) -> set[str]:
 
 
 def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Owned:
-    """What the last (possibly interrupted) write of this video left under the output."""
+    """What the last (possibly interrupted) write of this video left under the output.
+
+    A claimed chunk count is bounded by the chunk documents that exist: they are probed in order,
+    and after ``CHUNK_GAP`` missing in a row no more are, whatever a document says (a tampered
+    ``num_clip_chunks`` of 100,000 costs a few probes, not 100,000)."""
     owned = Owned()
     rel, source = result.rel_path, result.source_video
-    doc = read_json(storage.join(output_path, layout.video_file(rel)))
+    doc = read_json(storage.resolve_under(output_path, layout.video_file(rel)))
     if doc is not None:
         owned.files.add(layout.video_file(rel))
     num_chunks = 0
@@ -121,11 +138,15 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
         if is_index(n) and n <= MAX_CHUNKS:
             num_chunks = max(num_chunks, n)
     listed: list[Any] = []
-    i = 0
+    i = missing = 0
     while i < MAX_CHUNKS:  # chunk documents past num_clip_chunks: a run killed between the two
         rel_chunk = layout.chunk_file(rel, i)
-        chunk = read_json(storage.join(output_path, rel_chunk))
-        if chunk is None and i >= num_chunks:
+        chunk = read_json(storage.resolve_under(output_path, rel_chunk))
+        missing = missing + 1 if chunk is None else 0
+        if chunk is None and (i >= num_chunks or missing >= CHUNK_GAP):
+            if i < num_chunks:
+                owned.problems.append(f"previous documents claim {num_chunks} chunks; {CHUNK_GAP} chunk documents "
+                                      f"are missing in a row from {i + 1 - CHUNK_GAP}: no more were looked for")
             break
         if chunk is not None:
             owned.files.add(rel_chunk)
@@ -159,14 +180,33 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
 # Writing
 
 
-def _put(output_path: str, rel: str, data: bytes | SpilledBytes) -> int:
-    """Write (or move, for bytes kept in the work area) one file whole onto its real name."""
-    target = storage.join(output_path, rel)
+def check_names(output_path: str, result: VideoResult, new: Iterable[str]) -> None:
+    """Every name a write derives passes the readers' component check (``resolve_under``) before
+    anything is written: the video's ``rel_path`` (its documents' names) and each file's name,
+    and each clip is the video's own (its id is made from the video's source). ``ValueError``."""
+    storage.resolve_under(output_path, result.rel_path)
+    for rel in new:
+        storage.resolve_under(output_path, rel)
+    for clip in result.clips:
+        if clip.source_video != result.source_video:
+            raise ValueError(f"clip {clip.uuid} of {result.rel_path} names another source video; nothing written")
+
+
+def _put(output_path: str, rel: str, data: bytes | SpilledBytes,
+         bytes_problem: Callable[[str], str | None]) -> int:
+    """Write (or move, for bytes kept in the work area) one file whole onto its real name. Spilled
+    bytes are moved only from where ``bytes_problem`` finds nothing wrong (``WorkArea.bytes_problem``:
+    a regular file of the video's work folder or of the output)."""
+    target = storage.resolve_under(output_path, rel)
     if isinstance(data, SpilledBytes):
         where = data.locate()
         if where is None:
             raise FileNotFoundError(f"{rel}: its bytes are gone from {data.path} and from the layout: "
                                     "materialize video_clips for this video again")
+        problem = bytes_problem(where)
+        if problem:
+            raise ValueError(f"{rel}: its bytes were not taken from {storage.redact(where)} ({problem}): "
+                             "materialize video_clips for this video again")
         if where != target:
             storage.move(where, target)
         return data.size
@@ -198,6 +238,11 @@ def write_video(
     it for this video; nothing partial is left under a real name)."""
     report = WriteReport()
     new: dict[str, bytes | SpilledBytes] = {rel: data for d in files.files.values() for rel, data in d.items()}
+    check_names(output_path, result, new)
+
+    def put(item: tuple[str, bytes | SpilledBytes]) -> int:
+        return _put(output_path, *item, lambda url: work.bytes_problem(result.source_video, url))
+
     with storage.lock(work.lock_url(result.source_video), timeout_s=lock_wait_s) as held:
         if not held:
             raise VideoBusy(f"another run has been writing {result.rel_path} for over {lock_wait_s:.0f} s; "
@@ -216,7 +261,7 @@ def write_video(
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="writer") as pool:
             for group in FILE_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
-                for (rel, _), size in zip(items, _run_all(pool, lambda it: _put(output_path, *it), items)):
+                for (rel, _), size in zip(items, _run_all(pool, put, items)):
                     report.add(directory_of(rel), size)
             if stale:
                 storage.remove_files([storage.join(output_path, rel) for rel in stale],
@@ -226,7 +271,7 @@ def write_video(
                     report.removed[d] = report.removed.get(d, 0) + 1
             for group in DOCUMENT_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
-                for (rel, _), size in zip(items, _run_all(pool, lambda it: _put(output_path, *it), items)):
+                for (rel, _), size in zip(items, _run_all(pool, put, items)):
                     report.add(directory_of(rel), size)
         storage.remove_files([work.journal_url(result.source_video)])
         work.remove_bytes(result)
@@ -255,8 +300,8 @@ def write_failure_document(result: VideoResult, failure: tuple[str, str], output
     """Record a failed video in its ``processed_videos`` document (``errors`` / ``error_details``),
     unless a good document of an earlier run is there: a transient failure never overwrites a
     good output. Nothing else of the video is touched. Returns whether the document was written."""
-    rel = layout.video_file(result.rel_path)
-    url = storage.join(output_path, rel)
+    storage.resolve_under(output_path, result.rel_path)  # refuses absolute, URL-like and dotted paths
+    url = storage.resolve_under(output_path, layout.video_file(result.rel_path))
     with storage.lock(work.lock_url(result.source_video), timeout_s=lock_wait_s) as held:
         if not held:
             return False

@@ -85,7 +85,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     same source with the same settings reuses it instead of transcoding again."""
     options = settings.options()
     _check_before_work(context, options, embedding_model, aesthetic_model, caption_service)
-    area = WorkArea(options.work_url)
+    area = WorkArea.for_options(options)
     results: dict[str, VideoResult] = {}
     keys = _partition_keys(context)
     for n, key in enumerate(keys, 1):
@@ -328,7 +328,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     blocking = any(spec.blocking for spec in context.assets_def.check_specs)
     version = {DATA_VERSION_TAG: backfill.data_version(options.record())}
     check_failed: dict[str, str] = {}
-    area = WorkArea(options.work_url)
+    area = WorkArea.for_options(options)
     record = options.record()
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
     failed: dict[str, str] = {}

@@ -66,14 +66,14 @@ class WorkIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         options = self.settings.options()
-        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
+        area, step = work.WorkArea.for_options(options), asset_name(context.asset_key)
         for key in partition_keys(context):
             if key in obj:
                 save_value(area, source_for_key(options.input_path, key), step, step_digest(options, step), obj[key])
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         options = self.settings.options()
-        area, step = work.WorkArea(options.work_url), asset_name(context.asset_key)
+        area, step = work.WorkArea.for_options(options), asset_name(context.asset_key)
         out: dict[str, Any] = {}
         for key in partition_keys(context):
             source = source_for_key(options.input_path, key)

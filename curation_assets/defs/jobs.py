@@ -47,7 +47,7 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
         bind_dataset(context.instance, options.input_path)
     except DatasetMismatch as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
-    area = WorkArea(options.work_url)
+    area = WorkArea.for_options(options)
     failed: dict[str, str] = {}
     removed: list[str] = []
     for key in config.keys:

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..core import layout, storage, temp_files
 from ..core.layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embeddings, read_video_layout
+from .clip_trust import UntrustedClip, read_clip
 from .manifest import first_caption, manifest_table, row_digest
 from .publish import open_for_publish
 
@@ -272,7 +273,7 @@ def _sample_members(item: _Planned, embedding: np.ndarray | None) -> list[tuple[
     """The members of one sample in their fixed order: json, mp4, npy, txt."""
     uid = item.clip.uuid
     members = [(f"{uid}.json", layout.dumps(dict(item.clip.meta)).encode()),
-               (f"{uid}.mp4", storage.read_bytes(item.clip.clip_url))]
+               (f"{uid}.mp4", read_clip(item.video.output_path, item.clip))]
     if embedding is not None:
         members.append((f"{uid}.npy", npy_bytes(embedding)))
     caption = first_caption(item.clip)
@@ -305,9 +306,10 @@ def _write_group(dest: str, group: int, items: list[_Planned], settings: ShardSe
                     if p.clip.parquet_url and p.clip.uuid not in embeddings:
                         raise storage.StorageError("its embedding could not be read")
                     members = _sample_members(p, embeddings.get(p.clip.uuid) if p.clip.parquet_url else None)
-                except storage.StorageError as exc:  # this clip's file is gone: the others go on
-                    skipped["unreadable"] = skipped.get("unreadable", 0) + 1
-                    problems.append(f"{p.video.rel_path}: clip {p.clip.uuid}: {exc}")
+                except (storage.StorageError, UntrustedClip) as exc:  # gone, or not the file its documents
+                    reason = "untrusted" if isinstance(exc, UntrustedClip) else "unreadable"  # describe
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    problems.append(f"{p.video.rel_path}: clip {p.clip.uuid} not packaged: {exc}")
                     continue
                 size = sum(_padded(len(data)) for _, data in members)
                 if writer is not None and (writer.samples >= settings.max_shard_samples
