@@ -57,6 +57,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int = -1, videos_per_
     runs, print a summary; 1 when a video failed."""
     # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
     stream = stream if stream is not None else sys.stdout
+    # one source, one identity: the input folder by its real path, before anything names a video
+    options = options.replace(input_path=sources.canonical_input(options.input_path))
     if videos_per_run is not None and videos_per_run < 1:
         raise UsageError(f"--videos-per-run {videos_per_run}: must be at least 1")
     if video_limit is not None and video_limit < -1:
