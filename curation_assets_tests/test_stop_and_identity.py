@@ -71,6 +71,40 @@ def test_the_writer_lock_is_exclusive_across_processes_and_leaves_no_file(tmp_pa
     assert not Path(lock_url).exists()
 
 
+def test_a_waiter_never_holds_a_lock_file_its_holder_removed(tmp_path, monkeypatch):
+    """The race the removal opens, made to happen: the waiter opens the lock file, the holder
+    then releases it (removing the file), and only then does the waiter lock what it opened. It
+    must lock the file now at the path instead, or a third process would hold it too."""
+    url = str(tmp_path / "writer.lock")
+    entered, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with locks.held(url, timeout_s=5):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    assert entered.wait(5)
+    real_open, opened = os.open, []
+
+    def open_then_let_the_holder_go(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if not opened:
+            opened.append(path)
+            release.set()
+            thread.join(5)  # the file is gone and unlocked before this waiter's flock
+            assert not os.path.exists(url)
+        return fd
+
+    monkeypatch.setattr(locks.os, "open", open_then_let_the_holder_go)
+    with locks.held(url, timeout_s=5) as held:
+        assert held and opened
+        assert os.path.exists(url)  # what it holds is the file at the path ...
+        assert not locks.is_free(url)  # ... so nobody else gets it
+    assert not os.path.exists(url)
+
+
 def test_a_stop_is_honoured_while_waiting_for_a_lock(tmp_path):
     lock_url = str(tmp_path / "writer.lock")
     holder = subprocess.Popen([sys.executable, "-c", (

@@ -40,7 +40,7 @@ from .retries import retried
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 # A step that fails as a whole (the work area or the output unreachable, a model that did not
-# load) is tried again after 5, 10 and 20 s (``@retried``: a stop is never retried, so no step
+# load) is tried again after 5, 15 and 35 s (``@retried``: a stop is never retried, so no step
 # carries Dagster's retry_policy, see ``defs.retries``). Failures of single videos are kept to
 # their video and raised with allow_retries=False: trying the whole batch again would not change
 # them (the backfill schedule requests failed videos again later).

@@ -1,7 +1,7 @@
 """Retrying a step that failed as a whole, and never a stop.
 
 Dagster's ``RetryPolicy`` on a step retries *any* exception, interrupts included: Ctrl-C,
-SIGTERM or the UI's *Terminate* during a step becomes a retry after 5, 10 and 20 s
+SIGTERM or the UI's *Terminate* during a step becomes a retry after 5, 15 and 35 s
 (``op_execution_error_boundary``; dagster #15026 for the in-process executor), so a stopped run
 idles for a minute and a Kubernetes or systemd grace period ends in SIGKILL. So no step carries
 a policy: the compute functions and the work-area IO manager raise ``RetryRequested`` themselves
@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 
 # A step that fails as a whole (the work area or the output unreachable, a model that did not
-# load) is tried again after 5, 10 and 20 s.
+# load) is tried again after 5, 15 and 35 s.
 RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
