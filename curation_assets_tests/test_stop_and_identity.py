@@ -160,6 +160,27 @@ def test_a_stop_is_not_retried(tmp_path):
     assert not (out / "processed_videos").exists()
 
 
+def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
+    """Dagster's RetryPolicy retries interrupts too (a UI *Terminate* of a daemon-launched run as
+    much as the CLI's Ctrl-C): every step of every job requests its retries itself instead."""
+    from dagster._core.definitions.dependency import NodeHandle
+
+    from curation_assets.core.options import PipelineOptions as Options
+    from curation_assets.defs import retries
+
+    defs = build_definitions(CurationSettings.from_options(Options(generate_embeddings="off")))
+    for job in defs.resolve_all_job_defs():
+        assert job.op_retry_policy is None, job.name
+        for node in job.nodes:
+            assert node.definition.retry_policy is None, (job.name, node.name)
+            assert job.get_retry_policy_for_handle(NodeHandle(node.name, None)) is None, (job.name, node.name)
+    # what the steps raise instead, for an exception (a storage error) and for what is not retried
+    request = retries.retry_for(OSError("bucket unreachable"), None)
+    assert isinstance(request, dg.RetryRequested) and request.max_retries == 3 and request.seconds_to_wait == 5
+    final = dg.Failure("broken video", allow_retries=False)
+    assert retries.retry_for(final, None) is final
+
+
 # ---------------------------------------------------------------------------------------------
 # locks in whole runs
 
