@@ -20,7 +20,7 @@ from .options import VIDEO_EXTENSIONS
 from .redaction import redact
 from .keys import rel_path_problem
 from .upload_scan import is_hidden, is_inside, normalize_extensions, scan_local
-from .urls import is_local, local_path, normalize_url
+from .urls import is_local, local_path, normalize_url, scheme
 
 __all__ = ["VideoScan", "canonical_input", "list_videos", "scan_videos", "source_problem"]
 
@@ -57,7 +57,8 @@ def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> Vide
     if not urls and not storage.exists(input_url):
         raise storage.StorageNotFoundError(redact(f"list {input_url!r}: not found (no object under this prefix)"))
     # a key is a name, not a path: taken exactly as listed (never normalised onto another key's name)
-    base = normalize_url(input_url) + "/"
+    proto = scheme(input_url) or ""
+    base = f"{proto}://{normalize_url(input_url)[len(proto) + 3:].lstrip('/')}/"  # as storage.list_files spells them
     out, skipped = [], []
     for url in urls:
         if not url.startswith(base):
