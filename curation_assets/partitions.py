@@ -10,6 +10,8 @@ storage, so every Celery worker or Kubernetes pod of a PostgreSQL instance sees 
 ``$DAGSTER_HOME/curation_assets_dataset.json`` for the CLI's choice of instance folder); anything later that works on another input
 folder with that instance is refused with a message saying so (the CLI then picks an instance
 of that folder's own, see ``cli/runner.py``). Two folders holding an ``x.mp4`` never share a partition.
+A local input folder is bound by its real path (``sources.canonical_input``): a spelling through a
+symbolic link is refused here, with the real path to give (the CLI resolves it before anything).
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def bind_dataset(instance: dg.DagsterInstance, input_path: str) -> None:
     pod's is new for every step), so the file there only mirrors it."""
     root = instance.root_directory
     input_path = storage.normalize_url(input_path)
+    canonical = sources.canonical_input(input_path)
+    if canonical != input_path:  # one source, one identity: the same files under a second name are refused
+        raise DatasetMismatch(
+            f"input_path {storage.redact(input_path)} goes through a symbolic link to {storage.redact(canonical)}: "
+            "give the real path (CURATION_INPUT_PATH, or input_path in the launchpad; the CLI resolves it itself), "
+            "so that each video has one source URL, one set of clip ids and one partition")
     stored = instance.run_storage.get_cursor_values({DATASET_KEY}).get(DATASET_KEY) or None
     in_file = bound_dataset(root)
     bound = stored or in_file

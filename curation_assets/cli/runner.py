@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core import sources, storage
+from ..core import cancel, locks, sources, storage
 from ..core.keys import key_from_rel_path
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions
@@ -57,6 +57,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     runs, print a summary; 1 when a video failed. ``video_limit``: at most this many videos (None: all)."""
     # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
     stream = stream if stream is not None else sys.stdout
+    # one source, one identity: the input folder by its real path, before anything names a video
+    options = options.replace(input_path=sources.canonical_input(options.input_path))
     from .. import preflight, run_events
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
@@ -110,6 +112,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
                 with known_partitions(instance, VIDEOS_PARTITION_NAME, registered):
                     for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
                         collect_rows(result, batch, rows)
+    except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
+        pass
     finally:
         unsubscribe()
         printer.close()
@@ -169,7 +173,8 @@ def _open_instance(input_path: str, keys: list[str]):
     from ..partitions import VIDEOS_PARTITION_NAME, bind_dataset
 
     home = os.environ["DAGSTER_HOME"]
-    with storage.lock(os.path.join(home, ".curation-instance.lock"), timeout_s=INSTANCE_LOCK_WAIT_S) as held:
+    # core.locks: a stop is honoured while waiting, and the lock file goes with its holder
+    with locks.held(os.path.join(home, ".curation-instance.lock"), timeout_s=INSTANCE_LOCK_WAIT_S) as held:
         if not held:
             raise UsageError(f"another curation-assets process has held the instance at {home} for "
                              f"{INSTANCE_LOCK_WAIT_S:.0f} s; try again once it has started its runs")

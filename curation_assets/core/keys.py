@@ -33,6 +33,24 @@ def key_from_rel_path(rel_path: str) -> str:
     return _DOT_RUN.sub(lambda m: "%2E" * len(m.group(0)), encoded)
 
 
+def rel_path_problem(rel_path: str) -> str | None:
+    """Why a listed name (an object key relative to the input prefix, taken exactly as listed)
+    cannot be a video partition, or None.
+
+    On object stores ``in/./a.mp4``, ``in//a.mp4`` and ``in/../a.mp4`` are legal keys, distinct
+    from ``in/a.mp4``; but a video's layout documents are named by its relative path
+    (``processed_videos/<rel>.json``), where ``.``, empty and ``..`` segments would name another
+    video's documents or a place outside the layout. Such keys are skipped with this reason,
+    never normalised into another key's name."""
+    segments = rel_path.split("/")
+    if ".." in segments:
+        return "its key has a '..' segment: a partition names a path under input_path (rename the object)"
+    if "" in segments or "." in segments:
+        return ("its key has an empty or '.' segment: its layout documents would take the name of another key's "
+                "(rename the object)")
+    return None
+
+
 def rel_path_from_key(key: str) -> str:
     """Decode a partition key back to the relative path; refuses anything but a canonical key
     (validation of the path itself happens where it is resolved)."""

@@ -41,7 +41,7 @@ def remove_video_outputs(output_path: str, rel_path: str, source_video: str, wor
     (what is left is found again by the next call)."""
     storage.resolve_under(output_path, rel_path)  # refuses absolute, URL-like and dotted paths
     report = RemovalReport()
-    with storage.lock(work.lock_url(source_video), timeout_s=lock_wait_s) as held:
+    with work.writer_lock(source_video, timeout_s=lock_wait_s) as held:
         if not held:
             raise VideoBusy(f"a run is writing {rel_path}; its outputs were not removed")
         owned = previous_files(output_path, VideoResult(source_video, rel_path, None), work)

@@ -4,7 +4,8 @@ opened.
 The run's one rule for both (the upload watcher's incremental listing is ``core.upload_scan``,
 which shares the local walk): hidden files and folders are skipped, extensions match
 case-insensitively, and locally a symlink is followed only inside the input and only regular
-files are opened.
+files are opened. Object-store keys are names taken exactly as listed; a key that cannot be a
+partition (``core.keys.rel_path_problem``) is skipped with its reason.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ from dataclasses import dataclass
 from . import storage
 from .options import VIDEO_EXTENSIONS
 from .redaction import redact
-from .upload_scan import is_inside, normalize_extensions, scan_local
-from .urls import components, is_local, local_path
+from .keys import rel_path_problem
+from .upload_scan import is_hidden, is_inside, normalize_extensions, scan_local
+from .urls import is_local, local_path, normalize_url, scheme
 
-__all__ = ["VideoScan", "list_videos", "scan_videos", "source_problem"]
+__all__ = ["VideoScan", "canonical_input", "list_videos", "scan_videos", "source_problem"]
+
+
+def canonical_input(input_url: str) -> str:
+    """The one spelling of an input folder: a local path with every symbolic link resolved
+    (``inlink/`` and ``in/`` are one folder, so their videos get one source URL, one set of clip
+    ids and one partition each); object-store URLs as given (a key is a name)."""
+    url = normalize_url(input_url)
+    return os.path.realpath(url) if is_local(url) else url
 
 
 @dataclass(frozen=True)
@@ -46,17 +56,22 @@ def scan_videos(input_url: str, extensions: Sequence[str] | None = None) -> Vide
     urls = storage.list_files(input_url)
     if not urls and not storage.exists(input_url):
         raise storage.StorageNotFoundError(redact(f"list {input_url!r}: not found (no object under this prefix)"))
-    _ns, base_comps = components(input_url)
-    out = []
+    # a key is a name, not a path: taken exactly as listed (never normalised onto another key's name)
+    proto = scheme(input_url) or ""
+    base = f"{proto}://{normalize_url(input_url)[len(proto) + 3:].lstrip('/')}/"  # as storage.list_files spells them
+    out, skipped = [], []
     for url in urls:
-        comps = components(url)[1]
-        if comps[: len(base_comps)] != base_comps or len(comps) == len(base_comps):
+        if not url.startswith(base):
             continue
-        rel = comps[len(base_comps) :]
-        if any(c.startswith(".") for c in rel) or not rel[-1].lower().endswith(exts):
+        rel = url[len(base):]
+        if not rel or not rel.lower().endswith(exts):
             continue
-        out.append("/".join(rel))
-    return VideoScan(sorted(out), [])
+        problem = rel_path_problem(rel)
+        if problem:
+            skipped.append((rel, problem))
+        elif not is_hidden(rel):
+            out.append(rel)
+    return VideoScan(sorted(out), sorted(skipped))
 
 
 def list_videos(input_url: str, extensions: Sequence[str] | None = None) -> list[str]:

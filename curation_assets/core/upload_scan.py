@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from . import storage
+from .keys import rel_path_problem
 
 __all__ = [
     "LIST_CONCURRENCY",
@@ -294,9 +295,11 @@ class _Lister:
         return rows, resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
 
     def keep(self, rel: str) -> bool:
-        return bool(rel) and not rel.endswith("/") and rel.lower().endswith(self.exts) and not is_hidden(
-            rel
-        ) and not rel.startswith(self.exclude)
+        """A video-named key (exactly as listed) not hidden nor excluded; one that is kept may still
+        be unusable as a partition (``keys.rel_path_problem``: skipped with its reason)."""
+        if not rel or rel.endswith("/") or not rel.lower().endswith(self.exts) or rel.startswith(self.exclude):
+            return False
+        return rel_path_problem(rel) is not None or not is_hidden(rel)
 
 
 async def _sweep(
@@ -329,7 +332,11 @@ async def _sweep(
             if upto is not None and rel > upto:
                 return used, upto, True
             if lister.keep(rel):
-                scan.files[rel] = _to_seen(obj)
+                problem = rel_path_problem(rel)
+                if problem:
+                    scan.skipped.append((rel, problem))
+                else:
+                    scan.files[rel] = _to_seen(obj)
         if rows:
             last = rows[-1][0]
         if token is None or (upto is not None and last == upto):

@@ -98,6 +98,19 @@ class WorkArea:
     def lock_url(self, source_url: str) -> str:
         return storage.join(self.video_dir(source_url), "writer.lock")
 
+    def writer_lock(self, source_url: str, *, timeout_s: float):
+        """The video's writer lock (``core.locks.held``): one writer at a time, a stop honoured
+        while waiting, the lock file removed on release."""
+        from . import locks
+
+        return locks.held(self.lock_url(source_url), timeout_s=timeout_s)
+
+    def writer_busy(self, source_url: str) -> bool:
+        """Whether another process is writing the video now."""
+        from . import locks
+
+        return not locks.is_free(self.lock_url(source_url))
+
     def journal_url(self, source_url: str) -> str:
         return storage.join(self.video_dir(source_url), "writing.json")
 

@@ -20,8 +20,9 @@ previous run's files:
   and last ``processed_videos``, so a video document only describes files that exist. A journal
   in the work area lists old and new files while a write is under way, so a write killed at any
   point is completed (and its leftovers removed) by the next one, whatever its settings.
-- **One writer per video:** a lock in the work area; a second run writing the same video waits for
-  the first (up to ``LOCK_WAIT_S``), then writes over it (the last complete write wins).
+- **One writer per video:** a lock in the work area (``core.locks``: removed when released, a stop
+  honoured while waiting); a second run writing the same video waits for the first (up to
+  ``LOCK_WAIT_S``), then writes over it (the last complete write wins).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def write_video(
     def put(item: tuple[str, bytes | SpilledBytes]) -> int:
         return _put(output_path, *item, lambda url: work.bytes_problem(result.source_video, url))
 
-    with storage.lock(work.lock_url(result.source_video), timeout_s=lock_wait_s) as held:
+    with work.writer_lock(result.source_video, timeout_s=lock_wait_s) as held:
         if not held:
             raise VideoBusy(f"another run has been writing {result.rel_path} for over {lock_wait_s:.0f} s; "
                             "not written (re-materialize it once that run ends)")
@@ -302,7 +303,7 @@ def write_failure_document(result: VideoResult, failure: tuple[str, str], output
     good output. Nothing else of the video is touched. Returns whether the document was written."""
     storage.resolve_under(output_path, result.rel_path)  # refuses absolute, URL-like and dotted paths
     url = storage.resolve_under(output_path, layout.video_file(result.rel_path))
-    with storage.lock(work.lock_url(result.source_video), timeout_s=lock_wait_s) as held:
+    with work.writer_lock(result.source_video, timeout_s=lock_wait_s) as held:
         if not held:
             return False
         previous = read_json(url)

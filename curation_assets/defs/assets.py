@@ -36,18 +36,19 @@ from .io_managers import ASSET_DIRECTORIES, source_for_key
 from .metadata import clip_table
 from .placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
+from .retries import retried
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 # A step that fails as a whole (the work area or the output unreachable, a model that did not
-# load) is tried again after 5, 10 and 20 s. Failures of single videos are kept to their video and
-# raised with allow_retries=False: trying the whole batch again would not change them (the
-# backfill schedule requests failed videos again later).
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+# load) is tried again after 5, 15 and 35 s (``@retried``: a stop is never retried, so no step
+# carries Dagster's retry_policy, see ``defs.retries``). Failures of single videos are kept to
+# their video and raised with allow_retries=False: trying the whole batch again would not change
+# them (the backfill schedule requests failed videos again later).
 LAYOUT_GROUP = "clip_writer_layout"
 # What every intermediate (per-step) asset shares: video partitions in ranges, values kept
 # per video in the work area.
 STEP_ASSET: dict[str, Any] = dict(partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY,
-                                  io_manager_key="work_io_manager", group_name="curation", retry_policy=RETRY_POLICY)
+                                  io_manager_key="work_io_manager", group_name="curation")
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
@@ -76,6 +77,7 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
 
 
 @dg.asset(**STEP_ASSET, kinds={"python", "video"}, op_tags=ENCODE_STEP_TAGS)
+@retried
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                 aesthetic_model: AestheticModel, caption_service: CaptionService) -> dict[str, VideoResult]:
     """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
@@ -171,6 +173,7 @@ def _notice(context: dg.AssetExecutionContext, message: str) -> None:
 
 
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
+@retried
 def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettings, aesthetic_model: AestheticModel,
                      video_clips: dict[str, VideoResult]) -> dict[str, ClipAnnotations]:
     """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
@@ -197,6 +200,7 @@ def _with_filters_applied(options: PipelineOptions, video_clips: dict[str, Video
 
 
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
+@retried
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                     video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -225,6 +229,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
 
 
 @dg.asset(**STEP_ASSET, kinds={"openai"}, op_tags=LIGHT_STEP_TAGS)
+@retried
 def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings, caption_service: CaptionService,
                   video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
@@ -313,10 +318,9 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
         check_specs=checks.layout_check_specs(blocking_checks),
         ins={name: dg.AssetIn(key=name) for name in _ALL},
         backfill_policy=BACKFILL_POLICY,
-        retry_policy=RETRY_POLICY,
         can_subset=False,
         op_tags=LIGHT_STEP_TAGS,
-    )(_clip_writer)
+    )(retried(_clip_writer))
 
 
 def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
@@ -332,12 +336,18 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     record = options.record()
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
     failed: dict[str, str] = {}
-    for key in _partition_keys(context):
+    busy: list[str] = []  # videos another run is writing: written after the rest of the batch
+    for key in _write_order(_partition_keys(context), busy):
         cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
         anns = {"aesthetic_scores": aesthetic_scores.get(key), "clip_embeddings": clip_embeddings.get(key),
                 "clip_captions": clip_captions.get(key)}
         prepared = steps.prepare_write(video_clips[key], anns, options)
         result = prepared.result
+        if prepared.writable and key not in busy and area.writer_busy(result.source_video):
+            busy.append(key)
+            context.log.info(f"{result.rel_path}: another run is writing this video; it is written after the rest "
+                             "of the batch")
+            continue
         try:
             if not prepared.writable:
                 raise _VideoFailed(*prepared.failure)
@@ -348,6 +358,8 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
             try:
                 report = writer.write_video(result, files, options.output_path, area, max_workers=options.max_workers,
                                             remove_stale=not options.dry_run)
+            except writer.VideoBusy as exc:  # another run held it all along: its write stands
+                raise _VideoFailed("busy", str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - a storage error of this video
                 raise _VideoFailed("write", storage.redact(f"{type(exc).__name__}: {exc}")) from None
             if result.metadata is None:  # nothing could be read as video: documented as the reference does, failed
@@ -391,6 +403,13 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
 clip_writer = build_clip_writer()
 
 
+def _write_order(keys: list[str], busy: list[str]):
+    """``keys``, then the ones put in ``busy`` meanwhile: one video that another run holds waits
+    alone, after the rest of the batch (up to ``writer.LOCK_WAIT_S``, a stop honoured)."""
+    yield from keys
+    yield from busy
+
+
 class _VideoFailed(Exception):
     """One video's failure; ``documented``: its processed_videos document already records it."""
 
@@ -405,7 +424,7 @@ def _record_failure(context: dg.AssetExecutionContext, key: str, result: VideoRe
     ``processed_videos`` document when that can still be written and no good output is there."""
     context.log.error(f"{result.rel_path or key}: not written: {failure.key}: {failure.message}")
     documented = failure.documented
-    if not documented and result.rel_path and failure.key not in (*UNWRITABLE_FAILURES, "stale"):
+    if not documented and result.rel_path and failure.key not in (*UNWRITABLE_FAILURES, "stale", "busy"):
         try:
             documented = writer.write_failure_document(result, (failure.key, failure.message), options.output_path,
                                                        area, record)

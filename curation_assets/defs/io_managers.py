@@ -25,6 +25,7 @@ from ..core.model import ClipAnnotations, VideoResult
 from ..core.options import STEPS, step_digest
 from ..partitions import source_url_for_key
 from .resources import CurationSettings
+from .retries import retried
 
 # Asset key -> the layout directories it owns.
 ASSET_DIRECTORIES: dict[str, tuple[str, ...]] = {
@@ -62,6 +63,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
     # settings config reaches the IO manager, as it reaches the steps
     settings: dg.ResourceDependency[CurationSettings]
 
+    @retried  # the work area unreachable: the step is retried, as its compute is (defs.retries)
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
             return
@@ -71,6 +73,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
             if key in obj:
                 save_value(area, source_for_key(options.input_path, key), step, step_digest(options, step), obj[key])
 
+    @retried
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         options = self.settings.options()
         area, step = work.WorkArea.for_options(options), asset_name(context.asset_key)

@@ -16,9 +16,9 @@ import dagster as dg
 from ..core import removal, storage
 from ..core.work import WorkArea
 from ..partitions import VIDEOS_PARTITION_NAME, DatasetMismatch, bind_dataset, source_url_for_key
-from .assets import RETRY_POLICY
 from .packaging import CURATION_SELECTION
 from .resources import CurationSettings
+from .retries import retried
 
 CURATE_JOB_NAME = "curate_videos"
 REMOVE_JOB_NAME = "remove_deleted_videos"
@@ -38,7 +38,8 @@ class RemovalConfig(dg.Config):
     keys: list[str]
 
 
-@dg.op(name=REMOVE_OP_NAME, retry_policy=RETRY_POLICY)
+@dg.op(name=REMOVE_OP_NAME)
+@retried
 def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: RemovalConfig, settings: CurationSettings) -> None:
     """Remove each video's layout files and work-area values, then its partition, unless its source
     is back. One video's failure is kept to it; the op fails at the end naming them."""
@@ -78,7 +79,7 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
     for key in removed:
         context.instance.delete_dynamic_partition(VIDEOS_PARTITION_NAME, key)
     if failed:
-        # retried (RETRY_POLICY: a storage error may pass); what was removed is not touched again
+        # retried (@retried, defs.retries: a storage error may pass); what was removed is not touched again
         raise dg.Failure(f"{len(failed)} video(s) not removed:\n" + "\n".join(f"- {k}: {why}" for k, why in failed.items()),
                          metadata={"failed_partitions": dg.MetadataValue.json(failed)})
 
