@@ -63,6 +63,16 @@ def test_budget_settings_are_bounded(values, allowed):
         PipelineOptions(**values)
 
 
+def test_pixel_counts_may_be_written_as_floats():
+    from curation_assets.core.options import env_values
+
+    assert env_values({"CURATION_MAX_VIDEO_PIXELS": "25e12", "CURATION_MAX_FRAME_PIXELS": "3840"}) == {
+        "max_video_pixels": 25 * 10**12, "max_frame_pixels": 3840}
+    for bad in ("2.5", "1e400", "nan", "lots"):
+        with pytest.raises(ValueError, match="not a whole number"):
+            env_values({"CURATION_MAX_FRAME_PIXELS": bad})
+
+
 def test_the_pixel_bomb_is_real(tmp_path):
     """The fixture decodes: a smaller bomb's frames come out whole and grey; the big one's header says
     16000x16000 in a file of a few MB."""

@@ -66,12 +66,19 @@ def _malloc_trim() -> None:
         _LIBC.malloc_trim(0)
 
 
-def release_video_memory() -> None:
-    """Called when a video is done: its decoded frames, caught in reference cycles (PyAV containers,
-    frames held by tracebacks), are collected now, and the pages the allocator keeps after a decode
-    are handed back, so a batch's resident memory is one video's, not the sum of its videos'."""
+#: Frames from this size up (720p) make a video's leftovers worth a full garbage collection, which
+#: takes a noticeable fraction of a second in a process holding Dagster and torch.
+COLLECT_FROM_FRAME_PIXELS = 1280 * 720
+
+
+def release_video_memory(metadata: VideoMetadata | None = None) -> None:
+    """Called when a video is done: the pages the allocator keeps after a decode are handed back
+    and, for frames of 720p and up (``metadata``: the video's probe), the reference cycles that
+    still hold its frames (PyAV containers, frames held by tracebacks) are collected first, so a
+    batch's resident memory is one video's, not the sum of its videos'."""
     try:
-        gc.collect()
+        if metadata is not None and (metadata.width or 0) * (metadata.height or 0) >= COLLECT_FROM_FRAME_PIXELS:
+            gc.collect()
         _malloc_trim()
     except Exception:  # noqa: BLE001 - never fail a video for housekeeping
         log.debug("releasing a video's memory failed", exc_info=True)

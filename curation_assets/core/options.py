@@ -431,7 +431,14 @@ def parse_text(raw: str, kind: Any) -> Any:
         try:
             return int(text)
         except ValueError:
-            raise ValueError(f"not a whole number: {raw!r}") from None
+            pass
+        try:  # a whole number written as a float: 25e12 pixels, 1e6 clips
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
+            return int(number)
+        raise ValueError(f"not a whole number: {raw!r}") from None
     if scalar is float:
         try:
             return float(text)

@@ -218,11 +218,12 @@ def process_video(
     bytes, so memory stays flat however long the video. ``None`` keeps the bytes in memory.
 
     Error messages in the result (video and clips) are redacted (``storage.redact``)."""
+    result = None
     try:
-        return _redact_errors(_process_video(source_url, rel_path, opener, options, on_progress=on_progress,
-                                             spill=spill))
+        result = _process_video(source_url, rel_path, opener, options, on_progress=on_progress, spill=spill)
+        return _redact_errors(result)
     finally:
-        release_video_memory()  # the next video starts from this one's baseline, not its peak
+        release_video_memory(result.metadata if result else None)  # the next video starts from the baseline
 
 
 def _spill(out, clip: Clip, spill: VideoSpill, probes: dict) -> None:
