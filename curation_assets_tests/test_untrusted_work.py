@@ -304,3 +304,30 @@ def test_a_cli_rerun_over_a_tampered_work_area_ends_complete_and_touches_nothing
     check_layout(out, videos, ["a.mp4"])
     stored = json.loads(value_file.read_text())["value"]["clips"][0]["encoded"]  # computed again
     assert ".." not in stored["url"] and stored["alternates"][0] == str(out / "clips" / Path(stored["url"]).name)
+
+
+def test_the_component_rule_for_stored_urls(tmp_path):
+    from curation_assets.core import urls
+
+    base = str(tmp_path / "w" / "bytes")
+    assert urls.is_inside(base, f"{base}/t/x.mp4") and not urls.is_inside(base, f"{base}/../../victim")
+    assert not urls.is_inside(base, f"{base}-sibling/x.mp4")  # a string prefix, not a parent
+    assert urls.key_under(base, f"{base}/t/x.mp4") == "t/x.mp4"
+    for bad in (f"{base}/t/../t/x.mp4", f"{base}//t/x.mp4", f"{base}/./t/x.mp4", f"{base}/../bytes/t/x.mp4",
+                "/etc/passwd", base, 7):
+        with pytest.raises(ValueError):
+            urls.key_under(base, bad)
+    assert urls.key_under("s3://b/w", "s3://b/w/t/x.mp4") == "t/x.mp4"
+    for bad in ("s3://other/w/t/x.mp4", "s3://b/w/../x.mp4", "file:///b/w/t/x.mp4"):
+        with pytest.raises(ValueError):
+            urls.key_under("s3://b/w", bad)
+    (tmp_path / "w" / "bytes" / "t").mkdir(parents=True)
+    (tmp_path / "secret").write_bytes(b"s")
+    (tmp_path / "w" / "bytes" / "t" / "x.mp4").write_bytes(b"x")
+    (tmp_path / "w" / "bytes" / "t" / "link.mp4").symlink_to(tmp_path / "secret")
+    (tmp_path / "w" / "bytes" / "out").symlink_to(tmp_path, target_is_directory=True)
+    assert urls.regular_file_problem(base, f"{base}/t/x.mp4") is None
+    assert "symbolic link" in urls.regular_file_problem(base, f"{base}/t/link.mp4")
+    assert "leads outside" in urls.regular_file_problem(base, f"{base}/out/secret")
+    assert "not a regular file" in urls.regular_file_problem(base, f"{base}/t")
+    assert urls.regular_file_problem("s3://b/w", "s3://b/w/t/x.mp4") is None
