@@ -111,3 +111,35 @@ def test_read_clip_on_object_storage_checks_the_key_and_the_size(out, s3_bucket)
         clip_trust.read_clip(base, remote)
     with pytest.raises(clip_trust.UntrustedClip, match="is not inside"):
         clip_trust.read_clip(f"{s3_bucket}/other", remote)
+
+
+@pytest.mark.slow
+def test_the_shards_asset_names_the_untrusted_clip_in_its_metadata(out, tmp_path, packaging_inputs, packaging_models):
+    import dagster as dg
+
+    from curation_assets.core.keys import key_from_rel_path
+    from curation_assets.definitions import build_definitions
+    from curation_assets.defs import packaging as pkg
+    from curation_assets.defs.resources import CurationSettings
+    from curation_assets.partitions import VIDEOS_PARTITION_NAME
+
+    from .packaging_fixtures import options_for
+
+    linked = _passed_clips(out)[0]
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(os.urandom(Path(linked.clip_url).stat().st_size))
+    Path(linked.clip_url).unlink()
+    Path(linked.clip_url).symlink_to(secret)
+    for rel in VIDEOS:
+        manifest.write_fragment(str(out), read_video_layout(str(out), rel))
+    options = options_for(packaging_inputs, str(out), packaging_models)
+    defs = build_definitions(CurationSettings.from_options(options), packaging=pkg.PackagingSettings(num_groups=1))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, [key_from_rel_path(r) for r in VIDEOS])
+        defs.resolve_job_def(pkg.PACKAGE_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
+        (record,) = instance.fetch_materializations(dg.AssetKey("webdataset_shards"), limit=1).records
+        md = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    assert md["skipped"]["untrusted"] == 1 and md["num_problems"] >= 1, md
+    assert any(linked.uuid in p and "symbolic link" in p for p in md["problems"]), md["problems"]
+    members = _members(out / "webdataset" / "default")
+    assert f"{linked.uuid}.mp4" not in members and secret.read_bytes() not in members.values()

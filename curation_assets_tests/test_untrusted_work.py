@@ -278,3 +278,56 @@ def test_a_claimed_chunk_count_on_object_storage_costs_only_the_documents_that_e
     owned = writer.previous_files(base, VideoResult(source, rel, None), WorkArea(f"{s3_bucket}/work", base))
     assert sum(1 for r in asked if "processed_clip_chunks/" in r) <= 20
     assert any("claim 100000 chunks" in p for p in owned.problems) and len(owned.clips) == 1
+
+
+@pytest.mark.slow
+def test_a_cli_rerun_over_a_tampered_work_area_ends_complete_and_touches_nothing_outside(tmp_path):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=2, fps=25, width=128, height=96)
+    out = tmp_path / "out"
+    options = _options(videos, out)
+    assert run_pipeline(options, home=str(tmp_path / "home"), stream=io.StringIO()) == 0
+    area, source = WorkArea.for_options(options), str(videos / "a.mp4")
+    value_file = Path(area.value_url(source, CLIPS, step_digest(options, CLIPS)))
+    doc = json.loads(value_file.read_text())
+    clip = doc["value"]["clips"][0]
+    victim = tmp_path / "victim.mp4"
+    victim.write_bytes(os.urandom(clip["encoded"]["size"]))  # of the clip's size: a move by size would take it
+    clip["encoded"]["url"] = f"{area.bytes_dir(source)}/{'0' * 16}/../../../../../../victim.mp4"
+    clip["encoded"]["alternates"][0] = str(victim)
+    value_file.write_text(json.dumps(doc))
+    before = victim.read_bytes()
+    report = io.StringIO()
+    assert run_pipeline(options, home=str(tmp_path / "home"), stream=report) == 0, report.getvalue()
+    assert victim.read_bytes() == before
+    check_layout(out, videos, ["a.mp4"])
+    stored = json.loads(value_file.read_text())["value"]["clips"][0]["encoded"]  # computed again
+    assert ".." not in stored["url"] and stored["alternates"][0] == str(out / "clips" / Path(stored["url"]).name)
+
+
+def test_the_component_rule_for_stored_urls(tmp_path):
+    from curation_assets.core import urls
+
+    base = str(tmp_path / "w" / "bytes")
+    assert urls.is_inside(base, f"{base}/t/x.mp4") and not urls.is_inside(base, f"{base}/../../victim")
+    assert not urls.is_inside(base, f"{base}-sibling/x.mp4")  # a string prefix, not a parent
+    assert urls.key_under(base, f"{base}/t/x.mp4") == "t/x.mp4"
+    for bad in (f"{base}/t/../t/x.mp4", f"{base}//t/x.mp4", f"{base}/./t/x.mp4", f"{base}/../bytes/t/x.mp4",
+                "/etc/passwd", base, 7):
+        with pytest.raises(ValueError):
+            urls.key_under(base, bad)
+    assert urls.key_under("s3://b/w", "s3://b/w/t/x.mp4") == "t/x.mp4"
+    for bad in ("s3://other/w/t/x.mp4", "s3://b/w/../x.mp4", "file:///b/w/t/x.mp4"):
+        with pytest.raises(ValueError):
+            urls.key_under("s3://b/w", bad)
+    (tmp_path / "w" / "bytes" / "t").mkdir(parents=True)
+    (tmp_path / "secret").write_bytes(b"s")
+    (tmp_path / "w" / "bytes" / "t" / "x.mp4").write_bytes(b"x")
+    (tmp_path / "w" / "bytes" / "t" / "link.mp4").symlink_to(tmp_path / "secret")
+    (tmp_path / "w" / "bytes" / "out").symlink_to(tmp_path, target_is_directory=True)
+    assert urls.regular_file_problem(base, f"{base}/t/x.mp4") is None
+    assert "symbolic link" in urls.regular_file_problem(base, f"{base}/t/link.mp4")
+    assert "leads outside" in urls.regular_file_problem(base, f"{base}/out/secret")
+    assert "not a regular file" in urls.regular_file_problem(base, f"{base}/t")
+    assert urls.regular_file_problem("s3://b/w", "s3://b/w/t/x.mp4") is None
