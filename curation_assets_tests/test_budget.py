@@ -100,7 +100,7 @@ def _budget_error_in_child(bomb: Path, work: Path, splitting: str) -> dict:
         options = PipelineOptions(input_path={str(bomb.parent)!r}, output_path={str(work / 'out')!r},
                                   work_path={str(work)!r}, splitting_algorithm={splitting!r},
                                   generate_embeddings="off")
-        spill = VideoSpill(WorkArea(options.work_url), url, options.output_path)
+        spill = VideoSpill(WorkArea.for_options(options), url, options.output_path)
         result = process_video(url, "bomb.mkv", lambda: storage.open_input(url), options, spill=spill)
         print(json.dumps({{"errors": result.errors, "clips": len(result.clips),
                           "seconds": time.perf_counter() - started,
@@ -133,7 +133,7 @@ def test_raising_the_budget_processes_the_video_again(tmp_path):
     make_video(videos / "a.mp4", seconds=2, fps=25, width=256, height=256)
     options = PipelineOptions(input_path=str(videos), output_path=str(tmp_path / "out"), generate_embeddings="off",
                               generate_previews=False, fixed_stride_split_duration=2.0)
-    area = WorkArea(options.work_url)
+    area = WorkArea.for_options(options)
     url = str(videos / "a.mp4")
     refused, _ = clips_of_video(url, "a.mp4", options.replace(max_frame_pixels=256 * 255), area)
     assert "256x256" in refused.errors["budget"] and not refused.clips
@@ -159,7 +159,7 @@ def test_a_batch_holds_one_videos_memory(tmp_path):
         url = {str(videos / 'a.mp4')!r}
         options = PipelineOptions(input_path={str(videos)!r}, output_path={str(tmp_path / 'out')!r},
                                   generate_embeddings="off", transcode_preset="ultrafast")
-        area = WorkArea(options.work_url)
+        area = WorkArea.for_options(options)
         after = []
         for i in range(5):
             spill = VideoSpill(area, url, options.output_path)

@@ -204,7 +204,7 @@ def test_a_held_lock_on_one_video_does_not_stop_the_others(tmp_path):
     names = ["v0.mp4", "v1.mp4", "v2.mp4"]
     for name in names:
         make_video(videos / name, seconds=2, fps=10, width=64, height=64)
-    lock_url = WorkArea(str(out / "_work")).lock_url(str(videos / "v0.mp4"))
+    lock_url = WorkArea(str(out / "_work"), str(out)).lock_url(str(videos / "v0.mp4"))
     seen: dict[str, bool] = {}
 
     def release_once_the_others_are_written(release: threading.Event) -> None:
@@ -344,7 +344,7 @@ def test_sigterm_while_waiting_for_a_held_lock_exits_quickly(tmp_path):
     videos.mkdir()
     for i in range(2):
         make_video(videos / f"v{i}.mp4", seconds=2, fps=10, width=64, height=64)
-    lock_url = WorkArea(str(out / "_work")).lock_url(str(videos / "v0.mp4"))
+    lock_url = WorkArea(str(out / "_work"), str(out)).lock_url(str(videos / "v0.mp4"))
     with storage.lock(lock_url) as held:  # another process is writing v0
         assert held
         p = _cli(tmp_path, videos, out, home, "locked", "--fixed-stride-min-clip-length-s", "1")
