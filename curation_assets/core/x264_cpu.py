@@ -1,22 +1,22 @@
 """libx264 without its AVX-512 functions, so a clip's bytes depend on its frames alone.
 
-On a CPU with AVX-512, libx264 (core 165, the one PyAV's wheels bundle) uses AVX-512 code for
-the macroblock-tree rate control (preset medium's ``mbtree``) that works past the end of each
-row of lowres macroblocks when the row is not a multiple of 8 of them (a frame width that is not
-a multiple of 128 px, such as 320): it reads motion vectors, costs and propagate amounts beyond
-the row, beyond the end of x264's buffers in the last row, and adds what it computes from them
+On a CPU with AVX-512, libx264 (core 165, the one PyAV's wheels bundle) uses AVX-512 code in
+the macroblock-tree rate control (preset medium's ``mbtree``) that works past the end of each row
+of lowres macroblocks when the row is not a multiple of 8 of them (a frame width that is not a
+multiple of 128 px, such as 320): it reads motion vectors, costs and propagate amounts beyond
+the row, past the end of x264's buffers in the last row, and adds what it computes from them
 into the reference frames' costs. What it reads there is heap memory x264 never wrote, so the
 same frames encode to different bytes depending on what the process allocated before (another
-thread, such as the model-frame tap converting frames, is enough). ``test_x264_cpu.py`` shows
-it: with AVX-512, a 320 px wide encode changes with glibc's ``MALLOC_PERTURB_`` fill, a 384 px
-one does not, and neither does without AVX-512 (nor with ``mbtree=0``).
+thread, such as the model-frame tap converting frames, is enough). Found by filling new heap
+memory with glibc's ``MALLOC_PERTURB_``: encodes 320, 352, 448 and 576 px wide change with the
+fill; 256, 384, 512 and 640 px wide ones do not, and none does with ``mbtree=0`` or without
+AVX-512 (``test_x264_cpu.py`` fails without this module).
 
-x264's functions are bit-exact across instruction sets (its checkasm holds every one to the C
-code), so without AVX-512 the bytes are the C code's: those an AVX-512 run gives when the memory
-it over-reads happens to hold zeros, and, for widths that are a multiple of 128 px, exactly the
-bytes of an AVX-512 run. :func:`x264_options` hands libx264 the CPU flags it detects itself,
-less AVX-512 (x264's ``asm`` parameter takes them as a number); CPUs without AVX-512 keep x264's
-own choice.
+Without AVX-512 x264 takes its AVX2 functions, which work row by row exactly; its SIMD levels
+agree with each other (x264's checkasm), and for widths a multiple of 128 px the clips are byte
+for byte those of an AVX-512 run (tested). :func:`x264_options` hands libx264 the CPU flags it
+detects itself, less AVX-512 (x264's ``asm`` parameter takes them as a number); CPUs without
+AVX-512 keep x264's own choice.
 
 Plain Python (ctypes on the libx264 PyAV has loaded); no dagster.
 """
