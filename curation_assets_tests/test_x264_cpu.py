@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import curation_assets
 from curation_assets.core import transcode
 from curation_assets.core.model import Span
 from curation_assets.core.transcode import TranscodeOptions, transcode_clips
@@ -67,6 +68,7 @@ def _digests(outputs) -> list[str]:
 
 _CHILD = """
 import hashlib, json, sys
+import curation_assets
 from curation_assets.core import transcode
 from curation_assets.core.model import Span
 from curation_assets.core.transcode import transcode_clips
@@ -77,7 +79,9 @@ print(json.dumps([hashlib.sha256(o.data).hexdigest() for o in transcode_clips(sy
 
 def _clips_in_process_with_heap_fill(source: Path, fill: int) -> list[str]:
     """Clip digests from a fresh process whose malloc fills new memory with ``fill ^ 0xff``."""
-    env = dict(os.environ, MALLOC_PERTURB_=str(fill))
+    root = str(Path(curation_assets.__file__).resolve().parents[1])  # this checkout, not another install
+    env = dict(os.environ, MALLOC_PERTURB_=str(fill),
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     spans = json.dumps([[s.start_s, s.end_s, s.start_frame, s.end_frame] for s in SPANS])
     done = subprocess.run([sys.executable, "-c", _CHILD, str(source), spans], env=env, capture_output=True,
                           text=True, timeout=300)
@@ -102,6 +106,7 @@ def test_x264_gets_its_own_cpu_flags_less_avx512():
     assert x264_options() == {"x264-params": f"asm={mask}"}
 
 
+@needs_avx512
 def test_widths_x264_never_over_reads_keep_their_bytes(sources, monkeypatch):
     """A 128 px multiple is a width the AVX-512 code handles exactly: there the clips must be byte
     for byte those of libx264 left to its own choice of functions (the fix changes nothing)."""
