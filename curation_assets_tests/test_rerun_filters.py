@@ -7,7 +7,7 @@ import io
 import json
 
 from curation_assets.cli import run_pipeline
-from curation_assets.core.options import PipelineOptions
+from curation_assets.core.options import MAX_MOTION, PipelineOptions
 
 from .layout_checks import all_files, check_layout
 from .video_factory import make_video
@@ -19,10 +19,11 @@ def test_previously_filtered_clips_are_removed_when_a_rerun_passes_them_and_the_
     make_video(videos / "a.mp4", seconds=4, fps=25, width=256, height=256)
     out = tmp_path / "out"
     home = str(tmp_path / "home")
-    # a motion threshold no clip reaches: every clip is low-motion, moved to filtered_clips/
+    # a motion threshold no clip reaches (the highest allowed; scores are |flow| / (width + height)):
+    # every clip is low-motion, moved to filtered_clips/
     strict = PipelineOptions(input_path=str(videos), output_path=str(out), fixed_stride_split_duration=2.0,
                              generate_embeddings="off", generate_previews=False, motion_filter="enable",
-                             motion_global_mean_threshold=1e9)
+                             motion_global_mean_threshold=MAX_MOTION)
     assert run_pipeline(strict, home=home, stream=io.StringIO()) == 0
     summary = check_layout(out, videos, ["a.mp4"])
     assert summary["a.mp4"]["passed"] == 0 and summary["a.mp4"]["filtered"] == 2

@@ -53,6 +53,7 @@ DEFAULT_WORK_DIR = "_work"
 DAY_S = 86_400
 MAX_COUNT = 1_000_000
 MAX_THREADS = 1024
+MAX_MOTION = 1_000.0
 #: The resource budget per video (core/budget.py): an 8K frame, and 25 Tpx per video (about 28 hours
 #: of 4K at 30 fps); FFmpeg itself allocates no frame above 2**28 pixels.
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
@@ -138,10 +139,10 @@ class PipelineOptions:
     # motion
     motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
                             choices=MOTION_FILTER_MODES, steps=_CLIPS)
-    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0,
+    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0, le=MAX_MOTION,
                                               steps=_CLIPS)
     motion_per_patch_min_256_threshold: float = _s(0.000001, "clips below this per-patch minimum are low-motion",
-                                                   ge=0, steps=_CLIPS)
+                                                   ge=0, le=MAX_MOTION, steps=_CLIPS)
     # aesthetics
     aesthetic_threshold: float | None = _s(None, "score clips (CLIP ViT-L/14 + LAION MLP, frames at 1 fps) and move "
                                                  "those below this value to filtered_clips/ (default: off)", steps=("aesthetic_scores",) + _FILTERED)
