@@ -361,3 +361,28 @@ def test_sigterm_while_waiting_for_a_held_lock_exits_quickly(tmp_path):
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert not (out / layout.video_file("v0.mp4")).exists()
     assert "STEP_UP_FOR_RETRY" not in _run_events(home)
+
+
+@pytest.mark.slow
+def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
+    """The instance setup lock (another CLI creating the same instance) is waited for the same way."""
+    videos, out, home = tmp_path / "in", tmp_path / "out", tmp_path / "home"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=2, fps=10, width=64, height=64)
+    home.mkdir()
+    with storage.lock(str(home / ".curation-instance.lock")) as held:
+        assert held
+        p = _cli(tmp_path, videos, out, home, "setup", "--fixed-stride-min-clip-length-s", "1")
+        deadline = time.monotonic() + 120
+        while "videos under" not in _log(tmp_path, "setup"):  # printed just before the instance is opened
+            assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, "setup")
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGTERM)
+        started = time.monotonic()
+        rc = p.wait(timeout=60)
+        elapsed = time.monotonic() - started
+    text = _log(tmp_path, "setup")
+    assert rc == 130 and elapsed < 15, (rc, elapsed, text)
+    assert "not processed: the run was stopped" in text and "Traceback" not in text, text
+    assert not out.exists() or not (out / "processed_videos").exists()
