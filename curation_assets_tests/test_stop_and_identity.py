@@ -386,3 +386,37 @@ def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert "not processed: the run was stopped" in text and "Traceback" not in text, text
     assert not out.exists() or not (out / "processed_videos").exists()
+
+
+def test_dagsters_own_interrupt_is_not_retried_either(tmp_path):
+    """What a run worker gets when the UI terminates a daemon-launched run: SIGINT, raised by
+    Dagster as ``DagsterExecutionInterruptedError`` inside the step (no ``core.cancel`` involved).
+    The step ends interrupted; it is not retried (with a RetryPolicy it was: dagster #15026)."""
+    from dagster._utils.interrupts import capture_interrupts
+
+    videos, out = tmp_path / "in", tmp_path / "out"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=30, fps=25, width=640, height=360)
+    defs = build_definitions(CurationSettings.from_options(_options(videos, out, fixed_stride_split_duration=2.0)))
+
+    def interrupt_once_transcoding() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((out / "_work").rglob("*.mp4")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["a.mp4"])
+        threading.Thread(target=interrupt_once_transcoding, daemon=True).start()
+        started = time.monotonic()
+        with capture_interrupts():
+            result = defs.resolve_job_def(CURATE_JOB_NAME).execute_in_process(
+                instance=instance, partition_key="a.mp4", raise_on_error=False)
+        elapsed = time.monotonic() - started
+        events = [e.event_type_value for e in result.all_events]
+        assert "STEP_UP_FOR_RETRY" not in events, events
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert failure.step_key == "video_clips"
+        assert failure.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        assert elapsed < 30, elapsed  # not 5 + 15 + 35 s of retries
+    assert not (out / "processed_videos").exists()
