@@ -361,3 +361,62 @@ def test_sigterm_while_waiting_for_a_held_lock_exits_quickly(tmp_path):
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert not (out / layout.video_file("v0.mp4")).exists()
     assert "STEP_UP_FOR_RETRY" not in _run_events(home)
+
+
+@pytest.mark.slow
+def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
+    """The instance setup lock (another CLI creating the same instance) is waited for the same way."""
+    videos, out, home = tmp_path / "in", tmp_path / "out", tmp_path / "home"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=2, fps=10, width=64, height=64)
+    home.mkdir()
+    with storage.lock(str(home / ".curation-instance.lock")) as held:
+        assert held
+        p = _cli(tmp_path, videos, out, home, "setup", "--fixed-stride-min-clip-length-s", "1")
+        deadline = time.monotonic() + 120
+        while "videos under" not in _log(tmp_path, "setup"):  # printed just before the instance is opened
+            assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, "setup")
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGTERM)
+        started = time.monotonic()
+        rc = p.wait(timeout=60)
+        elapsed = time.monotonic() - started
+    text = _log(tmp_path, "setup")
+    assert rc == 130 and elapsed < 15, (rc, elapsed, text)
+    assert "not processed: the run was stopped" in text and "Traceback" not in text, text
+    assert not out.exists() or not (out / "processed_videos").exists()
+
+
+def test_dagsters_own_interrupt_is_not_retried_either(tmp_path):
+    """What a run worker gets when the UI terminates a daemon-launched run: SIGINT, raised by
+    Dagster as ``DagsterExecutionInterruptedError`` inside the step (no ``core.cancel`` involved).
+    The step ends interrupted; it is not retried (with a RetryPolicy it was: dagster #15026)."""
+    from dagster._utils.interrupts import capture_interrupts
+
+    videos, out = tmp_path / "in", tmp_path / "out"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=30, fps=25, width=640, height=360)
+    defs = build_definitions(CurationSettings.from_options(_options(videos, out, fixed_stride_split_duration=2.0)))
+
+    def interrupt_once_transcoding() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((out / "_work").rglob("*.mp4")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["a.mp4"])
+        threading.Thread(target=interrupt_once_transcoding, daemon=True).start()
+        started = time.monotonic()
+        with capture_interrupts():
+            result = defs.resolve_job_def(CURATE_JOB_NAME).execute_in_process(
+                instance=instance, partition_key="a.mp4", raise_on_error=False)
+        elapsed = time.monotonic() - started
+        events = [e.event_type_value for e in result.all_events]
+        assert "STEP_UP_FOR_RETRY" not in events, events
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert failure.step_key == "video_clips"
+        assert failure.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        assert elapsed < 30, elapsed  # not 5 + 15 + 35 s of retries
+    assert not (out / "processed_videos").exists()
