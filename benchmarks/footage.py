@@ -113,9 +113,9 @@ def build_three_shot(seconds: float = 58.0, cache: Path = DEFAULT_CACHE) -> Path
     (bigbuckbunny, bikes, TransNetV2's multi-shot test video; 20 + 20 + 18 s at 58 s) joined with
     ffmpeg's concat filter, AAC audio throughout: the footage of ``benchmarks/reference_race.py``."""
     ffmpeg = ffmpeg_path()
-    folder = cache / "three_shot"
+    folder = cache / f"three_shot_720p_{seconds:g}s"  # one video per folder: the CLI takes folders
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"three_shot_720p_{seconds:g}s.mp4"
+    path = folder / "three_shot.mp4"
     if path.exists():
         return path
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
