@@ -57,6 +57,12 @@ from measure import DEFAULT_RESULTS, append_record, cpu_children, git_commit  # 
 RATIOS_FILE = HERE / "part_ratios.json"
 PARTS = ("probe", "decode", "encode", "motion vectors", "previews", "model-frame tap", "writing", "checks",
          "start-up")
+# The guard's margin: a part fails when its CPU ratio exceeds the recorded one by more than 30% plus
+# 1% of ffmpeg's CPU (the slack keeps parts near zero, such as the probe, from failing on noise). CPU
+# time, not wall time, so a loaded machine does not fail it; an extra decode of every clip in any part
+# adds 6% of ffmpeg's CPU and fails it.
+GUARD_MARGIN = 0.30
+GUARD_SLACK = 0.01
 CLI_ARGS = ["--motion-filter", "score-only", "--generate-previews", "--no-generate-embeddings",
             "--splitting-algorithm", "fixed_stride", "--fixed-stride-split-duration", "10"]
 
@@ -237,6 +243,18 @@ def record_ratios(summary: dict[str, Any], path: Path = RATIOS_FILE) -> None:
     }
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"wrote the {summary['mode']} CPU ratios to {path}")
+
+
+def regressions(summary: dict[str, Any], recorded: dict[str, Any], margin: float = GUARD_MARGIN,
+                slack: float = GUARD_SLACK) -> list[str]:
+    """The parts whose CPU ratio grew past ``recorded * (1 + margin) + slack``, each with the figures."""
+    found = []
+    for part, before in recorded["cpu_ratios"].items():
+        now = summary["parts"][part]["cpu_ratio"]
+        limit = before * (1 + margin) + slack
+        if now > limit:
+            found.append(f"{part}: CPU {now:.3f} x ffmpeg, recorded {before:.3f} (limit {limit:.3f})")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
