@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 _cpu: dict[str, float] = defaultdict(float)
 _calls: dict[str, int] = defaultdict(int)
 _lock = threading.Lock()
-# modules whose import alone costs a CPU second or more: listed in the output when the run loaded them
+# large libraries a curation run without model steps has no use for: listed in the output when it loaded them
 HEAVY = {"torch", "transformers", "pandas", "scipy", "cv2", "sklearn"}
 
 
