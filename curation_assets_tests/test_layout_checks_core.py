@@ -121,6 +121,26 @@ def test_a_clip_of_the_wrong_length_fails_the_decode_check(out):
     assert "frames, its span [0.000, 2.000) s holds 50.0" in finding.why and "lasts" in finding.why
 
 
+def test_a_clip_whose_keyframe_does_not_decode_fails_the_decode_check(out):
+    """The check counts frames from the packets and decodes only keyframes: a keyframe whose bytes
+    are destroyed (same size, so only decoding can tell) is still caught."""
+    import av
+
+    videos, out = out
+    chunk = json.loads((out / layout.chunk_file(VIDEO, 0)).read_text())
+    path = out / layout.CLIPS / f"{chunk['clips'][1]}.mp4"
+    with av.open(str(path)) as container:
+        key = next(p for p in container.demux(container.streams.video[0]) if p.is_keyframe)
+        pos, size = key.pos, key.size
+    data = bytearray(path.read_bytes())
+    data[pos:pos + size] = bytes(size)
+    path.write_bytes(bytes(data))
+    failing = _failing(_check(videos, out))
+    assert set(failing) == {lc.CLIP_FILES_DECODE}, failing
+    (why,) = failing[lc.CLIP_FILES_DECODE]
+    assert why.startswith(f"{layout.CLIPS}/{path.name}: does not decode"), why
+
+
 def test_metas_keys_types_and_order_are_the_specs(out):
     videos, out = out
     path, meta = _meta(out, 0)

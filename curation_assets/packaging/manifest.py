@@ -14,15 +14,28 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..core import storage
 from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+
+def __getattr__(name: str) -> Any:
+    """``manifest.ds`` (``pyarrow.dataset``, for filters) imported on first use: it pulls in pandas
+    (0.24 CPU s), which a curation run that never reads the manifest would pay at start-up
+    (docs/performance.md)."""
+    if name == "ds":
+        import pyarrow.dataset
+
+        return pyarrow.dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 MANIFEST_DIR = "manifest"
 #: Key of the fragment's Parquet footer metadata holding :func:`row_digest` of its rows, so a
@@ -201,6 +214,8 @@ def _is_fragment_name(name: str) -> bool:
 def manifest_dataset(output_path: str) -> ds.Dataset:
     """The manifest folder as a ``pyarrow.dataset`` (temporary ``.tmp-*`` files are ignored, as
     pyarrow skips names starting with ``.``)."""
+    import pyarrow.dataset as ds
+
     fs, path = _arrow_fs(storage.join(output_path, MANIFEST_DIR))
     if not storage.exists(storage.join(output_path, MANIFEST_DIR)):
         return ds.dataset(SCHEMA.empty_table())
@@ -249,6 +264,8 @@ def read_fragments(output_path: str, rel_paths: Iterable[str], columns: list[str
     if not present:
         empty = SCHEMA.empty_table()
         return ManifestRead(empty.select(columns) if columns else empty, missing, others)
+    import pyarrow.dataset as ds
+
     fs, _ = _arrow_fs(storage.join(output_path, MANIFEST_DIR))
     paths = [storage.get_fs(present[name])[1] for name in sorted(present)]
     table = ds.dataset(paths, format="parquet", schema=SCHEMA, filesystem=fs).to_table(columns=columns, filter=filter)

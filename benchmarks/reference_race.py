@@ -1,0 +1,292 @@
+"""The whole CLI against single-pass ffmpeg and NeMo Curator 1.4.0's CPU path, interleaved in one
+run on the same file, with our run split into parts; the parts' CPU ratios are the regression guard.
+
+Prints figures; not a test. Footage: ``footage.build_three_shot`` (58 s of 1280x720 25 fps real
+footage, three shots, AAC audio; ``--quick``: 12 s of the same). Each round runs, in an order that
+rotates from round to round so each sees the same machine:
+
+``ffmpeg``  ``ffmpeg -i src -c:v libx264 -preset medium -crf 23 -c:a copy out.mp4``: one decode, one
+            encode, x264's own thread count (Debian's ffmpeg);
+``nemo``    ``nemo_reference_path.py`` under ``--nemo-python`` (a separate environment with
+            ``nemo-curator==1.4.0`` from PyPI, its video extras and opencv-python-headless):
+            NeMo's stages for probe, fixed stride, libx264 transcode, motion vectors + filter,
+            writer (no previews: its default CPU settings). Skipped, and said so, without it;
+``ours``    ``curation-assets run`` (fixed stride 10 s, motion ``score-only``, previews, no
+            embeddings) through ``instrumented_cli.py``, which times the pipeline's own functions.
+
+Our parts, in CPU seconds: ``probe``; ``decode`` (the source decoded alone with the transcode's
+decoder settings, measured here in the same round); ``encode`` (the ``video_clips`` step less
+decode, previews, motion, tap and probe: the clip encoders, muxing and the clip probes);
+``motion vectors``; ``previews``; ``model-frame tap``; ``writing``; ``checks`` (the layout checks);
+``start-up`` (interpreter, imports, Dagster's instance, runs and event log, the summary: the
+CLI's CPU outside the steps above). Each is divided by ffmpeg's CPU in the same round; the table
+gives the median over rounds.
+
+    python benchmarks/reference_race.py --rounds 2 --nemo-python /path/to/nemo-venv/bin/python
+    python benchmarks/reference_race.py --quick --rounds 3 --record   # what the CI guard compares
+
+``--record`` writes the CPU ratios to ``benchmarks/part_ratios.json`` under the mode run (``quick``
+or ``full``), with the machine, load and commit; ``curation_assets_tests/test_performance_guard.py``
+reruns the quick mode and fails when a part's CPU ratio grew past the margin stated there.
+One JSON line per run is appended to ``benchmarks/results.jsonl`` (``--results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import footage  # noqa: E402
+from measure import DEFAULT_RESULTS, append_record, cpu_children, git_commit  # noqa: E402
+
+RATIOS_FILE = HERE / "part_ratios.json"
+PARTS = ("probe", "decode", "encode", "motion vectors", "previews", "model-frame tap", "writing", "checks",
+         "start-up")
+# The guard's margin: a part fails when its CPU ratio exceeds the recorded one by more than 30% plus
+# 1% of ffmpeg's CPU (the slack keeps parts near zero, such as the probe, from failing on noise). CPU
+# time, not wall time, so a loaded machine does not fail it; an extra decode of every clip in any part
+# adds 6% of ffmpeg's CPU and fails it.
+GUARD_MARGIN = 0.30
+GUARD_SLACK = 0.01
+CLI_ARGS = ["--motion-filter", "score-only", "--generate-previews", "--no-generate-embeddings",
+            "--splitting-algorithm", "fixed_stride", "--fixed-stride-split-duration", "10"]
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run ``cmd`` to completion: its wall and CPU seconds (it and its children, waited for)."""
+    c0, w0 = cpu_children(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall, cpu = time.perf_counter() - w0, cpu_children() - c0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall, cpu, proc
+
+
+def run_ffmpeg(video: Path, work: Path) -> dict[str, Any]:
+    out = work / "ffmpeg.mp4"
+    wall, cpu, _ = _child([footage.ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video),
+                           "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "copy", str(out)])
+    out.unlink()
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def run_nemo(python: str, video: Path, work: Path) -> dict[str, Any]:
+    out = work / "nemo_out"
+    shutil.rmtree(out, ignore_errors=True)
+    wall, cpu, proc = _child([python, str(HERE / "nemo_reference_path.py"), str(video), str(out)])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": cpu, "parts": report["parts"], "clips": report["clips"],
+            "settings": report["settings"]}
+
+
+def decode_cpu(video: Path) -> float:
+    """CPU seconds of decoding ``video`` alone, as the transcode's single pass decodes it."""
+    import av
+
+    from curation_assets.core.cpus import usable_cores
+
+    start = time.process_time()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = min(16, usable_cores() + 1)  # as core.transcode sets it
+        for _ in container.decode(stream):
+            pass
+    return time.process_time() - start
+
+
+def run_ours(video: Path, work: Path) -> dict[str, Any]:
+    out, home, parts_file = work / "ours_out", work / "ours_home", work / "parts.json"
+    for path in (out, home):
+        shutil.rmtree(path, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    wall, cpu, proc = _child([sys.executable, str(HERE / "instrumented_cli.py"), str(parts_file), "run",
+                              "--video-dir", str(video.parent), "--output-path", str(out), "--dagster-home", str(home),
+                              *CLI_ARGS], env=env)
+    measured = json.loads(parts_file.read_text())
+    clips = len(list((out / "clips").glob("*.mp4"))) + len(list((out / "filtered_clips").glob("*.mp4")))
+    for path in (out, home):
+        shutil.rmtree(path, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": cpu, "measured": measured, "clips": clips,
+            "heavy_modules": measured.get("heavy_modules", [])}
+
+
+def our_parts(ours: dict[str, Any], decode: float) -> dict[str, float]:
+    """Our CPU seconds per part (see the module docstring)."""
+    m = ours["measured"]["cpu_s"]
+    video_clips = m.get("video_clips", 0.0)
+    threads = sum(m.get(k, 0.0) for k in ("probe", "previews", "motion", "tap"))
+    steps = video_clips + m.get("writing", 0.0) + m.get("checks", 0.0)
+    return {
+        "probe": m.get("probe", 0.0),
+        "decode": decode,
+        "encode": max(0.0, video_clips - threads - decode),
+        "motion vectors": m.get("motion", 0.0),
+        "previews": m.get("previews", 0.0),
+        "model-frame tap": m.get("tap", 0.0),
+        "writing": m.get("writing", 0.0),
+        "checks": m.get("checks", 0.0),
+        "start-up": max(0.0, ours["cpu_s"] - steps),
+    }
+
+
+def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print) -> dict[str, Any]:
+    video = footage.build_three_shot(12.0 if quick else 58.0)
+    rows = []
+    for r in range(rounds):
+        order = ["ffmpeg", "nemo", "ours"]
+        order = order[r % 3:] + order[:r % 3]
+        row: dict[str, Any] = {"load_before": _load()}
+        for who in order:
+            if who == "ffmpeg":
+                row["ffmpeg"] = run_ffmpeg(video, work)
+            elif who == "nemo" and nemo_python:
+                row["nemo"] = run_nemo(nemo_python, video, work)
+            elif who == "ours":
+                row["ours"] = run_ours(video, work)
+                row["decode_cpu_s"] = decode_cpu(video)
+            if who in row:
+                log(f"round {r + 1} {who}: wall {row[who]['wall_s']:.1f} s, CPU {row[who]['cpu_s']:.1f} s "
+                    f"(load {_load()})")
+        row["parts_cpu_s"] = our_parts(row["ours"], row["decode_cpu_s"])
+        rows.append(row)
+    return summarize(rows, video, quick)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(rows: list[dict[str, Any]], video: Path, quick: bool) -> dict[str, Any]:
+    ff_cpu = [r["ffmpeg"]["cpu_s"] for r in rows]
+    summary: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "video": video.name, "video_s": 12.0 if quick else 58.0, "rounds": len(rows),
+        "ffmpeg": {"wall_s": _median([r["ffmpeg"]["wall_s"] for r in rows]), "cpu_s": _median(ff_cpu)},
+        "ours": {"wall_s": _median([r["ours"]["wall_s"] for r in rows]),
+                 "cpu_s": _median([r["ours"]["cpu_s"] for r in rows]),
+                 "wall_ratio": _median([r["ours"]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
+                 "cpu_ratio": _median([r["ours"]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows]),
+                 "clips": rows[0]["ours"]["clips"], "heavy_modules": rows[0]["ours"]["heavy_modules"]},
+        "parts": {p: {"cpu_s": _median([r["parts_cpu_s"][p] for r in rows]),
+                      "cpu_ratio": _median([r["parts_cpu_s"][p] / r["ffmpeg"]["cpu_s"] for r in rows])}
+                  for p in PARTS},
+        "loads": [r["load_before"] for r in rows],
+        "per_round": [{"ffmpeg": r["ffmpeg"], "ours_wall_s": r["ours"]["wall_s"], "ours_cpu_s": r["ours"]["cpu_s"],
+                       "parts_cpu_s": r["parts_cpu_s"],
+                       **({"nemo_wall_s": r["nemo"]["wall_s"], "nemo_cpu_s": r["nemo"]["cpu_s"]} if "nemo" in r else {})}
+                      for r in rows],
+    }
+    if all("nemo" in r for r in rows):
+        summary["nemo"] = {
+            "wall_s": _median([r["nemo"]["wall_s"] for r in rows]),
+            "cpu_s": _median([r["nemo"]["cpu_s"] for r in rows]),
+            "wall_ratio": _median([r["nemo"]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
+            "cpu_ratio": _median([r["nemo"]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows]),
+            "ours_over_nemo_wall": _median([r["ours"]["wall_s"] / r["nemo"]["wall_s"] for r in rows]),
+            "ours_over_nemo_cpu": _median([r["ours"]["cpu_s"] / r["nemo"]["cpu_s"] for r in rows]),
+            "parts": {p: _median([r["nemo"]["parts"][p]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows])
+                      for p in rows[0]["nemo"]["parts"]},
+            "clips": rows[0]["nemo"]["clips"], "settings": rows[0]["nemo"]["settings"],
+        }
+    return summary
+
+
+def table(s: dict[str, Any]) -> str:
+    """The summary as the markdown table of docs/performance.md."""
+    lines = ["| | wall s | CPU s | wall / ffmpeg | CPU / ffmpeg |", "|---|---|---|---|---|",
+             f"| single-pass ffmpeg (libx264 medium, crf 23) | {s['ffmpeg']['wall_s']:.1f} | {s['ffmpeg']['cpu_s']:.1f} "
+             "| 1.00 | 1.00 |"]
+    if "nemo" in s:
+        n = s["nemo"]
+        lines.append(f"| NeMo Curator 1.4.0 CPU path (no previews) | {n['wall_s']:.1f} | {n['cpu_s']:.1f} | "
+                     f"{n['wall_ratio']:.2f} | {n['cpu_ratio']:.2f} |")
+    o = s["ours"]
+    lines.append(f"| **ours, whole CLI** | {o['wall_s']:.1f} | {o['cpu_s']:.1f} | **{o['wall_ratio']:.2f}** | "
+                 f"**{o['cpu_ratio']:.2f}** |")
+    for p in PARTS:
+        lines.append(f"| of which {p} | | {s['parts'][p]['cpu_s']:.2f} | | {s['parts'][p]['cpu_ratio']:.3f} |")
+    if "nemo" in s:
+        n = s["nemo"]
+        lines.append(f"| ours / NeMo | | | **{n['ours_over_nemo_wall']:.2f}** | {n['ours_over_nemo_cpu']:.2f} |")
+    return "\n".join(lines)
+
+
+def record_ratios(summary: dict[str, Any], path: Path = RATIOS_FILE) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[summary["mode"]] = {
+        "recorded": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                     "commit": git_commit(), "cpus": os.cpu_count(), "loads": summary["loads"],
+                     "rounds": summary["rounds"], "video_s": summary["video_s"]},
+        "cpu_ratios": {p: round(summary["parts"][p]["cpu_ratio"], 4) for p in PARTS},
+        "whole_cli_cpu_ratio": round(summary["ours"]["cpu_ratio"], 4),
+    }
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"wrote the {summary['mode']} CPU ratios to {path}")
+
+
+def regressions(summary: dict[str, Any], recorded: dict[str, Any], margin: float = GUARD_MARGIN,
+                slack: float = GUARD_SLACK) -> list[str]:
+    """The parts whose CPU ratio grew past ``recorded * (1 + margin) + slack``, each with the figures."""
+    found = []
+    for part, before in recorded["cpu_ratios"].items():
+        now = summary["parts"][part]["cpu_ratio"]
+        limit = before * (1 + margin) + slack
+        if now > limit:
+            found.append(f"{part}: CPU {now:.3f} x ffmpeg, recorded {before:.3f} (limit {limit:.3f})")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="12 s of footage instead of 58 s")
+    parser.add_argument("--nemo-python", default=os.environ.get("NEMO_CURATOR_PYTHON"),
+                        help="the interpreter of an environment with nemo-curator==1.4.0 "
+                             "(default: $NEMO_CURATOR_PYTHON; without it NeMo's path is not run)")
+    parser.add_argument("--record", action="store_true", help=f"write the CPU ratios to {RATIOS_FILE.name}")
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS))
+    args = parser.parse_args(argv)
+    if args.nemo_python and not Path(args.nemo_python).exists():
+        parser.error(f"--nemo-python {args.nemo_python}: no such interpreter")
+    if not args.nemo_python:
+        print("NeMo Curator's path is not run: give --nemo-python (or NEMO_CURATOR_PYTHON), the interpreter of an "
+              "environment with nemo-curator==1.4.0, av==17.1.0 and opencv-python-headless", flush=True)
+    with tempfile.TemporaryDirectory(prefix="reference_race_") as tmp:
+        summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True))
+    summary.update(commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
+                   date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    print()
+    print(f"{summary['video']} ({summary['video_s']:g} s), {summary['rounds']} rounds, medians; commit "
+          f"{summary['commit']}, {summary['cpus']} CPUs, load before each round {summary['loads']}")
+    print(table(summary))
+    if summary["ours"]["heavy_modules"]:
+        print(f"heavy modules the CLI run imported: {', '.join(summary['ours']['heavy_modules'])}")
+    if args.record:
+        record_ratios(summary)
+    append_record(args.results, {"benchmark": "reference_race", **summary})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
