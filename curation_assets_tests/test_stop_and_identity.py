@@ -186,13 +186,21 @@ def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
 
 
 def test_a_finished_run_leaves_no_lock_file(tmp_path):
+    """Nothing of the run's own stays under ``_work/``: no lock, no spilled bytes, no folder the
+    moved clips and previews left empty; only the stored step values (one json per step)."""
     videos, out = tmp_path / "in", tmp_path / "out"
     videos.mkdir()
     for name in ("a.mp4", "b.mp4"):
         make_video(videos / name, seconds=2, fps=10, width=64, height=64)
-    assert run_pipeline(_options(videos, out), home=str(tmp_path / "home"), stream=io.StringIO()) == 0
+    options = _options(videos, out, generate_previews=True)
+    assert run_pipeline(options, home=str(tmp_path / "home"), stream=io.StringIO()) == 0
     check_layout(out, videos, ["a.mp4", "b.mp4"])
+    assert any((out / "previews").rglob("*.webp"))  # previews were spilled, then moved out
     assert (out / "_work").is_dir() and _lock_files(out) == []
+    left = [p.relative_to(out / "_work") for p in (out / "_work").rglob("*")]
+    folders = [p for p in left if (out / "_work" / p).is_dir()]
+    assert sorted(map(str, folders)) == ["videos"] + sorted(f"videos/{p.parts[1]}" for p in folders if len(p.parts) == 2)
+    assert all(p.suffix == ".json" and len(p.parts) == 3 for p in left if p not in folders), left
     assert not (tmp_path / "home" / ".curation-instance.lock").exists()
 
 

@@ -463,6 +463,17 @@ def remove_files(urls: Iterable[str], *, prune_empty_dirs_under: str | None = No
         _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
 
 
+def prune_empty_parents(urls: Iterable[str], under: str) -> None:
+    """For local paths: remove the folders of ``urls`` left empty (files moved or deleted), up to
+    (not including) ``under``. Object stores have no folders: nothing to do."""
+    if not is_local(under):
+        return
+    stop = local_path(under)
+    for url in urls:
+        if is_local(url):
+            _prune_empty_dirs(local_path(url), stop)
+
+
 @contextlib.contextmanager
 def lock(url: str, *, timeout_s: float = 0.0, shared: bool = False) -> Iterator[bool]:
     """A lock named by ``url`` (a local file, locked with ``flock``: released when the holder exits,

@@ -286,6 +286,7 @@ class WorkArea:
         my_tokens = {key.split("/", 1)[0] for key in mine.values()}
         leftovers += [u for t in my_tokens for u in by_token.get(t, []) if u.endswith(".lock")]
         storage.remove_files(leftovers, prune_empty_dirs_under=folder)
+        storage.prune_empty_parents(mine, folder)  # the folders of the bytes the writer moved out
 
 
 _TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
