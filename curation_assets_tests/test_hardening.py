@@ -207,7 +207,10 @@ def test_ctrl_c_stops_after_cleanup_and_a_second_stops_at_once(tmp_path):
     time.sleep(0.5)
     os.killpg(p.pid, signal.SIGINT)
     assert p.wait(timeout=30) == 130, _log(tmp_path, "twice")
-    assert "stopped at once" in _log(tmp_path, "twice")
+    text = _log(tmp_path, "twice")
+    # the second Ctrl-C stops at once, unless the first had already stopped the run (a stop is
+    # honoured within a frame or two): then the process still leaves with 130, not killed by it
+    assert "stopped at once" in text or "3 not processed (stopped)" in text, text
     # cut mid-write, the process leaves at most temporary files, which the next run sweeps
     # and the next run completes everything
     p = _cli(tmp_path, videos, out, home, "after")

@@ -36,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_stop_signals() -> None:
+    """The interpreter's exit puts Python's own signal handlers back to the default (death by the
+    signal): an ignored signal stays ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "package":
@@ -54,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             copied = copy_demo_footage(Path(video_dir))
             print(f"demo footage in {video_dir}: {', '.join(p.name for p in copied)}")
         options = options_from_args(args)
-        return run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
-                            home=args.dagster_home, caption_service=caption_service_from_args(args))
+        rc = run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
+                          home=args.dagster_home, caption_service=caption_service_from_args(args))
+        if rc == 130:  # stopped: the process leaves with 130, which a further signal must not turn
+            _ignore_stop_signals()  # into death by SIGINT while the interpreter exits
+        return rc
     except (UsageError, storage.StorageError) as exc:
         # storage errors (missing input prefix or bucket, access denied) carry redacted messages
         print(f"curation-assets: error: {storage.redact(exc)}", file=sys.stderr)
