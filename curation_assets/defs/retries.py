@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 
@@ -70,10 +70,7 @@ def retried(fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 yield from fn(*args, **kwargs)
             except Exception as exc:
-                raised = retry_for(exc, context_of(args, kwargs))
-                if raised is exc:
-                    raise
-                raise raised from exc
+                _raise_for(exc, context_of(args, kwargs))
 
         return generator
 
@@ -82,9 +79,14 @@ def retried(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raised = retry_for(exc, context_of(args, kwargs))
-            if raised is exc:
-                raise
-            raise raised from exc
+            _raise_for(exc, context_of(args, kwargs))
 
     return plain
+
+
+def _raise_for(exc: Exception, context: Any) -> NoReturn:
+    """Raise what :func:`retry_for` makes of ``exc`` (``exc`` itself, or a retry request from it)."""
+    raised = retry_for(exc, context)
+    if raised is exc:
+        raise exc
+    raise raised from exc
