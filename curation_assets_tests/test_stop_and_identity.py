@@ -324,6 +324,21 @@ def _run_events(home: Path) -> list[str]:
                 for r in instance.all_logs(run.run_id) if r.dagster_event is not None]
 
 
+def _sigterm(p, tmp_path: Path, name: str, *, once=None, within_s: float = 180.0) -> tuple[int, float, str]:
+    """SIGTERM to the CLI's process group (once ``once()`` holds, and a second more to settle
+    there): its exit code, the seconds it took to exit, and its log."""
+    if once is not None:
+        deadline = time.monotonic() + within_s
+        while not once():
+            assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, name)
+            time.sleep(0.05)
+        time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGTERM)
+    started = time.monotonic()
+    rc = p.wait(timeout=60)
+    return rc, time.monotonic() - started, _log(tmp_path, name)
+
+
 @pytest.mark.slow
 def test_sigterm_mid_clip_exits_130_quickly_without_a_retry(tmp_path):
     videos, out, home = tmp_path / "in", tmp_path / "out", tmp_path / "home"
@@ -332,11 +347,7 @@ def test_sigterm_mid_clip_exits_130_quickly_without_a_retry(tmp_path):
         make_video(videos / f"v{i}.mp4", seconds=20, fps=25, width=640, height=360)
     p = _cli(tmp_path, videos, out, home, "term")
     _wait_for_transcoding(p, out, tmp_path, "term")
-    os.killpg(p.pid, signal.SIGTERM)
-    started = time.monotonic()
-    rc = p.wait(timeout=60)
-    elapsed = time.monotonic() - started
-    text = _log(tmp_path, "term")
+    rc, elapsed, text = _sigterm(p, tmp_path, "term")
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert "stopping after the current clip" in text and text.count("not processed: the run was stopped") == 2, text
     events = _run_events(home)
@@ -356,16 +367,8 @@ def test_sigterm_while_waiting_for_a_held_lock_exits_quickly(tmp_path):
     with storage.lock(lock_url) as held:  # another process is writing v0
         assert held
         p = _cli(tmp_path, videos, out, home, "locked", "--fixed-stride-min-clip-length-s", "1")
-        deadline = time.monotonic() + 180
-        while not (out / layout.video_file("v1.mp4")).exists():  # v1 is written; the run now waits for v0
-            assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, "locked")
-            time.sleep(0.05)
-        time.sleep(1.0)
-        os.killpg(p.pid, signal.SIGTERM)
-        started = time.monotonic()
-        rc = p.wait(timeout=60)
-        elapsed = time.monotonic() - started
-    text = _log(tmp_path, "locked")
+        # once v1 is written, the run waits for v0
+        rc, elapsed, text = _sigterm(p, tmp_path, "locked", once=(out / layout.video_file("v1.mp4")).exists)
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert not (out / layout.video_file("v0.mp4")).exists()
     assert "STEP_UP_FOR_RETRY" not in _run_events(home)
@@ -381,16 +384,9 @@ def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
     with storage.lock(str(home / ".curation-instance.lock")) as held:
         assert held
         p = _cli(tmp_path, videos, out, home, "setup", "--fixed-stride-min-clip-length-s", "1")
-        deadline = time.monotonic() + 120
-        while "videos under" not in _log(tmp_path, "setup"):  # printed just before the instance is opened
-            assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, "setup")
-            time.sleep(0.05)
-        time.sleep(1.0)
-        os.killpg(p.pid, signal.SIGTERM)
-        started = time.monotonic()
-        rc = p.wait(timeout=60)
-        elapsed = time.monotonic() - started
-    text = _log(tmp_path, "setup")
+        # "videos under" is printed just before the instance is opened
+        rc, elapsed, text = _sigterm(p, tmp_path, "setup", once=lambda: "videos under" in _log(tmp_path, "setup"),
+                                     within_s=120)
     assert rc == 130 and elapsed < 15, (rc, elapsed, text)
     assert "not processed: the run was stopped" in text and "Traceback" not in text, text
     assert not out.exists() or not (out / "processed_videos").exists()
