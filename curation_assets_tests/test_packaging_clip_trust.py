@@ -77,9 +77,9 @@ def test_a_folder_link_leading_out_of_the_output_is_not_followed(out, tmp_path):
     assert all(any(c.uuid in p and "leads outside" in p for p in result.problems) for c in clips), result.problems
 
 
-def test_the_asset_path_reports_too(out, tmp_path):
-    """The shards asset plans from the manifest (``build_shards_from_manifest``): the same rule,
-    the same per-clip problems, which the asset puts in its metadata."""
+def _link_a_clip_outside_and_write_the_manifest(out: Path, tmp_path: Path):
+    """The first passed clip replaced by a link to a file of its size outside the output; the
+    manifest fragments written after (what the shards asset plans from). Returns that clip."""
     linked = _passed_clips(out)[0]
     secret = tmp_path / "secret.mp4"
     secret.write_bytes(os.urandom(Path(linked.clip_url).stat().st_size))
@@ -87,6 +87,13 @@ def test_the_asset_path_reports_too(out, tmp_path):
     Path(linked.clip_url).symlink_to(secret)
     for rel in VIDEOS:
         manifest.write_fragment(str(out), read_video_layout(str(out), rel))
+    return linked
+
+
+def test_the_asset_path_reports_too(out, tmp_path):
+    """The shards asset plans from the manifest (``build_shards_from_manifest``): the same rule,
+    the same per-clip problems, which the asset puts in its metadata."""
+    linked = _link_a_clip_outside_and_write_the_manifest(out, tmp_path)
     digests = manifest.fragment_digests(str(out), list(VIDEOS)).digests
     result = shards.build_shards_from_manifest(str(out), digests, str(tmp_path / "dest"),
                                                shards.ShardSettings(num_groups=1))
@@ -125,13 +132,7 @@ def test_the_shards_asset_names_the_untrusted_clip_in_its_metadata(out, tmp_path
 
     from .packaging_fixtures import options_for
 
-    linked = _passed_clips(out)[0]
-    secret = tmp_path / "secret.mp4"
-    secret.write_bytes(os.urandom(Path(linked.clip_url).stat().st_size))
-    Path(linked.clip_url).unlink()
-    Path(linked.clip_url).symlink_to(secret)
-    for rel in VIDEOS:
-        manifest.write_fragment(str(out), read_video_layout(str(out), rel))
+    linked = _link_a_clip_outside_and_write_the_manifest(out, tmp_path)
     options = options_for(packaging_inputs, str(out), packaging_models)
     defs = build_definitions(CurationSettings.from_options(options), packaging=pkg.PackagingSettings(num_groups=1))
     with dg.instance_for_test() as instance:
@@ -142,4 +143,4 @@ def test_the_shards_asset_names_the_untrusted_clip_in_its_metadata(out, tmp_path
     assert md["skipped"]["untrusted"] == 1 and md["num_problems"] >= 1, md
     assert any(linked.uuid in p and "symbolic link" in p for p in md["problems"]), md["problems"]
     members = _members(out / "webdataset" / "default")
-    assert f"{linked.uuid}.mp4" not in members and secret.read_bytes() not in members.values()
+    assert f"{linked.uuid}.mp4" not in members and (tmp_path / "secret.mp4").read_bytes() not in members.values()
