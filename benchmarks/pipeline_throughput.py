@@ -140,7 +140,7 @@ def instrument_core(timers: StageTimers, *, writer: bool = False):
     if stream_copy is not None:
         timers.wrap(stream_copy, "copy_clips", "stream_copy")
     if writer:
-        from curation_assets.defs import assets, io_managers
+        from curation_assets.defs.curation import assets, io_managers
 
         timers.wrap(assets, "process_video", "process_video")
         timers.wrap(layout, "video_files", "layout_documents")

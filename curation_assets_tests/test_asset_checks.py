@@ -16,9 +16,9 @@ from curation_assets.core import layout
 from curation_assets.core import layout_checks as lc
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.checks import CHECK_ASSETS
-from curation_assets.defs.resources import CaptionService
-from curation_assets.defs.resources import CurationSettings
+from curation_assets.defs.curation.checks import CHECK_ASSETS
+from curation_assets.defs.shared.resources import CaptionService
+from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, videos_partitions
 
 from .model_fixtures import ChatServer
@@ -85,7 +85,7 @@ def test_checks_per_partition_in_a_ranged_run_with_the_clip_table(tmp_path):
 
 def test_a_filtered_clip_row_says_which_filter_and_its_score():
     from curation_assets.core.model import Clip, MotionScore, Span, Window
-    from curation_assets.defs.metadata import clip_row
+    from curation_assets.defs.curation.metadata import clip_row
 
     clip = Clip("/in/a.mp4", Span(0.0, 2.5, 0, 50), aesthetic_score=3.25, filtered_by="aesthetic",
                 motion=MotionScore(0.01, 0.0001), windows=[Window(0, 49, captions={"qwen": "word " * 40})])

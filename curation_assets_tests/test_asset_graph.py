@@ -18,7 +18,7 @@ from curation_assets.core.keys import key_from_rel_path
 from curation_assets.core.layout_read import VideoLayout
 from curation_assets.core.options import PipelineOptions, options_from_env
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
-from curation_assets.defs.resources import CurationSettings
+from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, videos_partitions
 
 from .layout_checks import all_files, check_layout
@@ -42,7 +42,7 @@ EXPECTED_UPSTREAM = {
     "ce1_embd_parquet": {"clip_embeddings"},
     "processed_clip_chunks": {"video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions"},
     "processed_videos": {"video_clips"},
-    # the training packages (defs/packaging.py): the manifest reads every layout asset of its video
+    # the training packages (defs/packaging/assets.py): the manifest reads every layout asset of its video
     "clip_manifest": {"clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet", "processed_clip_chunks",
                       "processed_videos"},
     "semantic_dedup": {"clip_manifest"},
@@ -200,7 +200,7 @@ def test_a_downstream_asset_reads_metas_and_embeddings_for_a_range(tmp_path, mod
     assert run_pipeline(options, home=str(home), stream=io.StringIO()) == 0
     settings = CurationSettings.from_options(options)
     local = build_definitions(settings)
-    from curation_assets.defs.io_managers import ClipLayoutIOManager
+    from curation_assets.defs.curation.io_managers import ClipLayoutIOManager
 
     clip_index.received = []  # type: ignore[attr-defined]
     listed = []

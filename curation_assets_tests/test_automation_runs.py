@@ -16,11 +16,11 @@ from curation_assets.cli import build_parser
 from curation_assets.core import layout, removal
 from curation_assets.core.options import PipelineOptions, location_settings
 from curation_assets.core.work import WorkArea
-from curation_assets.defs.packaging import CURATION_SELECTION, DATASET_ASSETS
+from curation_assets.defs.packaging.assets import CURATION_SELECTION, DATASET_ASSETS
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
-from curation_assets.defs.resources import CurationSettings
-from curation_assets.defs.sensors import UPLOAD_SENSOR_NAME
+from curation_assets.defs.curation.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
+from curation_assets.defs.shared.resources import CurationSettings
+from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 from .layout_checks import all_files, check_layout

@@ -16,7 +16,7 @@ from dagster._serdes import serialize_value
 
 from curation_assets.cli import run_pipeline
 from curation_assets.core.options import PipelineOptions
-from curation_assets.defs.resources import CaptionService
+from curation_assets.defs.shared.resources import CaptionService
 
 from .model_fixtures import ChatServer
 from .test_object_storage import download_tree, upload_tree

@@ -12,7 +12,7 @@ from curation_assets.core.keys import key_from_rel_path
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
 from curation_assets.core.options import options_from_env
-from curation_assets.defs.resources import CurationSettings
+from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, source_url_for_key
 
 from .layout_checks import check_layout
@@ -161,7 +161,7 @@ def test_model_resources_decode_on_every_usable_core_by_default():
     """At 720p the embedding rate is set by decoding (2 threads left a 16-core GPU node's GPU
     idle), so the model steps decode on one thread per usable core unless told otherwise."""
     from curation_assets.core.cpus import usable_cores
-    from curation_assets.defs.resources import AestheticModel, EmbeddingModel
+    from curation_assets.defs.shared.resources import AestheticModel, EmbeddingModel
 
     opts = PipelineOptions()
     assert EmbeddingModel().embedder(opts).decode_workers == usable_cores()

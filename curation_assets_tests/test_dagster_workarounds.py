@@ -1,4 +1,4 @@
-"""The Dagster behaviour that ``defs/dagster_workarounds.py`` relies on, and that each workaround
+"""The Dagster behaviour that ``defs/shared/dagster_workarounds.py`` relies on, and that each workaround
 still has its effect: a Dagster upgrade that changes either fails here (then rework or delete the
 workaround) instead of silently slowing every run down or, worse, changing what a run does."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from curation_assets.defs import dagster_workarounds
-from curation_assets.defs.resources import CurationSettings  # importing it installs the schema memo
+from curation_assets.defs.shared import dagster_workarounds
+from curation_assets.defs.shared.resources import CurationSettings  # importing it installs the schema memo
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 

@@ -14,8 +14,8 @@ import pytest
 from curation_assets.cli import run_pipeline
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.resources import CurationSettings
-from curation_assets.defs.sensors import UPLOAD_SENSOR_NAME
+from curation_assets.defs.shared.resources import CurationSettings
+from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 from .video_factory import make_video

@@ -15,7 +15,7 @@ from curation_assets.core.model import Span
 from curation_assets.core.options import DEFAULT_X264_PRESET, PipelineOptions
 from curation_assets.core.pipeline import process_video
 from curation_assets.core.transcode import TranscodeError, TranscodeOptions, transcode_clips
-from curation_assets.defs.resources import CurationSettings, options_from_env
+from curation_assets.defs.shared.resources import CurationSettings, options_from_env
 from curation_assets.models._runtime import background
 
 from .video_factory import frame_rgb, make_video

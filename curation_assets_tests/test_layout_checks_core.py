@@ -19,7 +19,7 @@ from curation_assets.cli import run_pipeline
 from curation_assets.core import layout
 from curation_assets.core import layout_checks as lc
 from curation_assets.core.options import PipelineOptions
-from curation_assets.defs.resources import CaptionService
+from curation_assets.defs.shared.resources import CaptionService
 
 from .bad_inputs import truncated_faststart
 from .model_fixtures import ChatServer, build_cosmos_standin

@@ -13,7 +13,7 @@ import pytest
 
 from curation_assets.cli import UsageError, run_pipeline
 from curation_assets.core.options import PipelineOptions
-from curation_assets.defs.resources import CaptionService
+from curation_assets.defs.shared.resources import CaptionService
 
 from .layout_checks import all_files, check_layout
 from .model_fixtures import ChatServer, build_clip_standin, build_cosmos_standin, write_mlp
@@ -140,7 +140,7 @@ def test_aesthetic_weights_gone_by_the_time_the_step_runs_fail_it_by_name_and_no
 
     from curation_assets.core.keys import key_from_rel_path
     from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-    from curation_assets.defs.resources import CurationSettings
+    from curation_assets.defs.shared.resources import CurationSettings
     from curation_assets.models import clear_model_cache
     from curation_assets.partitions import VIDEOS_PARTITION_NAME
 

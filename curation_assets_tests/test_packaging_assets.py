@@ -21,8 +21,8 @@ from curation_assets.core.keys import key_from_rel_path
 from curation_assets.core.layout_read import read_video_layout
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs import packaging as pkg
-from curation_assets.defs.resources import CurationSettings
+from curation_assets.defs.packaging import assets as pkg
+from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.packaging import dedup, energon, manifest, shards
 from curation_assets.packaging.cli import processed_rel_paths
 from curation_assets.partitions import VIDEOS_PARTITION_NAME

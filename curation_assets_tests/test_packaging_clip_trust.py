@@ -126,8 +126,8 @@ def test_the_shards_asset_names_the_untrusted_clip_in_its_metadata(out, tmp_path
 
     from curation_assets.core.keys import key_from_rel_path
     from curation_assets.definitions import build_definitions
-    from curation_assets.defs import packaging as pkg
-    from curation_assets.defs.resources import CurationSettings
+    from curation_assets.defs.packaging import assets as pkg
+    from curation_assets.defs.shared.resources import CurationSettings
     from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
     from .packaging_fixtures import options_for

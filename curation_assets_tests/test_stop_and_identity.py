@@ -24,7 +24,7 @@ from curation_assets.core.options import PipelineOptions
 from curation_assets.core.upload_scan import scan_object_store
 from curation_assets.core.work import WorkArea
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.resources import CurationSettings
+from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 from .layout_checks import all_files, check_layout
@@ -166,7 +166,7 @@ def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
     from dagster._core.definitions.dependency import NodeHandle
 
     from curation_assets.core.options import PipelineOptions as Options
-    from curation_assets.defs import retries
+    from curation_assets.defs.shared import retries
 
     defs = build_definitions(CurationSettings.from_options(Options(generate_embeddings="off")))
     for job in defs.resolve_all_job_defs():

@@ -87,7 +87,7 @@ class UsageError(Exception):
 
 def caption_service_from_args(args: argparse.Namespace):
     """The caption endpoint config: ``CURATION_CAPTION_*`` environment variables, then flags."""
-    from ..defs.resources import caption_service_from_env
+    from ..defs.shared.resources import caption_service_from_env
 
     service = caption_service_from_env()
     overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,

@@ -62,9 +62,9 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     from .. import preflight, run_events
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..defs.dagster_workarounds import known_partitions
-    from ..defs.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
-    from ..defs.sensors import batched
+    from ..defs.shared.dagster_workarounds import known_partitions
+    from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
+    from ..defs.automation.sensors import batched
     from ..definitions import CURATE_JOB_NAME, build_definitions
     from ..partitions import VIDEOS_PARTITION_NAME
 
@@ -143,7 +143,7 @@ def _refuse(found: list[str]) -> None:
 def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[Any]:
     """Execute the batch: one run over a partition range when the keys are contiguous in the
     instance's key order (they are when added together), else one run per key."""
-    from ..defs.sensors import RANGE_END_TAG, RANGE_START_TAG
+    from ..defs.automation.sensors import RANGE_END_TAG, RANGE_START_TAG
     from ..partitions import VIDEOS_PARTITION_NAME
 
     def one(key: str):

@@ -22,7 +22,7 @@ from .storage import redact  # error messages may quote a backend's text: never 
 
 T = TypeVar("T")
 
-# Directory names, one per asset.
+# Directory names.
 CLIPS = "clips"
 FILTERED_CLIPS = "filtered_clips"
 PREVIEWS = "previews"
@@ -31,9 +31,56 @@ CE1_EMBD = "ce1_embd"
 CE1_EMBD_PARQUET = "ce1_embd_parquet"
 PROCESSED_VIDEOS = "processed_videos"
 PROCESSED_CLIP_CHUNKS = "processed_clip_chunks"
-ALL_DIRECTORIES = (CLIPS, FILTERED_CLIPS, PREVIEWS, METAS, CE1_EMBD, CE1_EMBD_PARQUET, PROCESSED_VIDEOS, PROCESSED_CLIP_CHUNKS)
 
 CHUNK_DURATION_BUDGET = 256  # the reference's num_clips_per_chunk (32) * 8
+
+# The curation steps, in order: each layout asset is written from the values of some of them.
+VIDEO_CLIPS, AESTHETIC_SCORES, CLIP_EMBEDDINGS, CLIP_CAPTIONS = STEPS = (
+    "video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions")
+
+
+@dataclass(frozen=True)
+class LayoutAsset:
+    """One asset of the clip-writer layout: the directories it owns, the steps whose values it is
+    written from, and its file names (patterns to read; the ``*_path`` functions build them)."""
+
+    name: str  # the asset key's path joined by "/" ("metas/v0")
+    directories: tuple[str, ...]
+    upstream: tuple[str, ...]
+    files: tuple[str, ...]
+    description: str
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(self.name.split("/"))
+
+
+_PASSED = (VIDEO_CLIPS, AESTHETIC_SCORES)  # which clips pass decides clips/ vs filtered_clips/
+#: The layout, one entry per asset, in the order the writer writes them (the documents last: a
+#: ``processed_videos`` document is the mark of a finished video).
+LAYOUT: tuple[LayoutAsset, ...] = (
+    LayoutAsset("clips", (CLIPS, FILTERED_CLIPS), _PASSED, ("{clip_uuid}.mp4",),
+                "Passed clips (clips/) and filtered clips (filtered_clips/), one mp4 per clip."),
+    LayoutAsset("previews", (PREVIEWS,), _PASSED, ("{clip_uuid}/{start_frame}_{end_frame}.webp",),
+                "Animated WebP preview per window of each passed clip."),
+    LayoutAsset("metas/v0", (METAS,), STEPS, ("{clip_uuid}.json",),
+                "Per-clip metadata JSON (passed and filtered clips)."),
+    LayoutAsset("ce1_embd", (CE1_EMBD,), (CLIP_EMBEDDINGS,), ("{clip_uuid}.pickle",),
+                "Cosmos-Embed1 embedding per passed clip (pickle, (1, D))."),
+    LayoutAsset("ce1_embd_parquet", (CE1_EMBD_PARQUET,), (CLIP_EMBEDDINGS,), ("{chunk_uuid}.parquet",),
+                "Embeddings per clip chunk (parquet: id, embedding)."),
+    LayoutAsset("processed_clip_chunks", (PROCESSED_CLIP_CHUNKS,), STEPS, ("{video_rel_path}_{chunk_index}.json",),
+                "Per-chunk statistics JSON."),
+    LayoutAsset("processed_videos", (PROCESSED_VIDEOS,), (VIDEO_CLIPS,), ("{video_rel_path}.json",),
+                "Video-level metadata JSON (errors included)."),
+)
+LAYOUT_BY_NAME: dict[str, LayoutAsset] = {asset.name: asset for asset in LAYOUT}
+ALL_DIRECTORIES: tuple[str, ...] = tuple(d for asset in LAYOUT for d in asset.directories)
+
+
+def asset_of_directory(directory: str) -> LayoutAsset:
+    """The layout asset that owns ``directory`` (``filtered_clips`` -> ``clips``)."""
+    return next(asset for asset in LAYOUT if directory in asset.directories)
 
 
 def _output_path(output_path: str, extra: str) -> str:
@@ -69,27 +116,47 @@ def get_output_path_processed_clip_chunks(output_path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Relative file names (relative to output_path), one function per file kind.
+# Relative file names (relative to output_path), by id: every other module calls these.
+
+
+def clip_path(clip_uuid: object, filtered: bool = False) -> str:
+    return f"{FILTERED_CLIPS if filtered else CLIPS}/{clip_uuid}.mp4"
+
+
+def preview_path(clip_uuid: object, start_frame: int, end_frame: int) -> str:
+    return f"{PREVIEWS}/{clip_uuid}/{start_frame}_{end_frame}.webp"
+
+
+def meta_path(clip_uuid: object) -> str:
+    return f"{METAS}/{clip_uuid}.json"
+
+
+def embedding_path(clip_uuid: object) -> str:
+    return f"{CE1_EMBD}/{clip_uuid}.pickle"
+
+
+def parquet_path(chunk_id: object) -> str:
+    return f"{CE1_EMBD_PARQUET}/{chunk_id}.parquet"
 
 
 def clip_file(clip: Clip) -> str:
-    return f"{FILTERED_CLIPS if clip.filtered_by else CLIPS}/{clip.uuid}.mp4"
+    return clip_path(clip.uuid, filtered=bool(clip.filtered_by))
 
 
 def preview_file(clip: Clip, start_frame: int, end_frame: int) -> str:
-    return f"{PREVIEWS}/{clip.uuid}/{start_frame}_{end_frame}.webp"
+    return preview_path(clip.uuid, start_frame, end_frame)
 
 
 def meta_file(clip: Clip) -> str:
-    return f"{METAS}/{clip.uuid}.json"
+    return meta_path(clip.uuid)
 
 
 def embedding_file(clip: Clip) -> str:
-    return f"{CE1_EMBD}/{clip.uuid}.pickle"
+    return embedding_path(clip.uuid)
 
 
 def parquet_file(source_video: str, chunk_index: int) -> str:
-    return f"{CE1_EMBD_PARQUET}/{chunk_uuid(source_video, chunk_index)}.parquet"
+    return parquet_path(chunk_uuid(source_video, chunk_index))
 
 
 # The longest file name most filesystems take (bytes of one path component).

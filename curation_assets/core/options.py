@@ -3,7 +3,7 @@
 Field names follow NeMo Curator's example script (`video_split_clip_example.py`) with dashes
 turned into underscores, so a reference command line maps one to one. Everything else is derived
 from the fields below and their :class:`Setting` metadata: the Dagster resource config
-(`defs/resources.py`), the ``CURATION_<FIELD>`` environment variables (:func:`options_from_env`)
+(`defs/shared/resources.py`), the ``CURATION_<FIELD>`` environment variables (:func:`options_from_env`)
 and the CLI flags (`cli/arguments.py`), with the same defaults, validation and help text.
 """
 
@@ -17,6 +17,8 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .layout import STEPS
 
 SPLITTING_ALGORITHMS = ("fixed_stride", "transnetv2")
 MAX_LENGTH_MODES = ("stride", "truncate")
@@ -62,9 +64,9 @@ MAX_FRAME_PIXELS = 2**28
 MAX_VIDEO_PIXELS = 10**16
 
 ENV_PREFIX = "CURATION_"
-# The intermediate steps, in pipeline order; each stored value records the digest of the settings
-# that shape it (Setting.steps), so a later step can tell a value made with other settings.
-STEPS = ("video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions")
+# The intermediate steps (core.layout.STEPS, in pipeline order); each stored value records the
+# digest of the settings that shape it (Setting.steps), so a later step can tell a value made with
+# other settings.
 _CLIPS = ("video_clips",)
 _FILTERED = ("clip_embeddings", "clip_captions")  # run on the clips that pass the filters
 

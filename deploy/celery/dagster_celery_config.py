@@ -1,5 +1,5 @@
 """Celery settings of the workers (``celery -A dagster_celery.app worker``), read from the same
-environment variables the run's executor uses (``curation_assets/defs/executors.py``).
+environment variables the run's executor uses (``curation_assets/defs/shared/executors.py``).
 
 dagster-celery's app imports a module of this name when it is on PYTHONPATH; unlike
 ``dagster-celery worker start -y``, this needs no DAGSTER_HOME on the worker.

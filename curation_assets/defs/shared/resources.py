@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from ..core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
+from ...core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
                             setting_fields)
 from .dagster_workarounds import memoise_resource_schemas
 
@@ -87,7 +87,7 @@ CurationSettings = _settings_resource_class()
 
 def _decode_workers(configured: int) -> int:
     """``configured`` threads, or one per CPU this process may use when 0 (or less)."""
-    from ..core.cpus import usable_cores
+    from ...core.cpus import usable_cores
 
     return configured if configured > 0 else usable_cores()
 
@@ -104,7 +104,7 @@ class EmbeddingModel(dg.ConfigurableResource):
     decode_workers: int = 0
 
     def embedder(self, options: PipelineOptions):
-        from ..models import CosmosEmbedder
+        from ...models import CosmosEmbedder
 
         return CosmosEmbedder(options.embedding_algorithm, model_dir=options.model_dir or None,
                               allow_download=options.allow_model_download, device=self.device or None,
@@ -121,7 +121,7 @@ class AestheticModel(dg.ConfigurableResource):
     decode_workers: int = 0  # as EmbeddingModel's: 0 = one per usable core
 
     def scorer(self, options: PipelineOptions):
-        from ..models import AestheticScorer
+        from ...models import AestheticScorer
 
         return AestheticScorer(model_dir=options.model_dir or None, allow_download=options.allow_model_download,
                                reduction=options.aesthetic_reduction, device=self.device or None,
@@ -150,8 +150,8 @@ class CaptionService(dg.ConfigurableResource):
     enhance_api_key_env: str = ""  # "" = api_key_env
 
     def client(self, options: PipelineOptions):
-        from ..models import CaptionClient
-        from ..models.captions import DEFAULT_CAPTION_PROMPT
+        from ...models import CaptionClient
+        from ...models.captions import DEFAULT_CAPTION_PROMPT
 
         return CaptionClient(
             self.base_url, self.model, api_key_env=self.api_key_env or None,

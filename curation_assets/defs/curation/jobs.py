@@ -13,12 +13,12 @@ deleted (requested by the upload sensor when ``watch_remove_deleted`` is on).
 
 import dagster as dg
 
-from ..core import removal, storage
-from ..core.work import WorkArea
-from ..partitions import VIDEOS_PARTITION_NAME, DatasetMismatch, bind_dataset, source_url_for_key
-from .packaging import CURATION_SELECTION
-from .resources import CurationSettings
-from .retries import retried
+from ...core import removal, storage
+from ...core.work import WorkArea
+from ...partitions import VIDEOS_PARTITION_NAME, DatasetMismatch, bind_dataset, source_url_for_key
+from ..packaging.assets import CURATION_SELECTION
+from ..shared.resources import CurationSettings
+from ..shared.retries import retried
 
 CURATE_JOB_NAME = "curate_videos"
 REMOVE_JOB_NAME = "remove_deleted_videos"

@@ -27,9 +27,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from ..core import layout_checks
-from ..core.layout_checks import CheckOutcome
-from ..partitions import videos_partitions
+from ...core import layout_checks
+from ...core.layout_checks import CheckOutcome
+from ...partitions import videos_partitions
 from .io_managers import ASSET_DIRECTORIES
 
 # How many failing files a check's metadata lists (the description names the first).
@@ -101,7 +101,7 @@ def check_written_video(output_path: str, rel_path: str, source: str) -> dict[st
     try:
         return layout_checks.check_video(output_path, rel_path, source)
     except Exception as exc:  # noqa: BLE001 - this video's checks fail with the reason
-        from ..core import layout, storage
+        from ...core import layout, storage
 
         why = f"could not be checked: {type(exc).__name__}: {storage.redact(exc)}"
         outcomes = {name: CheckOutcome(name) for name in layout_checks.CHECK_DIRECTORIES}

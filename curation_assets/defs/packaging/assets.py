@@ -24,14 +24,14 @@ import dagster as dg
 import pyarrow as pa
 import pydantic
 
-from ..core import storage
-from ..core.layout_read import VideoLayout
-from ..core.options import parse_text
-from ..packaging import dedup, energon, manifest, shards
-from ..partitions import VIDEOS_PARTITION_NAME, source_url_for_key, videos_partitions
-from .assets import BACKFILL_POLICY, WRITER_ASSETS
-from .io_managers import partition_keys
-from .resources import CurationSettings
+from ...core import storage
+from ...core.layout_read import VideoLayout
+from ...core.options import parse_text
+from ...packaging import dedup, energon, manifest, shards
+from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key, videos_partitions
+from ..curation.assets import BACKFILL_POLICY, WRITER_ASSETS
+from ..curation.io_managers import partition_keys
+from ..shared.resources import CurationSettings
 
 PACKAGING_GROUP = "training_packages"
 PACKAGE_JOB_NAME = "package_training_data"

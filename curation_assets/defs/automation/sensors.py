@@ -22,14 +22,14 @@ from typing import Any
 
 import dagster as dg
 
-from ..core import backfill
-from ..core.backfill import contiguous_batches, reason_tag, run_key
-from ..core.options import VIDEOS_PER_RUN, PipelineOptions
-from ..core.upload_state import KeyValueStateStore
-from ..core.uploads import WatchSettings, WatchTick, watch_tick
-from ..partitions import VIDEOS_PARTITION_NAME, bind_dataset, source_url_for_key, videos_partitions
-from .jobs import REMOVE_OP_NAME
-from .resources import CurationSettings
+from ...core import backfill
+from ...core.backfill import contiguous_batches, reason_tag, run_key
+from ...core.options import VIDEOS_PER_RUN, PipelineOptions
+from ...core.upload_state import KeyValueStateStore
+from ...core.uploads import WatchSettings, WatchTick, watch_tick
+from ...partitions import VIDEOS_PARTITION_NAME, bind_dataset, source_url_for_key, videos_partitions
+from ..curation.jobs import REMOVE_OP_NAME
+from ..shared.resources import CurationSettings
 
 UPLOAD_SENSOR_NAME = "new_videos_sensor"
 RANGE_START_TAG = "dagster/asset_partition_range_start"

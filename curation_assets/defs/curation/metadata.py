@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ..core.model import Clip, VideoResult
+from ...core.model import Clip, VideoResult
 
 # Rows per table: enough for a two-hour video in 10 s clips; longer videos say how many are shown.
 MAX_CLIP_ROWS = 1000

@@ -24,11 +24,11 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from ..core import backfill
-from ..core.backfill import contiguous_batches, plan_backfill, reason_tag, run_key
-from ..core.options import VIDEOS_PER_RUN
-from ..partitions import VIDEOS_PARTITION_NAME, videos_partitions
-from .resources import CurationSettings
+from ...core import backfill
+from ...core.backfill import contiguous_batches, plan_backfill, reason_tag, run_key
+from ...core.options import VIDEOS_PER_RUN
+from ...partitions import VIDEOS_PARTITION_NAME, videos_partitions
+from ..shared.resources import CurationSettings
 from .sensors import REASON_TAG, REQUESTED_BY_TAG, range_request
 
 BACKFILL_SCHEDULE_NAME = "backfill_videos_schedule"

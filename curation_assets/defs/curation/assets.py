@@ -22,21 +22,21 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from .. import preflight, run_events
-from ..core import backfill, cancel, layout, steps, storage, writer
-from ..core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
-from ..core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
-from ..core.pipeline import Progress
-from ..core.work import WorkArea
-from ..models import stages
-from ..models._weights import ModelWeightsMissing
-from ..partitions import DatasetMismatch, bind_dataset, videos_partitions
+from ... import preflight, run_events
+from ...core import backfill, cancel, layout, steps, storage, writer
+from ...core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
+from ...core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
+from ...core.pipeline import Progress
+from ...core.work import WorkArea
+from ...models import stages
+from ...models._weights import ModelWeightsMissing
+from ...partitions import DatasetMismatch, bind_dataset, videos_partitions
 from . import checks
 from .io_managers import ASSET_DIRECTORIES, source_for_key
 from .metadata import clip_table
-from .placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
-from .resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
-from .retries import retried
+from ..shared.placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
+from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
+from ..shared.retries import retried
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 # A step that fails as a whole (the work area or the output unreachable, a model that did not

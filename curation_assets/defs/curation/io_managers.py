@@ -19,13 +19,13 @@ from typing import Any
 
 import dagster as dg
 
-from ..core import layout, storage, work
-from ..core.layout_read import VideoLayout, read_video_layout
-from ..core.model import ClipAnnotations, VideoResult
-from ..core.options import STEPS, step_digest
-from ..partitions import source_url_for_key
-from .resources import CurationSettings
-from .retries import retried
+from ...core import layout, storage, work
+from ...core.layout_read import VideoLayout, read_video_layout
+from ...core.model import ClipAnnotations, VideoResult
+from ...core.options import STEPS, step_digest
+from ...partitions import source_url_for_key
+from ..shared.resources import CurationSettings
+from ..shared.retries import retried
 
 # Asset key -> the layout directories it owns.
 ASSET_DIRECTORIES: dict[str, tuple[str, ...]] = {

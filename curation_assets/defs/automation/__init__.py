@@ -1,0 +1,1 @@
+"""Automation: the upload sensor, the backfill schedule and eager downstream materialisation."""

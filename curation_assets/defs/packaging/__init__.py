@@ -1,0 +1,1 @@
+"""Packaging: the clip manifest, WebDataset shards and semantic dedup built on the layout."""

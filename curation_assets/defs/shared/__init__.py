@@ -1,0 +1,1 @@
+"""What the domains share: resources, retry and placement policies, executors."""
