@@ -1,20 +1,25 @@
-"""The README's settings table, generated from the one settings definition (``core.options``) and
-the CLI's own parser, so the documentation cannot drift from what the code accepts.
+"""The settings reference (docs/settings.md), generated from the one definition of each settings
+section and the CLI's own parser, so the documentation cannot drift from what the code accepts.
 
-``python -m curation_assets.settings_doc README.md`` rewrites the table between the README's
-``<!-- settings:begin -->`` / ``<!-- settings:end -->`` markers; a test fails when they differ.
+``python -m curation_assets.settings_doc [docs/settings.md]`` rewrites each table between its
+``<!-- <block>:begin -->`` / ``<!-- <block>:end -->`` markers (:data:`BLOCKS`); a test fails when
+the page differs from what this module writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .core.options import ENV_PREFIX, base_type, bound_text, setting_fields
+from .core import caption_settings
+from .core.options import ENV_PREFIX, setting_fields
+from .core.settings import Setting, base_type, bound_text, section_fields
+from .packaging import settings as packaging_settings
 
-BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+DOC = Path("docs/settings.md")
 
 
 def _flags() -> dict[str, list[str]]:
@@ -33,8 +38,8 @@ def _default(value: Any, kind: Any) -> str:
     scalar, _ = base_type(kind)
     if value is None:
         return "off"
-    if scalar is tuple:
-        return ", ".join(value)
+    if scalar is list:
+        return ", ".join(str(v) for v in value)
     if scalar is bool:
         return "on" if value else "off"
     if value == "":
@@ -42,7 +47,7 @@ def _default(value: Any, kind: Any) -> str:
     return str(value)
 
 
-def _bounds(setting: Any) -> str:
+def _bounds(setting: Setting) -> str:
     parts = []
     if setting.choices:
         parts.append(" / ".join(f"`{c}`" for c in setting.choices))
@@ -52,10 +57,14 @@ def _bounds(setting: Any) -> str:
     return "; ".join(parts)
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def settings_table() -> str:
-    """The markdown table: setting, CLI flag, default, allowed values, meaning."""
+    """The pipeline's table: setting, CLI flag, default, allowed values, meaning."""
     flags = _flags()
-    rows = ["| setting (`CURATION_<NAME>`) | CLI flag | default | allowed | meaning |", "|---|---|---|---|---|"]
+    rows = [f"| setting (`{ENV_PREFIX}<NAME>`) | CLI flag | default | allowed | meaning |", "|---|---|---|---|---|"]
     for name, kind, default, setting in setting_fields():
         if setting.location:
             flag = "(code location only)"
@@ -64,26 +73,49 @@ def settings_table() -> str:
         marks = []
         if not setting.hashed:
             marks.append("not in `settings_hash`")
-        meaning = setting.help.replace("|", "\\|") + (f" ({'; '.join(marks)})" if marks else "")
+        meaning = _cell(setting.help) + (f" ({'; '.join(marks)})" if marks else "")
         rows.append(f"| `{name}` | {flag} | {_default(default, kind)} | {_bounds(setting)} | {meaning} |")
     return "\n".join(rows)
 
 
-def render(readme: str) -> str:
-    """``readme`` with its settings table replaced by the generated one."""
-    try:
-        head, rest = readme.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-    except ValueError:
-        raise ValueError(f"the README has no {BEGIN} ... {END} block") from None
-    return f"{head}{BEGIN}\n{settings_table()}\n{END}{tail}"
+def section_table(section: Any, prefix: str) -> str:
+    """A section's table: setting, default, allowed values, meaning."""
+    rows = [f"| setting (`{prefix}<NAME>`) | default | allowed | meaning |", "|---|---|---|---|"]
+    for name, kind, default, setting in section_fields(section):
+        rows.append(f"| `{name}` | {_default(default, kind)} | {_bounds(setting)} | {_cell(setting.help)} |")
+    return "\n".join(rows)
+
+
+#: Each generated block of the page: its marker name and how it is made.
+BLOCKS: dict[str, Callable[[], str]] = {
+    "settings": settings_table,
+    "packaging-settings": lambda: section_table(packaging_settings.PackagingSection, packaging_settings.ENV_PREFIX),
+    "caption-settings": lambda: section_table(caption_settings.CaptionSection, caption_settings.ENV_PREFIX),
+}
+
+
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
+
+def render(text: str) -> str:
+    """``text`` with every block of :data:`BLOCKS` replaced by the generated table; each must be there."""
+    for block, make in BLOCKS.items():
+        begin, end = markers(block)
+        try:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+        except ValueError:
+            raise ValueError(f"the page has no {begin} ... {end} block") from None
+        text = f"{head}{begin}\n{make()}\n{end}{tail}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "README.md")
+    path = Path(args[0]) if args else DOC
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"{path}: settings table written ({ENV_PREFIX}<NAME> variables, CLI flags, defaults)")
+    print(f"{path}: settings tables written ({', '.join(BLOCKS)})")
     return 0
 
 

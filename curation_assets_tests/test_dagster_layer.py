@@ -129,12 +129,10 @@ def test_ranged_run_gives_each_video_its_own_materialisation(tmp_path):
     assert broken["errors"] == ["metadata"] and "broken.mp4" in broken["error_details"]["metadata"]
 
 
-def test_launchpad_settings_apply_per_run_with_memoised_schemas(tmp_path):
-    """Run config overrides the settings for that run only; the memoised config schema (a
-    speed-up for per-run resource copies) must not carry values from one run to the next."""
-    from dagster._config.pythonic_config import resource as pythonic_resource
-
-    assert getattr(pythonic_resource.infer_schema_from_config_class, "curation_memoised", False)
+def test_launchpad_settings_apply_per_run(tmp_path):
+    """Run config overrides the settings for that run only; the options a settings resource
+    caches (a speed-up: the IO managers ask for them at every value) must not carry values from
+    one run to the next."""
     videos = tmp_path / "in"
     videos.mkdir()
     make_video(videos / "a.mp4", seconds=4, fps=25, width=128, height=96)

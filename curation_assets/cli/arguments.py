@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..core.caption_settings import ENV_PREFIX as CAPTION_ENV_PREFIX
+from ..core.caption_settings import CaptionSection
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions, Setting, base_type, parse_text, setting_fields
 
@@ -20,7 +22,7 @@ def _flag(name: str, meta: Setting) -> str:
 
 
 def _default_text(value: Any) -> str:
-    if isinstance(value, tuple):
+    if isinstance(value, (list, tuple)):
         return ",".join(value)
     if value is None or value == "":
         return "off" if value is None else "none"
@@ -64,8 +66,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
                         "one input folder's videos, so another folder gets its own under <home>/datasets/)")
     caption = p.add_argument_group("caption endpoint (the caption_service resource)")
     caption.add_argument("--caption-endpoint", default=None,
-                         help="OpenAI-compatible API root of the vision-language model, e.g. http://localhost:8000/v1 "
-                              "(default: $CURATION_CAPTION_BASE_URL or http://localhost:8000/v1)")
+                         help="OpenAI-compatible API root of the vision-language model "
+                              f"(default: ${CAPTION_ENV_PREFIX}BASE_URL or {CaptionSection.model_fields['base_url'].default})")
     caption.add_argument("--caption-served-model", default=None, help="model name the endpoint serves")
     caption.add_argument("--caption-api-key-env", default=None,
                          help="environment variable holding the endpoint's API key (the key itself never goes on the "
@@ -87,14 +89,13 @@ class UsageError(Exception):
 
 def caption_service_from_args(args: argparse.Namespace):
     """The caption endpoint config: ``CURATION_CAPTION_*`` environment variables, then flags."""
-    from ..defs.shared.resources import caption_service_from_env
+    from ..core.caption_settings import caption_env_values
+    from ..defs.shared.resources import CaptionService
 
-    service = caption_service_from_env()
     overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,
                  "api_key_env": args.caption_api_key_env, "enhance_base_url": args.enhance_endpoint,
                  "enhance_model": args.enhance_served_model}
-    values = {**service.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    return type(service)(**values)
+    return CaptionService(**{**caption_env_values(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:

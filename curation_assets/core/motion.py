@@ -48,7 +48,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .model import MotionScore
-from .options import PipelineOptions
+from .options import DEFAULTS
 from .probe import open_video
 from .timing import motion_rate
 
@@ -56,8 +56,8 @@ MIN_SIDE_RESOLUTION = 256
 TARGET_FPS = 2.0
 TARGET_DURATION_RATIO = 0.5
 # The reference's thresholds are the settings' defaults (core/options.py: one definition).
-DEFAULT_GLOBAL_MEAN_THRESHOLD: float = PipelineOptions.motion_global_mean_threshold
-DEFAULT_PER_PATCH_MIN_256_THRESHOLD: float = PipelineOptions.motion_per_patch_min_256_threshold
+DEFAULT_GLOBAL_MEAN_THRESHOLD: float = DEFAULTS.motion_global_mean_threshold
+DEFAULT_PER_PATCH_MIN_256_THRESHOLD: float = DEFAULTS.motion_per_patch_min_256_threshold
 PATCH = 256
 
 # (w, h) in the order the reference writes the groups; later writes win.

@@ -1,24 +1,31 @@
 """Every setting of the pipeline, defined once: name, type, default, bounds and help text.
 
 Field names follow NeMo Curator's example script (`video_split_clip_example.py`) with dashes
-turned into underscores, so a reference command line maps one to one. Everything else is derived
-from the fields below and their :class:`Setting` metadata: the Dagster resource config
-(`defs/shared/resources.py`), the ``CURATION_<FIELD>`` environment variables (:func:`options_from_env`)
-and the CLI flags (`cli/arguments.py`), with the same defaults, validation and help text.
+turned into underscores, so a reference command line maps one to one. :class:`PipelineSection`
+declares the fields (``core/settings.py`` says how); everything else derives from it with the same
+defaults, validation and help text: :class:`PipelineOptions` (the validated value of one run), the
+Dagster resource ``CurationSettings`` (a subclass, ``defs/shared/resources.py``), the
+``CURATION_<FIELD>`` environment variables (:func:`options_from_env`), the CLI flags
+(`cli/arguments.py`) and docs/settings.md (`settings_doc.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 from .layout import STEPS
+from .settings import (Section, Setting, allowed_range, base_type, bound_text, check, coerce, parse_text, read_env,
+                       section_fields, setting_field, setting_of)
+
+__all__ = ["DEFAULTS", "ENV_PREFIX", "PipelineOptions", "PipelineSection", "Setting", "allowed_range", "base_type",
+           "bound_text", "env_values", "location_settings", "options_from_env", "parse_text", "setting",
+           "setting_fields", "settings_digest", "step_digest", "step_settings", "step_settings_changed"]
 
 SPLITTING_ALGORITHMS = ("fixed_stride", "transnetv2")
 MAX_LENGTH_MODES = ("stride", "truncate")
@@ -71,30 +78,12 @@ _CLIPS = ("video_clips",)
 _FILTERED = ("clip_embeddings", "clip_captions")  # run on the clips that pass the filters
 
 
-@dataclass(frozen=True)
-class Setting:
-    """What a field means and how it is bounded; ``flag`` is its CLI flag (``""``: none)."""
-
-    help: str
-    flag: str | None = None
-    choices: tuple[str, ...] | None = None
-    ge: float | None = None  # value >= ge
-    gt: float | None = None  # value > gt
-    le: float | None = None  # value <= le
-    path: bool = False  # a local path or URL: made absolute (local) before use and hashing
-    hashed: bool = True  # part of the `pipeline` record's settings_hash (shapes the output)
-    steps: tuple[str, ...] = ()  # the intermediate steps whose values it shapes (STEPS)
-    # a setting of the code location (sensor, schedule, checks), read when it loads or ticks: no
-    # CLI flag, and a run's own config may not change it (the run would not use it)
-    location: bool = False
+_s = setting_field
 
 
-def _s(default: Any, help: str, **meta: Any) -> Any:
-    return field(default=default, metadata={"setting": Setting(help, **meta)})
+class PipelineSection(Section):
+    """Every setting of the pipeline: its type, default, bounds and help (:func:`setting_field`)."""
 
-
-@dataclass(frozen=True)
-class PipelineOptions:
     # where
     input_path: str = _s("data/videos", "folder or s3:// prefix holding the source videos (searched recursively)",
                          flag="--video-dir", path=True, steps=_CLIPS)
@@ -102,7 +91,7 @@ class PipelineOptions:
                           path=True)
     work_path: str = _s("", "where intermediate values and clip bytes live between steps; every worker must reach "
                             f"it (default: {DEFAULT_WORK_DIR}/ under the output)", path=True, hashed=False)
-    video_extensions: tuple[str, ...] = _s(VIDEO_EXTENSIONS, "file extensions taken as videos (comma-separated)",
+    video_extensions: list[str] = _s(list(VIDEO_EXTENSIONS), "file extensions taken as videos (comma-separated)",
                                            hashed=False)
     # splitting
     splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS, steps=_CLIPS)
@@ -170,9 +159,9 @@ class PipelineOptions:
     # captions
     generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint", steps=("clip_captions",))
     enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption", steps=("clip_captions",))
-    caption_models: tuple[str, ...] = _s(("qwen",), "caption key: metas get '<model>_caption' (one model)",
+    caption_models: list[str] = _s(["qwen"], "caption key: metas get '<model>_caption' (one model)",
                                          flag="--caption-model", steps=("clip_captions",))
-    enhanced_caption_models: tuple[str, ...] = _s(("qwen_lm",), "enhanced caption key: '<model>_enhanced_caption' "
+    enhanced_caption_models: list[str] = _s(["qwen_lm"], "enhanced caption key: '<model>_enhanced_caption' "
                                                                 "(one model)", flag="--enhance-caption-model", steps=("clip_captions",))
     # writer
     upload_clips: bool = _s(True, "write the clip mp4s")
@@ -201,25 +190,33 @@ class PipelineOptions:
     checks_block_downstream: bool = _s(True, "a failing layout check fails the writer step and holds back the assets "
                                              "that depend on the layout (packaging)", hashed=False, location=True)
 
-    def __post_init__(self) -> None:
-        problems = []
-        hints = _type_hints()
-        for f in fields(self):
-            meta: Setting = f.metadata["setting"]
-            value = getattr(self, f.name)
-            kind = hints[f.name]
-            try:
-                value = _coerce(value, kind)
-            except (TypeError, ValueError) as exc:
-                problems.append(f"{f.name}={value!r} ({exc})")
-                continue
-            if meta.path and value:
-                from .storage import normalize_url
 
-                value = normalize_url(value)
-            object.__setattr__(self, f.name, value)
-            problems += _check(f.name, value, meta)
-        if not problems and self.splitting_algorithm == "fixed_stride" \
+#: The pipeline's defaults, as declared (no path made absolute): for core functions' own defaults.
+DEFAULTS = PipelineSection()
+
+
+class PipelineOptions(PipelineSection):
+    """The pipeline settings of one run, validated: what the core functions take. Lists are tuples
+    here; a value out of its bounds or choices, or a combination that cannot work, is refused with
+    a ``ValueError`` that names every problem."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    if not typing.TYPE_CHECKING:  # the type checker sees the fields' own signature
+        def __init__(self, **values: Any) -> None:
+            unknown = sorted(set(values) - set(type(self).model_fields))
+            if unknown:
+                raise TypeError(f"unknown settings: {', '.join(unknown)}")
+            coerced = _validated(values)
+            super().__init__(**coerced)
+            for name, value in coerced.items():  # pydantic made lists of the tuples
+                if isinstance(value, tuple):
+                    object.__setattr__(self, name, value)
+            self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        problems = []
+        if self.splitting_algorithm == "fixed_stride" \
                 and self.fixed_stride_min_clip_length_s > self.fixed_stride_split_duration:
             problems.append(f"fixed_stride_min_clip_length_s={self.fixed_stride_min_clip_length_s:g} is above "
                             f"fixed_stride_split_duration={self.fixed_stride_split_duration:g}: no clip can result")
@@ -253,16 +250,20 @@ class PipelineOptions:
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(PipelineSection.model_fields)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> PipelineOptions:
+    def from_mapping(cls, values: Mapping[str, Any]) -> PipelineOptions:
         """Build from a dict (resource config, CLI); unknown keys are ignored, lists become tuples."""
-        known = {k: v for k, v in values.items() if k in cls.field_names()}
+        known = {k: v for k, v in values.items() if k in PipelineSection.model_fields}
         return cls(**known)
 
+    def values(self) -> dict[str, Any]:
+        """Every setting by name (lists as tuples)."""
+        return {name: getattr(self, name) for name in PipelineSection.model_fields}
+
     def replace(self, **changes: Any) -> PipelineOptions:
-        return type(self).from_mapping({**asdict(self), **changes})
+        return type(self).from_mapping({**self.values(), **changes})
 
     @property
     def uses_models(self) -> bool:
@@ -284,10 +285,37 @@ class PipelineOptions:
         """The settings that shape the output, with a stable hash: the ``pipeline`` record."""
         from .. import __version__
 
-        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["setting"].hashed}
+        settings = {name: getattr(self, name) for name, _k, _d, meta in setting_fields() if meta.hashed}
         settings = json.loads(json.dumps(settings))
         return {"package": "curation-assets", "version": __version__, "settings": settings,
                 "settings_hash": settings_digest(settings)}
+
+
+def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of ``values`` (defaults for the rest) in its type, paths made absolute, each
+    checked against its bounds and choices; one ValueError names every problem."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name, kind, default, meta in setting_fields():
+        value = values.get(name, default)
+        try:
+            value = coerce(value, kind)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{name}={value!r} ({exc})")
+            continue
+        if meta.path and value:
+            from .storage import normalize_url
+
+            value = normalize_url(value)
+        out[name] = value
+        problems += check(name, value, meta)
+    if problems:
+        raise ValueError("invalid settings: " + "; ".join(problems))
+    return out
+
+
+def _step_fields(step: str) -> list[str]:
+    return [name for name, _k, _d, meta in setting_fields() if step in meta.steps]
 
 
 def step_digest(options: PipelineOptions, step: str) -> str:
@@ -296,7 +324,7 @@ def step_digest(options: PipelineOptions, step: str) -> str:
 
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}")
-    values = {f.name: getattr(options, f.name) for f in fields(options) if step in f.metadata["setting"].steps}
+    values = {name: getattr(options, name) for name in _step_fields(step)}
     if step == "aesthetic_scores":  # scores do not depend on the threshold's value, only on scoring at all
         values["aesthetic_threshold"] = values["aesthetic_threshold"] is not None
     return settings_digest({"version": __version__, **json.loads(json.dumps(values))})
@@ -304,13 +332,12 @@ def step_digest(options: PipelineOptions, step: str) -> str:
 
 def step_settings_changed(options: PipelineOptions, step: str, recorded: dict[str, Any]) -> list[str]:
     """The settings of ``step`` that differ from those ``recorded`` with a value (for messages)."""
-    return [f.name for f in fields(options)
-            if step in f.metadata["setting"].steps and json.loads(json.dumps(getattr(options, f.name))) != recorded.get(f.name)]
+    return [name for name in _step_fields(step)
+            if json.loads(json.dumps(getattr(options, name))) != recorded.get(name)]
 
 
 def step_settings(options: PipelineOptions, step: str) -> dict[str, Any]:
-    return json.loads(json.dumps({f.name: getattr(options, f.name) for f in fields(options)
-                                  if step in f.metadata["setting"].steps}))
+    return json.loads(json.dumps({name: getattr(options, name) for name in _step_fields(step)}))
 
 
 def settings_digest(values: dict[str, Any]) -> str:
@@ -319,152 +346,30 @@ def settings_digest(values: dict[str, Any]) -> str:
 
 def setting(name: str) -> Setting:
     """The metadata of one field."""
-    return {f.name: f.metadata["setting"] for f in fields(PipelineOptions)}[name]
+    return setting_of(PipelineSection.model_fields[name])
 
 
 def location_settings() -> tuple[str, ...]:
     """The settings of the code location (:attr:`Setting.location`), in declaration order."""
-    return tuple(f.name for f in fields(PipelineOptions) if f.metadata["setting"].location)
+    return tuple(name for name, _k, _d, meta in setting_fields() if meta.location)
+
+
+_FIELDS: list[tuple[str, Any, Any, Setting]] = []
 
 
 def setting_fields() -> list[tuple[str, Any, Any, Setting]]:
-    """``(name, type, default, Setting)`` of every field, in declaration order."""
-    hints = _type_hints()
-    return [(f.name, hints[f.name], f.default, f.metadata["setting"]) for f in fields(PipelineOptions)]
+    """``(name, type, default, Setting)`` of every pipeline setting, in declaration order."""
+    if not _FIELDS:
+        _FIELDS.extend(section_fields(PipelineSection))
+    return _FIELDS
 
 
-_HINTS: dict[str, Any] = {}
+def env_values(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """The ``CURATION_<FIELD>`` variables that are set, parsed (unknown ``CURATION_*`` names are ignored)."""
+    return read_env(PipelineSection, prefix, environ)
 
 
-def _type_hints() -> dict[str, Any]:
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(PipelineOptions))
-    return _HINTS
-
-
-def base_type(kind: Any) -> tuple[type, bool]:
-    """``(scalar type, optional)`` of a field type: ``float | None`` -> ``(float, True)``;
-    ``tuple[str, ...]`` -> ``(tuple, False)``."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        return base_type(args[0])[0], True
-    if origin is tuple:
-        return tuple, False
-    return kind, False
-
-
-def _coerce(value: Any, kind: Any) -> Any:
-    scalar, optional = base_type(kind)
-    if value is None:
-        if optional:
-            return None
-        raise TypeError("a value is required")
-    if scalar is tuple:
-        if isinstance(value, str):
-            raise TypeError("expected a list of names")
-        return tuple(str(v) for v in value)
-    if scalar is bool:
-        if not isinstance(value, bool):
-            raise TypeError("expected true or false")
-        return value
-    if scalar is int:
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-            raise TypeError("expected a whole number")
-        return int(value)
-    if scalar is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError("expected a number")
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return float(value)
-    if not isinstance(value, str):
-        raise TypeError("expected text")
-    return value
-
-
-def bound_text(value: float) -> str:
-    """A bound as written: whole numbers in full (``268435456``, not ``2.68435e+08``)."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def allowed_range(meta: Setting) -> str:
-    """A numeric setting's bounds in words: ``1 to 256``, ``above 0, at most 86400``."""
-    low = bound_text(meta.ge) if meta.ge is not None else f"above {bound_text(meta.gt)}" if meta.gt is not None else None
-    if meta.le is None:
-        return f"at least {low}" if meta.ge is not None else low or "any number"
-    if meta.ge is not None:
-        return f"{low} to {bound_text(meta.le)}"
-    return f"{low}, at most {bound_text(meta.le)}" if low else f"at most {bound_text(meta.le)}"
-
-
-def _check(name: str, value: Any, meta: Setting) -> list[str]:
-    if value is None:
-        return []
-    if meta.choices is not None and value not in meta.choices:
-        return [f"{name}={value!r} (choose one of {', '.join(meta.choices)})"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if any(bound is not None and not ok for bound, ok in ((meta.ge, meta.ge is None or value >= meta.ge),
-                                                              (meta.gt, meta.gt is None or value > meta.gt),
-                                                              (meta.le, meta.le is None or value <= meta.le))):
-            return [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
-    return []
-
-
-# ---------------------------------------------------------------------------------------------
-# CURATION_<FIELD> environment variables
-
-
-def parse_text(raw: str, kind: Any) -> Any:
-    """One setting's value from text (an environment variable or a CLI argument)."""
-    scalar, optional = base_type(kind)
-    text = raw.strip()
-    if optional and text.lower() in ("", "none", "null", "off"):
-        return None
-    if scalar is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"not a boolean: {raw!r}")
-    if scalar is tuple:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    if scalar is int:
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:  # a whole number written as a float: 25e12 pixels, 1e6 clips
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
-            return int(number)
-        raise ValueError(f"not a whole number: {raw!r}") from None
-    if scalar is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"not a number: {raw!r}") from None
-    return raw
-
-
-def env_values(environ: dict[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """The ``<prefix><FIELD>`` variables that are set, parsed (unknown ``CURATION_*`` names are ignored)."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
-    for name, kind, _default, _meta in setting_fields():
-        raw = environ.get(prefix + name.upper())
-        if raw is None:
-            continue
-        try:
-            values[name] = parse_text(raw, kind)
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{name.upper()}: {exc}") from None
-    return values
-
-
-def options_from_env(environ: dict[str, str] | None = None, prefix: str = ENV_PREFIX) -> PipelineOptions:
+def options_from_env(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> PipelineOptions:
     """PipelineOptions with every ``CURATION_<FIELD>`` environment variable applied."""
     values = env_values(environ, prefix)
     try:

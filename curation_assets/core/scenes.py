@@ -59,7 +59,7 @@ from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load
 from .model import Span, VideoMetadata
 from .probe import open_video, source_name
 from .timing import frame_index, frame_time
-from .options import MAX_LENGTH_MODES, PipelineOptions
+from .options import DEFAULTS, MAX_LENGTH_MODES
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
 WINDOW_SIZE = 100
@@ -67,11 +67,11 @@ WINDOW_STEP = 50
 WINDOW_CONTEXT = 25
 
 # The stage's defaults are the settings' (core/options.py: one definition).
-DEFAULT_THRESHOLD: float = PipelineOptions.transnetv2_threshold
-DEFAULT_MIN_LENGTH_S: float = PipelineOptions.transnetv2_min_length_s
-DEFAULT_MAX_LENGTH_S: float = PipelineOptions.transnetv2_max_length_s
-DEFAULT_MAX_LENGTH_MODE: str = PipelineOptions.transnetv2_max_length_mode
-DEFAULT_CROP_S: float = PipelineOptions.transnetv2_crop_s
+DEFAULT_THRESHOLD: float = DEFAULTS.transnetv2_threshold
+DEFAULT_MIN_LENGTH_S: float = DEFAULTS.transnetv2_min_length_s
+DEFAULT_MAX_LENGTH_S: float = DEFAULTS.transnetv2_max_length_s
+DEFAULT_MAX_LENGTH_MODE: str = DEFAULTS.transnetv2_max_length_mode
+DEFAULT_CROP_S: float = DEFAULTS.transnetv2_crop_s
 
 
 class SceneDetectionError(ValueError):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from .model import Span, VideoMetadata
-from .options import PipelineOptions
+from .options import DEFAULTS
 from .timing import frame_index
 
 
 def fixed_stride_spans(
     metadata: VideoMetadata,
     *,
-    clip_len_s: float = PipelineOptions.fixed_stride_split_duration,
+    clip_len_s: float = DEFAULTS.fixed_stride_split_duration,
     clip_stride_s: float | None = None,
-    min_clip_length_s: float = PipelineOptions.fixed_stride_min_clip_length_s,
+    min_clip_length_s: float = DEFAULTS.fixed_stride_min_clip_length_s,
     limit_clips: int = 0,
 ) -> list[Span]:
     """Spans ``[k*stride, min(k*stride + len, duration))`` with ``duration = num_frames / fps``.

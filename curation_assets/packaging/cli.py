@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..core import layout, storage
 from ..core.layout_read import VideoLayout, read_video_layout
 from . import dedup, manifest, shards
+from .settings import PackagingSection
 
 
 def processed_rel_paths(output_path: str) -> list[str]:
@@ -32,6 +33,11 @@ def read_all(output_path: str, rel_paths: list[str] | None = None) -> list[Video
     return [read_video_layout(output_path, rel) for rel in (rel_paths or processed_rel_paths(output_path))]
 
 
+def _default(name: str) -> Any:
+    """A flag's default: the packaging setting's (``packaging/settings.py``), defined once."""
+    return PackagingSection.model_fields[name].default
+
+
 def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("package", help="build training packages from a written output",
                               description="Build the clip manifest, WebDataset shards (with Megatron-Energon "
@@ -46,13 +52,14 @@ def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     s = sub.add_parser("shards", help="write WebDataset shards and their Energon metadata")
     s.add_argument("--output-path", required=True)
     s.add_argument("--dest", help="shard folder (default: <output>/webdataset/<name>)")
-    s.add_argument("--name", default="default")
-    s.add_argument("--max-shard-bytes", type=int, default=shards.DEFAULT_MAX_SHARD_BYTES)
-    s.add_argument("--max-shard-samples", type=int, default=shards.DEFAULT_MAX_SHARD_SAMPLES)
-    s.add_argument("--num-groups", type=int, default=16)
-    s.add_argument("--val-fraction", type=float, default=0.0)
-    s.add_argument("--bucket-by", choices=shards.BUCKET_BY, default="none")
-    s.add_argument("--length-edges-s", type=lambda v: tuple(float(x) for x in v.split(",")), default=(2.0, 5.0, 10.0, 20.0))
+    s.add_argument("--name", default=_default("name"))
+    s.add_argument("--max-shard-bytes", type=int, default=_default("max_shard_bytes"))
+    s.add_argument("--max-shard-samples", type=int, default=_default("max_shard_samples"))
+    s.add_argument("--num-groups", type=int, default=_default("num_groups"))
+    s.add_argument("--val-fraction", type=float, default=_default("val_fraction"))
+    s.add_argument("--bucket-by", choices=shards.BUCKET_BY, default=_default("bucket_by"))
+    s.add_argument("--length-edges-s", type=lambda v: tuple(float(x) for x in v.split(",")),
+                   default=tuple(_default("length_edges_s")))
     s.add_argument("--include-filtered", action="store_true")
     s.add_argument("--include-invalid", action="store_true")
     s.add_argument("--min-aesthetic-score", type=float)
@@ -65,17 +72,17 @@ def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     s.add_argument("--dedup-eps", type=float, help="with --exclude-duplicates: this eps instead of the one dedup used")
     s.add_argument("--force", action="store_true", help="rewrite every group")
     s.add_argument("--no-energon", action="store_true", help="skip energon prepare")
-    s.add_argument("--energon-workers", type=int, default=2)
+    s.add_argument("--energon-workers", type=int, default=_default("energon_workers"))
 
     d = sub.add_parser("dedup", help="SemDeDup over the manifest's embeddings")
     d.add_argument("--output-path", required=True)
-    d.add_argument("--n-clusters", type=int, default=0)
-    d.add_argument("--eps", type=float, default=dedup.DedupSettings.eps)
-    d.add_argument("--which-to-keep", choices=dedup.WHICH_TO_KEEP, default="hard")
-    d.add_argument("--max-iter", type=int, default=300)
+    d.add_argument("--n-clusters", type=int, default=_default("dedup_n_clusters"))
+    d.add_argument("--eps", type=float, default=_default("dedup_eps"))
+    d.add_argument("--which-to-keep", choices=dedup.WHICH_TO_KEEP, default=_default("dedup_which_to_keep"))
+    d.add_argument("--max-iter", type=int, default=_default("dedup_max_iter"))
     d.add_argument("--fit-fraction", type=float)
-    d.add_argument("--device", default="auto")
-    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--device", default=_default("dedup_device"))
+    d.add_argument("--seed", type=int, default=_default("dedup_seed"))
     return p
 
 

@@ -16,22 +16,19 @@ checks block the assets downstream of them (``AssetCheckSpec(blocking=...)``) is
 definitions are built (:func:`packaging_assets`).
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pydantic
 
 from ...core import storage
 from ...core.layout_read import VideoLayout
-from ...core.options import parse_text
 from ...packaging import dedup, energon, manifest, shards
 from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key, videos_partitions
 from ..curation.assets import BACKFILL_POLICY, WRITER_ASSETS
 from ..curation.io_managers import partition_keys
-from ..shared.resources import CurationSettings
+from ..shared.resources import CurationSettings, PackagingSettings, packaging_settings_from_env  # noqa: F401 (re-exported)
 
 PACKAGING_GROUP = "training_packages"
 PACKAGE_JOB_NAME = "package_training_data"
@@ -39,7 +36,6 @@ MANIFEST_JOB_NAME = "package_clip_manifest"
 ROWS_CHECK = "manifest_rows_match_clips"
 SHARDS_CHECK = "shards_readable"
 ENERGON_CHECK = "energon_metadata_consistent"
-ENV_PREFIX = "CURATION_PACKAGE_"
 SAMPLE_ROWS = 5
 PROBLEMS_SHOWN = 50
 
@@ -47,100 +43,6 @@ PROBLEMS_SHOWN = 50
 CURATION_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups(PACKAGING_GROUP)
 #: The dataset-level packages: what ``package_training_data`` materialises.
 DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata")
-
-_SHARDS = shards.ShardSettings()
-_SELECTION = shards.Selection()
-_DEDUP = dedup.DedupSettings()
-
-
-class PackagingSettings(dg.ConfigurableResource):
-    """How the training packages are cut: shards, selection, split, buckets, dedup. Defaults and
-    checks are the core's (``packaging.shards.ShardSettings``, ``packaging.dedup.DedupSettings``);
-    a value they refuse fails the run before any step starts, with the reason."""
-
-    name: str = pydantic.Field(default=_SHARDS.name, description="shard set name: <output>/webdataset/<name>/")
-    dest: str = pydantic.Field(default="", description="shard folder; '' = <output>/webdataset/<name>")
-    max_shard_bytes: int = pydantic.Field(default=_SHARDS.max_shard_bytes, description="a shard closes at this size")
-    max_shard_samples: int = pydantic.Field(default=_SHARDS.max_shard_samples, description="or at this many samples")
-    num_groups: int = pydantic.Field(default=_SHARDS.num_groups,
-                                     description="shard groups (a video's group is a hash of its path); changing it rebuilds all")
-    val_fraction: float = pydantic.Field(default=_SHARDS.val_fraction, description="share of videos in the val split")
-    bucket_by: str = pydantic.Field(default=_SHARDS.bucket_by, description="none, resolution, aspect or length")
-    length_edges_s: list[float] = pydantic.Field(default=list(_SHARDS.length_edges_s),
-                                                 description="bucket_by=length: bucket edges in seconds")
-    include_filtered: bool = pydantic.Field(default=_SELECTION.include_filtered, description="shard filtered clips too")
-    include_invalid: bool = pydantic.Field(default=_SELECTION.include_invalid, description="shard clips whose meta is not valid")
-    min_aesthetic_score: float | None = pydantic.Field(default=_SELECTION.min_aesthetic_score, description="leave out clips below")
-    min_motion_global_mean: float | None = pydantic.Field(default=_SELECTION.min_motion_global_mean,
-                                                          description="leave out clips below")
-    min_motion_per_patch_min_256: float | None = pydantic.Field(default=_SELECTION.min_motion_per_patch_min_256,
-                                                                description="leave out clips below")
-    require_caption: bool = pydantic.Field(default=_SELECTION.require_caption, description="only clips with a caption")
-    require_embedding: bool = pydantic.Field(default=_SELECTION.require_embedding, description="only clips with an embedding")
-    exclude_duplicates: bool = pydantic.Field(default=False,
-                                              description="leave out semantic_dedup's duplicates at dedup_eps")
-    force_rebuild: bool = pydantic.Field(default=False, description="rewrite every shard group, changed or not")
-    energon_workers: int = pydantic.Field(default=2, description="energon prepare worker processes")
-    dedup_n_clusters: int = pydantic.Field(default=_DEDUP.n_clusters, description="k-means clusters; 0 = round(sqrt(n))")
-    dedup_eps: float = pydantic.Field(default=_DEDUP.eps, description="duplicates: cosine similarity >= 1 - eps")
-    dedup_which_to_keep: str = pydantic.Field(default=_DEDUP.which_to_keep, description="hard, easy or random (NeMo's)")
-    dedup_max_iter: int = pydantic.Field(default=_DEDUP.max_iter, description="k-means iterations at most")
-    dedup_fit_fraction: float | None = pydantic.Field(default=_DEDUP.fit_fraction,
-                                                      description="fit the centroids on this share of the clips")
-    dedup_device: str = pydantic.Field(default=_DEDUP.device, description="auto, cpu, cuda or cuda:N")
-    dedup_seed: int = pydantic.Field(default=_DEDUP.random_state, description="k-means seed")
-
-    def shard_settings(self, exclude: frozenset[str] = frozenset()) -> shards.ShardSettings:
-        selection = shards.Selection(
-            include_filtered=self.include_filtered, include_invalid=self.include_invalid,
-            min_aesthetic_score=self.min_aesthetic_score, min_motion_global_mean=self.min_motion_global_mean,
-            min_motion_per_patch_min_256=self.min_motion_per_patch_min_256, require_caption=self.require_caption,
-            require_embedding=self.require_embedding, exclude=exclude)
-        return shards.ShardSettings(
-            name=self.name, max_shard_bytes=self.max_shard_bytes, max_shard_samples=self.max_shard_samples,
-            num_groups=self.num_groups, val_fraction=self.val_fraction, bucket_by=self.bucket_by,
-            length_edges_s=tuple(self.length_edges_s), selection=selection)
-
-    def dedup_settings(self) -> dedup.DedupSettings:
-        return dedup.DedupSettings(n_clusters=self.dedup_n_clusters, eps=self.dedup_eps,
-                                   which_to_keep=self.dedup_which_to_keep, max_iter=self.dedup_max_iter,
-                                   fit_fraction=self.dedup_fit_fraction, device=self.dedup_device,
-                                   random_state=self.dedup_seed)
-
-    def shard_dest(self, output_path: str) -> str:
-        return self.dest or shards.default_dest(output_path, self.name)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        problems = []
-        for make in (self.shard_settings, self.dedup_settings):
-            try:
-                make()
-            except ValueError as exc:
-                problems.append(str(exc))
-        if self.energon_workers < 1:
-            problems.append(f"energon_workers={self.energon_workers} (at least 1)")
-        if problems:
-            raise dg.Failure("packaging settings that cannot work: " + "; ".join(problems))
-
-
-def packaging_settings_from_env(environ: dict[str, str] | None = None) -> PackagingSettings:
-    """``CURATION_PACKAGE_<FIELD>`` environment variables applied to :class:`PackagingSettings`
-    (``length_edges_s`` as comma-separated seconds)."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
-    for name, field in PackagingSettings.model_fields.items():
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is None:
-            continue
-        try:
-            if name == "length_edges_s":
-                values[name] = [float(x) for x in raw.split(",") if x.strip()]
-            else:
-                values[name] = parse_text(raw, field.annotation)
-        except ValueError as exc:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}: {exc}") from None
-    return PackagingSettings(**values)
-
 
 # ---------------------------------------------------------------------------------------------
 # The manifest as an input

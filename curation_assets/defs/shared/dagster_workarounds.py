@@ -1,17 +1,13 @@
-"""The two places where this project leans on Dagster's internals, for speed only.
+"""The place where this project leans on Dagster's internals, for speed only.
 
-Dagster 1.13.27 has no public API for either: no hook to cache a pythonic resource's config
-schema, and no way to hand ``execute_in_process`` the partition keys a caller already knows.
-Both workarounds are confined to this module, change what is computed never what a run does,
-and fall back to Dagster's own behaviour when its internals move. ``test_dagster_workarounds.py``
-checks the Dagster behaviour each one relies on, and that each still has its effect, so a
-Dagster upgrade that changes either shows up as a failing test rather than as a silent slowdown.
+Dagster 1.13.27 has no public way to hand ``execute_in_process`` the partition keys a caller
+already knows. The workaround is confined to this module, changes what is computed never what a
+run does, and falls back to Dagster's own behaviour when its internals move.
+``test_dagster_workarounds.py`` checks the Dagster behaviour it relies on, and that it still has
+its effect, so a Dagster upgrade that changes either shows up as a failing test rather than as a
+silent slowdown. (The settings resources' config schemas are no longer memoised by patching
+Dagster: ``benchmarks/resource_copy.py`` measures what their copies cost without it.)
 
-- :func:`memoise_resource_schemas`: Dagster copies every pythonic resource several times when a
-  run initialises it, and each copy re-derives the config schema from the pydantic fields
-  (``CurationSettings`` has one field per pipeline setting). The schema depends only on the
-  class and the omitted (nested-resource) fields and Dagster never mutates it, so it is computed
-  once per class, for this package's classes only.
 - :func:`known_partitions`: during a run Dagster asks the instance whether each of the run's
   dynamic partition keys exists many times (partition ranges, per-asset metadata, input subsets),
   one storage query each. The CLI registered the keys itself just before its runs, so, while
@@ -22,51 +18,9 @@ Dagster upgrade that changes either shows up as a failing test rather than as a 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
-
-_PACKAGE = __name__.split(".")[0] + "."
-
-# what the memoised schema function did: computed (a miss) or answered from the cache (a hit)
-schema_stats = {"computed": 0, "reused": 0}
-
-
-def memoise_resource_schemas() -> bool:
-    """Memoise Dagster's config-schema inference for this package's resource classes.
-
-    Patches ``dagster._config.pythonic_config.resource.infer_schema_from_config_class`` (the name
-    Dagster's resource copies call); idempotent. False when Dagster no longer has that function
-    there (runs are then merely slower)."""
-    try:
-        from dagster._config.pythonic_config import resource as pythonic_resource
-    except ImportError:  # pragma: no cover - a Dagster without this module
-        return False
-    original = getattr(pythonic_resource, "infer_schema_from_config_class", None)
-    if original is None:
-        return False
-    if getattr(original, "curation_memoised", False):
-        return True
-    cache: dict[tuple, Any] = {}
-
-    @functools.wraps(original)
-    def infer_schema(model_cls, description=None, fields_to_omit=None, default=None):
-        if description is not None or default is not None or not model_cls.__module__.startswith(_PACKAGE):
-            return original(model_cls, description, fields_to_omit, default)
-        key = (model_cls, frozenset(fields_to_omit or ()))
-        if key in cache:
-            schema_stats["reused"] += 1
-        else:
-            schema_stats["computed"] += 1
-            cache[key] = original(model_cls, fields_to_omit=fields_to_omit)
-        return cache[key]
-
-    infer_schema.curation_memoised = True  # type: ignore[attr-defined]
-    infer_schema.curation_original = original  # type: ignore[attr-defined]
-    pythonic_resource.infer_schema_from_config_class = infer_schema
-    return True
 
 
 @contextlib.contextmanager

@@ -1,38 +1,42 @@
-"""Resources: the pipeline settings, the model owners and the caption endpoint.
+"""Resources: the settings of the pipeline, the training packages and the caption endpoint, and
+the model owners.
 
-``CurationSettings`` is generated from ``core.options.PipelineOptions`` (one definition of every
-setting); ``CURATION_<FIELD>`` environment variables apply when the code location loads, the
-launchpad overrides them per run and the CLI builds them from its flags.
+Each settings resource subclasses its section, the one definition of its fields (core: Dagster-free):
+``CurationSettings`` is ``core.options.PipelineSection``, ``PackagingSettings`` is
+``packaging.settings.PackagingSection``, ``CaptionService`` is ``core.caption_settings.CaptionSection``.
+The environment (``CURATION_*``, ``CURATION_PACKAGE_*``, ``CURATION_CAPTION_*``) applies when the
+code location loads, the launchpad overrides it per run and the CLI builds them from its flags.
 """
 
-
-import os
-import typing
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 import pydantic
 
-from ...core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
-                            setting_fields)
-from .dagster_workarounds import memoise_resource_schemas
+from ...core.caption_settings import CaptionSection, caption_env_values
+from ...core.options import ENV_PREFIX, PipelineOptions, PipelineSection, location_settings, options_from_env
+from ...packaging.settings import PackagingSection, packaging_env_values
 
-__all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "caption_service_from_env",
-           "options_from_env"]
-
-memoise_resource_schemas()  # a Dagster workaround, for speed: see dagster_workarounds.py
+__all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "PackagingSettings",
+           "caption_service_from_env", "options_from_env", "packaging_settings_from_env"]
 
 
-class _SettingsResource:
-    """The methods of :data:`CurationSettings` (its fields are generated from ``PipelineOptions``)."""
+class CurationSettings(dg.ConfigurableResource, PipelineSection):
+    """Writer parameters and stage options (``core/options.py`` defines each one)."""
+
+    # the validated options, made once per resource instance (the IO managers ask for every value)
+    _options: PipelineOptions | None = pydantic.PrivateAttr(default=None)
 
     def options(self) -> PipelineOptions:
         """The plain options the core functions take (validated)."""
-        return PipelineOptions.from_mapping({name: getattr(self, name) for name in PipelineOptions.field_names()})
+        if self._options is None:
+            self._options = PipelineOptions.from_mapping({name: getattr(self, name) for name in PipelineSection.model_fields})
+        return self._options
 
     @classmethod
-    def from_options(cls, options: PipelineOptions):
-        return cls(**{name: _config_value(getattr(options, name)) for name in PipelineOptions.field_names()})
+    def from_options(cls, options: PipelineOptions) -> "CurationSettings":
+        return cls(**config_values(options))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # a launchpad config that cannot work fails the run before any step starts, with the reason
@@ -50,6 +54,11 @@ class _SettingsResource:
                 "leave them out of the run's settings", allow_retries=False) from None
 
 
+def config_values(options: PipelineOptions) -> dict[str, Any]:
+    """``options`` as resource config values (lists for tuples)."""
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in options.values().items()}
+
+
 def _run_settings_config(context: dg.InitResourceContext) -> dict[str, Any]:
     """The ``settings`` fields a run's own config gives (launchpad), ``{}`` outside a run."""
     run = context.run
@@ -59,30 +68,20 @@ def _run_settings_config(context: dg.InitResourceContext) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def _config_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+class PackagingSettings(dg.ConfigurableResource, PackagingSection):
+    """How the training packages are cut: shards, selection, split, buckets, dedup. Defaults and
+    checks are the core's (``packaging/settings.py``); a value they refuse fails the run before any
+    step starts, with the reason."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        problems = self.problems()
+        if problems:
+            raise dg.Failure("packaging settings that cannot work: " + "; ".join(problems))
 
 
-def _config_type(kind: Any) -> Any:
-    scalar, optional = base_type(kind)
-    config = list[str] if scalar is tuple else scalar
-    return config | None if optional else config
-
-
-def _settings_resource_class() -> type:
-    """A ConfigurableResource with one config field per PipelineOptions field: same names, types,
-    defaults and help text (shown in the launchpad)."""
-    annotations: dict[str, Any] = {}
-    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": "CurationSettings",
-                                 "__doc__": "Writer parameters and stage options (core/options.py defines each one)."}
-    for name, kind, default, meta in setting_fields():
-        annotations[name] = _config_type(kind)
-        namespace[name] = pydantic.Field(default=_config_value(default), description=meta.help)
-    namespace["__annotations__"] = annotations
-    return type("CurationSettings", (_SettingsResource, dg.ConfigurableResource), namespace)
-
-
-CurationSettings = _settings_resource_class()
+def packaging_settings_from_env(environ: Mapping[str, str] | None = None) -> PackagingSettings:
+    """``CURATION_PACKAGE_<FIELD>`` environment variables applied to :class:`PackagingSettings`."""
+    return PackagingSettings(**packaging_env_values(environ))
 
 
 def _decode_workers(configured: int) -> int:
@@ -129,25 +128,9 @@ class AestheticModel(dg.ConfigurableResource):
                                decode_workers=_decode_workers(self.decode_workers))
 
 
-class CaptionService(dg.ConfigurableResource):
-    """The OpenAI-compatible chat-completions endpoints for captions and their enhancement.
-
-    The API key is never part of the config: ``api_key_env`` names the environment variable that
-    holds it, read at request time and never logged.
-    """
-
-    base_url: str = "http://localhost:8000/v1"
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    api_key_env: str = "CURATION_CAPTION_API_KEY"
-    prompt: str = ""
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
-    max_concurrency: int = 8
-    max_frames: int = 0  # 0 = no limit
-    enhance_base_url: str = ""  # "" = the caption endpoint
-    enhance_model: str = "Qwen/Qwen2.5-7B-Instruct"
-    enhance_api_key_env: str = ""  # "" = api_key_env
+class CaptionService(dg.ConfigurableResource, CaptionSection):
+    """The OpenAI-compatible chat-completions endpoints for captions and their enhancement
+    (``core/caption_settings.py`` defines each setting; the API key is never one of them)."""
 
     def client(self, options: PipelineOptions):
         from ...models import CaptionClient
@@ -163,16 +146,6 @@ class CaptionService(dg.ConfigurableResource):
         )
 
 
-def caption_service_from_env(environ: dict[str, str] | None = None) -> CaptionService:
+def caption_service_from_env(environ: Mapping[str, str] | None = None) -> CaptionService:
     """``CURATION_CAPTION_<FIELD>`` environment variables applied to the caption service config."""
-    environ = dict(os.environ if environ is None else environ)
-    hints = typing.get_type_hints(CaptionService)
-    values: dict[str, Any] = {}
-    for name in CaptionService.model_fields:
-        raw = environ.get(f"CURATION_CAPTION_{name.upper()}")
-        if raw is not None:
-            try:
-                values[name] = parse_text(raw, hints[name])
-            except ValueError as exc:
-                raise ValueError(f"CURATION_CAPTION_{name.upper()}: {exc}") from None
-    return CaptionService(**values)
+    return CaptionService(**caption_env_values(environ))
