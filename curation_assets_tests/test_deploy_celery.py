@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -64,7 +63,7 @@ def _wait_ready(workers: list[tuple[subprocess.Popen, Path]], timeout_s: float =
 def _run_config(options: PipelineOptions) -> dict:
     """The settings travel with the run (stored in PostgreSQL), not with each worker's environment."""
     fixed = set(location_settings())  # the code location's own settings: a run's config may not set them
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items() if k not in fixed}
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in options.values().items() if k not in fixed}
     return {"resources": {"settings": {"config": values}}}
 
 

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -91,7 +90,7 @@ def test_fixed_stride_footage_with_a_broken_video_and_reruns(tmp_path, home):
     assert before == after
 
     # A different stride: clips no longer produced are gone.
-    run_pipeline(replace(options, fixed_stride_split_duration=3.0), home=str(home), stream=io.StringIO())
+    run_pipeline(options.replace(fixed_stride_split_duration=3.0), home=str(home), stream=io.StringIO())
     summary = check_layout(out, videos, good)
     assert summary["bigbuckbunny.mp4"]["passed"] == 2
     for uid in bbb_clips:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -81,7 +80,7 @@ def test_embeddings_aesthetics_and_captions_end_to_end(tmp_path, videos, model_d
     assert SECRET not in everything
 
     # A threshold nobody reaches: every clip moves to filtered_clips, its embedding files go away.
-    rc = run_pipeline(replace(options, aesthetic_threshold=1e9, generate_captions=False, enhance_captions=False),
+    rc = run_pipeline(options.replace(aesthetic_threshold=1e9, generate_captions=False, enhance_captions=False),
                       home=str(home), stream=io.StringIO())
     assert rc == 0
     summary = check_layout(out, videos, ["a.mp4", "b.mp4"])
@@ -104,7 +103,7 @@ def test_missing_weights_fail_when_asked_and_are_noted_in_auto_mode(tmp_path, vi
 
     # asked for explicitly: refused before any video is decoded, nothing written
     with pytest.raises(UsageError, match="embeddings were asked for but the weights are missing"):
-        run_pipeline(replace(base, generate_embeddings="on", output_path=str(tmp_path / "out2")),
+        run_pipeline(base.replace(generate_embeddings="on", output_path=str(tmp_path / "out2")),
                      home=str(tmp_path / "h2"), stream=io.StringIO())
     assert not (tmp_path / "out2").exists()
 

@@ -8,7 +8,6 @@ import io
 import json
 import pickle
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +151,7 @@ def test_s3_pipeline_matches_local_and_reruns_remove_stale_objects(tmp_path, sou
 
     report = io.StringIO()
     assert run_pipeline(base, home=str(tmp_path / "home_local"), stream=report) == 0, report.getvalue()
-    on_s3 = replace(base, input_path=s3_in, output_path=s3_out)
+    on_s3 = base.replace(input_path=s3_in, output_path=s3_out)
     report = io.StringIO()
     assert run_pipeline(on_s3, home=str(tmp_path / "home_s3"), stream=report) == 0, report.getvalue()
 
@@ -173,7 +172,7 @@ def test_s3_pipeline_matches_local_and_reruns_remove_stale_objects(tmp_path, sou
             assert (again / f).read_bytes() == (mirror / f).read_bytes(), f
 
     # Another stride: every object the new run no longer produces is removed, on S3 as on disk.
-    stride3 = replace(on_s3, fixed_stride_split_duration=3.0)
+    stride3 = on_s3.replace(fixed_stride_split_duration=3.0)
     assert run_pipeline(stride3, home=str(tmp_path / "home_s3"), stream=io.StringIO()) == 0
     mirror2 = tmp_path / "mirror2"
     names = download_tree(s3_server, s3_out, mirror2)
@@ -181,7 +180,7 @@ def test_s3_pipeline_matches_local_and_reruns_remove_stale_objects(tmp_path, sou
     assert summary["a.mp4"]["passed"] == 2 and summary[rels[1]]["passed"] == 2  # 3 s + 1 s / 3 s + 2 s
     old_clips = {f for f in first_names if f.startswith("clips/")}
     assert not old_clips & names, "clips of the 2 s stride are left over"
-    local3 = replace(base, fixed_stride_split_duration=3.0, output_path=str(tmp_path / "local_out3"))
+    local3 = base.replace(fixed_stride_split_duration=3.0, output_path=str(tmp_path / "local_out3"))
     assert run_pipeline(local3, home=str(tmp_path / "home_local"), stream=io.StringIO()) == 0
     assert_same_output(tmp_path / "local_out3", str(source_dir), str(tmp_path / "local_out3"), mirror2, s3_in, s3_out,
                        rels)
