@@ -65,8 +65,8 @@ def _schema_profile(once) -> tuple[int, float]:
 def measure(rounds: int, videos_per_run: int) -> dict[str, Any]:
     import dagster as dg
 
-    from curation_assets.core.options import PipelineOptions
     from curation_assets.core.keys import key_from_rel_path
+    from curation_assets.core.options import PipelineOptions
     from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
     from curation_assets.defs.curation.io_managers import WorkIOManager
     from curation_assets.defs.shared.resources import CaptionService, CurationSettings

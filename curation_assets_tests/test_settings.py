@@ -12,8 +12,13 @@ import pytest
 from curation_assets.core.caption_settings import CaptionSection
 from curation_assets.core.options import DEFAULTS, PipelineOptions, PipelineSection, options_from_env
 from curation_assets.core.settings import read_env, setting_of
-from curation_assets.defs.shared.resources import (CaptionService, CurationSettings, PackagingSettings,
-                                                   caption_service_from_env, packaging_settings_from_env)
+from curation_assets.defs.shared.resources import (
+    CaptionService,
+    CurationSettings,
+    PackagingSettings,
+    caption_service_from_env,
+    packaging_settings_from_env,
+)
 from curation_assets.packaging.settings import PackagingSection
 
 PAIRS = [(CurationSettings, PipelineSection), (PackagingSettings, PackagingSection), (CaptionService, CaptionSection)]
@@ -106,8 +111,9 @@ def test_a_bad_variable_is_named(read, environ, named):
 def test_nothing_in_dagster_is_patched_for_the_settings():
     """The resources' config schemas come from Dagster's own function (the memo that patched it
     is gone; benchmarks/resource_copy.py measures the cost)."""
-    import curation_assets.definitions  # noqa: F401  (everything a code location imports)
     from dagster._config.pythonic_config import config, resource
+
+    import curation_assets.definitions  # noqa: F401  (everything a code location imports)
 
     assert resource.infer_schema_from_config_class is config.infer_schema_from_config_class
     assert resource.infer_schema_from_config_class.__module__ == "dagster._config.pythonic_config.config"

@@ -20,8 +20,20 @@ from typing import Any
 import pydantic
 
 from .layout import STEPS
-from .settings import (Section, Setting, allowed_range, base_type, bound_text, check, coerce, parse_text, read_env,
-                       section_fields, setting_field, setting_of)
+from .settings import (
+    Section,
+    Setting,
+    allowed_range,
+    base_type,
+    bound_text,
+    check,
+    coerce,
+    parse_text,
+    read_env,
+    section_fields,
+    setting_field,
+    setting_of,
+)
 
 __all__ = ["DEFAULTS", "ENV_PREFIX", "PipelineOptions", "PipelineSection", "Setting", "allowed_range", "base_type",
            "bound_text", "env_values", "location_settings", "options_from_env", "parse_text", "setting",
