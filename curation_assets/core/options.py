@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -224,41 +225,6 @@ class PipelineOptions(PipelineSection):
             for name, value in coerced.items():  # pydantic made lists of the tuples
                 if isinstance(value, tuple):
                     object.__setattr__(self, name, value)
-            self._check_combinations()
-
-    def _check_combinations(self) -> None:
-        problems = []
-        if self.splitting_algorithm == "fixed_stride" \
-                and self.fixed_stride_min_clip_length_s > self.fixed_stride_split_duration:
-            problems.append(f"fixed_stride_min_clip_length_s={self.fixed_stride_min_clip_length_s:g} is above "
-                            f"fixed_stride_split_duration={self.fixed_stride_split_duration:g}: no clip can result")
-        if not problems and self.splitting_algorithm == "transnetv2" \
-                and self.transnetv2_min_length_s > self.transnetv2_max_length_s:
-            problems.append(f"transnetv2_min_length_s={self.transnetv2_min_length_s:g} is above "
-                            f"transnetv2_max_length_s={self.transnetv2_max_length_s:g}: no clip can result")
-        if not problems and self.transcode_preset != DEFAULT_X264_PRESET and self.transcode_encoder != "libx264":
-            problems.append(f"transcode_preset={self.transcode_preset!r} is an x264 preset: it needs "
-                            f"transcode_encoder=libx264, not {self.transcode_encoder!r}")
-        if not problems and self.transnetv2_device != "auto" and self.splitting_algorithm != "transnetv2":
-            problems.append(f"transnetv2_device={self.transnetv2_device!r} needs splitting_algorithm=transnetv2")
-        if not problems and self.model_frames != "source" and not self.uses_models:
-            problems.append(f"model_frames={self.model_frames!r} has no model step to feed (embeddings off, no "
-                            "aesthetic_threshold, no captions)")
-        if len(self.caption_models) != 1 or len(self.enhanced_caption_models) != 1:
-            problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
-                            "service has one endpoint; run again with another key for another model)")
-        if any(not e.startswith(".") or len(e) < 2 for e in self.video_extensions):
-            problems.append(f"video_extensions={self.video_extensions!r} (each like '.mp4')")
-        if len(self.backfill_cron.split()) != 5:
-            problems.append(f"backfill_cron={self.backfill_cron!r} (five cron fields: minute hour day month weekday)")
-        if self.watch_list_pages_per_tick:
-            from .storage import is_local
-
-            if is_local(self.input_path):
-                problems.append("watch_list_pages_per_tick applies to s3:// (object store) inputs; a local folder is "
-                                "walked whole every tick (set it to 0)")
-        if problems:
-            raise ValueError("invalid settings: " + "; ".join(problems))
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -280,7 +246,7 @@ class PipelineOptions(PipelineSection):
     @property
     def uses_models(self) -> bool:
         """Whether any model step (embeddings, aesthetic scores, captions) may need clip frames."""
-        return self.generate_embeddings != "off" or self.aesthetic_threshold is not None or self.generate_captions
+        return _uses_models(self)
 
     @property
     def chunk_duration_budget(self) -> int:
@@ -305,11 +271,12 @@ class PipelineOptions(PipelineSection):
 
 def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
     """Every field of ``values`` (defaults for the rest) in its type, paths made absolute, each
-    checked against its bounds and choices; one ValueError names every problem."""
+    checked against its bounds and choices, then their combinations; one ValueError names every
+    problem."""
     problems: list[str] = []
     out: dict[str, Any] = {}
     for name, kind, default, meta in setting_fields():
-        value = values.get(name, default)
+        value = out[name] = values.get(name, default)  # kept as given when it cannot be coerced
         try:
             value = coerce(value, kind)
         except (TypeError, ValueError) as exc:
@@ -321,9 +288,50 @@ def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
             value = normalize_url(value)
         out[name] = value
         problems += check(name, value, meta)
+    problems = _combination_problems(types.SimpleNamespace(**out), problems)
     if problems:
         raise ValueError("invalid settings: " + "; ".join(problems))
     return out
+
+
+def _combination_problems(v: Any, problems: list[str]) -> list[str]:
+    """``problems`` (each field's own) and what the values ``v`` cannot do together: most
+    combinations are judged only when every field is fine, a few always."""
+    problems = list(problems)
+    if not problems and v.splitting_algorithm == "fixed_stride" \
+            and v.fixed_stride_min_clip_length_s > v.fixed_stride_split_duration:
+        problems.append(f"fixed_stride_min_clip_length_s={v.fixed_stride_min_clip_length_s:g} is above "
+                        f"fixed_stride_split_duration={v.fixed_stride_split_duration:g}: no clip can result")
+    if not problems and v.splitting_algorithm == "transnetv2" \
+            and v.transnetv2_min_length_s > v.transnetv2_max_length_s:
+        problems.append(f"transnetv2_min_length_s={v.transnetv2_min_length_s:g} is above "
+                        f"transnetv2_max_length_s={v.transnetv2_max_length_s:g}: no clip can result")
+    if not problems and v.transcode_preset != DEFAULT_X264_PRESET and v.transcode_encoder != "libx264":
+        problems.append(f"transcode_preset={v.transcode_preset!r} is an x264 preset: it needs "
+                        f"transcode_encoder=libx264, not {v.transcode_encoder!r}")
+    if not problems and v.transnetv2_device != "auto" and v.splitting_algorithm != "transnetv2":
+        problems.append(f"transnetv2_device={v.transnetv2_device!r} needs splitting_algorithm=transnetv2")
+    if not problems and v.model_frames != "source" and not _uses_models(v):
+        problems.append(f"model_frames={v.model_frames!r} has no model step to feed (embeddings off, no "
+                        "aesthetic_threshold, no captions)")
+    if len(v.caption_models) != 1 or len(v.enhanced_caption_models) != 1:
+        problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
+                        "service has one endpoint; run again with another key for another model)")
+    if any(not e.startswith(".") or len(e) < 2 for e in v.video_extensions):
+        problems.append(f"video_extensions={v.video_extensions!r} (each like '.mp4')")
+    if len(v.backfill_cron.split()) != 5:
+        problems.append(f"backfill_cron={v.backfill_cron!r} (five cron fields: minute hour day month weekday)")
+    if v.watch_list_pages_per_tick:
+        from .storage import is_local
+
+        if is_local(v.input_path):
+            problems.append("watch_list_pages_per_tick applies to s3:// (object store) inputs; a local folder is "
+                            "walked whole every tick (set it to 0)")
+    return problems
+
+
+def _uses_models(v: Any) -> bool:
+    return v.generate_embeddings != "off" or v.aesthetic_threshold is not None or v.generate_captions
 
 
 def _step_fields(step: str) -> list[str]:
