@@ -171,9 +171,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.json or not args.tree:
         figures = measure(args.rounds, args.videos)
-        print(json.dumps(figures)) if args.json else _print(f"{HERE.parent} (this tree)", figures)
+        if args.json:
+            print(json.dumps(figures))
+        else:
+            _print(f"{HERE.parent} (this tree)", figures)
         return 0
-    trees = {str(args.tree.resolve()): [], f"{HERE.parent} (this tree)": []}
+    trees: dict[str, list[dict[str, Any]]] = {str(args.tree.resolve()): [], f"{HERE.parent} (this tree)": []}
     for _ in range(args.alternations):
         for name, runs in trees.items():
             runs.append(_in_tree(Path(name.split(" ")[0]), args.rounds, args.videos))

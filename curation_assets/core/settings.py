@@ -190,9 +190,8 @@ def check(name: str, value: Any, meta: Setting) -> list[str]:
         return []
     if meta.choices is not None and value not in meta.choices:
         return [f"{name}={value!r} (choose one of {', '.join(meta.choices)})"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if any(bound is not None and not ok for bound, ok in ((meta.ge, meta.ge is None or value >= meta.ge),
-                                                              (meta.gt, meta.gt is None or value > meta.gt),
-                                                              (meta.le, meta.le is None or value <= meta.le))):
-            return [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
-    return []
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return []
+    within = (meta.ge is None or value >= meta.ge) and (meta.gt is None or value > meta.gt) \
+        and (meta.le is None or value <= meta.le)
+    return [] if within else [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
