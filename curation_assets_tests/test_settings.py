@@ -148,3 +148,18 @@ def test_the_package_commands_flag_defaults_are_the_packaging_settings():
     assert (dedup["n_clusters"], dedup["eps"], dedup["which_to_keep"], dedup["max_iter"], dedup["device"],
             dedup["seed"]) == (section.dedup_n_clusters, section.dedup_eps, section.dedup_which_to_keep,
                                section.dedup_max_iter, section.dedup_device, section.dedup_seed)
+
+
+def test_the_cli_caption_flags_go_over_the_caption_variables(monkeypatch):
+    from curation_assets.cli import build_parser
+    from curation_assets.cli.arguments import caption_service_from_args
+
+    monkeypatch.setenv("CURATION_CAPTION_TIMEOUT_S", "7")
+    monkeypatch.setenv("CURATION_CAPTION_BASE_URL", "http://from-env:1/v1")
+    monkeypatch.setenv("CURATION_CAPTION_MODEL", "env-model")
+    args = build_parser().parse_args(["run", "--video-dir", "in", "--output-path", "out",
+                                      "--caption-endpoint", "http://flag:2/v1"])
+    service = caption_service_from_args(args)
+    assert isinstance(service, CaptionService)
+    assert (service.base_url, service.model, service.timeout_s) == ("http://flag:2/v1", "env-model", 7.0)
+    assert service.enhance_model == CaptionSection().enhance_model
