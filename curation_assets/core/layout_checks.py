@@ -11,7 +11,7 @@ never by listing a directory, so a check costs the same whatever else the output
 rules are written from the spec (``clip-writer-layout.md``), not from the writer's code, so a
 writer bug shows up here instead of being repeated.
 
-Each check is about one layout directory (:data:`CHECK_DIRECTORIES`), so the Dagster layer can
+Each check is about one asset of the layout table (:data:`CHECKS`), so the Dagster layer can
 attach it to the asset that owns that directory. A departure the video's own documents explain
 (a clip whose ``errors`` say its source ended early, or that its preview could not be made) is
 listed as ``explained`` and does not fail the check: the documents already tell the reader.
@@ -42,15 +42,16 @@ PREVIEWS_COVER_WINDOWS = "previews_cover_windows"
 CHUNK_COUNTS_MATCH_FILES = "chunk_counts_match_files"
 VIDEO_DOCUMENT_MATCHES_SPEC = "video_document_matches_spec"
 
-#: Each check and the layout directory it is about.
-CHECK_DIRECTORIES: dict[str, str] = {
-    METAS_MATCH_SPEC: layout.METAS,
-    PARQUET_ROWS_MATCH_CLIPS: layout.CE1_EMBD_PARQUET,
-    CLIP_FILES_DECODE: layout.CLIPS,
-    PREVIEWS_COVER_WINDOWS: layout.PREVIEWS,
-    CHUNK_COUNTS_MATCH_FILES: layout.PROCESSED_CLIP_CHUNKS,
-    VIDEO_DOCUMENT_MATCHES_SPEC: layout.PROCESSED_VIDEOS,
-}
+#: Each check and the asset of the layout table (``layout.LAYOUT``) whose files it is about.
+CHECKS: dict[str, layout.LayoutAsset] = {name: layout.asset_of_directory(directory) for name, directory in (
+    (METAS_MATCH_SPEC, layout.METAS),
+    (PARQUET_ROWS_MATCH_CLIPS, layout.CE1_EMBD_PARQUET),
+    (CLIP_FILES_DECODE, layout.CLIPS),
+    (PREVIEWS_COVER_WINDOWS, layout.PREVIEWS),
+    (CHUNK_COUNTS_MATCH_FILES, layout.PROCESSED_CLIP_CHUNKS),
+    (VIDEO_DOCUMENT_MATCHES_SPEC, layout.PROCESSED_VIDEOS),
+)}
+_CHECK_OF_ASSET = {asset.name: name for name, asset in CHECKS.items()}
 DESCRIPTIONS: dict[str, str] = {
     METAS_MATCH_SPEC: "every metas/v0 document of the video has the spec's keys, in its order, with its types",
     PARQUET_ROWS_MATCH_CLIPS: "each chunk's parquet has one row per passed clip with an embedding, the same ids and "
@@ -150,13 +151,13 @@ def _problem_file(problem: str) -> tuple[str, str]:
 
 
 def _directory_check(file: str) -> str:
-    if file.startswith(layout.METAS + "/"):
-        return METAS_MATCH_SPEC
-    if file.startswith(layout.CE1_EMBD_PARQUET + "/") or not file:
+    """The check a reader's problem with ``file`` fails: the one about the file's asset (a problem
+    naming no file is about the embedding rows; one of no checked asset, the chunk counts)."""
+    if not file:
         return PARQUET_ROWS_MATCH_CLIPS
-    if file.startswith(layout.PROCESSED_VIDEOS + "/"):
-        return VIDEO_DOCUMENT_MATCHES_SPEC
-    return CHUNK_COUNTS_MATCH_FILES
+    directory = layout.directory_of(file)
+    owner = layout.asset_of_directory(directory).name if directory in layout.ALL_DIRECTORIES else ""
+    return _CHECK_OF_ASSET.get(owner, CHUNK_COUNTS_MATCH_FILES)
 
 
 def _check_keys(doc: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str], rel: str,
@@ -284,11 +285,11 @@ def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = Tr
         return
     for clip in video.clips:
         meta = clip.meta
-        folder, other = (layout.CLIPS, layout.FILTERED_CLIPS) if clip.passed else (layout.FILTERED_CLIPS, layout.CLIPS)
-        rel = f"{folder}/{clip.uuid}.mp4"
-        other_rel = f"{other}/{clip.uuid}.mp4"
+        rel = layout.clip_path(clip.uuid, filtered=not clip.passed)
+        other_rel = layout.clip_path(clip.uuid, filtered=clip.passed)
         if storage.exists(storage.join(video.output_path, other_rel)):
-            out.fail(other_rel, f"a {'passed' if clip.passed else 'filtered'} clip's mp4 is also in {other}/")
+            out.fail(other_rel, f"a {'passed' if clip.passed else 'filtered'} clip's mp4 is also in "
+                                f"{layout.directory_of(other_rel)}/")
         if clip.clip_url is None:  # no bytes for this span (its meta says so): nothing may be there
             if storage.exists(storage.join(video.output_path, rel)):
                 out.fail(rel, "present, but its metas/v0 document records no bytes for the clip")
@@ -354,7 +355,7 @@ def check_previews(video: VideoLayout, presence: Mapping[tuple[str, int, int], s
         out.checked += 1
         if why is None:
             continue
-        finding = Finding(f"{layout.PREVIEWS}/{uid}/{s}_{e}.webp", why)
+        finding = Finding(layout.preview_path(uid, s, e), why)
         explained = why == "missing" and any(k in PREVIEW_ERRORS for k in errors_of.get(uid, []))
         (out.explained if explained else out.findings).append(finding)
 
@@ -379,7 +380,7 @@ def check_parquet(video: VideoLayout, out: CheckOutcome) -> None:
         pickles = {}
         for clip in by_chunk.get(index, []):
             if clip.passed:
-                pickle_rel = f"{layout.CE1_EMBD}/{clip.uuid}.pickle"
+                pickle_rel = layout.embedding_path(clip.uuid)
                 if storage.exists(storage.join(video.output_path, pickle_rel)):
                     pickles[clip.uuid] = pickle_rel
         if not count:
@@ -536,10 +537,10 @@ def check_video_document(video: VideoLayout, out: CheckOutcome) -> None:
 
 def check_video(output_path: str, rel_path: str, source_video: str | None = None, *,
                 decode: bool = True) -> dict[str, CheckOutcome]:
-    """Every check (:data:`CHECK_DIRECTORIES`) of one video's written layout. ``source_video``:
+    """Every check (:data:`CHECKS`) of one video's written layout. ``source_video``:
     the URL the video is known by (its documents must describe it). ``decode``: decode every clip
     (the costly part; off, clips are only found and sized)."""
-    outcomes = {name: CheckOutcome(name) for name in CHECK_DIRECTORIES}
+    outcomes = {name: CheckOutcome(name) for name in CHECKS}
     video = read_video_layout(output_path, rel_path, source_video)
     if not video.exists:
         why = next((p.partition(": ")[2] for p in video.problems), "missing: the video has not been written")
@@ -563,7 +564,7 @@ def check_video(output_path: str, rel_path: str, source_video: str | None = None
 
 
 __all__ = [
-    "CHECK_DIRECTORIES",
+    "CHECKS",
     "CHUNK_COUNTS_MATCH_FILES",
     "CLIP_FILES_DECODE",
     "DESCRIPTIONS",

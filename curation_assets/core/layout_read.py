@@ -421,7 +421,7 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
         for uid in ids:
             embedded[uid] = storage.join(output_path, rel)
 
-    meta_rels = [f"{layout.METAS}/{uid}.json" for uid, _, _ in members]
+    meta_rels = [layout.meta_path(uid) for uid, _, _ in members]
     meta_data = _read_many(output_path, meta_rels)
     write_mp4 = settings.get("upload_clips", True) is not False and settings.get("dry_run") is not True
     previews_on = bool(settings.get("generate_previews", False)) and settings.get("dry_run") is not True
@@ -435,16 +435,16 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
             if bad:
                 problems.append(f"{rel}: {bad}")
             continue
-        folder = layout.CLIPS if passed else layout.FILTERED_CLIPS
+        clip_rel = layout.clip_path(uid, filtered=not passed)
         location = meta.get("clip_location")
-        if isinstance(location, str) and not location.endswith(f"/{folder}/{uid}.mp4"):
-            problems.append(f"{rel}: clip_location {location[-80:]!r} is not {folder}/{uid}.mp4")
+        if isinstance(location, str) and not location.endswith(f"/{clip_rel}"):
+            problems.append(f"{rel}: clip_location {location[-80:]!r} is not {clip_rel}")
         has_bytes = isinstance(meta.get("num_bytes"), int) and meta["num_bytes"] > 0
         windows = tuple(
             WindowLayout(
                 start_frame=w["start_frame"], end_frame=w["end_frame"],
                 captions=_caption_pairs(w, "_caption"), enhanced_captions=_caption_pairs(w, "_enhanced_caption"),
-                preview_url=(storage.join(output_path, layout.PREVIEWS, uid, f"{w['start_frame']}_{w['end_frame']}.webp")
+                preview_url=(storage.join(output_path, layout.preview_path(uid, w["start_frame"], w["end_frame"]))
                              if passed and previews_on else None),
             )
             for w in meta.get("windows", [])
@@ -452,9 +452,9 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
         clips.append(ClipLayout(
             uuid=uid, chunk_index=index, passed=passed, meta=meta,
             meta_url=storage.join(output_path, rel),
-            clip_url=storage.join(output_path, folder, f"{uid}.mp4") if has_bytes and write_mp4 else None,
+            clip_url=storage.join(output_path, clip_rel) if has_bytes and write_mp4 else None,
             windows=windows,
-            embedding_url=storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle") if passed and uid in embedded else None,
+            embedding_url=storage.join(output_path, layout.embedding_path(uid)) if passed and uid in embedded else None,
             parquet_url=embedded.get(uid) if passed else None,
             filtered_by=None if passed else filtered_reason(meta, settings, chunk_by_index[index]),
         ))
