@@ -35,16 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout, storage, temp_files
-from .layout_read import (
-    CHUNK_GAP,
-    CLIP_ID_RE,
-    MAX_CHUNKS,
-    is_index,
-    is_video_clip_id,
-    read_json,
-    verified_span,
-    windows_of,
-)
+from .documents import CLIP_ID_RE, MAX_CHUNKS, chunk_clip_ids, is_index
+from .layout_read import CHUNK_GAP, is_video_clip_id, read_json, verified_span, windows_of
 from .model import SpilledBytes, VideoResult
 from .work import WorkArea
 
@@ -140,9 +132,7 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
         if chunk is not None:
             owned.files.add(rel_chunk)
         if isinstance(chunk, dict) and chunk.get("video") == source:
-            for name in ("clips", "filtered_clips"):
-                ids = chunk.get(name)
-                listed += ids if isinstance(ids, list) else []
+            listed += [uid for uid, _ in chunk_clip_ids(chunk)]
         elif chunk is not None:
             owned.problems.append(f"{rel_chunk} is not a chunk document of this video; its clip list was not used")
         i += 1

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..core import layout, storage, temp_files
-from ..core.layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embeddings, read_video_layout
+from ..core.documents import is_canonical_uuid
+from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings, read_video_layout
 from .clip_trust import UntrustedClip, read_clip
 from .manifest import first_caption, manifest_table, row_digest
 from .publish import open_for_publish
