@@ -348,7 +348,7 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
         index = chunk["clip_chunk_index"]
         rel = layout.chunk_file(video.rel_path, index)
         out.checked += 1
-        passed_ids, filtered_ids = chunk.get("clips", []), chunk.get("filtered_clips", [])
+        passed_ids, filtered_ids = (chunk.get(key, []) for key, _ in documents.CHUNK_CLIP_LISTS)
         total += len(passed_ids) + len(filtered_ids)
         counts: list[tuple[str, Any, Any]] = [("num_clips_passed", chunk.get("num_clips_passed"), len(passed_ids))]
         filtered_total = (chunk.get("num_clips_filtered_by_motion") or 0) + (chunk.get("num_clips_filtered_by_aesthetic") or 0)
