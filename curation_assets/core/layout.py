@@ -2,6 +2,13 @@
 
 Everything here is the spec (`clip-writer-layout.md`) turned into functions. It decides *what*
 files a video produces and their bytes; ``storage`` decides *how* they reach the filesystem.
+
+It is the one place the layout is spelled: :data:`LAYOUT` (each asset, its directories, the steps
+it is written from, its file patterns, in write order) is what the assets, IO managers, writer
+groups, checks, removal and packaging derive from; the ``*_path`` functions build every file name
+by id (a test finds any re-typed elsewhere); NeMo Curator's public ``get_output_path_*`` helpers
+are :func:`get_output_path` of the table's directories. What a good document holds is
+``core.documents``.
 """
 
 from __future__ import annotations
