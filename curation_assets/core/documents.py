@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CLIP_ID_RE = UUID_RE
@@ -29,16 +29,16 @@ MAX_CHUNKS = 100_000
 # Predicates (every document rule is made of these)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def is_count(value: Any) -> bool:
+def is_count(value: Any) -> TypeGuard[int]:
     """A non-negative int (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def is_positive_int(value: Any) -> bool:
+def is_positive_int(value: Any) -> TypeGuard[int]:
     return is_count(value) and value >= 1
 
 
@@ -46,7 +46,7 @@ def is_positive_number(value: Any) -> bool:
     return is_number(value) and value > 0
 
 
-def is_index(value: Any) -> bool:
+def is_index(value: Any) -> TypeGuard[int]:
     """A frame or chunk index as the documents store it (a non-negative int below 10**9, not a bool)."""
     return is_count(value) and value < 10**9
 
