@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import layout, storage, temp_files, urls
+from .documents import is_index
 from .model import (
     UNWRITABLE_FAILURES,
     Clip,
@@ -191,7 +192,7 @@ class WorkArea:
         if clip.get("source_video") != source_url:
             return "source_video: not the partition's source"
         f0, f1 = clip["span"][2:4]
-        if not (_is_index(f0) and _is_index(f1)):
+        if not (is_index(f0) and is_index(f1)):
             return "span: frames are not indices"
         uid = str(clip_uuid(source_url, f0, f1))
         in_layout = [storage.join(self.output, layout.clip_path(uid, filtered)) for filtered in (False, True)]
@@ -204,7 +205,7 @@ class WorkArea:
         if not isinstance(windows, list):
             return "windows: not a list"
         for j, w in enumerate(windows):
-            if not isinstance(w, dict) or not (_is_index(w.get("start_frame")) and _is_index(w.get("end_frame"))):
+            if not isinstance(w, dict) or not (is_index(w.get("start_frame")) and is_index(w.get("end_frame"))):
                 return f"windows[{j}]: not a window with frame indices"
             s, e = w["start_frame"], w["end_frame"]
             problem = self._ref_problem(source_url, w.get("preview"), layout.preview_name(uid, s, e),
@@ -289,10 +290,6 @@ class WorkArea:
 
 
 _TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _is_index(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
 _TOKEN_IN_DOC = re.compile(r"/bytes/([0-9a-f]{16})/")
 
 
