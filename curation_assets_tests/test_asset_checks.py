@@ -63,7 +63,7 @@ def test_checks_per_partition_in_a_ranged_run_with_the_clip_table(tmp_path):
         assert not result.success  # broken.mp4 fails its own partitions
         for key in ("a.mp4", "b.mp4"):
             evaluations = _evaluations(instance, key)
-            assert set(evaluations) == set(lc.CHECK_DIRECTORIES), evaluations.keys()
+            assert set(evaluations) == set(lc.CHECKS), evaluations.keys()
             assert all(e.passed for e in evaluations.values()), \
                 {n: e.description for n, e in evaluations.items()}
             (mat,) = instance.fetch_materializations(

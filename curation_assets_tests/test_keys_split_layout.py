@@ -157,3 +157,21 @@ def test_output_path_helpers():
     assert layout.get_output_path_metas("/o", "v0") == "/o/metas/v0"
     assert layout.get_output_path_ce1_embd_parquet("/o") == "/o/ce1_embd_parquet"
     assert layout.get_output_path_processed_clip_chunks("/o") == "/o/processed_clip_chunks"
+
+
+def test_output_path_helpers_cover_the_table():
+    """NeMo Curator's helpers, one per directory of the table, each ``get_output_path`` of it."""
+    assert set(layout.OUTPUT_PATH_HELPERS) == set(layout.ALL_DIRECTORIES)
+    for directory, helper in layout.OUTPUT_PATH_HELPERS.items():
+        assert helper("s3://b/out/") == layout.get_output_path("s3://b/out", directory) == f"s3://b/out/{directory}"
+    assert layout.get_output_path_metas("/o", "v1") == "/o/metas/v1"
+    with pytest.raises(ValueError, match="'webdataset' is not a directory of the layout"):
+        layout.get_output_path("/o", "webdataset")
+
+
+def test_writer_groups_follow_the_table():
+    """The writer writes the table's assets in its order, the documents last."""
+    from curation_assets.core import writer
+
+    assert writer.FILE_GROUPS + writer.DOCUMENT_GROUPS == tuple(a.directories for a in layout.LAYOUT)
+    assert writer.DOCUMENT_GROUPS == ((layout.PROCESSED_CLIP_CHUNKS,), (layout.PROCESSED_VIDEOS,))

@@ -80,7 +80,7 @@ def test_the_written_layout_passes_every_check(written):
     assert _failing(outcomes) == {}
     assert outcomes[lc.CLIP_FILES_DECODE].checked == 3 and outcomes[lc.PREVIEWS_COVER_WINDOWS].checked == 3
     assert outcomes[lc.PARQUET_ROWS_MATCH_CLIPS].checked == 1 and outcomes[lc.METAS_MATCH_SPEC].checked == 3
-    assert set(outcomes) == set(lc.CHECK_DIRECTORIES)
+    assert set(outcomes) == set(lc.CHECKS)
 
 
 def test_a_clip_cut_short_by_its_source_is_explained_by_its_own_error(written):

@@ -131,7 +131,7 @@ def test_a_dropped_video_is_curated_checked_and_shown(dagster_services, tmp_path
         (mat,) = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("clips"), asset_partitions=[KEY]), limit=1).records
         clip_ids = [r.data["clip"] for r in mat.asset_materialization.metadata["clip_table"].records]
-    assert len(clip_ids) == 2 and set(lc.CHECK_DIRECTORIES) == set(CHECK_ASSETS)
+    assert len(clip_ids) == 2 and set(lc.CHECKS) == set(CHECK_ASSETS)
     print(f"dropped -> materialised and checked in {waited:.0f} s")
 
     if chromium_path() is None:

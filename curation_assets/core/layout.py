@@ -2,6 +2,13 @@
 
 Everything here is the spec (`clip-writer-layout.md`) turned into functions. It decides *what*
 files a video produces and their bytes; ``storage`` decides *how* they reach the filesystem.
+
+It is the one place the layout is spelled: :data:`LAYOUT` (each asset, its directories, the steps
+it is written from, its file patterns, in write order) is what the assets, IO managers, writer
+groups, checks, removal and packaging derive from; the ``*_path`` functions build every file name
+by id (a test finds any re-typed elsewhere); NeMo Curator's public ``get_output_path_*`` helpers
+are :func:`get_output_path` of the table's directories. What a good document holds is
+``core.documents``.
 """
 
 from __future__ import annotations
@@ -26,11 +33,16 @@ T = TypeVar("T")
 CLIPS = "clips"
 FILTERED_CLIPS = "filtered_clips"
 PREVIEWS = "previews"
-METAS = "metas/v0"
+METAS_ROOT, METAS_VERSION = "metas", "v0"
+METAS = f"{METAS_ROOT}/{METAS_VERSION}"
 CE1_EMBD = "ce1_embd"
 CE1_EMBD_PARQUET = "ce1_embd_parquet"
 PROCESSED_VIDEOS = "processed_videos"
 PROCESSED_CLIP_CHUNKS = "processed_clip_chunks"
+
+# File suffixes (the ``*_path`` functions and the table's patterns below use them).
+CLIP_SUFFIX, PREVIEW_SUFFIX, DOCUMENT_SUFFIX, EMBEDDING_SUFFIX, PARQUET_SUFFIX = (
+    ".mp4", ".webp", ".json", ".pickle", ".parquet")
 
 CHUNK_DURATION_BUDGET = 256  # the reference's num_clips_per_chunk (32) * 8
 
@@ -59,19 +71,19 @@ _PASSED = (VIDEO_CLIPS, AESTHETIC_SCORES)  # which clips pass decides clips/ vs 
 #: The layout, one entry per asset, in the order the writer writes them (the documents last: a
 #: ``processed_videos`` document is the mark of a finished video).
 LAYOUT: tuple[LayoutAsset, ...] = (
-    LayoutAsset("clips", (CLIPS, FILTERED_CLIPS), _PASSED, ("{clip_uuid}.mp4",),
+    LayoutAsset(CLIPS, (CLIPS, FILTERED_CLIPS), _PASSED, (f"{{clip_uuid}}{CLIP_SUFFIX}",),
                 "Passed clips (clips/) and filtered clips (filtered_clips/), one mp4 per clip."),
-    LayoutAsset("previews", (PREVIEWS,), _PASSED, ("{clip_uuid}/{start_frame}_{end_frame}.webp",),
+    LayoutAsset(PREVIEWS, (PREVIEWS,), _PASSED, (f"{{clip_uuid}}/{{start_frame}}_{{end_frame}}{PREVIEW_SUFFIX}",),
                 "Animated WebP preview per window of each passed clip."),
-    LayoutAsset("metas/v0", (METAS,), STEPS, ("{clip_uuid}.json",),
+    LayoutAsset(METAS, (METAS,), STEPS, (f"{{clip_uuid}}{DOCUMENT_SUFFIX}",),
                 "Per-clip metadata JSON (passed and filtered clips)."),
-    LayoutAsset("ce1_embd", (CE1_EMBD,), (CLIP_EMBEDDINGS,), ("{clip_uuid}.pickle",),
+    LayoutAsset(CE1_EMBD, (CE1_EMBD,), (CLIP_EMBEDDINGS,), (f"{{clip_uuid}}{EMBEDDING_SUFFIX}",),
                 "Cosmos-Embed1 embedding per passed clip (pickle, (1, D))."),
-    LayoutAsset("ce1_embd_parquet", (CE1_EMBD_PARQUET,), (CLIP_EMBEDDINGS,), ("{chunk_uuid}.parquet",),
+    LayoutAsset(CE1_EMBD_PARQUET, (CE1_EMBD_PARQUET,), (CLIP_EMBEDDINGS,), (f"{{chunk_uuid}}{PARQUET_SUFFIX}",),
                 "Embeddings per clip chunk (parquet: id, embedding)."),
-    LayoutAsset("processed_clip_chunks", (PROCESSED_CLIP_CHUNKS,), STEPS, ("{video_rel_path}_{chunk_index}.json",),
-                "Per-chunk statistics JSON."),
-    LayoutAsset("processed_videos", (PROCESSED_VIDEOS,), (VIDEO_CLIPS,), ("{video_rel_path}.json",),
+    LayoutAsset(PROCESSED_CLIP_CHUNKS, (PROCESSED_CLIP_CHUNKS,), STEPS,
+                (f"{{video_rel_path}}_{{chunk_index}}{DOCUMENT_SUFFIX}",), "Per-chunk statistics JSON."),
+    LayoutAsset(PROCESSED_VIDEOS, (PROCESSED_VIDEOS,), (VIDEO_CLIPS,), (f"{{video_rel_path}}{DOCUMENT_SUFFIX}",),
                 "Video-level metadata JSON (errors included)."),
 )
 LAYOUT_BY_NAME: dict[str, LayoutAsset] = {asset.name: asset for asset in LAYOUT}
@@ -87,56 +99,97 @@ def _output_path(output_path: str, extra: str) -> str:
     return output_path.rstrip("/") + "/" + extra.strip("/")
 
 
+# ---------------------------------------------------------------------------------------------
+# NeMo Curator's public path helpers (``ClipWriterStage.get_output_path_*``, same names and
+# arguments): each is ``get_output_path(output_path, <directory of the table>)``.
+
+
+def get_output_path(output_path: str, directory: str) -> str:
+    """``<output_path>/<directory>`` for a directory of the table (``ValueError`` for another)."""
+    if directory not in ALL_DIRECTORIES and not directory.startswith(METAS_ROOT + "/"):
+        raise ValueError(f"{directory!r} is not a directory of the layout ({', '.join(ALL_DIRECTORIES)})")
+    return _output_path(output_path, directory)
+
+
 def get_output_path_clips(output_path: str, filtered: bool = False) -> str:
-    return _output_path(output_path, FILTERED_CLIPS if filtered else CLIPS)
+    return get_output_path(output_path, FILTERED_CLIPS if filtered else CLIPS)
 
 
 def get_output_path_previews(output_path: str) -> str:
-    return _output_path(output_path, PREVIEWS)
+    return get_output_path(output_path, PREVIEWS)
 
 
-def get_output_path_metas(output_path: str, version: str = "v0") -> str:
-    return _output_path(output_path, f"metas/{version}")
+def get_output_path_metas(output_path: str, version: str = METAS_VERSION) -> str:
+    """``metas/<version>``: the reference's signature; this writer writes ``v0`` only."""
+    return get_output_path(output_path, f"{METAS_ROOT}/{version}")
 
 
 def get_output_path_ce1_embd(output_path: str) -> str:
-    return _output_path(output_path, CE1_EMBD)
+    return get_output_path(output_path, CE1_EMBD)
 
 
 def get_output_path_ce1_embd_parquet(output_path: str) -> str:
-    return _output_path(output_path, CE1_EMBD_PARQUET)
+    return get_output_path(output_path, CE1_EMBD_PARQUET)
 
 
 def get_output_path_processed_videos(output_path: str) -> str:
-    return _output_path(output_path, PROCESSED_VIDEOS)
+    return get_output_path(output_path, PROCESSED_VIDEOS)
 
 
 def get_output_path_processed_clip_chunks(output_path: str) -> str:
-    return _output_path(output_path, PROCESSED_CLIP_CHUNKS)
+    return get_output_path(output_path, PROCESSED_CLIP_CHUNKS)
+
+
+#: Each directory of the table and the public helper that gives it (a test holds them to the table).
+OUTPUT_PATH_HELPERS: dict[str, Callable[[str], str]] = {
+    CLIPS: get_output_path_clips,
+    FILTERED_CLIPS: lambda output_path: get_output_path_clips(output_path, filtered=True),
+    PREVIEWS: get_output_path_previews,
+    METAS: get_output_path_metas,
+    CE1_EMBD: get_output_path_ce1_embd,
+    CE1_EMBD_PARQUET: get_output_path_ce1_embd_parquet,
+    PROCESSED_VIDEOS: get_output_path_processed_videos,
+    PROCESSED_CLIP_CHUNKS: get_output_path_processed_clip_chunks,
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # Relative file names (relative to output_path), by id: every other module calls these.
+# ``*_name`` is the part under the directory (the work area keeps spilled bytes under it).
+
+def clip_name(clip_uuid: object) -> str:
+    return f"{clip_uuid}{CLIP_SUFFIX}"
+
+
+def preview_name(clip_uuid: object, start_frame: int, end_frame: int) -> str:
+    return f"{clip_uuid}/{start_frame}_{end_frame}{PREVIEW_SUFFIX}"
 
 
 def clip_path(clip_uuid: object, filtered: bool = False) -> str:
-    return f"{FILTERED_CLIPS if filtered else CLIPS}/{clip_uuid}.mp4"
+    return f"{FILTERED_CLIPS if filtered else CLIPS}/{clip_name(clip_uuid)}"
 
 
 def preview_path(clip_uuid: object, start_frame: int, end_frame: int) -> str:
-    return f"{PREVIEWS}/{clip_uuid}/{start_frame}_{end_frame}.webp"
+    return f"{PREVIEWS}/{preview_name(clip_uuid, start_frame, end_frame)}"
 
 
 def meta_path(clip_uuid: object) -> str:
-    return f"{METAS}/{clip_uuid}.json"
+    return f"{METAS}/{clip_uuid}{DOCUMENT_SUFFIX}"
 
 
 def embedding_path(clip_uuid: object) -> str:
-    return f"{CE1_EMBD}/{clip_uuid}.pickle"
+    return f"{CE1_EMBD}/{clip_uuid}{EMBEDDING_SUFFIX}"
 
 
 def parquet_path(chunk_id: object) -> str:
-    return f"{CE1_EMBD_PARQUET}/{chunk_id}.parquet"
+    return f"{CE1_EMBD_PARQUET}/{chunk_id}{PARQUET_SUFFIX}"
+
+
+def clip_paths(clip_uuid: object, windows: Iterable[tuple[int, int]] = ()) -> set[str]:
+    """Every file of the layout a clip id may have: both clip folders, its meta, its embedding and
+    a preview per window (what a write or a removal of the clip may touch)."""
+    files = {clip_path(clip_uuid), clip_path(clip_uuid, filtered=True), meta_path(clip_uuid), embedding_path(clip_uuid)}
+    return files | {preview_path(clip_uuid, s, e) for s, e in windows}
 
 
 def clip_file(clip: Clip) -> str:
@@ -157,6 +210,12 @@ def embedding_file(clip: Clip) -> str:
 
 def parquet_file(source_video: str, chunk_index: int) -> str:
     return parquet_path(chunk_uuid(source_video, chunk_index))
+
+
+def directory_of(rel: str) -> str:
+    """The layout directory a path relative to the output belongs to (``metas/v0/x.json`` ->
+    ``metas/v0``; the first component for the others)."""
+    return next((d for d in ALL_DIRECTORIES if rel.startswith(d + "/")), rel.split("/", 1)[0])
 
 
 # The longest file name most filesystems take (bytes of one path component).
@@ -180,11 +239,11 @@ def fit_name(rel_path: str, suffix: str) -> str:
 
 
 def video_file(rel_path: str) -> str:
-    return f"{PROCESSED_VIDEOS}/{fit_name(rel_path, '.json')}"
+    return f"{PROCESSED_VIDEOS}/{fit_name(rel_path, DOCUMENT_SUFFIX)}"
 
 
 def chunk_file(rel_path: str, chunk_index: int) -> str:
-    return f"{PROCESSED_CLIP_CHUNKS}/{fit_name(rel_path, f'_{chunk_index}.json')}"
+    return f"{PROCESSED_CLIP_CHUNKS}/{fit_name(rel_path, f'_{chunk_index}{DOCUMENT_SUFFIX}')}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,17 +1,13 @@
 """The checks of one written video's layout: each rule of the spec that its files must honour,
 and for each departure the file and why.
 
-Why one module over the project's 500-line guide: it is the spec's list of rules for one video's
-files, one function per layout directory, read side by side with ``clip-writer-layout.md``; the
-functions share only the :class:`CheckOutcome` they fill, and splitting them would split the
-list, not a concern.
-
 The video's files are found from its own documents (:func:`core.layout_read.read_video_layout`),
 never by listing a directory, so a check costs the same whatever else the output holds. The
 rules are written from the spec (``clip-writer-layout.md``), not from the writer's code, so a
-writer bug shows up here instead of being repeated.
+writer bug shows up here instead of being repeated; the documents' own rules are the one
+document schema's (``core.documents``), which holds what the reader let through to the spec.
 
-Each check is about one layout directory (:data:`CHECK_DIRECTORIES`), so the Dagster layer can
+Each check is about one asset of the layout table (:data:`CHECKS`), so the Dagster layer can
 attach it to the asset that owns that directory. A departure the video's own documents explain
 (a clip whose ``errors`` say its source ended early, or that its preview could not be made) is
 listed as ``explained`` and does not fail the check: the documents already tell the reader.
@@ -20,7 +16,7 @@ listed as ``explained`` and does not fail the check: the documents already tell 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout, storage
-from .layout_read import ClipLayout, VideoLayout, is_canonical_uuid, load_embedding, read_video_layout
+from . import documents, layout, storage
+from .layout_read import ClipLayout, VideoLayout, load_embedding, read_video_layout
 from .options import settings_digest
 from .pipeline import short_clip_tolerance_s
 from .media_read import decode_clip, source_times
@@ -42,15 +38,16 @@ PREVIEWS_COVER_WINDOWS = "previews_cover_windows"
 CHUNK_COUNTS_MATCH_FILES = "chunk_counts_match_files"
 VIDEO_DOCUMENT_MATCHES_SPEC = "video_document_matches_spec"
 
-#: Each check and the layout directory it is about.
-CHECK_DIRECTORIES: dict[str, str] = {
-    METAS_MATCH_SPEC: layout.METAS,
-    PARQUET_ROWS_MATCH_CLIPS: layout.CE1_EMBD_PARQUET,
-    CLIP_FILES_DECODE: layout.CLIPS,
-    PREVIEWS_COVER_WINDOWS: layout.PREVIEWS,
-    CHUNK_COUNTS_MATCH_FILES: layout.PROCESSED_CLIP_CHUNKS,
-    VIDEO_DOCUMENT_MATCHES_SPEC: layout.PROCESSED_VIDEOS,
-}
+#: Each check and the asset of the layout table (``layout.LAYOUT``) whose files it is about.
+CHECKS: dict[str, layout.LayoutAsset] = {name: layout.asset_of_directory(directory) for name, directory in (
+    (METAS_MATCH_SPEC, layout.METAS),
+    (PARQUET_ROWS_MATCH_CLIPS, layout.CE1_EMBD_PARQUET),
+    (CLIP_FILES_DECODE, layout.CLIPS),
+    (PREVIEWS_COVER_WINDOWS, layout.PREVIEWS),
+    (CHUNK_COUNTS_MATCH_FILES, layout.PROCESSED_CLIP_CHUNKS),
+    (VIDEO_DOCUMENT_MATCHES_SPEC, layout.PROCESSED_VIDEOS),
+)}
+_CHECK_OF_ASSET = {asset.name: name for name, asset in CHECKS.items()}
 DESCRIPTIONS: dict[str, str] = {
     METAS_MATCH_SPEC: "every metas/v0 document of the video has the spec's keys, in its order, with its types",
     PARQUET_ROWS_MATCH_CLIPS: "each chunk's parquet has one row per passed clip with an embedding, the same ids and "
@@ -63,17 +60,6 @@ DESCRIPTIONS: dict[str, str] = {
                                  "matches its settings",
 }
 
-# metas/v0 keys in the spec's order (optional ones included); the probe keys come all or none.
-META_KEYS = ("span_uuid", "source_video", "duration_span", "snapped", "width_source", "height_source",
-             "framerate_source", "clip_location", "width", "height", "framerate", "num_frames", "video_codec",
-             "num_bytes", "motion_score", "aesthetic_score", "errors", "error_details", "windows", "valid")
-META_REQUIRED = ("span_uuid", "source_video", "duration_span", "width_source", "height_source", "framerate_source",
-                 "clip_location", "windows", "valid")
-PROBE_KEYS = ("width", "height", "framerate", "num_frames", "video_codec", "num_bytes")
-# processed_videos keys in the spec's order, then our documented additions.
-VIDEO_KEYS = ("video", "height", "width", "framerate", "num_frames", "duration", "video_codec", "pixel_format",
-              "audio_format", "num_total_clips", "num_clip_chunks")
-VIDEO_OPTIONAL = ("errors", "error_details", "pipeline")
 # Clip error keys that explain a clip shorter than its span, or a window without a preview.
 SHORT_CLIP_ERRORS = ("truncated", "transcode")
 PREVIEW_ERRORS = ("preview",)
@@ -122,14 +108,6 @@ class CheckOutcome:
         return text + (f"; {self.note}" if self.note else "")
 
 
-def _is_int(v: Any, low: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _rel(output_path: str, url: str | None) -> str:
     if not url:
         return ""
@@ -150,103 +128,17 @@ def _problem_file(problem: str) -> tuple[str, str]:
 
 
 def _directory_check(file: str) -> str:
-    if file.startswith(layout.METAS + "/"):
-        return METAS_MATCH_SPEC
-    if file.startswith(layout.CE1_EMBD_PARQUET + "/") or not file:
+    """The check a reader's problem with ``file`` fails: the one about the file's asset (a problem
+    naming no file is about the embedding rows; one of no checked asset, the chunk counts)."""
+    if not file:
         return PARQUET_ROWS_MATCH_CLIPS
-    if file.startswith(layout.PROCESSED_VIDEOS + "/"):
-        return VIDEO_DOCUMENT_MATCHES_SPEC
-    return CHUNK_COUNTS_MATCH_FILES
-
-
-def _check_keys(doc: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str], rel: str,
-                out: CheckOutcome) -> None:
-    """A document holds no key the spec does not name and every key it requires."""
-    unknown = [k for k in doc if k not in allowed]
-    if unknown:
-        out.fail(rel, f"keys not in the spec: {', '.join(map(repr, unknown))}")
-    missing = [k for k in required if k not in doc]
-    if missing:
-        out.fail(rel, f"missing keys: {', '.join(missing)}")
+    directory = layout.directory_of(file)
+    owner = layout.asset_of_directory(directory).name if directory in layout.ALL_DIRECTORIES else ""
+    return _CHECK_OF_ASSET.get(owner, CHUNK_COUNTS_MATCH_FILES)
 
 
 # ---------------------------------------------------------------------------------------------
 # The rules
-
-
-def _check_meta(clip: ClipLayout, rel: str, captions: tuple[str, ...], enhanced: tuple[str, ...], out: CheckOutcome) -> None:
-    meta = clip.meta
-    keys = list(meta)
-    _check_keys(meta, META_KEYS, META_REQUIRED, rel, out)
-    known = [k for k in keys if k in META_KEYS]
-    if known != sorted(known, key=META_KEYS.index):
-        out.fail(rel, f"keys out of the spec's order: {', '.join(known)}")
-    probe = [k for k in PROBE_KEYS if k in meta]
-    if probe and len(probe) != len(PROBE_KEYS):
-        out.fail(rel, f"probe keys come all or none; missing {', '.join(k for k in PROBE_KEYS if k not in meta)}")
-    span = meta.get("duration_span")
-    if isinstance(span, list) and len(span) == 2 and all(_is_num(x) for x in span) and not 0 <= span[0] < span[1]:
-        out.fail(rel, f"duration_span {span} is not 0 <= start < end")
-    if "snapped" in meta and meta["snapped"] is not True:
-        out.fail(rel, f"snapped is {meta['snapped']!r} (only true is written)")
-    for key in ("width_source", "height_source"):
-        if key in meta and meta[key] is not None and not _is_int(meta[key], 1):
-            out.fail(rel, f"{key} {meta[key]!r} is not a positive integer")
-    if "framerate_source" in meta and meta["framerate_source"] is not None and not (
-            _is_num(meta["framerate_source"]) and meta["framerate_source"] > 0):
-        out.fail(rel, f"framerate_source {meta['framerate_source']!r} is not a positive number")
-    if not isinstance(meta.get("clip_location"), str):
-        out.fail(rel, "clip_location is not text")
-    if len(probe) == len(PROBE_KEYS):
-        for key in ("width", "height", "num_bytes"):
-            if not _is_int(meta[key], 1):
-                out.fail(rel, f"{key} {meta[key]!r} is not a positive integer")
-        if not _is_int(meta["num_frames"]):
-            out.fail(rel, f"num_frames {meta['num_frames']!r} is not a count")
-        if not (_is_num(meta["framerate"]) and meta["framerate"] > 0):
-            out.fail(rel, f"framerate {meta['framerate']!r} is not a positive number")
-        if not isinstance(meta["video_codec"], str) or not meta["video_codec"]:
-            out.fail(rel, f"video_codec {meta['video_codec']!r} is not a codec name")
-    motion = meta.get("motion_score")
-    if "motion_score" in meta and not (isinstance(motion, dict) and set(motion) == {"global_mean", "per_patch_min_256"}
-                                       and all(_is_num(v) for v in motion.values())):
-        out.fail(rel, "motion_score is not {global_mean, per_patch_min_256} numbers")
-    if "aesthetic_score" in meta and not _is_num(meta["aesthetic_score"]):
-        out.fail(rel, f"aesthetic_score {meta['aesthetic_score']!r} is not a number")
-    errors, details = meta.get("errors"), meta.get("error_details")
-    if "errors" in meta and not (isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors)):
-        out.fail(rel, "errors is not a non-empty list of error keys")
-    elif ("errors" in meta) != ("error_details" in meta) or (
-            isinstance(details, dict) and isinstance(errors, list) and set(details) != set(errors)):
-        out.fail(rel, "error_details does not give a message for exactly the keys in errors")
-    _check_windows(meta.get("windows"), rel, captions, enhanced, out)
-    has_bytes = len(probe) == len(PROBE_KEYS)
-    valid = meta.get("valid")
-    if not isinstance(valid, bool):
-        out.fail(rel, f"valid {valid!r} is not true or false")
-    elif valid != (has_bytes and bool(meta.get("windows"))):
-        out.fail(rel, f"valid is {str(valid).lower()} but the clip {'has' if has_bytes else 'has no'} bytes and "
-                      f"{len(meta.get('windows') or [])} window(s)")
-
-
-def _check_windows(windows: Any, rel: str, captions: tuple[str, ...], enhanced: tuple[str, ...],
-                   out: CheckOutcome) -> None:
-    if not isinstance(windows, list):
-        return  # reported by the reader
-    allowed = {f"{m}_caption" for m in captions} | {f"{m}_enhanced_caption" for m in enhanced}
-    expected_start = 0
-    for i, w in enumerate(windows):
-        if not isinstance(w, dict):
-            continue
-        if w.get("start_frame") != expected_start:
-            out.fail(rel, f"window {i} starts at frame {w.get('start_frame')!r}, expected {expected_start} "
-                          "(windows are consecutive from frame 0)")
-        if _is_int(w.get("end_frame")):
-            expected_start = w["end_frame"] + 1
-        extra = [k for k in w if k not in ("start_frame", "end_frame") and (k not in allowed if allowed else
-                                                                            not k.endswith("_caption"))]
-        if extra:
-            out.fail(rel, f"window {i} has keys that are not configured caption keys: {', '.join(map(repr, extra))}")
 
 
 def check_metas(video: VideoLayout, out: CheckOutcome) -> None:
@@ -255,7 +147,9 @@ def check_metas(video: VideoLayout, out: CheckOutcome) -> None:
     enhanced = tuple(settings.get("enhanced_caption_models") or ())
     for clip in video.clips:
         out.checked += 1
-        _check_meta(clip, _rel(video.output_path, clip.meta_url), captions, enhanced, out)
+        rel = _rel(video.output_path, clip.meta_url)
+        for why in documents.meta_departures(clip.meta, captions, enhanced):
+            out.fail(rel, why)
 
 
 def _span_problems(frames: int, length: float, start: float, end: float, fps: float,
@@ -284,11 +178,11 @@ def check_clip_files(video: VideoLayout, out: CheckOutcome, *, decode: bool = Tr
         return
     for clip in video.clips:
         meta = clip.meta
-        folder, other = (layout.CLIPS, layout.FILTERED_CLIPS) if clip.passed else (layout.FILTERED_CLIPS, layout.CLIPS)
-        rel = f"{folder}/{clip.uuid}.mp4"
-        other_rel = f"{other}/{clip.uuid}.mp4"
+        rel = layout.clip_path(clip.uuid, filtered=not clip.passed)
+        other_rel = layout.clip_path(clip.uuid, filtered=clip.passed)
         if storage.exists(storage.join(video.output_path, other_rel)):
-            out.fail(other_rel, f"a {'passed' if clip.passed else 'filtered'} clip's mp4 is also in {other}/")
+            out.fail(other_rel, f"a {'passed' if clip.passed else 'filtered'} clip's mp4 is also in "
+                                f"{layout.directory_of(other_rel)}/")
         if clip.clip_url is None:  # no bytes for this span (its meta says so): nothing may be there
             if storage.exists(storage.join(video.output_path, rel)):
                 out.fail(rel, "present, but its metas/v0 document records no bytes for the clip")
@@ -354,7 +248,7 @@ def check_previews(video: VideoLayout, presence: Mapping[tuple[str, int, int], s
         out.checked += 1
         if why is None:
             continue
-        finding = Finding(f"{layout.PREVIEWS}/{uid}/{s}_{e}.webp", why)
+        finding = Finding(layout.preview_path(uid, s, e), why)
         explained = why == "missing" and any(k in PREVIEW_ERRORS for k in errors_of.get(uid, []))
         (out.explained if explained else out.findings).append(finding)
 
@@ -379,7 +273,7 @@ def check_parquet(video: VideoLayout, out: CheckOutcome) -> None:
         pickles = {}
         for clip in by_chunk.get(index, []):
             if clip.passed:
-                pickle_rel = f"{layout.CE1_EMBD}/{clip.uuid}.pickle"
+                pickle_rel = layout.embedding_path(clip.uuid)
                 if storage.exists(storage.join(video.output_path, pickle_rel)):
                     pickles[clip.uuid] = pickle_rel
         if not count:
@@ -413,7 +307,7 @@ def check_parquet(video: VideoLayout, out: CheckOutcome) -> None:
         if missing:
             out.fail(rel, f"no row for passed clip(s) with an embedding: {', '.join(missing[:5])}")
         if extra:
-            bad = [str(i)[:60] for i in extra if not is_canonical_uuid(i)]
+            bad = [str(i)[:60] for i in extra if not documents.is_canonical_uuid(i)]
             out.fail(rel, f"rows for ids that are not passed clips of chunk {index} with an embedding: "
                           f"{', '.join((bad or extra)[:5])}")
         vectors = dict(zip(ids, table.column("embedding").to_numpy(zero_copy_only=False)))
@@ -454,7 +348,7 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
         index = chunk["clip_chunk_index"]
         rel = layout.chunk_file(video.rel_path, index)
         out.checked += 1
-        passed_ids, filtered_ids = chunk.get("clips", []), chunk.get("filtered_clips", [])
+        passed_ids, filtered_ids = (chunk.get(key, []) for key, _ in documents.CHUNK_CLIP_LISTS)
         total += len(passed_ids) + len(filtered_ids)
         counts: list[tuple[str, Any, Any]] = [("num_clips_passed", chunk.get("num_clips_passed"), len(passed_ids))]
         filtered_total = (chunk.get("num_clips_filtered_by_motion") or 0) + (chunk.get("num_clips_filtered_by_aesthetic") or 0)
@@ -470,7 +364,7 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
             passed = [c for c in clips if c.passed]
             counts += [
                 ("num_clips_transcoded", chunk.get("num_clips_transcoded"),
-                 sum(1 for c in clips if _is_int(c.meta.get("num_bytes"), 1))),
+                 sum(1 for c in clips if documents.is_positive_int(c.meta.get("num_bytes")))),
                 ("num_clips_with_embeddings", chunk.get("num_clips_with_embeddings"),
                  sum(1 for c in passed if c.parquet_url)),
                 ("num_clips_with_webp", chunk.get("num_clips_with_webp"),
@@ -481,7 +375,7 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
             spans = [c.meta["duration_span"][1] - c.meta["duration_span"][0] for c in clips]
             for key, expected in (("total_clip_duration", float(sum(spans))), ("max_clip_duration", float(max(spans, default=0.0)))):
                 value = chunk.get(key)
-                if not _is_num(value) or abs(value - expected) > 1e-6 * max(1.0, expected):
+                if not documents.is_number(value) or abs(value - expected) > 1e-6 * max(1.0, expected):
                     out.fail(rel, f"{key} {value!r}, the clips' spans give {expected:.6f}")
             windows = chunk.get("all_windows")
             if isinstance(windows, dict) and set(windows) != {c.uuid for c in passed}:
@@ -491,7 +385,7 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
                 out.fail(rel, f"{key} {value!r}, the files give {expected}")
     n = doc.get("num_clip_chunks")
     video_rel = layout.video_file(video.rel_path)
-    if _is_int(n):
+    if documents.is_count(n):
         if storage.exists(storage.join(video.output_path, layout.chunk_file(video.rel_path, n))):
             out.fail(layout.chunk_file(video.rel_path, n), f"a chunk document past num_clip_chunks ({n}) of {video_rel}")
         if len(video.chunks) == n and doc.get("num_total_clips") != total:
@@ -504,24 +398,8 @@ def check_video_document(video: VideoLayout, out: CheckOutcome) -> None:
     if doc is None:
         return  # unreadable: reported by the reader
     out.checked += 1
-    keys = list(doc)
-    _check_keys(doc, VIDEO_KEYS + VIDEO_OPTIONAL, VIDEO_KEYS, rel, out)
-    order = [k for k in keys if k in VIDEO_KEYS + VIDEO_OPTIONAL]
-    if order != sorted(order, key=(VIDEO_KEYS + VIDEO_OPTIONAL).index):
-        out.fail(rel, f"keys out of the spec's order: {', '.join(order)}")
-    rules: dict[str, Callable[[Any], bool]] = {
-        "height": lambda v: _is_int(v, 1), "width": lambda v: _is_int(v, 1),
-        "framerate": lambda v: _is_num(v) and v > 0, "num_frames": _is_int,
-        "duration": lambda v: _is_num(v) and v >= 0, "video_codec": lambda v: isinstance(v, str),
-        "pixel_format": lambda v: isinstance(v, str), "audio_format": lambda v: isinstance(v, str),
-    }
-    for key, ok in rules.items():
-        if key in doc and doc[key] is not None and not ok(doc[key]):
-            out.fail(rel, f"{key} {doc[key]!r} has the wrong type")
-    errors, details = doc.get("errors"), doc.get("error_details")
-    if ("errors" in doc) != ("error_details" in doc) or (
-            "errors" in doc and not (isinstance(details, dict) and isinstance(errors, list) and set(details) == set(errors))):
-        out.fail(rel, "error_details does not give a message for exactly the keys in errors")
+    for why in documents.video_departures(doc):
+        out.fail(rel, why)
     pipeline = doc.get("pipeline")
     if pipeline is not None:
         settings = pipeline.get("settings") if isinstance(pipeline, dict) else None
@@ -536,10 +414,10 @@ def check_video_document(video: VideoLayout, out: CheckOutcome) -> None:
 
 def check_video(output_path: str, rel_path: str, source_video: str | None = None, *,
                 decode: bool = True) -> dict[str, CheckOutcome]:
-    """Every check (:data:`CHECK_DIRECTORIES`) of one video's written layout. ``source_video``:
+    """Every check (:data:`CHECKS`) of one video's written layout. ``source_video``:
     the URL the video is known by (its documents must describe it). ``decode``: decode every clip
     (the costly part; off, clips are only found and sized)."""
-    outcomes = {name: CheckOutcome(name) for name in CHECK_DIRECTORIES}
+    outcomes = {name: CheckOutcome(name) for name in CHECKS}
     video = read_video_layout(output_path, rel_path, source_video)
     if not video.exists:
         why = next((p.partition(": ")[2] for p in video.problems), "missing: the video has not been written")
@@ -563,7 +441,7 @@ def check_video(output_path: str, rel_path: str, source_video: str | None = None
 
 
 __all__ = [
-    "CHECK_DIRECTORIES",
+    "CHECKS",
     "CHUNK_COUNTS_MATCH_FILES",
     "CLIP_FILES_DECODE",
     "DESCRIPTIONS",

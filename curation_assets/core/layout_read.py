@@ -2,8 +2,8 @@
 
 Why one module over the project's 500-line guide: reading a document back and deciding whether it
 may be trusted are one step here: every id and frame number is checked as it is read, before it
-can become a path, and the writer (``core.writer``) and the checks (``core.layout_checks``) use
-these same checks; the embedding loaders at the end open only files whose paths passed them.
+can become a path (by the one document schema, ``core.documents``, which the writer and the
+checks use too); the embedding loaders at the end open only files whose paths passed them.
 
 A video's ``processed_videos/<rel>.json`` says how many chunks it has; each chunk document names
 its clips (passed and filtered); each clip's ``metas/v0/<uuid>.json`` says what was written for
@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +30,22 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import layout, storage
+from .documents import (
+    CAPTION_SUFFIX,
+    ENHANCED_CAPTION_SUFFIX,
+    caption_pairs,
+    chunk_clip_ids,
+    chunk_unusable,
+    is_canonical_uuid,
+    is_index,
+    is_number,
+    meta_unusable,
+    video_unusable,
+)
 from .model import MotionScore, clip_uuid
 from .motion import is_low_motion
 from .timing import span_frames_of
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CLIP_ID_RE = UUID_RE
-
-#: More chunks than this in one video document is not a document we wrote.
-MAX_CHUNKS = 100_000
 #: A claimed chunk count is bounded by the chunk documents that exist: they are read in order
 #: (in batches that double), and after this many missing in a row no more are looked for.
 CHUNK_GAP = 8
@@ -48,20 +54,6 @@ CHUNK_GAP = 8
 FILTERED_BY_MOTION = "motion"
 FILTERED_BY_AESTHETIC = "aesthetic"
 FILTERED_BY_UNKNOWN = "unknown"
-
-
-def is_canonical_uuid(value: Any) -> bool:
-    """A clip or chunk id as the layout writes it: ``str(uuid.UUID)``, lowercase, hyphenated."""
-    return isinstance(value, str) and UUID_RE.match(value) is not None
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def is_index(value: Any) -> bool:
-    """A frame or chunk index as the documents store it (a non-negative int below 10**9, not a bool)."""
-    return _is_count(value) and value < 10**9
 
 
 def is_video_clip_id(uid: Any, source_video: str, start_frame: Any, end_frame: Any) -> bool:
@@ -83,7 +75,7 @@ def verified_span(uid: Any, source_video: str, meta: Any) -> tuple[int, int] | N
     if not isinstance(span, list) or len(span) != 2:
         return None
     fps = meta.get("framerate_source")
-    if not (_is_number(span[0]) and _is_number(span[1]) and _is_number(fps)):
+    if not (is_number(span[0]) and is_number(span[1]) and is_number(fps)):
         return None
     for a in span_frames_of(span[0], fps):
         for b in span_frames_of(span[1], fps):
@@ -110,10 +102,6 @@ def read_json(url: str) -> Any:
         return None
     except (ValueError, UnicodeDecodeError):
         return ValueError
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -248,81 +236,6 @@ def _parse_json(data: bytes | Exception, what: str, problems: list[str]) -> dict
     return doc
 
 
-def _check_video_doc(doc: dict[str, Any]) -> str | None:
-    if not isinstance(doc.get("video"), str) or not doc["video"]:
-        return "no 'video' string"
-    n = doc.get("num_clip_chunks")
-    if not _is_count(n) or n > MAX_CHUNKS:
-        return f"num_clip_chunks {n!r} is not a count up to {MAX_CHUNKS}"
-    if not _is_count(doc.get("num_total_clips")):
-        return f"num_total_clips {doc.get('num_total_clips')!r} is not a count"
-    errors = doc.get("errors", [])
-    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
-        return "errors is not a list of strings"
-    return None
-
-
-def _check_chunk_doc(doc: dict[str, Any], index: int, source_video: str) -> str | None:
-    if doc.get("clip_chunk_index") != index or isinstance(doc.get("clip_chunk_index"), bool):
-        return f"clip_chunk_index {doc.get('clip_chunk_index')!r}, expected {index}"
-    if doc.get("video") != source_video:
-        return "its 'video' is not the video document's"
-    for key in ("clips", "filtered_clips"):
-        ids = doc.get(key, [])
-        if not isinstance(ids, list):
-            return f"{key} is not a list"
-        bad = [i for i in ids if not is_canonical_uuid(i)]
-        if bad:
-            return f"{key} holds ids that are not canonical UUIDs, e.g. {str(bad[0])[:60]!r}"
-    return None
-
-
-def _check_meta(doc: dict[str, Any], uid: str, source_video: str) -> str | None:
-    if doc.get("span_uuid") != uid:
-        return "span_uuid is not the clip's id"
-    if doc.get("source_video") != source_video:
-        return "source_video is not the video document's"
-    span = doc.get("duration_span")
-    if not (isinstance(span, list) and len(span) == 2 and all(_is_number(x) for x in span)):
-        return "duration_span is not [start_s, end_s]"
-    windows = doc.get("windows", [])
-    if not isinstance(windows, list):
-        return "windows is not a list"
-    for w in windows:
-        if not isinstance(w, dict):
-            return "a window is not an object"
-        s, e = w.get("start_frame"), w.get("end_frame")
-        if not (_is_count(s) and _is_count(e) and s <= e):
-            return f"window frames {s!r}, {e!r} are not non-negative integers with start <= end"
-        for key, value in w.items():
-            if key.endswith("_caption") and not isinstance(value, str):
-                return f"window {key} is not text"
-    errors = doc.get("errors", [])
-    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
-        return "errors is not a list of strings"
-    if "error_details" in doc and not isinstance(doc["error_details"], dict):
-        return "error_details is not an object"
-    for key in ("width", "height", "num_frames", "num_bytes"):
-        if key in doc and doc[key] is not None and not _is_count(doc[key]):
-            return f"{key} {doc[key]!r} is not a count"
-    motion = doc.get("motion_score")
-    if motion is not None and not (isinstance(motion, dict) and _is_number(motion.get("global_mean"))
-                                   and _is_number(motion.get("per_patch_min_256"))):
-        return "motion_score is not {global_mean, per_patch_min_256}"
-    if doc.get("aesthetic_score") is not None and not _is_number(doc["aesthetic_score"]):
-        return "aesthetic_score is not a number"
-    return None
-
-
-def _caption_pairs(window: Mapping[str, Any], suffix: str) -> tuple[tuple[str, str], ...]:
-    """``<model><suffix>`` keys of a window, in the order the meta lists them."""
-    pairs = []
-    for key, value in window.items():
-        if key.endswith(suffix) and not (suffix == "_caption" and key.endswith("_enhanced_caption")):
-            pairs.append((key[: -len(suffix)], value))
-    return tuple(pairs)
-
-
 def filtered_reason(meta: Mapping[str, Any], settings: Mapping[str, Any], chunk: Mapping[str, Any]) -> str:
     """Why a filtered clip was filtered, derived from what was written (metas carry no reason).
 
@@ -341,7 +254,7 @@ def filtered_reason(meta: Mapping[str, Any], settings: Mapping[str, Any], chunk:
             return FILTERED_BY_MOTION
         threshold = settings.get("aesthetic_threshold")
         score = meta.get("aesthetic_score")
-        if _is_number(threshold) and _is_number(score) and score < threshold:
+        if is_number(threshold) and is_number(score) and score < threshold:
             return FILTERED_BY_AESTHETIC
         return FILTERED_BY_UNKNOWN
     by_motion = chunk.get("num_clips_filtered_by_motion", 0)
@@ -376,7 +289,7 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
     if isinstance(data, Exception):
         raise data
     video = _parse_json(data, video_rel, problems)
-    bad = _check_video_doc(video) if video is not None else None
+    bad = video_unusable(video) if video is not None else None
     if video is None or bad:
         if bad:
             problems.append(f"{video_rel}: {bad}")
@@ -398,19 +311,18 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
     seen: set[str] = set()
     for i, rel in enumerate(chunk_rels):
         doc = _parse_json(chunk_data[rel], rel, problems)
-        bad = _check_chunk_doc(doc, i, source) if doc is not None else None
+        bad = chunk_unusable(doc, i, source) if doc is not None else None
         if doc is None or bad:
             if bad:
                 problems.append(f"{rel}: {bad}")
             continue
         chunks.append(doc)
-        for key, passed in (("clips", True), ("filtered_clips", False)):
-            for uid in doc.get(key, []):
-                if uid in seen:
-                    problems.append(f"{rel}: clip {uid} is named twice")
-                    continue
-                seen.add(uid)
-                members.append((uid, i, passed))
+        for uid, passed in chunk_clip_ids(doc):
+            if uid in seen:
+                problems.append(f"{rel}: clip {uid} is named twice")
+                continue
+            seen.add(uid)
+            members.append((uid, i, passed))
     chunk_by_index = {doc["clip_chunk_index"]: doc for doc in chunks}
 
     parquet_rels = {doc["clip_chunk_index"]: layout.parquet_file(source, doc["clip_chunk_index"])
@@ -421,30 +333,30 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
         for uid in ids:
             embedded[uid] = storage.join(output_path, rel)
 
-    meta_rels = [f"{layout.METAS}/{uid}.json" for uid, _, _ in members]
+    meta_rels = [layout.meta_path(uid) for uid, _, _ in members]
     meta_data = _read_many(output_path, meta_rels)
     write_mp4 = settings.get("upload_clips", True) is not False and settings.get("dry_run") is not True
     previews_on = bool(settings.get("generate_previews", False)) and settings.get("dry_run") is not True
     clips: list[ClipLayout] = []
     for (uid, index, passed), rel in zip(members, meta_rels):
         meta = _parse_json(meta_data[rel], rel, problems)
-        bad = _check_meta(meta, uid, source) if meta is not None else None
+        bad = meta_unusable(meta, uid, source) if meta is not None else None
         if not bad and meta is not None and verified_span(uid, source, meta) is None:
             bad = "its id is not the one this video's source and span give"
         if meta is None or bad:
             if bad:
                 problems.append(f"{rel}: {bad}")
             continue
-        folder = layout.CLIPS if passed else layout.FILTERED_CLIPS
+        clip_rel = layout.clip_path(uid, filtered=not passed)
         location = meta.get("clip_location")
-        if isinstance(location, str) and not location.endswith(f"/{folder}/{uid}.mp4"):
-            problems.append(f"{rel}: clip_location {location[-80:]!r} is not {folder}/{uid}.mp4")
+        if isinstance(location, str) and not location.endswith(f"/{clip_rel}"):
+            problems.append(f"{rel}: clip_location {location[-80:]!r} is not {clip_rel}")
         has_bytes = isinstance(meta.get("num_bytes"), int) and meta["num_bytes"] > 0
         windows = tuple(
             WindowLayout(
                 start_frame=w["start_frame"], end_frame=w["end_frame"],
-                captions=_caption_pairs(w, "_caption"), enhanced_captions=_caption_pairs(w, "_enhanced_caption"),
-                preview_url=(storage.join(output_path, layout.PREVIEWS, uid, f"{w['start_frame']}_{w['end_frame']}.webp")
+                captions=caption_pairs(w, CAPTION_SUFFIX), enhanced_captions=caption_pairs(w, ENHANCED_CAPTION_SUFFIX),
+                preview_url=(storage.join(output_path, layout.preview_path(uid, w["start_frame"], w["end_frame"]))
                              if passed and previews_on else None),
             )
             for w in meta.get("windows", [])
@@ -452,9 +364,9 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
         clips.append(ClipLayout(
             uuid=uid, chunk_index=index, passed=passed, meta=meta,
             meta_url=storage.join(output_path, rel),
-            clip_url=storage.join(output_path, folder, f"{uid}.mp4") if has_bytes and write_mp4 else None,
+            clip_url=storage.join(output_path, clip_rel) if has_bytes and write_mp4 else None,
             windows=windows,
-            embedding_url=storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle") if passed and uid in embedded else None,
+            embedding_url=storage.join(output_path, layout.embedding_path(uid)) if passed and uid in embedded else None,
             parquet_url=embedded.get(uid) if passed else None,
             filtered_by=None if passed else filtered_reason(meta, settings, chunk_by_index[index]),
         ))
@@ -550,8 +462,6 @@ def load_embedding(clip: ClipLayout) -> np.ndarray:
 
 __all__ = [
     "CHUNK_GAP",
-    "CLIP_ID_RE",
-    "MAX_CHUNKS",
     "ClipLayout",
     "VideoLayout",
     "WindowLayout",
@@ -559,8 +469,6 @@ __all__ = [
     "FILTERED_BY_MOTION",
     "FILTERED_BY_UNKNOWN",
     "filtered_reason",
-    "is_canonical_uuid",
-    "is_index",
     "is_video_clip_id",
     "load_embedding",
     "load_embeddings",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import layout, storage
 from .model import VideoResult
 from .work import WorkArea
-from .writer import LOCK_WAIT_S, VideoBusy, directory_of, previous_files
+from .writer import LOCK_WAIT_S, VideoBusy, previous_files
 
 
 @dataclass
@@ -49,7 +49,7 @@ def remove_video_outputs(output_path: str, rel_path: str, source_video: str, wor
         # owned names include both clip folders and every possible file of a clip: keep those present
         present = {rel for rel in owned.files if storage.exists(storage.join(output_path, rel))}
         video_doc = layout.video_file(rel_path)
-        chunk_docs = sorted(f for f in present if directory_of(f) == layout.PROCESSED_CLIP_CHUNKS)
+        chunk_docs = sorted(f for f in present if layout.directory_of(f) == layout.PROCESSED_CLIP_CHUNKS)
         files = sorted(present - {video_doc} - set(chunk_docs))
         for group, prune in (([video_doc] if video_doc in present else [], None),
                              (files, storage.join(output_path, layout.PREVIEWS)), (chunk_docs, None)):
@@ -57,7 +57,7 @@ def remove_video_outputs(output_path: str, rel_path: str, source_video: str, wor
                 continue
             storage.remove_files([storage.join(output_path, rel) for rel in group], prune_empty_dirs_under=prune)
             for rel in group:
-                d = directory_of(rel)
+                d = layout.directory_of(rel)
                 report.removed[d] = report.removed.get(d, 0) + 1
         # the step values (any settings' digest) and the journal, then the spill folders they
         # referenced and no live transcode holds

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from . import storage, temp_files, urls
+from . import layout, storage, temp_files, urls
+from .documents import is_index
 from .model import (
     UNWRITABLE_FAILURES,
     Clip,
@@ -87,10 +88,10 @@ class WorkArea:
         return storage.join(self.video_dir(source_url), f"{step.replace('/', '_')}.{digest}.json")
 
     def clip_url(self, source_url: str, token: str, clip_uuid: str) -> str:
-        return storage.join(self.bytes_dir(source_url), token, f"{clip_uuid}.mp4")
+        return storage.join(self.bytes_dir(source_url), token, layout.clip_name(clip_uuid))
 
     def preview_url(self, source_url: str, token: str, clip_uuid: str, start_frame: int, end_frame: int) -> str:
-        return storage.join(self.bytes_dir(source_url), token, clip_uuid, f"{start_frame}_{end_frame}.webp")
+        return storage.join(self.bytes_dir(source_url), token, layout.preview_name(clip_uuid, start_frame, end_frame))
 
     def frames_url(self, source_url: str, token: str, clip_uuid: str) -> str:
         return storage.join(self.bytes_dir(source_url), token, f"{clip_uuid}.frames.npz")
@@ -191,25 +192,24 @@ class WorkArea:
         if clip.get("source_video") != source_url:
             return "source_video: not the partition's source"
         f0, f1 = clip["span"][2:4]
-        if not (_is_index(f0) and _is_index(f1)):
+        if not (is_index(f0) and is_index(f1)):
             return "span: frames are not indices"
         uid = str(clip_uuid(source_url, f0, f1))
-        layout_names = {"encoded": (f"{uid}.mp4", ("clips", "filtered_clips"), f"{uid}.mp4"),
-                        "model_frames": (f"{uid}.frames.npz", (), "")}
-        for name, (file_name, folders, layout_name) in layout_names.items():
-            problem = self._ref_problem(source_url, clip.get(name), file_name,
-                                        [storage.join(self.output, d, layout_name) for d in folders])
+        in_layout = [storage.join(self.output, layout.clip_path(uid, filtered)) for filtered in (False, True)]
+        refs = {"encoded": (layout.clip_name(uid), in_layout), "model_frames": (f"{uid}.frames.npz", [])}
+        for name, (file_name, alternates) in refs.items():
+            problem = self._ref_problem(source_url, clip.get(name), file_name, alternates)
             if problem:
                 return f"{name}.{problem}"
         windows = clip.get("windows")
         if not isinstance(windows, list):
             return "windows: not a list"
         for j, w in enumerate(windows):
-            if not isinstance(w, dict) or not (_is_index(w.get("start_frame")) and _is_index(w.get("end_frame"))):
+            if not isinstance(w, dict) or not (is_index(w.get("start_frame")) and is_index(w.get("end_frame"))):
                 return f"windows[{j}]: not a window with frame indices"
-            name = f"{w.get('start_frame')}_{w.get('end_frame')}.webp"
-            problem = self._ref_problem(source_url, w.get("preview"), f"{uid}/{name}",
-                                        [storage.join(self.output, "previews", uid, name)])
+            s, e = w["start_frame"], w["end_frame"]
+            problem = self._ref_problem(source_url, w.get("preview"), layout.preview_name(uid, s, e),
+                                        [storage.join(self.output, layout.preview_path(uid, s, e))])
             if problem:
                 return f"windows[{j}].preview.{problem}"
         return None
@@ -290,10 +290,6 @@ class WorkArea:
 
 
 _TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _is_index(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
 _TOKEN_IN_DOC = re.compile(r"/bytes/([0-9a-f]{16})/")
 
 
@@ -427,15 +423,11 @@ class VideoSpill:
         return storage.is_local(self.work.base)
 
     def clip(self, clip_uuid: str, data: bytes) -> SpilledBytes:
-        from . import layout
-
-        alternates = tuple(storage.join(self.output_path, d, f"{clip_uuid}.mp4") for d in (layout.CLIPS, layout.FILTERED_CLIPS))
+        alternates = tuple(storage.join(self.output_path, layout.clip_path(clip_uuid, f)) for f in (False, True))
         return SpilledBytes.write(data, self.work.clip_url(self.source_url, self.token, clip_uuid), alternates)
 
     def preview(self, clip_uuid: str, start_frame: int, end_frame: int, data: bytes) -> SpilledBytes:
-        from . import layout
-
-        alternate = storage.join(self.output_path, layout.PREVIEWS, clip_uuid, f"{start_frame}_{end_frame}.webp")
+        alternate = storage.join(self.output_path, layout.preview_path(clip_uuid, start_frame, end_frame))
         return SpilledBytes.write(data, self.work.preview_url(self.source_url, self.token, clip_uuid, start_frame,
                                                               end_frame), (alternate,))
 

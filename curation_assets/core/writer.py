@@ -35,26 +35,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout, storage, temp_files
-from .layout_read import (
-    CHUNK_GAP,
-    CLIP_ID_RE,
-    MAX_CHUNKS,
-    is_index,
-    is_video_clip_id,
-    read_json,
-    verified_span,
-    windows_of,
-)
+from .documents import CLIP_ID_RE, MAX_CHUNKS, chunk_clip_ids, is_index
+from .layout_read import CHUNK_GAP, is_video_clip_id, read_json, verified_span, windows_of
 from .model import SpilledBytes, VideoResult
 from .work import WorkArea
 
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 600.0
-# Directory groups in write order; the documents (chunks, then the video) come after stale removal.
-FILE_GROUPS = ((layout.CLIPS, layout.FILTERED_CLIPS), (layout.PREVIEWS,), (layout.METAS,), (layout.CE1_EMBD,),
-               (layout.CE1_EMBD_PARQUET,))
-DOCUMENT_GROUPS = ((layout.PROCESSED_CLIP_CHUNKS,), (layout.PROCESSED_VIDEOS,))
+# Directory groups in write order (``layout.LAYOUT``'s order, one group per asset); the documents
+# (chunks, then the video) come after stale removal.
+_DOCUMENTS = (layout.PROCESSED_CLIP_CHUNKS, layout.PROCESSED_VIDEOS)
+FILE_GROUPS = tuple(asset.directories for asset in layout.LAYOUT if asset.name not in _DOCUMENTS)
+DOCUMENT_GROUPS = tuple(asset.directories for asset in layout.LAYOUT if asset.name in _DOCUMENTS)
 
 
 class VideoBusy(RuntimeError):
@@ -75,7 +68,7 @@ class Owned:
 
     def add_clip(self, uid: str, start_frame: int, end_frame: int, windows: tuple[tuple[int, int], ...]) -> None:
         self.clips[uid] = (start_frame, end_frame, windows)
-        self.files |= clip_files(uid, windows)
+        self.files |= layout.clip_paths(uid, windows)
 
 
 @dataclass
@@ -92,21 +85,8 @@ class WriteReport:
         self.bytes[directory] = self.bytes.get(directory, 0) + size
 
 
-def directory_of(rel: str) -> str:
-    """The layout directory a relative path belongs to."""
-    return layout.METAS if rel.startswith(layout.METAS + "/") else rel.split("/", 1)[0]
-
-
 # ---------------------------------------------------------------------------------------------
 # What the video owned before (untrusted documents)
-
-
-def clip_files(uid: str, windows: Iterable[tuple[int, int]]) -> set[str]:
-    """Every file of the layout a clip id may have (both clip folders; previews per window)."""
-    files = {f"{layout.CLIPS}/{uid}.mp4", f"{layout.FILTERED_CLIPS}/{uid}.mp4", f"{layout.METAS}/{uid}.json",
-             f"{layout.CE1_EMBD}/{uid}.pickle"}
-    files |= {f"{layout.PREVIEWS}/{uid}/{s}_{e}.webp" for s, e in windows}
-    return files
 
 
 def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Owned:
@@ -152,9 +132,7 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
         if chunk is not None:
             owned.files.add(rel_chunk)
         if isinstance(chunk, dict) and chunk.get("video") == source:
-            for name in ("clips", "filtered_clips"):
-                ids = chunk.get(name)
-                listed += ids if isinstance(ids, list) else []
+            listed += [uid for uid, _ in chunk_clip_ids(chunk)]
         elif chunk is not None:
             owned.problems.append(f"{rel_chunk} is not a chunk document of this video; its clip list was not used")
         i += 1
@@ -165,7 +143,7 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
         if not isinstance(uid, str) or not CLIP_ID_RE.match(uid):
             refused.append(repr(uid)[:80])
             continue
-        meta = read_json(storage.join(output_path, f"{layout.METAS}/{uid}.json"))
+        meta = read_json(storage.join(output_path, layout.meta_path(uid)))
         frames = verified_span(uid, source, meta)
         if frames is not None:
             owned.add_clip(uid, *frames, windows_of(meta.get("windows")))
@@ -263,17 +241,17 @@ def write_video(
             for group in FILE_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
                 for (rel, _), size in zip(items, _run_all(pool, put, items)):
-                    report.add(directory_of(rel), size)
+                    report.add(layout.directory_of(rel), size)
             if stale:
                 storage.remove_files([storage.join(output_path, rel) for rel in stale],
                                      prune_empty_dirs_under=storage.join(output_path, layout.PREVIEWS))
                 for rel in stale:
-                    d = directory_of(rel)
+                    d = layout.directory_of(rel)
                     report.removed[d] = report.removed.get(d, 0) + 1
             for group in DOCUMENT_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
                 for (rel, _), size in zip(items, _run_all(pool, put, items)):
-                    report.add(directory_of(rel), size)
+                    report.add(layout.directory_of(rel), size)
         storage.remove_files([work.journal_url(result.source_video)])
         work.remove_bytes(result)
     return report

@@ -321,7 +321,7 @@ def run_semdedup(output_path: str, settings: DedupSettings = DedupSettings(),
 def load_duplicate_ids(output_path: str, eps: float | None = None) -> frozenset[str]:
     """Clip ids to leave out of the shards: those of ``duplicates.parquet``, or, with ``eps``, the
     pairwise scores at that eps."""
-    from ..core.layout_read import is_canonical_uuid
+    from ..core.documents import is_canonical_uuid
 
     folder = dedup_dir(output_path)
     if eps is None:

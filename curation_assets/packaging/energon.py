@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core import storage
-from .shards import SPLITS
+from .shard_plan import SPLITS
 
 log = logging.getLogger(__name__)
 

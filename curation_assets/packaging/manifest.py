@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core import storage
+from ..core import layout, storage
+from ..core.documents import chunk_clip_ids
 from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings
 
 if TYPE_CHECKING:
@@ -335,12 +336,11 @@ def fragment_problems(output_path: str, video: VideoLayout) -> list[str]:
     if isinstance(chunk_count, int) and len(video.chunks) != chunk_count:
         problems.append(f"{video.rel_path}: {chunk_count - len(video.chunks)} of {chunk_count} chunk document(s) "
                         "could not be read, so their clips cannot be counted: "
-                        + "; ".join(p for p in video.problems if "processed_clip_chunks" in p)[:500])
+                        + "; ".join(p for p in video.problems if layout.PROCESSED_CLIP_CHUNKS in p)[:500])
     expected: dict[str, tuple[int, bool]] = {}
     for chunk in video.chunks:
-        for key, passed in (("clips", True), ("filtered_clips", False)):
-            for uid in chunk.get(key, []):
-                expected.setdefault(uid, (chunk["clip_chunk_index"], passed))
+        for uid, passed in chunk_clip_ids(chunk):
+            expected.setdefault(uid, (chunk["clip_chunk_index"], passed))
     total = doc.get("num_total_clips")
     if isinstance(total, int) and len(video.chunks) == chunk_count and total != len(expected):
         problems.append(f"{video.rel_path}: num_total_clips is {total}, its chunk documents list {len(expected)} clips")

@@ -30,19 +30,13 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from ...core import layout_checks
 from ...core.layout_checks import CheckOutcome
 from ...partitions import videos_partitions
-from .io_managers import ASSET_DIRECTORIES
 
 # How many failing files a check's metadata lists (the description names the first).
 MAX_LISTED = 50
 
 
-def _asset_of_directory(directory: str) -> dg.AssetKey:
-    (name,) = [asset for asset, dirs in ASSET_DIRECTORIES.items() if directory in dirs]
-    return dg.AssetKey(name.split("/"))
-
-
-#: check name -> the layout asset it is a check of.
-CHECK_ASSETS: dict[str, dg.AssetKey] = {name: _asset_of_directory(d) for name, d in layout_checks.CHECK_DIRECTORIES.items()}
+#: check name -> the key of the layout asset it is a check of (``core.layout_checks.CHECKS``).
+CHECK_ASSETS: dict[str, dg.AssetKey] = {name: dg.AssetKey(asset.key) for name, asset in layout_checks.CHECKS.items()}
 
 
 def layout_check_specs(blocking: bool) -> list[dg.AssetCheckSpec]:
@@ -104,7 +98,7 @@ def check_written_video(output_path: str, rel_path: str, source: str) -> dict[st
         from ...core import layout, storage
 
         why = f"could not be checked: {type(exc).__name__}: {storage.redact(exc)}"
-        outcomes = {name: CheckOutcome(name) for name in layout_checks.CHECK_DIRECTORIES}
+        outcomes = {name: CheckOutcome(name) for name in layout_checks.CHECKS}
         for outcome in outcomes.values():
             outcome.fail(layout.video_file(rel_path), why)
         return outcomes

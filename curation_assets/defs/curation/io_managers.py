@@ -27,16 +27,7 @@ from ...partitions import source_url_for_key
 from ..shared.resources import CurationSettings
 from ..shared.retries import retried
 
-# Asset key -> the layout directories it owns.
-ASSET_DIRECTORIES: dict[str, tuple[str, ...]] = {
-    "clips": (layout.CLIPS, layout.FILTERED_CLIPS),
-    "previews": (layout.PREVIEWS,),
-    "metas/v0": (layout.METAS,),
-    "ce1_embd": (layout.CE1_EMBD,),
-    "ce1_embd_parquet": (layout.CE1_EMBD_PARQUET,),
-    "processed_clip_chunks": (layout.PROCESSED_CLIP_CHUNKS,),
-    "processed_videos": (layout.PROCESSED_VIDEOS,),
-}
+ASSET_DIRECTORIES = {asset.name: asset.directories for asset in layout.LAYOUT}  # h3 removes (use layout.LAYOUT)
 
 
 def asset_name(asset_key: dg.AssetKey) -> str:
