@@ -2,6 +2,8 @@
 #   make demo   creates .venv, installs the project, runs the demo (sample footage -> data/outputs)
 #   make test   creates .venv, installs the project and the Debian packages the tests use, runs
 #               every test (what CI runs)
+#   make dev    the Dagster UI and daemon (`dg dev`, http://127.0.0.1:3000) on the instance the CLI
+#               uses by default, .dagster_home/, whose dagster.yaml is the project's instance file
 # torch is installed first, as its CPU build unless an NVIDIA GPU is visible (PyPI's Linux wheels
 # bundle CUDA, several GB), so the project's torch range is already satisfied.
 
@@ -16,7 +18,7 @@ TORCH_INDEX := $(if $(HAS_GPU),,--extra-index-url https://download.pytorch.org/w
 DEBIAN_PACKAGES ?= ffmpeg postgresql redis-server chromium
 BIN := $(VENV)/bin
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo dev test install system-packages clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +37,10 @@ system-packages:
 
 demo: install
 	$(BIN)/curation-assets demo
+
+# DAGSTER_HOME must be absolute; the instance file already lies there, so nothing is copied
+dev: install
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dg dev
 
 test: install system-packages
 	$(BIN)/python -m pytest -m "slow or not slow" --durations=25

@@ -114,7 +114,7 @@ class Services:
     def __init__(self, work: Path, videos: Path):
         self.home = work / "home"
         self.home.mkdir()
-        shutil.copyfile(ROOT / "dagster.yaml", self.home / "dagster.yaml")  # the project's instance settings
+        shutil.copyfile(ROOT / ".dagster_home" / "dagster.yaml", self.home / "dagster.yaml")  # the project's instance settings
         (work / "bench_location.py").write_text(LOCATION_CODE)
         (work / "workspace.yaml").write_text(
             f"load_from:\n  - python_file:\n      relative_path: bench_location.py\n      location_name: {LOCATION}\n"

@@ -23,7 +23,7 @@ from .stop import StopOnSignal
 # How long a CLI waits for another one that is creating or setting up the same instance.
 INSTANCE_LOCK_WAIT_S = 300.0
 
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parents[2] / ".dagster_home" / "dagster.yaml"
 
 
 def dagster_home(explicit: str | None, input_path: str) -> Path:
