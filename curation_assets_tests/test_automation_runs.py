@@ -16,9 +16,10 @@ from curation_assets.cli import build_parser
 from curation_assets.core import layout, removal
 from curation_assets.core.options import PipelineOptions, location_settings
 from curation_assets.core.work import WorkArea
-from curation_assets.defs.packaging.assets import CURATION_SELECTION, DATASET_ASSETS
+from curation_assets.defs.curation.jobs import CURATION_SELECTION
+from curation_assets.defs.packaging.assets import DATASET_ASSETS
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.curation.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
+from curation_assets.defs.shared.tags import REMOVE_JOB_NAME, REMOVE_OP_NAME
 from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
 from curation_assets.partitions import VIDEOS_PARTITION_NAME

@@ -25,7 +25,7 @@ from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, step_digest
 from ...partitions import source_url_for_key
 from ..shared.resources import CurationSettings
-from ..shared.retries import retried
+from ..shared.policies import retried
 
 # Asset key -> the layout directories it owns.
 ASSET_DIRECTORIES: dict[str, tuple[str, ...]] = {
