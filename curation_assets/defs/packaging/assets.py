@@ -30,7 +30,6 @@ from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...core.options import parse_text
 from ...packaging import dedup, energon, manifest, shards
 from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key
-from ..curation.io_managers import partition_keys
 from ..shared.outcomes import batch_failure
 from ..shared.policies import PER_VIDEO
 from ..shared.resources import CurationSettings
@@ -175,7 +174,7 @@ class ManifestIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> ManifestInput:
         options = self.settings.options()
         rels, sources, refused = [], [], []
-        for key in partition_keys(context):
+        for key in (context.asset_partition_keys if context.has_asset_partitions else []):
             try:
                 source = source_url_for_key(options.input_path, key)
             except ValueError:
