@@ -57,7 +57,8 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
     for key in config.keys:
         if not context.instance.has_dynamic_partition(VIDEOS_PARTITION_NAME, key):
             continue  # removed already (a retry of this run), or by hand
-        report, outcome = one_video(key, lambda: _remove_one(context, options.input_path, options.output_path, key, area))
+        report, outcome = one_video(key, lambda key=key: _remove_one(context, options.input_path, options.output_path,
+                                                                      key, area))
         outcomes.append(outcome)
         if not outcome.ok:
             if outcome.error != "refused":

@@ -295,7 +295,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         outcomes: list[VideoOutcome] = []
         for key in context.partition_keys:
             video = processed_videos[key]
-            written, outcome = one_video(key, lambda: manifest_of_video(output_path, video))
+            written, outcome = one_video(key, lambda video=video: manifest_of_video(output_path, video))
             outcomes.append(outcome)
             if not outcome.ok:
                 context.log.error(f"{video.rel_path or key}: no manifest: {outcome.reason}")
