@@ -59,7 +59,8 @@ def with_filters_applied(results: dict[str, VideoResult], options: PipelineOptio
     return {k: stages.apply_filters(r, options, aesthetics.get(k)) for k, r in results.items()}
 
 
-def aesthetic_step(results: dict[str, VideoResult], options: PipelineOptions, scorer: Any) -> dict[str, ClipAnnotations]:
+def aesthetic_step(results: dict[str, VideoResult], options: PipelineOptions,
+                   scorer: Any) -> dict[str, ClipAnnotations]:
     """The ``aesthetic_scores`` step with a loaded scorer."""
     out = run_stage(results, lambda r: stages.score_aesthetics(r, scorer), "aesthetic scoring")
     return _stamp(out, results, options, "aesthetic_scores")
@@ -135,7 +136,8 @@ def write_one(key: str, result: VideoResult, annotations: dict[str, ClipAnnotati
                                                            options.output_path, area, options.record())
             except Exception as exc:  # noqa: BLE001 - the output is not writable either: said, not raised
                 documented, problem = False, storage.redact(exc)
-            outcome = VideoOutcome.failed(key, failure.error, failure.message, reason=outcome.reason, documented=documented)
+            outcome = VideoOutcome.failed(key, failure.error, failure.message, reason=outcome.reason,
+                                          documented=documented)
         return Write(outcome, result, document_problem=problem)
     return Write(VideoOutcome(key), result, report)
 
