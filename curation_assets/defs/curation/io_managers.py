@@ -63,7 +63,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
     # settings config reaches the IO manager, as it reaches the steps
     settings: dg.ResourceDependency[CurationSettings]
 
-    @retried  # the work area unreachable: the step is retried, as its compute is (defs.retries)
+    @retried  # the work area unreachable: the step is retried, as its compute is (defs.shared.policies)
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
             return
