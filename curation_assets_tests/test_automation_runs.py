@@ -16,9 +16,10 @@ from curation_assets.cli import build_parser
 from curation_assets.core import layout, removal
 from curation_assets.core.options import PipelineOptions, location_settings
 from curation_assets.core.work import WorkArea
-from curation_assets.defs.packaging.assets import CURATION_SELECTION, DATASET_ASSETS
+from curation_assets.defs.curation.jobs import CURATION_SELECTION
+from curation_assets.defs.packaging.assets import DATASET_ASSETS
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.curation.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
+from curation_assets.defs.shared.tags import REMOVE_JOB_NAME, REMOVE_OP_NAME
 from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
@@ -91,7 +92,7 @@ def test_removal_takes_only_the_videos_own_verified_files(tmp_path):
 
 
 def test_removal_refuses_paths_outside_the_output(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="has a '..' segment"):
         removal.remove_video_outputs(str(tmp_path / "out"), "../../etc/passwd", "/etc/passwd", WorkArea(str(tmp_path / "w"), str(tmp_path / "out")))
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import build_definitions
-from curation_assets.defs.curation.jobs import REMOVE_JOB_NAME, REMOVE_OP_NAME
+from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
 from curation_assets.defs.shared.resources import CurationSettings
-from curation_assets.defs.automation.sensors import (RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REQUESTED_BY_TAG,
-                                          UPLOAD_SENSOR_NAME, VIDEOS_TAG)
+from curation_assets.defs.shared.tags import (RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REMOVE_JOB_NAME, REMOVE_OP_NAME,
+                                              REQUESTED_BY_TAG, VIDEOS_TAG)
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 OLD = 1_600_000_000  # an mtime far older than any settle age

@@ -14,7 +14,7 @@ from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
 from curation_assets.defs.shared.resources import CurationSettings
 from curation_assets.defs.automation.schedules import BACKFILL_SCHEDULE_NAME, partition_states
-from curation_assets.defs.automation.sensors import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REQUESTED_BY_TAG
+from curation_assets.defs.shared.tags import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REQUESTED_BY_TAG
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 from .video_factory import make_video

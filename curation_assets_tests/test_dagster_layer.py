@@ -13,6 +13,7 @@ from curation_assets.core.options import PipelineOptions
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
 from curation_assets.core.options import options_from_env
 from curation_assets.defs.shared.resources import CurationSettings
+from curation_assets.defs.shared.tags import DATA_VERSION_TAG
 from curation_assets.partitions import VIDEOS_PARTITION_NAME, source_url_for_key
 
 from .layout_checks import check_layout
@@ -23,6 +24,20 @@ EXPECTED_ASSET_KEYS = {
     "processed_clip_chunks", "processed_videos",
     "clip_manifest", "semantic_dedup", "webdataset_shards", "energon_metadata",  # the training packages
 }
+
+
+def test_the_writers_version_tag_is_dagsters_data_version():
+    """The tag the writer sets (and the backfill schedule reads per partition) is the one Dagster
+    records for a materialisation's data version (``MaterializeResult(data_version=...)``)."""
+
+    @dg.asset
+    def versioned() -> dg.MaterializeResult:
+        return dg.MaterializeResult(data_version=dg.DataVersion("v1"))
+
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([versioned], instance=instance).success
+        mat = instance.fetch_materializations(dg.AssetKey("versioned"), limit=1).records[0].asset_materialization
+        assert mat.tags[DATA_VERSION_TAG] == "v1"
 
 
 def test_asset_keys_snapshot():
@@ -57,7 +72,7 @@ def test_settings_from_environment():
 @pytest.mark.parametrize("key", ["..%2F..%2Fetc%2Fpasswd", "%2E%2E/x.mp4", "/etc/passwd", "s3:%2F%2Fother/x.mp4",
                                  "file:///etc/passwd", "a/../../b.mp4"])
 def test_keys_outside_input_path_are_refused(tmp_path, key):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"is not the key of that path|'\.\.' segment|is absolute|is a URL"):
         source_url_for_key(str(tmp_path), key)
 
 
@@ -76,7 +91,7 @@ def test_a_refused_key_inside_a_ranged_run_fails_alone(tmp_path):
                         fixed_stride_min_clip_length_s=1.0, generate_embeddings="off", generate_previews=False))
     job = build_definitions(settings).resolve_job_def(CURATE_JOB_NAME)
     escape = "..%2Fprivate.mp4"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not the key of that path"):
         source_url_for_key(str(videos), escape)
     keys = [key_from_rel_path("a.mp4"), escape, key_from_rel_path("b.mp4")]
     with dg.instance_for_test() as instance:

@@ -22,7 +22,7 @@ import yaml
 from curation_assets.cli import run_pipeline
 from curation_assets.core.options import PipelineOptions, location_settings
 from curation_assets.defs.shared.executors import BACKEND_ENV, BROKER_ENV, EXECUTOR_ENV
-from curation_assets.defs.shared.placement import GPU_QUEUE
+from curation_assets.defs.shared.tags import GPU_QUEUE
 
 from .layout_checks import WORK_FILE, all_files, work_files
 from .model_fixtures import build_cosmos_standin

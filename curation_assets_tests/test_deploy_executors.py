@@ -13,7 +13,7 @@ from curation_assets.core.options import PipelineOptions, step_digest
 from curation_assets.core.work import WorkArea
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions, defs
 from curation_assets.defs.shared.executors import executor_from_env
-from curation_assets.defs.shared.placement import CELERY_QUEUE_TAG, GPU_QUEUE, K8S_CONFIG_TAG
+from curation_assets.defs.shared.tags import CELERY_QUEUE_TAG, GPU_QUEUE, K8S_CONFIG_TAG
 from curation_assets.defs.shared.resources import CurationSettings
 
 from .video_factory import make_video

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
-from curation_assets.defs.shared.placement import GPU_NODE_SELECTOR
+from curation_assets.defs.shared.tags import GPU_NODE_SELECTOR
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "kubernetes" / "values.yaml"

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 
+from curation_assets import curate
 from curation_assets.core import layout
 from curation_assets.core.options import PipelineOptions
 from curation_assets.core.pipeline import process_video
@@ -63,7 +64,8 @@ class Opens:
 
 
 def run_models(video, model_dir, tmp_path, mode: str, monkeypatch=None):
-    """process_video, then the three model steps as the assets run them; returns (result, opens)."""
+    """process_video, then the three model steps and the writer's annotation, through the
+    functions the assets call (``curate``); returns (options, result, opens)."""
     options = PipelineOptions(input_path=str(video.parent), output_path=str(tmp_path / "out"),
                               fixed_stride_split_duration=2.5, model_dir=str(model_dir), generate_embeddings="on",
                               aesthetic_threshold=-1e9, generate_captions=True, model_frames=mode)
@@ -76,17 +78,17 @@ def run_models(video, model_dir, tmp_path, mode: str, monkeypatch=None):
     scorer.load(), embedder.load()  # loading reads the checkpoints, not clips
     opens = Opens(monkeypatch) if monkeypatch is not None else None
     results = {"a": result}
-    aesthetics = stages.score_aesthetics(results, scorer)
-    stages.annotate_and_filter(result, options, aesthetics=aesthetics["a"])
-    embeddings = stages.embed(results, embedder)
+    aesthetics = curate.aesthetic_step(results, options, scorer)
+    embeddings = curate.embedding_step(results, options, embedder, aesthetics)
     with ChatServer(count_images) as server:
         client = CaptionClient(server.base_url, "vlm", backoff_s=0.01, timeout_s=10)
-        captions = stages.caption(results, client, enhance=False)
+        captions = curate.caption_step(results, options, client, aesthetics)
     if monkeypatch is not None:
         monkeypatch.undo()
-    stages.annotate_and_filter(result, options, embeddings=embeddings["a"], captions=captions["a"])
+    stages.annotate_and_filter(result, options, aesthetics=aesthetics["a"], embeddings=embeddings["a"],
+                               captions=captions["a"])  # as curate.write_one does before writing
     for ann in (aesthetics["a"], embeddings["a"], captions["a"]):
-        assert not ann.errors
+        assert not ann.errors and not ann.video_error
     return options, result, opens
 
 

@@ -166,7 +166,7 @@ def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
     from dagster._core.definitions.dependency import NodeHandle
 
     from curation_assets.core.options import PipelineOptions as Options
-    from curation_assets.defs.shared import retries
+    from curation_assets.defs.shared import policies as retries
 
     defs = build_definitions(CurationSettings.from_options(Options(generate_embeddings="off")))
     for job in defs.resolve_all_job_defs():

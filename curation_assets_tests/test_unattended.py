@@ -19,7 +19,8 @@ import requests
 
 from curation_assets.core import layout_checks as lc
 from curation_assets.defs.curation.checks import CHECK_ASSETS
-from curation_assets.defs.automation.sensors import REASON_TAG, REQUESTED_BY_TAG, UPLOAD_SENSOR_NAME
+from curation_assets.defs.automation.sensors import UPLOAD_SENSOR_NAME
+from curation_assets.defs.shared.tags import REASON_TAG, REQUESTED_BY_TAG
 
 from .browser import Chromium, chromium_path
 from .layout_checks import check_layout

@@ -73,6 +73,11 @@ def plan_backfill(keys: Sequence[str], status: Mapping[str, str | None], version
     return wanted
 
 
+def batched(keys: Sequence[str], size: int) -> list[list[str]]:
+    """``keys`` in runs of at most ``size``, in their order."""
+    return [list(keys[i : i + size]) for i in range(0, len(keys), size)]
+
+
 def contiguous_batches(order: Sequence[str], keys: Iterable[str], size: int) -> list[list[str]]:
     """``keys`` grouped into runs of consecutive keys of ``order`` (the instance's key order), each at
     most ``size`` long; each group is one partition-range run. Keys not in ``order`` are refused."""

@@ -6,7 +6,7 @@ tested alone:
 - :func:`clips_of_video`: the transcode step, reusing a finished result of the same source and
   settings from the work area (a killed batch resumes at video granularity);
 - :func:`isolated`: runs a model stage over a run's videos batched together, and, when it raises,
-  again per video, so an exception costs only the videos it belongs to;
+  again per video (``outcomes.one_video``), so an exception costs only the videos it belongs to;
 - :func:`prepare_write`: checks that every step's value of a video is there, is current for the
   settings, and did not fail, before the writer touches the video's files.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
+from .outcomes import one_video
 from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
 from .pipeline import ProgressCallback, process_video
 from .work import VideoSpill, WorkArea, result_doc, result_value
@@ -117,10 +118,11 @@ def isolated(stage: Callable[[dict[str, VideoResult]], dict[str, ClipAnnotations
         log.warning("%s failed for a batch of %d videos; retrying them one by one", what, len(results), exc_info=True)
     out: dict[str, ClipAnnotations] = {}
     for key, result in results.items():
-        try:
-            out.update(stage({key: result}))
-        except Exception as exc:  # noqa: BLE001 - this video's failure
-            out[key] = ClipAnnotations(video_error=storage.redact(f"{what} failed: {type(exc).__name__}: {exc}"))
+        values, outcome = one_video(key, lambda key=key, result=result: stage({key: result}))
+        if values is not None:
+            out.update(values)
+        else:  # this video's failure, kept in its value: the writer fails its partition (prepare_write)
+            out[key] = ClipAnnotations(video_error=f"{what} failed: {outcome.message}")
     return out
 
 

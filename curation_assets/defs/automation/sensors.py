@@ -23,30 +23,20 @@ from typing import Any
 import dagster as dg
 
 from ...core import backfill
-from ...core.backfill import contiguous_batches, reason_tag, run_key
+from ...core.backfill import batched, contiguous_batches, reason_tag, run_key
 from ...core.options import VIDEOS_PER_RUN, PipelineOptions
 from ...core.upload_state import KeyValueStateStore
 from ...core.uploads import WatchSettings, WatchTick, watch_tick
 from ...partitions import VIDEOS_PARTITION_NAME, bind_dataset, source_url_for_key, videos_partitions
-from ..curation.jobs import REMOVE_OP_NAME
 from ..shared.resources import CurationSettings
+from ..shared.tags import RANGE_END_TAG, RANGE_START_TAG, REASON_TAG, REMOVE_OP_NAME, REQUESTED_BY_TAG, VIDEOS_TAG
 
 UPLOAD_SENSOR_NAME = "new_videos_sensor"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-# Tags on every run the sensor and the schedule request: who asked and why.
-REQUESTED_BY_TAG = "curation_assets/requested_by"
-REASON_TAG = "curation_assets/reason"
-VIDEOS_TAG = "curation_assets/videos"
 DELETED = "deleted"
 # Videos per removal run.
 REMOVE_PER_RUN = 100
 # Names listed in a tick's log line at most.
 LOGGED_NAMES = 10
-
-
-def batched(keys: list[str], size: int) -> list[list[str]]:
-    return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
 def range_request(job_name: str, batch: list[str], key: str, tags: dict[str, str]) -> dg.RunRequest:
@@ -149,5 +139,4 @@ def build_upload_sensor(curate_job: Any, remove_job: Any,
     return new_videos_sensor
 
 
-__all__ = ["RANGE_END_TAG", "RANGE_START_TAG", "REASON_TAG", "REQUESTED_BY_TAG", "UPLOAD_SENSOR_NAME", "VIDEOS_TAG",
-           "batched", "build_upload_sensor", "range_request", "upload_tick", "watch_settings"]
+__all__ = ["UPLOAD_SENSOR_NAME", "build_upload_sensor", "range_request", "upload_tick", "watch_settings"]

@@ -4,62 +4,56 @@
     aesthetic_scores   CLIP + aesthetic MLP per clip, when an aesthetic threshold is set (GPU pool)
     clip_embeddings    Cosmos-Embed1 vectors per passed clip (GPU pool)
     clip_captions      VLM caption per window of each passed clip, through an endpoint
-    clip_writer        applies the filters, then writes every directory of the NeMo Curator layout:
-                       clips (+filtered_clips), previews, metas/v0, ce1_embd, ce1_embd_parquet,
-                       processed_clip_chunks, processed_videos (one asset each)
+    clip_writer        applies the filters, then writes every directory of the NeMo Curator layout
+                       (``core.layout.LAYOUT``: one asset each, in write order)
 
-Every step takes a range of `videos` partitions per run and handles each video on its own
-(``core.steps``): a broken video, a storage error, a model error or a refused key is recorded for
-that video, every other video of the run is written and materialised, and the run then fails
-naming the failed videos and why.
+Each body is a short sequence of calls: the step itself is ``curation_assets.curate`` (no
+Dagster there), here are the settings, the logs and the metadata. Every step takes a range of
+``videos`` partitions per run and handles each video on its own: a broken video, a storage error,
+a model error or a refused key is recorded for that video, every other video of the run is
+written and materialised, and the run then fails naming the failed videos and why
+(``defs.shared.outcomes``).
 """
 
 
-import base64
 import time
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from ... import preflight, run_events
+from ... import curate, preflight, run_events
 from ...core import backfill, cancel, layout, steps, storage, writer
-from ...core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
-from ...core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
+from ...core.model import ClipAnnotations, VideoResult
+from ...core.options import STEPS, PipelineOptions
+from ...core.outcomes import VideoOutcome
 from ...core.pipeline import Progress
 from ...core.work import WorkArea
-from ...models import stages
 from ...models._weights import ModelWeightsMissing
-from ...partitions import DatasetMismatch, bind_dataset, videos_partitions
-from . import checks
-from .io_managers import ASSET_DIRECTORIES, source_for_key
-from .metadata import clip_table
-from ..shared.placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
+from ...partitions import DatasetMismatch, bind_dataset
+from ..shared.outcomes import batch_failure, observe_failure, raise_for
+from ..shared.policies import PER_VIDEO, retried
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
-from ..shared.retries import retried
+from ..shared.tags import DATA_VERSION_TAG, ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
+from . import checks
+from .io_managers import source_for_key
+from .metadata import layout_metadata
 
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
-# A step that fails as a whole (the work area or the output unreachable, a model that did not
-# load) is tried again after 5, 15 and 35 s (``@retried``: a stop is never retried, so no step
-# carries Dagster's retry_policy, see ``defs.retries``). Failures of single videos are kept to
-# their video and raised with allow_retries=False: trying the whole batch again would not change
-# them (the backfill schedule requests failed videos again later).
+STEPS_GROUP = "curation"
 LAYOUT_GROUP = "clip_writer_layout"
-# What every intermediate (per-step) asset shares: video partitions in ranges, values kept
-# per video in the work area.
-STEP_ASSET: dict[str, Any] = dict(partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY,
-                                  io_manager_key="work_io_manager", group_name="curation")
+# A step's failure as a whole (the work area or the output unreachable, a model that did not
+# load) is retried (``policies.retried``: a stop never is); a video's failure is kept to it.
+STEP_ASSET: dict[str, Any] = dict(**PER_VIDEO, io_manager_key="work_io_manager", group_name=STEPS_GROUP)
+# Every asset after video_clips follows its upstream once the automation sensor is on (``automation.eager``).
+EAGER = dg.AutomationCondition.eager()
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
 
 
-def _rel_path(options: PipelineOptions, source: str) -> str:
-    try:
-        return storage.relative_to(options.input_path, source)
-    except ValueError:
-        return ""
+def _of_run(context: dg.AssetExecutionContext, values: dict[str, Any]) -> dict[str, Any]:
+    return {key: values[key] for key in _partition_keys(context)}
 
 
 def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptions, embedding_model: EmbeddingModel,
@@ -88,73 +82,56 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     options = settings.options()
     _check_before_work(context, options, embedding_model, aesthetic_model, caption_service)
     area = WorkArea.for_options(options)
-    results: dict[str, VideoResult] = {}
     keys = _partition_keys(context)
+    results: dict[str, VideoResult] = {}
     for n, key in enumerate(keys, 1):
         cancel.checkpoint()
-        started = time.perf_counter()
-        source = source_for_key(options.input_path, key)
-        rel = _rel_path(options, source)
-        if not rel:
-            results[key] = steps.failed(source, key, "key", f"partition key {key!r} names no video under input_path",
-                                        options)
-            context.log.error(f"[{n}/{len(keys)}] {key!r}: refused (not a video under input_path)")
-            continue
-        context.log.info(f"[{n}/{len(keys)}] {rel}: processing")
-
-        def on_progress(p: Progress, _n=n) -> None:
-            run_events.emit(p)
-            if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
-                context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
-
-        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress)
-        if reused:
-            run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
-            context.log.info(f"[{n}/{len(keys)}] {rel}: reused the clips of an earlier run (same source and settings)")
-        results[key] = result
-        elapsed = time.perf_counter() - started
-        duration = result.metadata.duration if result.metadata and result.metadata.duration else 0.0
-        if result.errors:
-            context.log.error(f"{rel}: {'; '.join(f'{k}: {v}' for k, v in result.errors.items())}")
-        context.add_asset_metadata(
-            {
-                "source": dg.MetadataValue.path(source),
-                "num_clips": len(result.clips),
-                "num_clips_transcoded": sum(1 for c in result.clips if c.encoded),
-                "reused": reused,
-                "video_duration_s": round(duration, 3),
-                "wall_time_s": round(elapsed, 3),
-                "video_seconds_per_second": round(duration / elapsed, 3) if elapsed > 0 and not reused else 0.0,
-                "errors": dg.MetadataValue.json(result.errors),
-            },
-            partition_key=key,
-        )
+        results[key] = _clips_of_video(context, options, area, key, f"[{n}/{len(keys)}]")
     return results
 
 
-def _stamp(out: dict[str, ClipAnnotations], video_clips: dict[str, VideoResult], options: PipelineOptions,
-           step: str) -> dict[str, ClipAnnotations]:
-    """Record which settings and which clips each value was computed from (checked by the writer)."""
-    for key, ann in out.items():
-        ann.digest = step_digest(options, step)
-        ann.clips_key = video_clips[key].stage_key
-    return out
+def _clips_of_video(context: dg.AssetExecutionContext, options: PipelineOptions, area: WorkArea, key: str,
+                    counter: str) -> VideoResult:
+    """One video's transcode step (``core.steps.clips_of_video``), its progress and its metadata."""
+    started = time.perf_counter()
+    source = source_for_key(options.input_path, key)
+    try:
+        rel = storage.relative_to(options.input_path, source)
+    except ValueError:
+        rel = ""
+    if not rel:
+        context.log.error(f"{counter} {key!r}: refused (not a video under input_path)")
+        return steps.failed(source, key, "key", f"partition key {key!r} names no video under input_path", options)
+    context.log.info(f"{counter} {rel}: processing")
+
+    def on_progress(p: Progress) -> None:
+        run_events.emit(p)
+        if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
+            context.log.info(f"{counter} {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
+
+    result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress)
+    if reused:
+        run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
+        context.log.info(f"{counter} {rel}: reused the clips of an earlier run (same source and settings)")
+    elapsed = time.perf_counter() - started
+    duration = result.metadata.duration if result.metadata and result.metadata.duration else 0.0
+    if result.errors:
+        context.log.error(f"{rel}: {'; '.join(f'{k}: {v}' for k, v in result.errors.items())}")
+    context.add_asset_metadata({
+        "source": dg.MetadataValue.path(source),
+        "num_clips": len(result.clips),
+        "num_clips_transcoded": sum(1 for c in result.clips if c.encoded),
+        "reused": reused,
+        "video_duration_s": round(duration, 3),
+        "wall_time_s": round(elapsed, 3),
+        "video_seconds_per_second": round(duration / elapsed, 3) if elapsed > 0 and not reused else 0.0,
+        "errors": dg.MetadataValue.json(result.errors),
+    }, partition_key=key)
+    return result
 
 
-def _skipped(keys: list[str], note: str) -> dict[str, ClipAnnotations]:
-    return {key: ClipAnnotations(note=note) for key in keys}
-
-
-def _run_stage(keys: list[str], video_clips: dict[str, VideoResult], stage, what: str) -> dict[str, ClipAnnotations]:
-    """``stage`` over the videos that have clips to look at, each failure kept to its video."""
-    usable = {k: video_clips[k] for k in keys if steps.usable(video_clips[k])}
-    out = _skipped([k for k in keys if k not in usable], "no clips (the video failed or could not be read)")
-    if usable:
-        out.update(steps.isolated(stage, usable, what))
-    return out
-
-
-def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], what: str) -> None:
+def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], what: str) -> dict[str, ClipAnnotations]:
+    """Each video's count of values and errors on its partition; a video's failure in the log."""
     for key, ann in out.items():
         md: dict[str, Any] = {f"num_{what}": len(ann.values), "num_clip_errors": len(ann.errors)}
         if ann.note:
@@ -165,6 +142,7 @@ def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], 
         if ann.errors:
             md["clip_errors"] = dg.MetadataValue.json({uid: list(err) for uid, err in list(ann.errors.items())[:50]})
         context.add_asset_metadata(md, partition_key=key)
+    return out
 
 
 def _notice(context: dg.AssetExecutionContext, message: str) -> None:
@@ -172,137 +150,66 @@ def _notice(context: dg.AssetExecutionContext, message: str) -> None:
     run_events.emit(run_events.Notice(message))
 
 
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS, automation_condition=EAGER)
 @retried
 def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettings, aesthetic_model: AestheticModel,
                      video_clips: dict[str, VideoResult]) -> dict[str, ClipAnnotations]:
     """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
-    options = settings.options()
-    keys = _partition_keys(context)
+    options, results = settings.options(), _of_run(context, video_clips)
     if options.aesthetic_threshold is None:
-        out = _skipped(keys, "aesthetic filter off (no aesthetic_threshold)")
-    else:
-        scorer = aesthetic_model.scorer(options)
-        try:
-            scorer.resolve()
-        except ModelWeightsMissing as exc:
-            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}", allow_retries=False) from None
-        out = _run_stage(keys, video_clips, lambda r: stages.score_aesthetics(r, scorer), "aesthetic scoring")
-    _report(context, out, "aesthetic_scores")
-    return _stamp(out, video_clips, options, "aesthetic_scores")
+        return _report(context, curate.skipped_step(results, options, "aesthetic_scores",
+                                                    "aesthetic filter off (no aesthetic_threshold)"), "aesthetic_scores")
+    scorer = aesthetic_model.scorer(options)
+    try:
+        scorer.resolve()
+    except ModelWeightsMissing as exc:
+        raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}", allow_retries=False) from None
+    return _report(context, curate.aesthetic_step(results, options, scorer), "aesthetic_scores")
 
 
-def _with_filters_applied(options: PipelineOptions, video_clips: dict[str, VideoResult],
-                  aesthetic_scores: dict[str, ClipAnnotations], keys: list[str]) -> dict[str, VideoResult]:
-    """Every video with the motion and aesthetic filters applied (filtered clips marked, not removed);
-    the model stages then take the clips that passed."""
-    return {k: stages.apply_filters(video_clips[k], options, aesthetic_scores.get(k)) for k in keys}
-
-
-@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
+@dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS, automation_condition=EAGER)
 @retried
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
                     video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
     """Cosmos-Embed1 embedding per passed clip. Weights missing: a failure when embeddings were
     asked for explicitly (generate_embeddings=on), a note and no embeddings in auto mode."""
-    options = settings.options()
-    keys = _partition_keys(context)
+    options, results = settings.options(), _of_run(context, video_clips)
     if options.generate_embeddings == "off":
-        out = _skipped(keys, "embeddings off (generate_embeddings=off)")
-    else:
-        embedder = embedding_model.embedder(options)
-        try:
-            embedder.resolve()
-        except ModelWeightsMissing as exc:
-            if options.generate_embeddings == "on":
-                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
-            note = f"embeddings skipped: {exc}"
-            _notice(context, note)
-            out = _skipped(keys, note)
-        else:
-            context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
-            filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
-            out = _run_stage(keys, filtered, lambda r: stages.embed(r, embedder), "embedding")
-    _report(context, out, "embeddings")
-    return _stamp(out, video_clips, options, "clip_embeddings")
+        return _report(context, curate.skipped_step(results, options, "clip_embeddings",
+                                                    "embeddings off (generate_embeddings=off)"), "embeddings")
+    embedder = embedding_model.embedder(options)
+    try:
+        embedder.resolve()
+    except ModelWeightsMissing as exc:
+        if options.generate_embeddings == "on":
+            raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
+        _notice(context, f"embeddings skipped: {exc}")
+        return _report(context, curate.skipped_step(results, options, "clip_embeddings", f"embeddings skipped: {exc}"),
+                       "embeddings")
+    context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
+    return _report(context, curate.embedding_step(results, options, embedder, aesthetic_scores), "embeddings")
 
 
-@dg.asset(**STEP_ASSET, kinds={"openai"}, op_tags=LIGHT_STEP_TAGS)
+@dg.asset(**STEP_ASSET, kinds={"openai"}, op_tags=LIGHT_STEP_TAGS, automation_condition=EAGER)
 @retried
 def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings, caption_service: CaptionService,
                   video_clips: dict[str, VideoResult],
                   aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
     """A caption per window of every passed clip from a vision-language model endpoint, and
     optionally an enhanced caption from a text model (generate_captions / enhance_captions)."""
-    options = settings.options()
-    keys = _partition_keys(context)
+    options, results = settings.options(), _of_run(context, video_clips)
     if not options.generate_captions:
-        out = _skipped(keys, "captions off (generate_captions=false)")
-    else:
-        client = caption_service.client(options)
-        context.log.info(f"captioning with {client.model} at {client.base_url}")
-        filtered = _with_filters_applied(options, video_clips, aesthetic_scores, keys)
-        out = _run_stage(keys, filtered, lambda r: stages.caption(r, client, enhance=options.enhance_captions),
-                         "captioning")
-    _report(context, out, "captioned_clips")
-    return _stamp(out, video_clips, options, "clip_captions")
+        return _report(context, curate.skipped_step(results, options, "clip_captions",
+                                                    "captions off (generate_captions=false)"), "captioned_clips")
+    client = caption_service.client(options)
+    context.log.info(f"captioning with {client.model} at {client.base_url}")
+    return _report(context, curate.caption_step(results, options, client, aesthetic_scores), "captioned_clips")
 
 
 # ---------------------------------------------------------------------------------------------
-# The layout: one asset per directory, each depending only on the steps that feed it.
-
-_ALL = ("video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions")
-_CLIPS_AND_FILTER = ("video_clips", "aesthetic_scores")  # which clips pass decides clips/ vs filtered_clips/
-# output name -> (asset key, upstream steps, description)
-WRITER_ASSETS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
-    "clips": (["clips"], _CLIPS_AND_FILTER,
-              "Passed clips (clips/) and filtered clips (filtered_clips/), one mp4 per clip."),
-    "previews": (["previews"], _CLIPS_AND_FILTER, "Animated WebP preview per window of each passed clip."),
-    "metas_v0": (["metas", "v0"], _ALL, "Per-clip metadata JSON (passed and filtered clips)."),
-    "ce1_embd": (["ce1_embd"], ("clip_embeddings",), "Cosmos-Embed1 embedding per passed clip (pickle, (1, D))."),
-    "ce1_embd_parquet": (["ce1_embd_parquet"], ("clip_embeddings",), "Embeddings per clip chunk (parquet: id, embedding)."),
-    "processed_clip_chunks": (["processed_clip_chunks"], _ALL, "Per-chunk statistics JSON."),
-    "processed_videos": (["processed_videos"], ("video_clips",), "Video-level metadata JSON (errors included)."),
-}
-WRITE_ORDER = ("clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet", "processed_clip_chunks",
-               "processed_videos")
-
-
-def _directory_metadata(asset: str, result: VideoResult, report: writer.WriteReport, output_path: str,
-                        embeddings_note: str | None, captions: tuple[str, ...] = ()) -> dict[str, Any]:
-    directories = ASSET_DIRECTORIES[asset]
-    md: dict[str, Any] = {
-        "files_written": sum(report.files.get(d, 0) for d in directories),
-        "bytes_written": sum(report.bytes.get(d, 0) for d in directories),
-        "stale_files_removed": sum(report.removed.get(d, 0) for d in directories),
-        "location": dg.MetadataValue.path(storage.join(output_path, directories[0])),
-    }
-    if asset == "clips":
-        md.update({k: v for k, v in writer.clip_stats(result).items() if k != "num_clips_with_webp"})
-        md["num_clips_filtered"] = sum(1 for c in result.clips if not c.passed)
-        md.update(clip_table(result, captions))
-        md["filtered_location"] = dg.MetadataValue.path(storage.join(output_path, layout.FILTERED_CLIPS))
-    elif asset == "previews":
-        md["num_previews"] = md["files_written"]
-        first = next((w.preview for c in result.clips if c.passed for w in c.windows if w.preview), None)
-        if first is not None and len(first) < 400_000:
-            data = first.read() if hasattr(first, "read") else first
-            md["preview"] = dg.MetadataValue.md(f"![preview](data:image/webp;base64,{base64.b64encode(data).decode()})")
-    elif asset in ("ce1_embd", "ce1_embd_parquet"):
-        md["num_clips_with_embeddings"] = sum(1 for c in result.clips if c.passed and c.embedding is not None)
-        if not md["num_clips_with_embeddings"]:
-            md["note"] = embeddings_note or "no embeddings were computed for this video"
-    elif asset == "metas/v0":
-        md["num_metas"] = md["files_written"]
-        md["num_clips_with_errors"] = sum(1 for c in result.clips if c.errors)
-    elif asset == "processed_videos":
-        md["errors"] = dg.MetadataValue.json(result.errors)
-        md["num_total_clips"] = len(result.clips)
-        md["video_duration_s"] = round(result.metadata.duration or 0.0, 3) if result.metadata else 0.0
-    if report.problems:
-        md["problems"] = dg.MetadataValue.json(report.problems)
-    return md
+# The layout: one asset per directory (``core.layout.LAYOUT``), each depending only on the steps
+# that feed it.
 
 
 def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
@@ -311,13 +218,14 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
     return dg.multi_asset(
         name="clip_writer",
         specs=[
-            dg.AssetSpec(key=key, description=description, deps=list(upstream), group_name=LAYOUT_GROUP,
-                         partitions_def=videos_partitions, skippable=True).with_io_manager_key("layout_io_manager")
-            for key, upstream, description in WRITER_ASSETS.values()
+            dg.AssetSpec(key=asset.key, description=asset.description, deps=list(asset.upstream),
+                         group_name=LAYOUT_GROUP, partitions_def=PER_VIDEO["partitions_def"], skippable=True,
+                         automation_condition=EAGER).with_io_manager_key("layout_io_manager")
+            for asset in layout.LAYOUT
         ],
         check_specs=checks.layout_check_specs(blocking_checks),
-        ins={name: dg.AssetIn(key=name) for name in _ALL},
-        backfill_policy=BACKFILL_POLICY,
+        ins={name: dg.AssetIn(key=name) for name in STEPS},
+        backfill_policy=PER_VIDEO["backfill_policy"],
         can_subset=False,
         op_tags=LIGHT_STEP_TAGS,
     )(retried(_clip_writer))
@@ -326,111 +234,85 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
 def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
                  aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
                  clip_captions: dict[str, ClipAnnotations]):
-    """Write each video's files of the NeMo Curator clip-writer layout (``core.writer``), record a
-    materialisation of every layout asset for each video written, then its layout checks."""
+    """Write each video's files of the NeMo Curator clip-writer layout (``curate.write_one``),
+    record a materialisation of every layout asset for each video written, then its layout checks."""
     options = settings.options()
     blocking = any(spec.blocking for spec in context.assets_def.check_specs)
-    version = {DATA_VERSION_TAG: backfill.data_version(options.record())}
-    check_failed: dict[str, str] = {}
     area = WorkArea.for_options(options)
-    record = options.record()
-    captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
-    failed: dict[str, str] = {}
-    busy: list[str] = []  # videos another run is writing: written after the rest of the batch
-    for key in _write_order(_partition_keys(context), busy):
+    outcomes: list[VideoOutcome] = []
+    check_failed: dict[str, str] = {}
+    deferred: list[str] = []  # videos another run is writing: written after the rest of the batch
+    for key in _write_order(_partition_keys(context), deferred):
         cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
-        anns = {"aesthetic_scores": aesthetic_scores.get(key), "clip_embeddings": clip_embeddings.get(key),
-                "clip_captions": clip_captions.get(key)}
-        prepared = steps.prepare_write(video_clips[key], anns, options)
-        result = prepared.result
-        if prepared.writable and key not in busy and area.writer_busy(result.source_video):
-            busy.append(key)
-            context.log.info(f"{result.rel_path}: another run is writing this video; it is written after the rest "
-                             "of the batch")
+        annotations = {step: values.get(key) for step, values in zip(STEPS[1:], (aesthetic_scores, clip_embeddings,
+                                                                                 clip_captions))}
+        done = curate.write_one(key, video_clips[key], annotations, options, area, defer_if_busy=key not in deferred)
+        if done.deferred:
+            deferred.append(key)
+            context.log.info(f"{done.result.rel_path}: another run is writing this video; it is written after the "
+                             "rest of the batch")
             continue
-        try:
-            if not prepared.writable:
-                raise _VideoFailed(*prepared.failure)
-            stages.annotate_and_filter(result, options, aesthetics=anns["aesthetic_scores"], embeddings=anns["clip_embeddings"],
-                            captions=anns["clip_captions"])
-            files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
-                                       dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget, pipeline=record)
-            try:
-                report = writer.write_video(result, files, options.output_path, area, max_workers=options.max_workers,
-                                            remove_stale=not options.dry_run)
-            except writer.VideoBusy as exc:  # another run held it all along: its write stands
-                raise _VideoFailed("busy", str(exc)) from None
-            except Exception as exc:  # noqa: BLE001 - a storage error of this video
-                raise _VideoFailed("write", storage.redact(f"{type(exc).__name__}: {exc}")) from None
-            if result.metadata is None:  # nothing could be read as video: documented as the reference does, failed
-                raise _VideoFailed(*next(iter(result.errors.items()), ("metadata", "unreadable")), documented=True)
-        except _VideoFailed as failure:
-            failed[key] = "; ".join(f"{k}: {v}" for k, v in result.errors.items()) if failure.documented \
-                else f"{failure.key}: {failure.message}"
-            _record_failure(context, key, result, failure, options, area, record)
+        outcomes.append(done.outcome)
+        if not done.outcome.ok:
+            _record_failure(context, done)
             continue
-        note = getattr(anns["clip_embeddings"], "note", None)
-        for asset in WRITE_ORDER:
-            yield dg.AssetMaterialization(asset_key=asset.split("/"), partition=key, tags=version,
-                                          metadata=_directory_metadata(asset, result, report, options.output_path, note,
-                                                                       options.caption_models))
-        written = sum(report.files.values())
-        context.log.info(f"{result.rel_path}: wrote {written} files, removed {sum(report.removed.values())} stale"
-                         + (f" (problems: {'; '.join(report.problems)})" if report.problems else ""))
-        if options.log_stats:
-            context.log.info(f"{result.rel_path}: clip stats {writer.clip_stats(result)}")
-        outcomes = checks.check_written_video(options.output_path, result.rel_path, result.source_video)
-        yield from checks.evaluations(context.instance, key, outcomes, blocking)
-        failing = [f"{name}: {outcome.summary()}" for name, outcome in outcomes.items() if not outcome.passed]
+        yield from _materialise(context, done, options, annotations)
+        failing = yield from _check(context, key, done.result, options, blocking)
         if failing:
-            context.log.error(f"{result.rel_path}: layout checks failed: " + "; ".join(failing))
-            check_failed[key] = "layout checks failed: " + "; ".join(failing)
+            check_failed[key] = failing
     for output_name in context.assets_def.check_specs_by_output_name:  # the checks' outputs, once per step
         if output_name in context.op_execution_context.selected_output_names:
             yield dg.Output(None, output_name=output_name)
-    if failed or (blocking and check_failed):
-        lines = [f"{len(failed)} video(s) failed (their partitions failed; the others were written)"] if failed else []
-        if blocking and check_failed:
-            lines.append(f"{len(check_failed)} video(s) written but failing their layout checks (checks_block_downstream)")
-        raise dg.Failure(
-            description=";\n".join(lines) + ":\n" + "\n".join(f"- {key}: {why}" for key, why in {**failed, **check_failed}.items()),
-            metadata={"failed_partitions": dg.MetadataValue.json(failed),
-                      "failed_checks": dg.MetadataValue.json(check_failed if blocking else {})},
-            allow_retries=False,
-        )
+    failing_checks = check_failed if blocking else {}
+    raise_for(batch_failure(outcomes, "failed (their partitions failed; the others were written)",
+                            also=failing_checks,
+                            also_what="written but failing their layout checks (checks_block_downstream)",
+                            metadata={"failed_checks": dg.MetadataValue.json(failing_checks)}))
 
 
-clip_writer = build_clip_writer()
-
-
-def _write_order(keys: list[str], busy: list[str]):
-    """``keys``, then the ones put in ``busy`` meanwhile: one video that another run holds waits
-    alone, after the rest of the batch (up to ``writer.LOCK_WAIT_S``, a stop honoured)."""
+def _write_order(keys: list[str], deferred: list[str]) -> Iterator[str]:
+    """``keys``, then the ones put in ``deferred`` meanwhile: one video that another run holds
+    waits alone, after the rest of the batch (up to ``writer.LOCK_WAIT_S``, a stop honoured)."""
     yield from keys
-    yield from busy
+    yield from deferred
 
 
-class _VideoFailed(Exception):
-    """One video's failure; ``documented``: its processed_videos document already records it."""
+def _materialise(context: dg.AssetExecutionContext, done: curate.Write, options: PipelineOptions,
+                 annotations: dict[str, ClipAnnotations | None]) -> Iterator[dg.AssetMaterialization]:
+    """A materialisation of every layout asset for a written video, tagged with its data version."""
+    assert done.report is not None
+    version = {DATA_VERSION_TAG: backfill.data_version(options.record())}
+    note = getattr(annotations[STEPS[2]], "note", None)
+    for asset in layout.LAYOUT:
+        yield dg.AssetMaterialization(asset_key=list(asset.key), partition=done.outcome.key, tags=version,
+                                      metadata=layout_metadata(asset, done.result, done.report, options.output_path,
+                                                               note, options.caption_models))
+    report = done.report
+    context.log.info(f"{done.result.rel_path}: wrote {sum(report.files.values())} files, removed "
+                     f"{sum(report.removed.values())} stale"
+                     + (f" (problems: {'; '.join(report.problems)})" if report.problems else ""))
+    if options.log_stats:
+        context.log.info(f"{done.result.rel_path}: clip stats {writer.clip_stats(done.result)}")
 
-    def __init__(self, key: str, message: str, documented: bool = False):
-        super().__init__(message)
-        self.key, self.message, self.documented = key, message, documented
+
+def _check(context: dg.AssetExecutionContext, key: str, result: VideoResult, options: PipelineOptions,
+           blocking: bool) -> Generator[Any, None, str]:
+    """The layout checks of a written video (their evaluations); returns what failed, or ''."""
+    outcomes = checks.check_written_video(options.output_path, result.rel_path, result.source_video)
+    yield from checks.evaluations(context.instance, key, outcomes, blocking)
+    failing = [f"{name}: {outcome.summary()}" for name, outcome in outcomes.items() if not outcome.passed]
+    if not failing:
+        return ""
+    context.log.error(f"{result.rel_path}: layout checks failed: " + "; ".join(failing))
+    return "layout checks failed: " + "; ".join(failing)
 
 
-def _record_failure(context: dg.AssetExecutionContext, key: str, result: VideoResult, failure: _VideoFailed,
-                    options: PipelineOptions, area: WorkArea, record: dict[str, Any]) -> None:
-    """A failed video: in the run log, on each layout asset's partition (an observation), and in its
-    ``processed_videos`` document when that can still be written and no good output is there."""
-    context.log.error(f"{result.rel_path or key}: not written: {failure.key}: {failure.message}")
-    documented = failure.documented
-    if not documented and result.rel_path and failure.key not in (*UNWRITABLE_FAILURES, "stale", "busy"):
-        try:
-            documented = writer.write_failure_document(result, (failure.key, failure.message), options.output_path,
-                                                       area, record)
-        except Exception as exc:  # noqa: BLE001 - the output is not writable either: the log and metadata say so
-            context.log.error(f"{result.rel_path}: its processed_videos document could not be written either: "
-                              f"{storage.redact(exc)}")
-    for asset in WRITE_ORDER:
-        context.log_event(dg.AssetObservation(asset_key=asset.split("/"), partition=key, metadata={
-            "failed": True, "error": f"{failure.key}: {failure.message}", "error_document_written": documented}))
+def _record_failure(context: dg.AssetExecutionContext, done: curate.Write) -> None:
+    """A failed video: in the run log and on each layout asset's partition (an observation); its
+    ``processed_videos`` document says so when ``write_one`` could write it."""
+    outcome, rel = done.outcome, done.result.rel_path
+    context.log.error(f"{rel or outcome.key}: not written: {outcome.error}: {outcome.message}")
+    if done.document_problem:
+        context.log.error(f"{rel}: its processed_videos document could not be written either: {done.document_problem}")
+    observe_failure(context, outcome, (asset.key for asset in layout.LAYOUT),
+                    error_document_written=done.document_written)

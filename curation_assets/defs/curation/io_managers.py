@@ -25,7 +25,7 @@ from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, step_digest
 from ...partitions import source_url_for_key
 from ..shared.resources import CurationSettings
-from ..shared.retries import retried
+from ..shared.policies import retried
 
 ASSET_DIRECTORIES = {asset.name: asset.directories for asset in layout.LAYOUT}  # h3 removes (use layout.LAYOUT)
 
@@ -54,7 +54,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
     # settings config reaches the IO manager, as it reaches the steps
     settings: dg.ResourceDependency[CurationSettings]
 
-    @retried  # the work area unreachable: the step is retried, as its compute is (defs.retries)
+    @retried  # the work area unreachable: the step is retried, as its compute is (defs.shared.policies)
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         if obj is None:
             return

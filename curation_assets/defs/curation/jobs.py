@@ -11,20 +11,23 @@ deleted (requested by the upload sensor when ``watch_remove_deleted`` is on).
 """
 
 
+
 import dagster as dg
 
-from ...core import removal, storage
+from ...core import layout, removal, storage
+from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...core.work import WorkArea
 from ...partitions import VIDEOS_PARTITION_NAME, DatasetMismatch, bind_dataset, source_url_for_key
-from ..packaging.assets import CURATION_SELECTION
+from ..shared.outcomes import batch_failure, raise_for
+from ..shared.policies import retried
 from ..shared.resources import CurationSettings
-from ..shared.retries import retried
+from ..shared.tags import CURATE_JOB_NAME, REMOVE_JOB_NAME, REMOVE_OP_NAME
+from .assets import LAYOUT_GROUP, STEPS_GROUP
 
-CURATE_JOB_NAME = "curate_videos"
-REMOVE_JOB_NAME = "remove_deleted_videos"
-REMOVE_OP_NAME = "remove_deleted_video_outputs"
+#: The assets of one video's curation (the steps and the layout): what a curation run selects.
+CURATION_SELECTION = dg.AssetSelection.groups(STEPS_GROUP, LAYOUT_GROUP)
 # The layout assets whose partitions record a removal (an observation each).
-REMOVAL_OBSERVED = ("processed_videos", "clips")
+REMOVAL_OBSERVED = (layout.LAYOUT_BY_NAME["processed_videos"].key, layout.LAYOUT_BY_NAME["clips"].key)
 
 curate_videos = dg.define_asset_job(
     CURATE_JOB_NAME, selection=CURATION_SELECTION,
@@ -49,39 +52,46 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
     except DatasetMismatch as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
     area = WorkArea.for_options(options)
-    failed: dict[str, str] = {}
+    outcomes: list[VideoOutcome] = []
     removed: list[str] = []
     for key in config.keys:
         if not context.instance.has_dynamic_partition(VIDEOS_PARTITION_NAME, key):
             continue  # removed already (a retry of this run), or by hand
-        try:
-            source = source_url_for_key(options.input_path, key)
-        except ValueError as exc:
-            failed[key] = f"refused: {exc}"
+        report, outcome = one_video(key, lambda key=key: _remove_one(context, options.input_path, options.output_path,
+                                                                      key, area))
+        outcomes.append(outcome)
+        if not outcome.ok:
+            if outcome.error != "refused":
+                context.log.error(f"{key}: outputs not removed: {outcome.reason}")
             continue
-        rel = storage.relative_to(options.input_path, source)
-        try:
-            if storage.file_info(source) is not None:
-                context.log.warning(f"{rel}: the source is back under input_path; its outputs and partition are kept")
-                continue
-            report = removal.remove_video_outputs(options.output_path, rel, source, area)
-        except Exception as exc:  # noqa: BLE001 - this video's failure
-            failed[key] = storage.redact(f"{type(exc).__name__}: {exc}")
-            context.log.error(f"{rel}: outputs not removed: {failed[key]}")
-            continue
-        context.log.info(f"{rel}: source deleted; removed {report.total} files "
-                         f"({', '.join(f'{d} {n}' for d, n in sorted(report.removed.items())) or 'none'})"
-                         + (f"; refused: {'; '.join(report.problems)}" if report.problems else ""))
+        if report is None:
+            continue  # the source is back
         for asset in REMOVAL_OBSERVED:
-            context.log_event(dg.AssetObservation(asset_key=asset, partition=key, metadata={
+            context.log_event(dg.AssetObservation(asset_key=list(asset), partition=key, metadata={
                 "source_deleted": True, "outputs_removed": True, "files_removed": report.total}))
         removed.append(key)
     for key in removed:
         context.instance.delete_dynamic_partition(VIDEOS_PARTITION_NAME, key)
-    if failed:
-        # retried (@retried, defs.retries: a storage error may pass); what was removed is not touched again
-        raise dg.Failure(f"{len(failed)} video(s) not removed:\n" + "\n".join(f"- {k}: {why}" for k, why in failed.items()),
-                         metadata={"failed_partitions": dg.MetadataValue.json(failed)})
+    # retried (policies.retried: a storage error may pass); what was removed is not touched again
+    raise_for(batch_failure(outcomes, "not removed", allow_retries=True))
+
+
+def _remove_one(context: dg.OpExecutionContext, input_path: str, output_path: str, key: str,
+                area: WorkArea) -> removal.RemovalReport | None:
+    """Remove one deleted video's outputs (``None``: its source is back, nothing is removed)."""
+    try:
+        source = source_url_for_key(input_path, key)
+    except ValueError as exc:
+        raise VideoFailed("refused", str(exc), reason=f"refused: {exc}") from None
+    rel = storage.relative_to(input_path, source)
+    if storage.file_info(source) is not None:
+        context.log.warning(f"{rel}: the source is back under input_path; its outputs and partition are kept")
+        return None
+    report = removal.remove_video_outputs(output_path, rel, source, area)
+    context.log.info(f"{rel}: source deleted; removed {report.total} files "
+                     f"({', '.join(f'{d} {n}' for d, n in sorted(report.removed.items())) or 'none'})"
+                     + (f"; refused: {'; '.join(report.problems)}" if report.problems else ""))
+    return report
 
 
 @dg.job(name=REMOVE_JOB_NAME, executor_def=dg.in_process_executor,
@@ -90,4 +100,5 @@ def remove_deleted_videos() -> None:
     remove_deleted_video_outputs()
 
 
-__all__ = ["CURATE_JOB_NAME", "REMOVE_JOB_NAME", "REMOVE_OP_NAME", "curate_videos", "remove_deleted_videos"]
+__all__ = ["CURATE_JOB_NAME", "CURATION_SELECTION", "REMOVE_JOB_NAME", "REMOVE_OP_NAME", "curate_videos",
+           "remove_deleted_videos"]

@@ -22,12 +22,13 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from ...core import storage
+from ...core import layout, storage
 from ...core.layout_read import VideoLayout
+from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...packaging import dedup, energon, manifest, shards
-from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key, videos_partitions
-from ..curation.assets import BACKFILL_POLICY, WRITER_ASSETS
-from ..curation.io_managers import partition_keys
+from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key
+from ..shared.outcomes import batch_failure
+from ..shared.policies import PER_VIDEO
 from ..shared.resources import CurationSettings, PackagingSettings, packaging_settings_from_env  # noqa: F401 (re-exported)
 
 PACKAGING_GROUP = "training_packages"
@@ -39,8 +40,6 @@ ENERGON_CHECK = "energon_metadata_consistent"
 SAMPLE_ROWS = 5
 PROBLEMS_SHOWN = 50
 
-#: The assets of one video's curation (the layout and the steps before it): what a curation run selects.
-CURATION_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.groups(PACKAGING_GROUP)
 #: The dataset-level packages: what ``package_training_data`` materialises.
 DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata")
 
@@ -77,7 +76,7 @@ class ManifestIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> ManifestInput:
         options = self.settings.options()
         rels, sources, refused = [], [], []
-        for key in partition_keys(context):
+        for key in (context.asset_partition_keys if context.has_asset_partitions else []):
             try:
                 source = source_url_for_key(options.input_path, key)
             except ValueError:
@@ -171,7 +170,8 @@ def _warn_stale(context: dg.AssetExecutionContext, md: dict[str, Any]) -> None:
 
 
 # The layout assets the manifest reads (processed_videos is the input: its documents name the rest).
-_LAYOUT_DEPS = [dg.AssetKey(key) for key, _, _ in WRITER_ASSETS.values() if key != ["processed_videos"]]
+_INPUT = layout.LAYOUT_BY_NAME["processed_videos"]
+_LAYOUT_DEPS = [dg.AssetKey(list(asset.key)) for asset in layout.LAYOUT if asset is not _INPUT]
 
 
 def packaging_assets(blocking_checks: bool = True) -> list[Any]:
@@ -180,8 +180,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
     shards_readable energon_metadata)."""
 
     @dg.asset(
-        partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY, group_name=PACKAGING_GROUP,
-        ins={"processed_videos": dg.AssetIn(key="processed_videos")}, deps=_LAYOUT_DEPS,
+        **PER_VIDEO, group_name=PACKAGING_GROUP,
+        ins={"processed_videos": dg.AssetIn(key=list(_INPUT.key))}, deps=_LAYOUT_DEPS,
         io_manager_key="manifest_io_manager", output_required=False, kinds={"parquet"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(ROWS_CHECK, asset="clip_manifest", blocking=blocking_checks,
@@ -193,32 +193,20 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         failed, or has no layout, fails only its own partition."""
         output_path = settings.options().output_path
         done: dict[str, dict[str, Any]] = {}
-        failed: dict[str, str] = {}
         findings: dict[str, list[str]] = {}
+        outcomes: list[VideoOutcome] = []
         for key in context.partition_keys:
             video = processed_videos[key]
-            try:
-                if not video.exists:
-                    if video.rel_path:  # the video's output is gone: so is its fragment
-                        manifest.write_fragment(output_path, video)
-                    raise _NoManifest("; ".join(video.problems)
-                                      or "no processed_videos document: materialise curate_videos for this video first")
-                table = manifest.manifest_table(video)
-                url = manifest.write_fragment(output_path, video, table)
-                if video.errors:
-                    raise _NoManifest("the video failed in curation: "
-                                      + "; ".join(f"{k}: {v}" for k, v in video.errors.items()))
-            except _NoManifest as exc:
-                failed[key] = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a storage or parquet error of this video
-                failed[key] = storage.redact(f"{type(exc).__name__}: {exc}")
-            else:
-                done[key] = _fragment_metadata(output_path, video, table, url)
-                found = manifest.fragment_problems(output_path, video)
-                if found:
-                    findings[key] = found
-            if key in failed:
-                context.log.error(f"{video.rel_path or key}: no manifest: {failed[key]}")
+            written, outcome = one_video(key, lambda video=video: manifest_of_video(output_path, video))
+            outcomes.append(outcome)
+            if not outcome.ok:
+                context.log.error(f"{video.rel_path or key}: no manifest: {outcome.reason}")
+                continue
+            table, url = written
+            done[key] = _fragment_metadata(output_path, video, table, url)
+            found = manifest.fragment_problems(output_path, video)
+            if found:
+                findings[key] = found
         yield dg.AssetCheckResult(
             check_name=ROWS_CHECK, passed=not findings,
             description=None if not findings else f"{len(findings)} video(s) differ from their layout, e.g. "
@@ -226,14 +214,12 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             metadata={"num_videos_checked": len(done), "num_videos_failing": len(findings),
                       "failing": dg.MetadataValue.json({k: v[:10] for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
         )
-        if failed:  # one materialisation per written video, then the run fails naming the others
+        failure = batch_failure(outcomes, "have no manifest (their partitions failed; the others were written)",
+                                allow_retries=True)
+        if failure:  # one materialisation per written video, then the run fails naming the others
             for key, md in done.items():
                 yield dg.AssetMaterialization(asset_key="clip_manifest", partition=key, metadata=md)
-            raise dg.Failure(
-                description=f"{len(failed)} video(s) have no manifest (their partitions failed; the others were "
-                            "written):\n" + "\n".join(f"- {k}: {why}" for k, why in failed.items()),
-                metadata={"failed_partitions": dg.MetadataValue.json(failed)},
-            )
+            raise failure
         for key, md in done.items():
             context.add_asset_metadata(md, partition_key=key)
         yield dg.Output(None)
@@ -360,8 +346,21 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             energon_metadata_consistent]
 
 
-class _NoManifest(Exception):
-    """A video that has no manifest to write (no layout, or it failed in curation)."""
+def manifest_of_video(output_path: str, video: VideoLayout) -> tuple[pa.Table, str | None]:
+    """Write one video's manifest fragment: ``(table, url)``. A video with no layout (its fragment
+    is removed when its output is gone) or that failed in curation raises ``VideoFailed``."""
+    if not video.exists:
+        if video.rel_path:  # the video's output is gone: so is its fragment
+            manifest.write_fragment(output_path, video)
+        message = ("; ".join(video.problems)
+                   or "no processed_videos document: materialise curate_videos for this video first")
+        raise VideoFailed("layout", message, reason=message)
+    table = manifest.manifest_table(video)
+    url = manifest.write_fragment(output_path, video, table)
+    if video.errors:
+        message = "the video failed in curation: " + "; ".join(f"{k}: {v}" for k, v in video.errors.items())
+        raise VideoFailed("curation", message, reason=message)
+    return table, url
 
 
 def _check_result(problems: list[str], md: dict[str, Any]) -> dg.AssetCheckResult:

@@ -1,4 +1,11 @@
-"""Retrying a step that failed as a whole, and never a stop.
+"""The policies every per-video asset shares: its partitions, its backfill policy, and retrying a
+step that failed as a whole, never a stop.
+
+A per-video asset is partitioned by video (``partitions.videos_partitions``) and takes its videos
+in ranges of ``VIDEOS_PER_RUN`` per run (:data:`BACKFILL_POLICY`); :data:`PER_VIDEO` is that pair.
+Failures of single videos are kept to their video and raised with ``allow_retries=False``
+(``outcomes``): trying the whole batch again would not change them (the backfill schedule
+requests failed videos again later).
 
 Dagster's ``RetryPolicy`` on a step retries *any* exception, interrupts included: Ctrl-C,
 SIGTERM or the UI's *Terminate* during a step becomes a retry after 5, 15 and 35 s
@@ -22,6 +29,13 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import dagster as dg
+
+from ...core.options import VIDEOS_PER_RUN
+from ...partitions import videos_partitions
+
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
+#: What every per-video asset shares: video partitions, in ranges of ``VIDEOS_PER_RUN`` per run.
+PER_VIDEO: dict[str, Any] = dict(partitions_def=videos_partitions, backfill_policy=BACKFILL_POLICY)
 
 # A step that fails as a whole (the work area or the output unreachable, a model that did not
 # load) is tried again after 5, 15 and 35 s.

@@ -1,4 +1,7 @@
-"""Where each step runs beyond one machine: its Celery queue and its Kubernetes pod.
+"""The tag names of the code location, each spelled once: where a step runs (op tags) and what a
+run is (run tags, read by the sensor, the schedule, the CLI and the UI).
+
+Where each step runs beyond one machine: its Celery queue and its Kubernetes pod.
 
 The measured split (README, "where the GPU step should run"): re-encoding is two orders of
 magnitude slower than one GPU's embedding rate, so the CPU steps run on many CPU workers and the
@@ -44,3 +47,23 @@ LIGHT_STEP_K8S: dict[str, Any] = {
 GPU_STEP_TAGS: dict[str, Any] = {CELERY_QUEUE_TAG: GPU_QUEUE, K8S_CONFIG_TAG: GPU_STEP_K8S}
 ENCODE_STEP_TAGS: dict[str, Any] = {K8S_CONFIG_TAG: ENCODE_STEP_K8S}
 LIGHT_STEP_TAGS: dict[str, Any] = {K8S_CONFIG_TAG: LIGHT_STEP_K8S}
+
+# ---------------------------------------------------------------------------------------------
+# Runs: the jobs that are requested, and the tags on every run the sensor, the schedule and the
+# CLI request.
+
+CURATE_JOB_NAME = "curate_videos"
+REMOVE_JOB_NAME = "remove_deleted_videos"
+REMOVE_OP_NAME = "remove_deleted_video_outputs"  # its run config names the deleted videos' keys
+# Dagster's own tags of a partition-range run (one run over consecutive partitions).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Who asked for a run and why, and how many videos it has.
+REQUESTED_BY_TAG = "curation_assets/requested_by"
+REASON_TAG = "curation_assets/reason"
+VIDEOS_TAG = "curation_assets/videos"
+# Dagster's data-version tag of a materialisation: the one asset-event tag Dagster indexes per
+# partition (``get_latest_tags_by_partition``); the writer sets it to ``core.backfill.data_version``
+# and the backfill schedule reads it. Public read side: ``AssetMaterialization.data_version``
+# (test_dagster_layer checks the two agree).
+DATA_VERSION_TAG = "dagster/data_version"
