@@ -16,7 +16,7 @@ from curation_assets.core import layout, storage, writer
 from curation_assets.core.model import ClipAnnotations, VideoResult
 from curation_assets.core.work import WorkArea
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.models import stages
 from curation_assets.models.embeddings import CosmosEmbedder
 

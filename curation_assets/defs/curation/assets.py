@@ -29,6 +29,7 @@ from ...core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
 from ...core.pipeline import Progress
 from ...core.work import WorkArea
 from ...models import stages
+from ...models.video import MODEL_PARTS
 from ...models._weights import ModelWeightsMissing
 from ...partitions import DatasetMismatch, bind_dataset, videos_partitions
 from . import checks
@@ -107,7 +108,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
             if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
                 context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
-        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress)
+        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress, models=MODEL_PARTS)
         if reused:
             run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
             context.log.info(f"[{n}/{len(keys)}] {rel}: reused the clips of an earlier run (same source and settings)")
