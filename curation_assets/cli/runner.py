@@ -62,11 +62,9 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     from .. import preflight, run_events
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..defs.shared.dagster_workarounds import known_partitions
     from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
     from ..defs.automation.sensors import batched
     from ..definitions import CURATE_JOB_NAME, build_definitions
-    from ..partitions import VIDEOS_PARTITION_NAME
 
     caption_service = caption_service or caption_service_from_env()
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
@@ -105,13 +103,12 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     stop = StopOnSignal()
     try:
-        with stop, _open_instance(options.input_path, keys) as (instance, registered):
+        with stop, _open_instance(options.input_path, keys) as instance:
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 if stop.requested:
                     break
-                with known_partitions(instance, VIDEOS_PARTITION_NAME, registered):
-                    for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
-                        collect_rows(result, batch, rows)
+                for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
+                    collect_rows(result, batch, rows)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass
     finally:
@@ -162,7 +159,7 @@ def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[An
 @contextlib.contextmanager
 def _open_instance(input_path: str, keys: list[str]):
     """The instance under ``DAGSTER_HOME``, bound to ``input_path`` with ``keys`` added as
-    partitions, and every partition key it then holds; closed when the caller is done.
+    partitions; closed when the caller is done.
 
     The setup runs one process at a time, under a lock file in ``DAGSTER_HOME``: a new SQLite
     instance creates its tables when first opened, so two CLIs started at once on a fresh instance
@@ -189,4 +186,4 @@ def _open_instance(input_path: str, keys: list[str]):
             instance.dispose()
             raise
     with instance:
-        yield instance, known | set(new)
+        yield instance
