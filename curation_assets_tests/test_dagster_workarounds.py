@@ -10,7 +10,6 @@ from curation_assets.defs.shared import dagster_workarounds
 from curation_assets.defs.shared.resources import CurationSettings  # importing it installs the schema memo
 
 
-
 def test_resource_construction_goes_through_the_memoised_schema_function():
     """Dagster derives a pythonic resource's schema through the module-level name the memo
     replaces, once per construction: a copy made by Dagster reuses the cached schema."""

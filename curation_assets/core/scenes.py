@@ -54,8 +54,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .model import Span, VideoMetadata
-from .timing import frame_index, frame_time
 from .options import MAX_LENGTH_MODES, PipelineOptions
+from .timing import frame_index, frame_time
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
 WINDOW_SIZE = 100

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-
 _PACKAGE = __name__.split(".")[0] + "."
 
 # what the memoised schema function did: computed (a miss) or answered from the cache (a hit)
