@@ -3,6 +3,8 @@ Nothing else lives here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from .core.options import PipelineOptions, options_from_env
@@ -12,6 +14,7 @@ from .defs.shared.executors import executor_from_env
 from .defs.curation.io_managers import ClipLayoutIOManager, WorkIOManager
 from .defs.curation.jobs import CURATE_JOB_NAME, curate_videos, remove_deleted_videos
 from .defs.packaging.assets import CURATION_SELECTION, ManifestIOManager, PackagingSettings, packaging_assets, packaging_jobs, packaging_settings_from_env
+from .defs.shared.run_control import RunControl
 from .defs.shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
 from .defs.automation.schedules import build_backfill_schedule
 from .defs.automation.sensors import build_upload_sensor
@@ -21,12 +24,13 @@ __all__ = ["CURATE_JOB_NAME", "build_definitions", "defs"]
 
 def build_definitions(settings: CurationSettings | None = None, caption_service: CaptionService | None = None,
                       executor: dg.ExecutorDefinition | None = None, packaging: PackagingSettings | None = None,
-                      blocking_checks: bool | None = None) -> dg.Definitions:
+                      blocking_checks: bool | None = None, run_control: Any = None) -> dg.Definitions:
     """Definitions with the given settings (default: ``CURATION_*`` / ``CURATION_PACKAGE_*``
     environment variables) and executor (default: the one ``CURATION_EXECUTOR`` names, in-process
     when unset). The code location's own settings (``Setting.location``: sensor interval, backfill
     cron, blocking checks) shape the definitions here; ``blocking_checks`` overrides
-    ``checks_block_downstream``."""
+    ``checks_block_downstream``; ``run_control``: the steps' progress and stop (``RunControl``,
+    default: logs, never stops; the CLI binds its own)."""
     settings = settings or CurationSettings.from_options(options_from_env())
     options = settings.options()
     blocking = options.checks_block_downstream if blocking_checks is None else blocking_checks
@@ -49,6 +53,7 @@ def build_definitions(settings: CurationSettings | None = None, caption_service:
             "embedding_model": EmbeddingModel(),
             "aesthetic_model": AestheticModel(),
             "caption_service": caption_service or caption_service_from_env(),
+            "run_control": run_control or RunControl(),
         },
     )
 

@@ -22,8 +22,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from ... import preflight, run_events
-from ...core import backfill, cancel, layout, steps, storage, writer
+from ... import preflight
+from ...core import backfill, layout, steps, storage, writer
 from ...core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
 from ...core.options import VIDEOS_PER_RUN, PipelineOptions, step_digest
 from ...core.pipeline import Progress
@@ -38,6 +38,7 @@ from .metadata import clip_table
 from ..shared.placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 from ..shared.retries import retried
+from ..shared.run_control import RunControl
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 # A step that fails as a whole (the work area or the output unreachable, a model that did not
@@ -80,7 +81,8 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
 @dg.asset(**STEP_ASSET, kinds={"python", "video"}, op_tags=ENCODE_STEP_TAGS)
 @retried
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
-                aesthetic_model: AestheticModel, caption_service: CaptionService) -> dict[str, VideoResult]:
+                aesthetic_model: AestheticModel, caption_service: CaptionService,
+                run_control: RunControl) -> dict[str, VideoResult]:
     """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
 
     Clip bytes go to the video's work folder as each clip finishes (memory stays flat whatever the
@@ -92,7 +94,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     results: dict[str, VideoResult] = {}
     keys = _partition_keys(context)
     for n, key in enumerate(keys, 1):
-        cancel.checkpoint()
+        run_control.checkpoint()
         started = time.perf_counter()
         source = source_for_key(options.input_path, key)
         rel = _rel_path(options, source)
@@ -104,13 +106,14 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
         context.log.info(f"[{n}/{len(keys)}] {rel}: processing")
 
         def on_progress(p: Progress, _n=n) -> None:
-            run_events.emit(p)
+            run_control.progress(p)
             if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
                 context.log.info(f"[{_n}/{len(keys)}] {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
-        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress, models=MODEL_PARTS)
+        with run_control.watching():
+            result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress, models=MODEL_PARTS)
         if reused:
-            run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
+            run_control.progress(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
             context.log.info(f"[{n}/{len(keys)}] {rel}: reused the clips of an earlier run (same source and settings)")
         results[key] = result
         elapsed = time.perf_counter() - started
@@ -168,9 +171,9 @@ def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], 
         context.add_asset_metadata(md, partition_key=key)
 
 
-def _notice(context: dg.AssetExecutionContext, message: str) -> None:
+def _notice(context: dg.AssetExecutionContext, run_control: RunControl, message: str) -> None:
     context.log.warning(message)
-    run_events.emit(run_events.Notice(message))
+    run_control.notice(message)
 
 
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
@@ -203,7 +206,7 @@ def _with_filters_applied(options: PipelineOptions, video_clips: dict[str, Video
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS)
 @retried
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
-                    video_clips: dict[str, VideoResult],
+                    run_control: RunControl, video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
     """Cosmos-Embed1 embedding per passed clip. Weights missing: a failure when embeddings were
     asked for explicitly (generate_embeddings=on), a note and no embeddings in auto mode."""
@@ -219,7 +222,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
             if options.generate_embeddings == "on":
                 raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
             note = f"embeddings skipped: {exc}"
-            _notice(context, note)
+            _notice(context, run_control, note)
             out = _skipped(keys, note)
         else:
             context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
@@ -324,7 +327,8 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
     )(retried(_clip_writer))
 
 
-def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
+def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, run_control: RunControl,
+                 video_clips: dict[str, VideoResult],
                  aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
                  clip_captions: dict[str, ClipAnnotations]):
     """Write each video's files of the NeMo Curator clip-writer layout (``core.writer``), record a
@@ -339,7 +343,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     failed: dict[str, str] = {}
     busy: list[str] = []  # videos another run is writing: written after the rest of the batch
     for key in _write_order(_partition_keys(context), busy):
-        cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
+        run_control.checkpoint()  # between two videos: a video's write is never cut in the middle
         anns = {"aesthetic_scores": aesthetic_scores.get(key), "clip_embeddings": clip_embeddings.get(key),
                 "clip_captions": clip_captions.get(key)}
         prepared = steps.prepare_write(video_clips[key], anns, options)
@@ -357,8 +361,9 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
             files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
                                        dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget, pipeline=record)
             try:
-                report = writer.write_video(result, files, options.output_path, area, max_workers=options.max_workers,
-                                            remove_stale=not options.dry_run)
+                with run_control.watching():  # a stop is honoured while waiting for the video's lock
+                    report = writer.write_video(result, files, options.output_path, area,
+                                                max_workers=options.max_workers, remove_stale=not options.dry_run)
             except writer.VideoBusy as exc:  # another run held it all along: its write stands
                 raise _VideoFailed("busy", str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - a storage error of this video
@@ -368,7 +373,8 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
         except _VideoFailed as failure:
             failed[key] = "; ".join(f"{k}: {v}" for k, v in result.errors.items()) if failure.documented \
                 else f"{failure.key}: {failure.message}"
-            _record_failure(context, key, result, failure, options, area, record)
+            with run_control.watching():  # its document waits for the video's lock too
+                _record_failure(context, key, result, failure, options, area, record)
             continue
         note = getattr(anns["clip_embeddings"], "note", None)
         for asset in WRITE_ORDER:
