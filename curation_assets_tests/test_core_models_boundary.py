@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import curation_assets
 
 PACKAGE = Path(curation_assets.__file__).parent
@@ -51,3 +53,25 @@ def test_models_import_core_not_the_dagster_layer():
     wrong = {p: sorted(m for m in mods if m.startswith(("curation_assets.defs", "curation_assets.cli")))
              for p, mods in graph.items()}
     assert {p: m for p, m in wrong.items() if m} == {}
+
+
+def test_core_asks_for_the_model_parts_it_is_not_given(tmp_path):
+    """Core's pipeline gets the TransNetV2 splitter and the model-frame tap from its caller
+    (``models.video.MODEL_PARTS``); settings that need one it was not given are refused before any
+    work, naming what to pass, rather than silently running without it."""
+    from curation_assets.core.options import PipelineOptions
+    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import MODEL_PARTS
+
+    def never_opened():
+        raise AssertionError("opened")
+
+    scenes = PipelineOptions(splitting_algorithm="transnetv2", generate_embeddings="off")
+    with pytest.raises(ValueError, match="transnetv2 needs ModelParts.detect_scenes .*MODEL_PARTS"):
+        process_video("a.mp4", "a.mp4", never_opened, scenes)
+    with pytest.raises(ValueError, match="model_frames=source needs ModelParts.frame_tap"):
+        process_video("a.mp4", "a.mp4", never_opened, PipelineOptions(generate_embeddings="on"))
+    process_video("a.mp4", "a.mp4", lambda: open(tmp_path / "missing.mp4", "rb"),
+                  PipelineOptions(generate_embeddings="off"))  # no model part needed: runs (a read error)
+    assert MODEL_PARTS.detect_scenes is not None and MODEL_PARTS.frame_tap is not None
+    MODEL_PARTS.check(scenes)
