@@ -199,7 +199,7 @@ def tapped_videos(sources: list[bytes], work: Path, seconds: float) -> list:
     """Each source through ``core.pipeline.process_video`` as the ``video_clips`` asset runs it (clips
     spilled to a work folder), with the frame tap keeping the Cosmos-Embed1 frames."""
     from curation_assets.core.options import PipelineOptions
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
 
     options = PipelineOptions(fixed_stride_split_duration=seconds, fixed_stride_min_clip_length_s=0.0,
                               generate_embeddings="on", model_frames="source", generate_previews=False,

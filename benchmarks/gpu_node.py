@@ -112,7 +112,7 @@ def part_transnetv2(data: bytes, seconds: float, record: dict) -> None:
     import numpy as np
     import torch
 
-    from curation_assets.core import scenes
+    from curation_assets.models import scene_detection as scenes
     from curation_assets.models.transnetv2 import load_transnetv2
 
     frames = list(scenes.iter_small_frames(io.BytesIO(data)))

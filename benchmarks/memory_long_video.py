@@ -107,7 +107,7 @@ def make_long_video(path: Path, seconds: float, width: int, height: int, fps: in
 def child_core(video: str, stride: float, tap: bool = False) -> dict:
     from curation_assets.core import storage, work
     from curation_assets.core.options import PipelineOptions
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
     import curation_assets.core.motion, curation_assets.core.previews, curation_assets.core.transcode  # noqa: E401,F401
 
     baseline = peak_rss_mb()

@@ -91,7 +91,7 @@ def psnr(a, b, peak: float) -> float:
 def run_mode(mode: str, videos: list[Path], work: Path, model_dir: Path, base_url: str) -> dict[str, Any]:
     from curation_assets.core.cpus import usable_cores
     from curation_assets.core.options import PipelineOptions
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
     from curation_assets.models import AestheticScorer, CaptionClient, CosmosEmbedder, stages
 
     options = PipelineOptions(input_path=str(videos[0].parent), output_path=str(work / "out"), model_dir=str(model_dir),

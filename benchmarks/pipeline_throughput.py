@@ -171,7 +171,7 @@ def core_options(video_dir: Path, out: Path, encoder: str = "libx264", previews:
 def run_core_video(video: Path, options, out: Path) -> dict[str, Any]:
     """One video through process_video and the layout writer; wall and CPU seconds of each half."""
     from curation_assets.core import layout, storage
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
 
     url = str(video)
     rel = video.name

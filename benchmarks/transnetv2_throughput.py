@@ -40,7 +40,7 @@ from measure import DEFAULT_RESULTS, append_record, cpu_self, git_commit, peak_r
 
 def measure(video: Path, repeat: int) -> dict:
     from curation_assets.core.probe import probe_video
-    from curation_assets.core.scenes import detect_scene_spans, iter_small_frames
+    from curation_assets.models.scene_detection import detect_scene_spans, iter_small_frames
 
     meta = probe_video(str(video))
     runs = []

@@ -142,7 +142,7 @@ def prepare(tmp: Path, n_videos: int, seconds: float, stride: float):
 
     from curation_assets.core import storage
     from curation_assets.core.options import PipelineOptions
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
     from curation_assets.core.work import VideoSpill, WorkArea
     from curation_assets_tests.video_factory import make_video
 

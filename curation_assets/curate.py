@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .core import layout, steps, storage, writer
+from .core import filters, layout, steps, storage, writer
 from .core.model import UNWRITABLE_FAILURES, ClipAnnotations, VideoResult
 from .core.options import STEPS, PipelineOptions, step_digest
 from .core.outcomes import VideoFailed, VideoOutcome
@@ -56,7 +56,7 @@ def with_filters_applied(results: dict[str, VideoResult], options: PipelineOptio
                          aesthetics: dict[str, ClipAnnotations]) -> dict[str, VideoResult]:
     """Every video with the motion and aesthetic filters applied (filtered clips marked, not
     removed); the model steps after the aesthetic one take the clips that passed."""
-    return {k: stages.apply_filters(r, options, aesthetics.get(k)) for k, r in results.items()}
+    return {k: filters.apply_filters(r, options, aesthetics.get(k)) for k, r in results.items()}
 
 
 def aesthetic_step(results: dict[str, VideoResult], options: PipelineOptions,
@@ -144,7 +144,7 @@ def write_one(key: str, result: VideoResult, annotations: dict[str, ClipAnnotati
 
 def _write(result: VideoResult, annotations: dict[str, ClipAnnotations | None], options: PipelineOptions,
            area: WorkArea) -> writer.WriteReport:
-    stages.annotate_and_filter(result, options, aesthetics=annotations.get(STEPS[1]),
+    filters.annotate_and_filter(result, options, aesthetics=annotations.get(STEPS[1]),
                                embeddings=annotations.get(STEPS[2]), captions=annotations.get(STEPS[3]))
     captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
     files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,

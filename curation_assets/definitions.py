@@ -16,11 +16,10 @@ import dagster as dg
 
 from .core.backfill import batched
 from .defs.location import build_definitions
-from .defs.shared.dagster_workarounds import known_partitions
 from .defs.shared.tags import CURATE_JOB_NAME, RANGE_END_TAG, RANGE_START_TAG, REMOVE_JOB_NAME
 
 __all__ = ["CURATE_JOB_NAME", "RANGE_END_TAG", "RANGE_START_TAG", "REMOVE_JOB_NAME", "batched", "build_definitions",
-           "defs", "known_partitions"]
+           "defs"]
 
 _PROJECT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 ``write_layout`` runs ``core.pipeline.process_video`` on videos made with ``video_factory``,
 embeds the passed clips with the Cosmos-Embed1 stand-in through the production embedder, gives
-every window a caption and an enhanced caption through ``models.stages.annotate_and_filter`` (the values the
+every window a caption and an enhanced caption through ``core.filters.annotate_and_filter`` (the values the
 caption stage hands it), and writes ``core.layout.video_files`` through the production writer (``core.writer``).
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from curation_assets.core import layout, storage, writer
+from curation_assets.core import filters, layout, storage, writer
 from curation_assets.core.model import ClipAnnotations, VideoResult
 from curation_assets.core.work import WorkArea
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.models import stages
 from curation_assets.models.embeddings import CosmosEmbedder
 
@@ -74,7 +74,7 @@ def process(input_dir: Path | str, rel: str, options: PipelineOptions, embedder:
     url = storage.join(str(input_dir), rel) if not storage.is_local(str(input_dir)) else str(Path(input_dir) / rel)
     result = process_video(url, rel, lambda: storage.open_input(url), options)
     embeddings = stages.embed({rel: result}, embedder)[rel] if embedder is not None else None
-    stages.annotate_and_filter(result, options, embeddings=embeddings,
+    filters.annotate_and_filter(result, options, embeddings=embeddings,
                     captions=_captions(result, tag) if options.generate_captions else None)
     return result
 

@@ -19,8 +19,8 @@ import pytest
 from curation_assets.core import budget
 from curation_assets.core.model import VideoMetadata
 from curation_assets.core.options import DEFAULT_MAX_FRAME_PIXELS, PipelineOptions
-from curation_assets.core.pipeline import process_video
-from curation_assets.core.steps import clips_of_video
+from curation_assets.models.video import process_video
+from curation_assets.models.video import clips_of_video
 from curation_assets.core.work import WorkArea
 
 from .layout_checks import check_layout
@@ -94,7 +94,7 @@ def _budget_error_in_child(bomb: Path, work: Path, splitting: str) -> dict:
         started = time.perf_counter()
         from curation_assets.core import storage
         from curation_assets.core.options import PipelineOptions
-        from curation_assets.core.pipeline import process_video
+        from curation_assets.models.video import process_video
         from curation_assets.core.work import VideoSpill, WorkArea
         url = {str(bomb)!r}
         options = PipelineOptions(input_path={str(bomb.parent)!r}, output_path={str(work / 'out')!r},
@@ -151,7 +151,7 @@ def test_a_batch_holds_one_videos_memory(tmp_path):
         import json
         from curation_assets.core import storage
         from curation_assets.core.options import PipelineOptions
-        from curation_assets.core.pipeline import process_video
+        from curation_assets.models.video import process_video
         from curation_assets.core.work import VideoSpill, WorkArea
         def rss():
             with open("/proc/self/status") as f:

@@ -140,7 +140,7 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
 
 def test_redaction_of_video_level_errors_in_the_core():
     """Errors recorded by process_video are redacted before they reach any document or log."""
-    from curation_assets.core.pipeline import process_video
+    from curation_assets.models.video import process_video
 
     class Leaky:
         def __enter__(self):

@@ -13,7 +13,7 @@ import pytest
 from curation_assets.cli import UsageError, build_parser, options_from_args
 from curation_assets.core.model import Span
 from curation_assets.core.options import DEFAULT_X264_PRESET, PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.core.transcode import TranscodeError, TranscodeOptions, transcode_clips
 from curation_assets.defs.shared.resources import CurationSettings, options_from_env
 from curation_assets.models._runtime import background

@@ -86,7 +86,7 @@ def test_symlinks_leaving_the_input_and_fifos_are_skipped_with_a_note(tmp_path):
     assert "skipped pipe.mp4: not a regular file" in text, text
     assert sorted(os.listdir(tmp_path / "out" / "processed_videos")) == ["a.mp4.json"]
     # a key typed into the UI for the escaping link is refused at run time, not followed
-    from curation_assets.core.steps import clips_of_video
+    from curation_assets.models.video import clips_of_video
     from curation_assets.core.work import WorkArea
 
     options = _options(videos, tmp_path / "out")

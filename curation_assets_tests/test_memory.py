@@ -12,7 +12,7 @@ import pytest
 from curation_assets.core import layout, work
 from curation_assets.core.model import SpilledBytes, as_bytes
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 
 from .video_factory import make_video
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from curation_assets import curate
-from curation_assets.core import layout
+from curation_assets.core import filters, layout
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.core.work import VideoSpill, WorkArea
 from curation_assets.models import AestheticScorer, CaptionClient, CosmosEmbedder, clear_model_cache, stages
 
@@ -85,7 +85,7 @@ def run_models(video, model_dir, tmp_path, mode: str, monkeypatch=None):
         captions = curate.caption_step(results, options, client, aesthetics)
     if monkeypatch is not None:
         monkeypatch.undo()
-    stages.annotate_and_filter(result, options, aesthetics=aesthetics["a"], embeddings=embeddings["a"],
+    filters.annotate_and_filter(result, options, aesthetics=aesthetics["a"], embeddings=embeddings["a"],
                                captions=captions["a"])  # as curate.write_one does before writing
     for ann in (aesthetics["a"], embeddings["a"], captions["a"]):
         assert not ann.errors and not ann.video_error
@@ -176,7 +176,7 @@ def test_a_transcode_is_not_reused_once_its_model_frames_are_gone(video, model_d
     but at model frames removed with the finished write transcodes again: reusing it would feed the
     models decoded-clip pixels instead of the tap's, and a rerun would change the embeddings."""
     from curation_assets.core.model import SpilledBytes
-    from curation_assets.core.steps import clips_of_video
+    from curation_assets.models.video import clips_of_video
 
     options = PipelineOptions(input_path=str(video.parent), output_path=str(tmp_path / "out"),
                               fixed_stride_split_duration=2.5, model_dir=str(model_dir), generate_embeddings="on")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from curation_assets.core.layout import video_doc
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 
 from .layout_checks import reference_fixed_stride_ids
 from .test_probe import make_constant_rate_video

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from curation_assets.core import scenes
+from curation_assets.models import scene_detection
 from curation_assets.core.model import Clip, Span, VideoMetadata
 from curation_assets.models.transnetv2 import default_weights_path
 
@@ -205,15 +206,15 @@ def test_limit_clips_keeps_the_first_spans():
 )
 def test_bad_settings_raise_value_error(kwargs, tmp_path):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
-        scenes.detect_scene_spans(tmp_path / "never-opened.mp4", _metadata(), **kwargs)
+        scene_detection.detect_scene_spans(tmp_path / "never-opened.mp4", _metadata(), **kwargs)
 
 
 def test_missing_framerate_and_sub_frame_stride_raise_value_error(tmp_path):
     meta = VideoMetadata(None, None, None, None, None, None, None, None)
     with pytest.raises(ValueError, match="framerate"):
-        scenes.detect_scene_spans(tmp_path / "x.mp4", meta)
+        scene_detection.detect_scene_spans(tmp_path / "x.mp4", meta)
     with pytest.raises(ValueError, match="shorter than one frame"):
-        scenes.detect_scene_spans(tmp_path / "x.mp4", _metadata(), max_length_s=0.01)
+        scene_detection.detect_scene_spans(tmp_path / "x.mp4", _metadata(), max_length_s=0.01)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def test_streamed_windows_match_the_reference_batches(n, batch_size):
     fake = _FakeModel()
     expected = _reference_window_outputs(frames, fake.predict_windows)
     streamed = _FakeModel()
-    got = scenes.predict_probabilities_from_frames(iter(frames), model=streamed, batch_size=batch_size)
+    got = scene_detection.predict_probabilities_from_frames(iter(frames), model=streamed, batch_size=batch_size)
     assert got.dtype == np.float32 and got.shape == (n,)
     np.testing.assert_array_equal(got, expected)
     assert max(shape[0] for shape in streamed.calls) <= batch_size  # bounded batches
@@ -284,9 +285,9 @@ def test_streamed_windows_match_the_reference_batches(n, batch_size):
 
 
 def test_decoding_path_and_file_object_agree(shots_video):
-    from_path = np.stack(list(scenes.iter_small_frames(shots_video)))
+    from_path = np.stack(list(scene_detection.iter_small_frames(shots_video)))
     with open(shots_video, "rb") as fh:
-        from_file = np.stack(list(scenes.iter_small_frames(fh)))
+        from_file = np.stack(list(scene_detection.iter_small_frames(fh)))
     assert from_path.shape == (sum(SHOTS), 27, 48, 3) and from_path.dtype == np.uint8
     np.testing.assert_array_equal(from_path, from_file)
 
@@ -309,7 +310,7 @@ def test_decoding_is_bit_identical_to_the_ffmpeg_cli(shots_video, tmp_path, rota
         check=True, capture_output=True,
     ).stdout
     expected = np.frombuffer(raw, np.uint8).reshape(-1, 27, 48, 3)
-    got = np.stack(list(scenes.iter_small_frames(source)))
+    got = np.stack(list(scene_detection.iter_small_frames(source)))
     np.testing.assert_array_equal(got, expected)
 
 
@@ -317,11 +318,11 @@ def test_unreadable_input_names_the_file(tmp_path):
     junk = tmp_path / "not-a-video.mp4"
     junk.write_bytes(b"this is not a video" * 50)
     with pytest.raises(scenes.SceneDetectionError, match="not-a-video.mp4"):
-        scenes.detect_scene_spans(junk, _metadata())
+        scene_detection.detect_scene_spans(junk, _metadata())
     with pytest.raises(scenes.SceneDetectionError, match="missing.mp4"):
-        scenes.predict_frame_probabilities(tmp_path / "missing.mp4")
+        scene_detection.predict_frame_probabilities(tmp_path / "missing.mp4")
     with pytest.raises(ValueError):  # SceneDetectionError is a ValueError
-        list(scenes.iter_small_frames(io.BytesIO(b"\x00" * 1000)))
+        list(scene_detection.iter_small_frames(io.BytesIO(b"\x00" * 1000)))
 
 
 def test_audio_only_input_is_rejected(tmp_path):
@@ -335,7 +336,7 @@ def test_audio_only_input_is_rejected(tmp_path):
         for packet in stream.encode():
             container.mux(packet)
     with pytest.raises(scenes.SceneDetectionError, match="no video stream"):
-        list(scenes.iter_small_frames(path))
+        list(scene_detection.iter_small_frames(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_audio_only_input_is_rejected(tmp_path):
 @pytest.fixture(scope="module")
 def shots_probs(shots_video):
     with open(shots_video, "rb") as fh:  # a file object, as fsspec hands over
-        return scenes.predict_frame_probabilities(fh)
+        return scene_detection.predict_frame_probabilities(fh)
 
 
 def test_hard_cuts_are_found_at_the_shot_boundaries(shots_probs):
@@ -370,7 +371,7 @@ SHOTS_CLIP_IDS = {(5, 64): "9fc56d9c-f22b-52bf-92a3-ce3601cca86d", (75, 124): "b
 def test_detect_scene_spans_wires_settings_through(shots_video, tmp_path):
     """The whole stage on the real network: each setting changes the spans it should, and the
     spans' frames give the reference's clip ids."""
-    spans = scenes.detect_scene_spans(
+    spans = scene_detection.detect_scene_spans(
         str(shots_video), _metadata(), min_length_s=1.0, crop_s=0.2, batch_size=2, limit_clips=2,
         weights_path=str(default_weights_path()), device="cpu",
     )
@@ -379,12 +380,12 @@ def test_detect_scene_spans_wires_settings_through(shots_video, tmp_path):
     assert ids == SHOTS_CLIP_IDS
     # threshold above every frame's probability (the cuts are at 0.99): no cut, the whole video;
     # truncate keeps its first max_length (60 frames at 25 fps) where stride would cut it up
-    whole = scenes.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0, min_length_s=1.0,
+    whole = scene_detection.detect_scene_spans(str(shots_video), _metadata(), threshold=0.999, crop_s=0, min_length_s=1.0,
                                       max_length_s=2.4, max_length_mode="truncate")
     assert [(s.start_frame, s.end_frame) for s in whole] == [(0, 60)]
     # the weights path reaches the loader
     with pytest.raises(FileNotFoundError, match="no-weights.pth"):
-        scenes.detect_scene_spans(str(shots_video), _metadata(), weights_path=str(tmp_path / "no-weights.pth"))
+        scene_detection.detect_scene_spans(str(shots_video), _metadata(), weights_path=str(tmp_path / "no-weights.pth"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,6 +413,6 @@ def test_batches_grow_to_keep_every_window_worker_busy():
     fake = _FakeModel()
     fake.parallel_windows = 6
     expected = _reference_window_outputs(frames, _FakeModel().predict_windows)
-    got = scenes.predict_probabilities_from_frames(iter(frames), model=fake, batch_size=3)
+    got = scene_detection.predict_probabilities_from_frames(iter(frames), model=fake, batch_size=3)
     np.testing.assert_array_equal(got, expected)
     assert max(shape[0] for shape in fake.calls) == 12

@@ -25,6 +25,7 @@ from curation_assets.core.upload_scan import scan_object_store
 from curation_assets.core.work import WorkArea
 from curation_assets.definitions import CURATE_JOB_NAME, build_definitions
 from curation_assets.defs.shared.resources import CurationSettings
+from curation_assets.defs.shared.run_control import RunControl
 from curation_assets.partitions import VIDEOS_PARTITION_NAME
 
 from .layout_checks import all_files, check_layout
@@ -116,15 +117,15 @@ def test_a_stop_is_honoured_while_waiting_for_a_lock(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         assert locks.is_free(lock_url) is False
-        timer = threading.Timer(0.5, cancel.request)
+        stop = threading.Event()  # what the CLI's signal handler sets, asked through this thread's stop check
+        timer = threading.Timer(0.5, stop.set)
         timer.start()
         started = time.monotonic()
         with pytest.raises(cancel.Interrupted, match="stopped on request"):
-            with locks.held(lock_url, timeout_s=600):
+            with cancel.stop_check(stop.is_set), locks.held(lock_url, timeout_s=600):
                 pass
         assert time.monotonic() - started < 2.0
     finally:
-        cancel.clear()
         holder.kill()
         holder.wait()
     with locks.held(lock_url, timeout_s=5) as held:  # the holder is gone: free at once
@@ -136,22 +137,25 @@ def test_a_stop_is_honoured_while_waiting_for_a_lock(tmp_path):
 # a stop through the Dagster layer
 
 
+class _Stopped(RunControl):
+    """A run_control resource whose stop was requested before the run started."""
+
+    def stop_requested(self) -> bool:
+        return True
+
+
 def test_a_stop_is_not_retried(tmp_path):
     """A stop in a step is an interrupt: no STEP_UP_FOR_RETRY, the run ends at once (with
     Dagster's RetryPolicy it idled 5 + 10 + 20 s retrying the stop)."""
     videos, out = tmp_path / "in", tmp_path / "out"
     videos.mkdir()
     make_video(videos / "a.mp4", seconds=2, fps=10, width=64, height=64)
-    defs = build_definitions(CurationSettings.from_options(_options(videos, out)))
+    defs = build_definitions(CurationSettings.from_options(_options(videos, out)), run_control=_Stopped())
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, ["a.mp4"])
-        cancel.request()
         started = time.monotonic()
-        try:
-            result = defs.resolve_job_def(CURATE_JOB_NAME).execute_in_process(
-                instance=instance, partition_key="a.mp4", raise_on_error=False)
-        finally:
-            cancel.clear()
+        result = defs.resolve_job_def(CURATE_JOB_NAME).execute_in_process(
+            instance=instance, partition_key="a.mp4", raise_on_error=False)
         events = [e.event_type_value for e in result.all_events]
         assert "STEP_UP_FOR_RETRY" not in events, events
         assert not result.success and time.monotonic() - started < 4.0

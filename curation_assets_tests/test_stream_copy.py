@@ -18,7 +18,7 @@ from curation_assets.core import layout
 from curation_assets.core.model import Span, clip_uuid
 from curation_assets.core.motion import compute_motion_score
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.core.previews import PreviewOptions
 from curation_assets.core.split import fixed_stride_spans
 from curation_assets.core.probe import probe_video

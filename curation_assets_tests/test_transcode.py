@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from curation_assets.core import transcode as tc
+from curation_assets.core import clip_encoder
 from curation_assets.core.model import Span
 from curation_assets.core.transcode import (
     ClipOutput,
@@ -132,14 +132,14 @@ def test_vp9_encoder(videos):
 
 
 def test_failing_clips_do_not_affect_the_others(videos, monkeypatch):
-    real_open = tc._ClipMuxer._open
+    real_open = clip_encoder.ClipMuxer._open
 
     def open_or_fail(self, frame):
         if frame.pts * frame.time_base == 2:  # the clip starting at 2 s
             raise RuntimeError("boom")
         return real_open(self, frame)
 
-    monkeypatch.setattr(tc._ClipMuxer, "_open", open_or_fail)
+    monkeypatch.setattr(clip_encoder.ClipMuxer, "_open", open_or_fail)
     spans = [span(0, 2), span(2, 4), span(4, 6), span(7, 9), span(3, 3)]
     outs = transcode_clips(videos["silent"], spans)
     ok = [o for o in outs if o.error is None]

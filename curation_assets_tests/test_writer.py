@@ -14,7 +14,7 @@ import pytest
 from curation_assets.core import layout, storage, temp_files, writer
 from curation_assets.core.model import clip_uuid
 from curation_assets.core.options import PipelineOptions
-from curation_assets.core.pipeline import process_video
+from curation_assets.models.video import process_video
 from curation_assets.core.work import VideoSpill, WorkArea
 
 from .layout_checks import all_files, check_layout, work_files

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import curation_assets
-from curation_assets.core import transcode
+from curation_assets.core import clip_encoder
 from curation_assets.core.model import Span
 from curation_assets.core.transcode import TranscodeOptions, transcode_clips
 from curation_assets.core.x264_cpu import X264_CPU_AVX512, x264_cpu_mask, x264_options
@@ -111,7 +111,7 @@ def test_widths_x264_never_over_reads_keep_their_bytes(sources, monkeypatch):
     """A 128 px multiple is a width the AVX-512 code handles exactly: there the clips must be byte
     for byte those of libx264 left to its own choice of functions (the fix changes nothing)."""
     ours = _digests(transcode_clips(sources[384], SPANS))
-    monkeypatch.setattr(transcode, "x264_options", lambda: {})  # libx264 as it was
+    monkeypatch.setattr(clip_encoder, "x264_options", lambda: {})  # libx264 as it was
     assert _digests(transcode_clips(sources[384], SPANS)) == ours
 
 

@@ -17,6 +17,7 @@ from ..core.keys import key_from_rel_path
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions
 from .arguments import UsageError
+from .control import CliRunControl
 from .display import ProgressPrinter, VideoRow, collect_rows, print_summary
 from .stop import StopOnSignal
 
@@ -59,14 +60,12 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     stream = stream if stream is not None else sys.stdout
     # one source, one identity: the input folder by its real path, before anything names a video
     options = options.replace(input_path=sources.canonical_input(options.input_path))
-    from .. import preflight, run_events
+    from .. import preflight
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..defs.shared.dagster_workarounds import known_partitions
     from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
     from ..defs.automation.sensors import batched
     from ..definitions import CURATE_JOB_NAME, build_definitions
-    from ..partitions import VIDEOS_PARTITION_NAME
 
     caption_service = caption_service or caption_service_from_env()
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
@@ -85,37 +84,29 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     home_dir = dagster_home(home, options.input_path)
     stream.write(f"{len(keys)} videos under {options.input_path} -> {options.output_path} "
                  f"(Dagster instance: {home_dir})\n")
-    defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service)
+    printer = ProgressPrinter(len(keys))
+    stop = StopOnSignal()
+    # the steps report to this printer and ask this handler whether to stop (the run_control resource)
+    control = CliRunControl.wired(printer, lambda: stop.requested)
+    defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service,
+                             run_control=control.as_resource())
     resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
 
-    printer = ProgressPrinter(len(keys))
-    notices: list[str] = []
-
-    def listen(event: Any) -> None:
-        if isinstance(event, run_events.Notice):
-            if event.message not in notices:
-                notices.append(event.message)
-        else:
-            printer(event)
-
-    unsubscribe = run_events.subscribe(listen)
     started = time.perf_counter()
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-    stop = StopOnSignal()
     try:
-        with stop, _open_instance(options.input_path, keys) as (instance, registered):
+        # a stop is honoured while this thread waits for another CLI's instance setup
+        with stop, cancel.stop_check(lambda: stop.requested), _open_instance(options.input_path, keys) as instance:
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 if stop.requested:
                     break
-                with known_partitions(instance, VIDEOS_PARTITION_NAME, registered):
-                    for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
-                        collect_rows(result, batch, rows)
+                for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
+                    collect_rows(result, batch, rows)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass
     finally:
-        unsubscribe()
         printer.close()
     for key, row in rows.items():
         v = printer.videos.get(row.video)
@@ -125,7 +116,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
             row.errors = {"stopped": "not processed: the run was stopped (Ctrl-C or SIGTERM) before this video "
                                      "was written"}
     print_summary(list(rows.values()), time.perf_counter() - started, stream)
-    for message in notices:
+    for message in control.notices:
         stream.write(f"note: {message}\n")
     if stop.requested:
         return 130
@@ -162,7 +153,7 @@ def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[An
 @contextlib.contextmanager
 def _open_instance(input_path: str, keys: list[str]):
     """The instance under ``DAGSTER_HOME``, bound to ``input_path`` with ``keys`` added as
-    partitions, and every partition key it then holds; closed when the caller is done.
+    partitions; closed when the caller is done.
 
     The setup runs one process at a time, under a lock file in ``DAGSTER_HOME``: a new SQLite
     instance creates its tables when first opened, so two CLIs started at once on a fresh instance
@@ -189,4 +180,4 @@ def _open_instance(input_path: str, keys: list[str]):
             instance.dispose()
             raise
     with instance:
-        yield instance, known | set(new)
+        yield instance

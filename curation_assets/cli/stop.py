@@ -8,9 +8,10 @@ from typing import Any
 
 
 class StopOnSignal:
-    """Ctrl-C (SIGINT) or SIGTERM: the first asks the runs to stop at the next safe point
-    (``core.cancel``: between clips, never in a file's write) and no further batch starts; the
-    second stops the process at once (every file under a real name is whole: writes are atomic).
+    """Ctrl-C (SIGINT) or SIGTERM: the first sets :attr:`requested`, which the runs' ``run_control``
+    resource (``cli.control``) answers at their next safe point (``core.cancel``: between clips,
+    never in a file's write), and no further batch starts; the second stops the process at once
+    (every file under a real name is whole: writes are atomic).
 
     Dagster swallows SIGINT on the thread that executes a run, so the runs execute on a worker
     thread and this thread keeps the signals."""
@@ -28,8 +29,6 @@ class StopOnSignal:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        from ..core import cancel
-
         if self.requested:
             try:
                 self.stream.write("\ncuration-assets: stopped at once\n")
@@ -38,7 +37,6 @@ class StopOnSignal:
                 pass
             os._exit(130)
         self.requested = True
-        cancel.request()
         self.stream.write("\ncuration-assets: stopping after the current clip (press Ctrl-C again to stop at once)\n")
         self.stream.flush()
 
@@ -46,9 +44,6 @@ class StopOnSignal:
         import signal
         import threading
 
-        from ..core import cancel
-
-        cancel.clear()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -57,12 +52,9 @@ class StopOnSignal:
     def __exit__(self, *exc: Any) -> None:
         import signal
 
-        from ..core import cancel
-
         if not self.requested:  # once a stop was asked for, a further signal still stops at once (exit 130)
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
-        cancel.clear()
         if self._owned is not None:
             self._owned.close()
 

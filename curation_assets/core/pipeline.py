@@ -3,6 +3,9 @@
 Data flows one way: probe -> spans -> one decode pass feeding every clip's encoder (and the
 preview taps) -> per-clip probe, windows and motion scores -> motion filter. Failures are recorded
 on the video or the clip with the spec's error keys; nothing here raises for bad input.
+
+The two parts that need the models (the TransNetV2 splitter, the model-frame tap) are handed in as
+:class:`ModelParts` (``models.video.MODEL_PARTS``): core never imports ``curation_assets.models``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,30 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions) -> list[Span]:
+@dataclass(frozen=True)
+class ModelParts:
+    """What one video's CPU half needs from ``curation_assets.models``, passed in so the import
+    goes one way: ``detect_scenes(source, metadata, options)`` gives the TransNetV2 spans and
+    ``frame_tap(options)`` the model-frame tap factory of the decode pass (or None)."""
+
+    detect_scenes: Callable[[BinaryIO, VideoMetadata, PipelineOptions], list[Span]] | None = None
+    frame_tap: Callable[[PipelineOptions], object | None] | None = None
+
+    def check(self, options: PipelineOptions) -> None:
+        """Raise (a programming error, not a video's) when ``options`` need a part not given."""
+        if options.splitting_algorithm == "transnetv2" and self.detect_scenes is None:
+            raise ValueError("splitting_algorithm=transnetv2 needs ModelParts.detect_scenes "
+                             "(pass models=curation_assets.models.video.MODEL_PARTS)")
+        if options.model_frames == "source" and options.uses_models and self.frame_tap is None:
+            raise ValueError("model_frames=source needs ModelParts.frame_tap "
+                             "(pass models=curation_assets.models.video.MODEL_PARTS)")
+
+
+NO_MODELS = ModelParts()
+
+
+def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions,
+               models: ModelParts = NO_MODELS) -> list[Span]:
     """Split a video into spans with the configured algorithm."""
     if options.splitting_algorithm == "fixed_stride":
         return fixed_stride_spans(
@@ -57,22 +83,10 @@ def plan_spans(opener: Opener, metadata: VideoMetadata, options: PipelineOptions
             min_clip_length_s=options.fixed_stride_min_clip_length_s,
             limit_clips=options.limit_clips,
         )
-    from .devices import resolve_device
-    from .scenes import detect_scene_spans
-
-    device = resolve_device(options.transnetv2_device)
+    models.check(options)
+    assert models.detect_scenes is not None
     with opener() as source:
-        return detect_scene_spans(
-            source,
-            metadata,
-            threshold=options.transnetv2_threshold,
-            min_length_s=options.transnetv2_min_length_s,
-            max_length_s=options.transnetv2_max_length_s,
-            max_length_mode=options.transnetv2_max_length_mode,
-            crop_s=options.transnetv2_crop_s,
-            limit_clips=options.limit_clips,
-            device=device,
-        )
+        return models.detect_scenes(source, metadata, options)
 
 
 def _score_motion(clip: Clip, options: PipelineOptions, out: object = None, pending: Future | None = None) -> None:
@@ -126,15 +140,13 @@ def _motion_of(out: object, pending: Future | None = None):
     return getattr(out, "motion", None)
 
 
-def _frame_tap(options: PipelineOptions):
+def _frame_tap(options: PipelineOptions, models: ModelParts):
     """The model frames to take off the decode pass (``model_frames=source``): a clip tap factory
     for the frames the enabled model steps need, or None."""
     if options.model_frames != "source" or not options.uses_models:
         return None
-    from ..models.tap import frame_request
-
-    request = frame_request(options)
-    return request.tap if request is not None else None
+    assert models.frame_tap is not None  # ModelParts.check
+    return models.frame_tap(options)
 
 
 def _copy_clips(source, spans: list[Span], preview, options: PipelineOptions, clips: dict[Span, Clip],
@@ -210,17 +222,22 @@ def process_video(
     *,
     on_progress: ProgressCallback | None = None,
     spill: VideoSpill | None = None,
+    models: ModelParts = NO_MODELS,
 ) -> VideoResult:
     """Probe, split, transcode (one decode pass), preview and motion-score one video.
 
     ``spill``: where each clip's mp4 and previews are written as soon as the clip is encoded (the
     video's work folder); the result then holds :class:`SpilledBytes` (references) instead of the
     bytes, so memory stays flat however long the video. ``None`` keeps the bytes in memory.
+    ``models``: the splitter and frame tap the options need (raises ValueError before any work when
+    one is missing).
 
     Error messages in the result (video and clips) are redacted (``storage.redact``)."""
+    models.check(options)
     result = None
     try:
-        result = _process_video(source_url, rel_path, opener, options, on_progress=on_progress, spill=spill)
+        result = _process_video(source_url, rel_path, opener, options, on_progress=on_progress, spill=spill,
+                                models=models)
         return _redact_errors(result)
     finally:
         release_video_memory(result.metadata if result else None)  # the next video starts from the baseline
@@ -251,6 +268,7 @@ def _process_video(
     *,
     on_progress: ProgressCallback | None = None,
     spill: VideoSpill | None = None,
+    models: ModelParts = NO_MODELS,
 ) -> VideoResult:
     from .transcode import PreviewOptions, TranscodeOptions, probe_clip, transcode_clips
 
@@ -276,7 +294,7 @@ def _process_video(
         result.errors[BUDGET_ERROR_KEY] = f"{source_url}: {over}"
         return result
     try:
-        spans = plan_spans(opener, metadata, options)
+        spans = plan_spans(opener, metadata, options, models)
     except Exception as exc:  # a decode failure in the scene pass is a per-video error
         result.errors["split"] = f"{source_url}: splitting failed ({type(exc).__name__}: {exc})"
         return result
@@ -291,7 +309,7 @@ def _process_video(
         # never more preview frames per second than the source has
         preview = PreviewOptions(target_fps=min(options.preview_target_fps, metadata.framerate),
                                  target_height=options.preview_target_height)
-    tap = _frame_tap(options)
+    tap = _frame_tap(options, models)
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
                              preview=preview, preset=options.transcode_preset, tap=tap)
     by_span = {clip.span: clip for clip in result.clips}

@@ -1,8 +1,10 @@
-"""TransNetV2 scene detection, reproducing NeMo Curator's ``TransNetV2ClipExtractionStage``.
+"""The rules of NeMo Curator's ``TransNetV2ClipExtractionStage``: windows, thresholds, spans.
 
-Why one module, a little over the project's 500-line guide: the three steps below (the 48x27
-decode, the windowed inference, the scene arithmetic) only feed each other, and together they
-are the reference's one stage; the network is :mod:`curation_assets.models.transnetv2`.
+Why core holds the rules and not the network: the reference's arithmetic (which frames each
+window holds, how probabilities become scenes and scenes become spans) decides the clip ids and
+is plain numpy; the network is a callable handed in (``run``: windows -> probabilities, and
+``predict``: the source's probabilities). The 48x27 decode and the network calls are
+:mod:`curation_assets.models.scene_detection`; core never imports :mod:`curation_assets.models`.
 
 The spec ("Upstream stage defaults", TransNetV2) fixes the pipeline:
 
@@ -35,10 +37,8 @@ Reference arithmetic reproduced on purpose (it decides the clip ids):
 * A span is ``(start / fps, end / fps)`` (:func:`~.timing.frame_time`) with the integer frames ``start``/``end`` kept for the
   clip uuid (``uuid5(NAMESPACE_URL, f"{video}_{start}_{end}")``).
 
-Inference is streamed: frames are decoded once and each window runs as soon as its frames
-exist (full windows in groups of ``batch_size``), so memory stays bounded whatever the video
-length. The network itself is :mod:`curation_assets.models.transnetv2` (its CPU forward is
-re-arranged but computes the same function; on CUDA the package's forward runs unchanged).
+Inference is streamed (:func:`window_probabilities`): each window runs as soon as its frames
+exist (full windows in groups), so memory stays bounded whatever the video length.
 Known differences from the reference: the ffmpeg CLI writes rawvideo at a constant frame rate
 (duplicating/dropping frames of variable-frame-rate sources); we take every decoded frame, which
 is the same for constant-frame-rate sources. The reference's default GPU run uses TF32
@@ -49,17 +49,13 @@ threshold can differ (README, "Performance").
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load_transnetv2
 from .model import Span, VideoMetadata
-from .probe import open_video, source_name
-from .timing import frame_index, frame_time
 from .options import DEFAULTS, MAX_LENGTH_MODES
+from .timing import frame_index, frame_time
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
 WINDOW_SIZE = 100
@@ -110,12 +106,12 @@ def validate_scene_params(
     _check_optional_seconds("crop_s", crop_s)
     if max_length_mode not in MAX_LENGTH_MODES:
         raise ValueError(f"max_length_mode must be one of {MAX_LENGTH_MODES}, got {max_length_mode!r}")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     if isinstance(limit_clips, bool) or not isinstance(limit_clips, int):
         raise ValueError(f"limit_clips must be an integer (0 or less: no limit), got {limit_clips!r}")
 
 
-def _check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -253,138 +249,6 @@ def scenes_to_spans(
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------------------------
-
-
-def _pick_video_stream(container: Any) -> Any:
-    """The stream ``ffmpeg -i`` maps by default: the largest video stream, attached pictures skipped."""
-    best, best_area = None, -1
-    for stream in container.streams.video:
-        disposition = getattr(stream, "disposition", None)
-        try:
-            attached = bool(disposition is not None and int(disposition) & 0x400)  # AV_DISPOSITION_ATTACHED_PIC
-        except (TypeError, ValueError):
-            attached = False
-        area = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
-        if not attached and area > best_area:
-            best, best_area = stream, area
-    if best is None and container.streams.video:
-        best = container.streams.video[0]
-    return best
-
-
-def _rotation_filters(frame: Any) -> list[tuple[str, str | None]]:
-    """The filters ffmpeg's CLI autorotation inserts for a frame's display matrix (multiples of 90)."""
-    ccw = getattr(frame, "rotation", 0) or 0
-    theta = (-round(ccw)) % 360  # ffmpeg's get_rotation(): clockwise degrees in [0, 360)
-    if abs(theta - 90) < 1:
-        return [("transpose", "clock")]
-    if abs(theta - 180) < 1:
-        return [("hflip", None), ("vflip", None)]
-    if abs(theta - 270) < 1:
-        return [("transpose", "cclock")]
-    return []
-
-
-class _SmallFrameGraph:
-    """``[autorotate,] scale=48:27, format=rgb24`` for one input geometry/format."""
-
-    def __init__(self, frame: Any, time_base: Any) -> None:
-        import av
-
-        self.key = _SmallFrameGraph.key_of(frame)
-        graph = av.filter.Graph()
-        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=time_base)
-        nodes = [source]
-        for name, args in _rotation_filters(frame):
-            nodes.append(graph.add(name, args))
-        nodes.append(graph.add("scale", f"{FRAME_WIDTH}:{FRAME_HEIGHT}"))
-        nodes.append(graph.add("format", "rgb24"))
-        nodes.append(graph.add("buffersink"))
-        for a, b in zip(nodes, nodes[1:]):
-            a.link_to(b)
-        graph.configure()
-        self.graph = graph
-
-    @staticmethod
-    def key_of(frame: Any) -> tuple:
-        return (frame.width, frame.height, frame.format.name, tuple(_rotation_filters(frame)))
-
-    def matches(self, frame: Any) -> bool:
-        return self.key == _SmallFrameGraph.key_of(frame)
-
-    def push(self, frame: Any | None) -> Iterator[np.ndarray]:
-        import av
-
-        self.graph.push(frame)
-        while True:
-            try:
-                out = self.graph.pull()
-            except (BlockingIOError, av.error.EOFError):
-                return
-            yield out.to_ndarray().reshape(FRAME_HEIGHT, FRAME_WIDTH, 3)
-
-
-def iter_small_frames(source: Any, *, threads: int = 0) -> Iterator[np.ndarray]:
-    """Every decoded frame of ``source`` as a ``(27, 48, 3)`` uint8 RGB array, in order.
-
-    ``source`` is a local path or a readable binary file object.  Raises
-    :class:`SceneDetectionError` (naming the source) when it cannot be opened, has no video
-    stream, or yields no decodable frame.  Isolated corrupt packets are skipped, as the ffmpeg
-    CLI does.
-    """
-    import av
-
-    name = source_name(source)
-    try:
-        container = open_video(source)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise SceneDetectionError(f"cannot open video {name!r} for scene detection: {exc}") from exc
-    try:
-        stream = _pick_video_stream(container)
-        if stream is None:
-            raise SceneDetectionError(f"{name!r} has no video stream")
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        graph: _SmallFrameGraph | None = None
-        produced = 0
-        last_error: Exception | None = None
-
-        def frames_of(packet: Any) -> list:
-            nonlocal last_error
-            try:
-                return list(packet.decode())
-            except av.error.InvalidDataError as exc:  # corrupt packet: skipped, like the ffmpeg CLI
-                last_error = exc
-                return []
-
-        try:
-            for packet in container.demux(stream):
-                for frame in frames_of(packet):
-                    if graph is None or not graph.matches(frame):
-                        if graph is not None:
-                            for small in graph.push(None):
-                                produced += 1
-                                yield small
-                        graph = _SmallFrameGraph(frame, stream.time_base)
-                    for small in graph.push(frame):
-                        produced += 1
-                        yield small
-            if graph is not None:
-                for small in graph.push(None):
-                    produced += 1
-                    yield small
-        except av.error.FFmpegError as exc:
-            raise SceneDetectionError(f"failed to decode {name!r} for scene detection: {exc}") from exc
-        if produced == 0:
-            detail = f": {last_error}" if last_error is not None else ""
-            raise SceneDetectionError(f"no decodable video frames in {name!r}{detail}")
-    finally:
-        container.close()
-
-
-# --------------------------------------------------------------------------------------------
 # Streaming inference
 # --------------------------------------------------------------------------------------------
 
@@ -453,83 +317,41 @@ class _WindowStream:
         return np.concatenate(self._outputs).astype(np.float32, copy=False)[:n]
 
 
-def predict_probabilities_from_frames(
-    frames: Iterable[np.ndarray],
-    *,
-    weights_path: str | os.PathLike | None = None,
-    device: str = "cpu",
-    batch_size: int = 8,
-    model: TransNetV2Model | None = None,
-    reference_forward: bool = False,
-) -> np.ndarray:
-    """Per-frame single-frame probabilities for an iterable of ``(27, 48, 3)`` uint8 frames."""
-    _check_batch_size(batch_size)
-    if model is None:
-        model = load_transnetv2(weights_path, device)
-
-    def run(windows: np.ndarray) -> np.ndarray:
-        return model.predict_windows(windows, reference_forward=reference_forward)
-
-    # at least two windows per worker thread, so a many-core node keeps every core busy
-    stream = _WindowStream(run, max(batch_size, 2 * model.parallel_windows))
-    try:
-        for frame in frames:
-            frame = np.asarray(frame)
-            if frame.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3) or frame.dtype != np.uint8:
-                raise ValueError(f"expected (27, 48, 3) uint8 frames, got {frame.shape} {frame.dtype}")
-            stream.add(frame)
-        return stream.finish()
-    finally:
-        model.release_buffers()
+def window_probabilities(frames: Iterable[np.ndarray], run: Callable[[np.ndarray], np.ndarray],
+                         batch_size: int) -> np.ndarray:
+    """Per-frame probabilities of ``frames`` through ``run`` (a batch of windows -> their
+    per-position probabilities), windowed as the reference does; full windows go in groups of
+    ``batch_size``."""
+    stream = _WindowStream(run, batch_size)
+    for frame in frames:
+        stream.add(frame)
+    return stream.finish()
 
 
-def predict_frame_probabilities(
-    source: Any,
-    *,
-    weights_path: str | os.PathLike | None = None,
-    device: str = "cpu",
-    batch_size: int = 8,
-) -> np.ndarray:
-    """TransNetV2 single-frame transition probability of every decoded frame of ``source``.
-
-    Returns a float32 array with one value per decoded frame.  ``source`` is a local path or a
-    readable binary file object (e.g. an fsspec file).
-    """
-    _check_batch_size(batch_size)
-    model = load_transnetv2(weights_path, device)
-    return predict_probabilities_from_frames(iter_small_frames(source), batch_size=batch_size, model=model)
-
-
-def detect_scene_spans(
-    source: Any,
-    metadata: VideoMetadata,
+def scene_spans(
+    name: str,
+    metadata: VideoMetadata | None,
+    predict: Callable[[], np.ndarray],
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    min_length_s: float = DEFAULT_MIN_LENGTH_S,
-    max_length_s: float = DEFAULT_MAX_LENGTH_S,
+    min_length_s: float | None = DEFAULT_MIN_LENGTH_S,
+    max_length_s: float | None = DEFAULT_MAX_LENGTH_S,
     max_length_mode: str = DEFAULT_MAX_LENGTH_MODE,
-    crop_s: float = DEFAULT_CROP_S,
-    weights_path: str | None = None,
-    device: str = "cpu",
+    crop_s: float | None = DEFAULT_CROP_S,
     batch_size: int = 8,
     limit_clips: int = 0,
 ) -> list[Span]:
-    """Scene spans of ``source`` as NeMo Curator's TransNetV2 stage computes them.
+    """Scene spans of the video ``name`` from ``predict()``, its per-frame probabilities.
 
-    ``metadata.framerate`` (the probed average frame rate) converts the second-valued settings
-    into frames and frames back into seconds, as in the reference.  A setting of 0 or None for
-    ``min_length_s``/``max_length_s``/``crop_s`` disables that rule; ``limit_clips`` > 0 keeps
-    only the first that many spans.  Each span's ``start_frame``/``end_frame`` are the scene's
-    frame indices, so ``clip_uuid(source_video, span.start_frame, span.end_frame)`` is the
-    reference's clip id.
+    Every setting and the metadata are checked before ``predict`` runs (so a bad setting costs no
+    decoding); ``metadata.framerate`` converts seconds to frames and back, as in the reference.
     """
     rules = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
                  max_length_mode=max_length_mode, crop_s=crop_s, limit_clips=limit_clips)
     validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"{source_name(source)!r}: metadata has no usable framerate ({fps!r})")
+        raise ValueError(f"{name!r}: metadata has no usable framerate ({fps!r})")
     if max_length_s and max_length_mode == "stride" and frame_index(max_length_s, fps) < 1:
         raise ValueError(f"max_length_s={max_length_s} is shorter than one frame at {fps} fps")
-    probabilities = predict_frame_probabilities(source, weights_path=weights_path, device=device, batch_size=batch_size)
-    return scenes_to_spans(probabilities, fps, **rules)
+    return scenes_to_spans(predict(), fps, **rules)

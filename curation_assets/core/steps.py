@@ -21,7 +21,7 @@ from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
 from .outcomes import one_video
 from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
-from .pipeline import ProgressCallback, process_video
+from .pipeline import NO_MODELS, ModelParts, ProgressCallback, process_video
 from .work import VideoSpill, WorkArea, result_doc, result_value
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,11 @@ def _bytes_in_place(result: VideoResult, area: WorkArea) -> bool:
 
 
 def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, area: WorkArea, *,
-                   reuse: bool = True, on_progress: ProgressCallback | None = None) -> tuple[VideoResult, bool]:
+                   reuse: bool = True, on_progress: ProgressCallback | None = None,
+                   models: ModelParts = NO_MODELS) -> tuple[VideoResult, bool]:
     """The transcode step for one video: ``(result, reused)``. Never raises: a missing source or a
-    storage error becomes the result's ``source`` / ``storage`` error."""
+    storage error becomes the result's ``source`` / ``storage`` error. ``models``: the parts of
+    ``curation_assets.models`` the options need (``models.video.MODEL_PARTS``)."""
     try:
         rel_path.encode("utf-8")
     except UnicodeEncodeError:
@@ -94,7 +96,7 @@ def clips_of_video(source_url: str, rel_path: str, options: PipelineOptions, are
         # held while the transcode writes into its spill folder: a writer's cleanup leaves it alone
         with storage.lock(area.token_lock_url(source_url, spill.token), shared=True):
             result = process_video(source_url, rel_path, lambda: storage.open_input(source_url), options,
-                                   on_progress=on_progress, spill=spill)
+                                   on_progress=on_progress, spill=spill, models=models)
             result.stage_key = key
             area.save(source_url, CLIPS_STEP, digest, {"kind": "clips", "value": result_doc(result)})
         return result, False

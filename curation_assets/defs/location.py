@@ -23,17 +23,19 @@ from .curation.jobs import CURATION_SELECTION, curate_videos, remove_deleted_vid
 from .packaging.assets import (ManifestIOManager, PackagingSettings, packaging_assets, packaging_jobs,
                                packaging_settings_from_env)
 from .shared.executors import executor_from_env
+from .shared.run_control import RunControl
 from .shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
 
 
 def build_definitions(settings: CurationSettings | None = None, caption_service: CaptionService | None = None,
                       executor: dg.ExecutorDefinition | None = None, packaging: PackagingSettings | None = None,
-                      blocking_checks: bool | None = None) -> dg.Definitions:
+                      blocking_checks: bool | None = None, run_control: RunControl | None = None) -> dg.Definitions:
     """Definitions with the given settings (default: ``CURATION_*`` / ``CURATION_PACKAGE_*``
     environment variables) and executor (default: the one ``CURATION_EXECUTOR`` names, in-process
     when unset). The code location's own settings (``Setting.location``: sensor interval, backfill
     cron, blocking checks) shape the definitions here; ``blocking_checks`` overrides
-    ``checks_block_downstream``."""
+    ``checks_block_downstream``; ``run_control``: the steps' progress and stop (default: logs,
+    never stops; the CLI binds its own)."""
     settings = settings or CurationSettings.from_options(options_from_env())
     options = settings.options()
     blocking = options.checks_block_downstream if blocking_checks is None else blocking_checks
@@ -55,7 +57,8 @@ def build_definitions(settings: CurationSettings | None = None, caption_service:
         dg.Definitions(  # shared
             executor=executor or executor_from_env(),
             resources={"settings": bound, "embedding_model": EmbeddingModel(), "aesthetic_model": AestheticModel(),
-                       "caption_service": caption_service or caption_service_from_env()}),
+                       "caption_service": caption_service or caption_service_from_env(),
+                       "run_control": run_control or RunControl()}),
     )
 
 

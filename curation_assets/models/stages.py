@@ -1,9 +1,9 @@
 """The model stages over a run's videos: aesthetic scores, embeddings, captions.
 
 Each stage takes ``{partition: VideoResult}`` and returns ``{partition: ClipAnnotations}`` keyed
-by clip uuid, batching model calls across every clip of every video in the run. ``annotate_and_filter``
-(and ``apply_filters`` alone) put them back onto the clips, in the reference's stage order: motion filter
--> aesthetic filter -> embeddings and captions for the clips that passed. Each model gets the
+by clip uuid, batching model calls across every clip of every video in the run. The rules that put
+them back onto the clips (the aesthetic filter, then embeddings and captions for the clips that
+passed) are :mod:`curation_assets.core.filters`. Each model gets the
 frames the transcode's decode pass stored for the clip (``Clip.model_frames``, with
 ``model_frames=source``) and decodes the clip only for what they do not hold.
 """
@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.model import Clip, ClipAnnotations, VideoResult
-from ..core.options import PipelineOptions
 from ._runtime import ClipError
+
+__all__ = ["caption", "embed", "score_aesthetics"]
 
 ERROR_CAPTION = "caption"  # not named by the reference: the caption endpoint gave no text
 ERROR_ENHANCE = "enhanced_caption"
@@ -81,51 +82,3 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
             else:
                 out[key].errors.setdefault(uid, (ERROR_ENHANCE, f"window {wkey}: {answer.error}"))
     return out
-
-
-def apply_filters(result: VideoResult, options: PipelineOptions, aesthetics: ClipAnnotations | None) -> VideoResult:
-    """The aesthetic filter (the motion filter ran with the transcode), in place: clips scored
-    below ``aesthetic_threshold`` are filtered; a scoring error stays on the clip."""
-    for clip in result.clips:
-        uid = str(clip.uuid)
-        if aesthetics is None:
-            continue
-        if uid in aesthetics.values:
-            clip.aesthetic_score = aesthetics.values[uid]
-            if (options.aesthetic_threshold is not None and clip.passed
-                    and clip.aesthetic_score < options.aesthetic_threshold):
-                clip.filtered_by = "aesthetic"
-        if uid in aesthetics.errors:
-            clip.errors.setdefault(*aesthetics.errors[uid])
-    return result
-
-
-def annotate_and_filter(
-    result: VideoResult,
-    options: PipelineOptions,
-    *,
-    aesthetics: ClipAnnotations | None = None,
-    embeddings: ClipAnnotations | None = None,
-    captions: ClipAnnotations | None = None,
-) -> VideoResult:
-    """The filters, then every model stage's values on the clips that passed, in place, in the
-    reference's order (motion -> aesthetic filter -> embeddings and captions)."""
-    apply_filters(result, options, aesthetics)
-    caption_key, enhance_key = options.caption_models[0], options.enhanced_caption_models[0]
-    for clip in result.clips:
-        uid = str(clip.uuid)
-        if embeddings is not None and clip.passed:
-            if uid in embeddings.values:
-                clip.embedding = embeddings.values[uid]
-            if uid in embeddings.errors:
-                clip.errors.setdefault(*embeddings.errors[uid])
-        if captions is not None and clip.passed:
-            for window in clip.windows:
-                texts = captions.values.get(uid, {}).get(window.key)
-                if texts:
-                    window.captions[caption_key] = texts["caption"]
-                if texts and texts.get("enhanced"):
-                    window.enhanced_captions[enhance_key] = texts["enhanced"]
-            if uid in captions.errors:
-                clip.errors.setdefault(*captions.errors[uid])
-    return result

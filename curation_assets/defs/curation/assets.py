@@ -22,18 +22,20 @@ from typing import Any
 
 import dagster as dg
 
-from ... import curate, preflight, run_events
-from ...core import backfill, cancel, layout, steps, storage, writer
+from ... import curate, preflight
+from ...core import backfill, layout, steps, storage, writer
 from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, PipelineOptions
 from ...core.outcomes import VideoOutcome
 from ...core.pipeline import Progress
 from ...core.work import WorkArea
 from ...models._weights import ModelWeightsMissing
+from ...models.video import MODEL_PARTS
 from ...partitions import DatasetMismatch, bind_dataset
 from ..shared.outcomes import batch_failure, observe_failure, raise_for
 from ..shared.policies import PER_VIDEO, retried
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
+from ..shared.run_control import RunControl
 from ..shared.tags import DATA_VERSION_TAG, ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from . import checks
 from .io_managers import source_for_key
@@ -73,7 +75,8 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
 @dg.asset(**STEP_ASSET, kinds={"python", "video"}, op_tags=ENCODE_STEP_TAGS)
 @retried
 def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
-                aesthetic_model: AestheticModel, caption_service: CaptionService) -> dict[str, VideoResult]:
+                aesthetic_model: AestheticModel, caption_service: CaptionService,
+                run_control: RunControl) -> dict[str, VideoResult]:
     """Each video split into clips, transcoded in one decode pass, with previews and motion scores.
 
     Clip bytes go to the video's work folder as each clip finishes (memory stays flat whatever the
@@ -85,13 +88,13 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     keys = _partition_keys(context)
     results: dict[str, VideoResult] = {}
     for n, key in enumerate(keys, 1):
-        cancel.checkpoint()
-        results[key] = _clips_of_video(context, options, area, key, f"[{n}/{len(keys)}]")
+        run_control.checkpoint()
+        results[key] = _clips_of_video(context, run_control, options, area, key, f"[{n}/{len(keys)}]")
     return results
 
 
-def _clips_of_video(context: dg.AssetExecutionContext, options: PipelineOptions, area: WorkArea, key: str,
-                    counter: str) -> VideoResult:
+def _clips_of_video(context: dg.AssetExecutionContext, run_control: RunControl, options: PipelineOptions,
+                    area: WorkArea, key: str, counter: str) -> VideoResult:
     """One video's transcode step (``core.steps.clips_of_video``), its progress and its metadata."""
     started = time.perf_counter()
     source = source_for_key(options.input_path, key)
@@ -105,13 +108,14 @@ def _clips_of_video(context: dg.AssetExecutionContext, options: PipelineOptions,
     context.log.info(f"{counter} {rel}: processing")
 
     def on_progress(p: Progress) -> None:
-        run_events.emit(p)
+        run_control.progress(p)
         if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
             context.log.info(f"{counter} {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
-    result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress)
+    with run_control.watching():  # a stop is honoured while the video waits on a lock or decodes
+        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress, models=MODEL_PARTS)
     if reused:
-        run_events.emit(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
+        run_control.progress(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
         context.log.info(f"{counter} {rel}: reused the clips of an earlier run (same source and settings)")
     elapsed = time.perf_counter() - started
     duration = result.metadata.duration if result.metadata and result.metadata.duration else 0.0
@@ -145,9 +149,9 @@ def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], 
     return out
 
 
-def _notice(context: dg.AssetExecutionContext, message: str) -> None:
+def _notice(context: dg.AssetExecutionContext, run_control: RunControl, message: str) -> None:
     context.log.warning(message)
-    run_events.emit(run_events.Notice(message))
+    run_control.notice(message)
 
 
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS, automation_condition=EAGER)
@@ -170,7 +174,7 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
 @dg.asset(**STEP_ASSET, pool="gpu", kinds={"pytorch"}, op_tags=GPU_STEP_TAGS, automation_condition=EAGER)
 @retried
 def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSettings, embedding_model: EmbeddingModel,
-                    video_clips: dict[str, VideoResult],
+                    run_control: RunControl, video_clips: dict[str, VideoResult],
                     aesthetic_scores: dict[str, ClipAnnotations]) -> dict[str, ClipAnnotations]:
     """Cosmos-Embed1 embedding per passed clip. Weights missing: a failure when embeddings were
     asked for explicitly (generate_embeddings=on), a note and no embeddings in auto mode."""
@@ -184,7 +188,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
     except ModelWeightsMissing as exc:
         if options.generate_embeddings == "on":
             raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
-        _notice(context, f"embeddings skipped: {exc}")
+        _notice(context, run_control, f"embeddings skipped: {exc}")
         return _report(context, curate.skipped_step(results, options, "clip_embeddings", f"embeddings skipped: {exc}"),
                        "embeddings")
     context.log.info(f"embedding with {embedder.variant} on {embedder.device} ({embedder.dtype})")
@@ -231,7 +235,8 @@ def build_clip_writer(blocking_checks: bool = True) -> dg.AssetsDefinition:
     )(retried(_clip_writer))
 
 
-def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, video_clips: dict[str, VideoResult],
+def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, run_control: RunControl,
+                 video_clips: dict[str, VideoResult],
                  aesthetic_scores: dict[str, ClipAnnotations], clip_embeddings: dict[str, ClipAnnotations],
                  clip_captions: dict[str, ClipAnnotations]):
     """Write each video's files of the NeMo Curator clip-writer layout (``curate.write_one``),
@@ -243,10 +248,12 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     check_failed: dict[str, str] = {}
     deferred: list[str] = []  # videos another run is writing: written after the rest of the batch
     for key in _write_order(_partition_keys(context), deferred):
-        cancel.checkpoint()  # between two videos: a video's write is never cut in the middle
+        run_control.checkpoint()  # between two videos: a video's write is never cut in the middle
         annotations = {step: values.get(key) for step, values in zip(STEPS[1:], (aesthetic_scores, clip_embeddings,
                                                                                  clip_captions))}
-        done = curate.write_one(key, video_clips[key], annotations, options, area, defer_if_busy=key not in deferred)
+        with run_control.watching():  # a stop is honoured while the write waits for another run's lock
+            done = curate.write_one(key, video_clips[key], annotations, options, area,
+                                    defer_if_busy=key not in deferred)
         if done.deferred:
             deferred.append(key)
             context.log.info(f"{done.result.rel_path}: another run is writing this video; it is written after the "

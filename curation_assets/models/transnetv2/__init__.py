@@ -2,9 +2,9 @@
 
 Only the network lives here: its weights (:mod:`.weights`), the loaded model that turns windows
 of 48x27 frames into per-frame transition probabilities (:mod:`.network`) and its CPU forward
-(:mod:`.fast_forward`). The stage around it -- the 48x27 decode, the reference's 100-frame
-windows and the scenes-to-spans rules -- is :mod:`curation_assets.core.scenes`, which imports
-this package; nothing here imports the stage.
+(:mod:`.fast_forward`). The stage around it is :mod:`curation_assets.models.scene_detection`
+(the 48x27 decode) and :mod:`curation_assets.core.scenes` (the reference's 100-frame windows and
+the scenes-to-spans rules, which take the network as a callable); nothing here imports the stage.
 """
 
 from .network import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model
