@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   creates .venv, installs the project, runs the demo (sample footage -> data/outputs)
+#   make lint   ruff and mypy on the package (configured in pyproject.toml)
 #   make test   creates .venv, installs the project and the Debian packages the tests use, runs
-#               every test (what CI runs)
+#               `make lint`, then every test (what CI runs: a lint failure fails CI)
 # torch is installed first, as its CPU build unless an NVIDIA GPU is visible (PyPI's Linux wheels
 # bundle CUDA, several GB), so the project's torch range is already satisfied.
 
@@ -16,7 +17,7 @@ TORCH_INDEX := $(if $(HAS_GPU),,--extra-index-url https://download.pytorch.org/w
 DEBIAN_PACKAGES ?= ffmpeg postgresql redis-server chromium
 BIN := $(VENV)/bin
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo lint test install system-packages clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +37,11 @@ system-packages:
 demo: install
 	$(BIN)/curation-assets demo
 
-test: install system-packages
+lint: install
+	$(BIN)/ruff check curation_assets
+	$(BIN)/mypy
+
+test: install system-packages lint
 	$(BIN)/python -m pytest -m "slow or not slow" --durations=25
 
 clean:
