@@ -6,15 +6,28 @@ from __future__ import annotations
 import dagster as dg
 
 from .core.options import PipelineOptions, options_from_env
-from .defs.curation.assets import aesthetic_scores, build_clip_writer, clip_captions, clip_embeddings, video_clips
 from .defs.automation.eager import build_automation_sensor, eager_downstream
-from .defs.shared.executors import executor_from_env
-from .defs.curation.io_managers import ClipLayoutIOManager, WorkIOManager
-from .defs.curation.jobs import CURATE_JOB_NAME, curate_videos, remove_deleted_videos
-from .defs.packaging.assets import CURATION_SELECTION, ManifestIOManager, PackagingSettings, packaging_assets, packaging_jobs, packaging_settings_from_env
-from .defs.shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
 from .defs.automation.schedules import build_backfill_schedule
 from .defs.automation.sensors import build_upload_sensor
+from .defs.curation.assets import aesthetic_scores, build_clip_writer, clip_captions, clip_embeddings, video_clips
+from .defs.curation.io_managers import ClipLayoutIOManager, WorkIOManager
+from .defs.curation.jobs import CURATE_JOB_NAME, curate_videos, remove_deleted_videos
+from .defs.packaging.assets import (
+    CURATION_SELECTION,
+    ManifestIOManager,
+    PackagingSettings,
+    packaging_assets,
+    packaging_jobs,
+    packaging_settings_from_env,
+)
+from .defs.shared.executors import executor_from_env
+from .defs.shared.resources import (
+    AestheticModel,
+    CaptionService,
+    CurationSettings,
+    EmbeddingModel,
+    caption_service_from_env,
+)
 
 __all__ = ["CURATE_JOB_NAME", "build_definitions", "defs"]
 

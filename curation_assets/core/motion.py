@@ -232,7 +232,7 @@ def decode_motion_vectors(clip: bytes | str | BinaryIO, *, skip_unsampled: bool 
     Raises MotionDecodeError with key ``resolution_too_small``, ``decode_failed`` or
     ``no_motion_frames``.
     """
-    from .stream_copy import _planned_frames, _PlanMismatch
+    from .stream_copy import _PlanMismatch, _planned_frames
 
     display = _display_pts(clip) if skip_unsampled else None
     try:

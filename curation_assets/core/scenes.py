@@ -57,9 +57,9 @@ import numpy as np
 
 from ..models.transnetv2 import FRAME_HEIGHT, FRAME_WIDTH, TransNetV2Model, load_transnetv2
 from .model import Span, VideoMetadata
+from .options import MAX_LENGTH_MODES, PipelineOptions
 from .probe import open_video, source_name
 from .timing import frame_index, frame_time
-from .options import MAX_LENGTH_MODES, PipelineOptions
 
 # The reference's windows: 100 frames, advancing by 50, with 25 frames of context on each side.
 WINDOW_SIZE = 100

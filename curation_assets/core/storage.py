@@ -31,7 +31,7 @@ import errno
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -40,8 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from . import temp_files
 from .redaction import redact, register_secret
-from .storage_errors import (NoSpaceError, StorageError, StorageNotFoundError, _guarded, is_no_space,
-                             no_space_message)
+from .storage_errors import NoSpaceError, StorageError, StorageNotFoundError, _guarded, is_no_space, no_space_message
 from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
 
 __all__ = [

@@ -56,12 +56,12 @@ from typing import Any
 
 import av
 
+from .copy_mux import KeptPacket, keep, mux, presented
+from .cpus import usable_cores
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .copy_mux import KeptPacket, keep, mux, presented
 from .probe import display_rotation, source_name, span_origin_of
 from .timing import frame_period, frame_rate, nearest_frame
-from .cpus import usable_cores
 from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
 from .windows import compute_windows
 

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from typing import Any, Protocol
 
 import av
@@ -148,7 +148,7 @@ def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     return cores
 
 
-@lru_cache(maxsize=None)
+@cache
 def _encoder_usable(name: str) -> bool:
     """True when ``name`` exists in this FFmpeg build and opens (NVENC needs a GPU with NVENC)."""
     try:

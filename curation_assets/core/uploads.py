@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from . import storage
 from .keys import key_from_rel_path
+
 # the defaults are settings (PipelineOptions.watch_*): defined there, once
 from .options import DEFAULT_MAX_PER_TICK, DEFAULT_SETTLE_AGE_S, VIDEO_EXTENSIONS
 from .upload_scan import LIST_CONCURRENCY, PAGE_SIZE, Scan, Seen, normalize_extensions, scan_local, scan_object_store

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from ..core.model import as_source
-
 from .frames import AESTHETIC_FPS, CAPTION_FPS, EMBEDDING_FPS, MAX_REDECODE_FPS
 
 FORMAT_VERSION = 1

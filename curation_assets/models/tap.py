@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..core.windows import MIN_REMAINDER, WINDOW_SIZE, compute_windows
+from ._weights import ModelWeightsMissing
 from .aesthetics import CLIP_SHORT_SIDE, resize_frames
 from .captions import DEFAULT_JPEG_QUALITY, encode_jpeg
-from ._weights import ModelWeightsMissing
 from .embeddings import NUM_VIDEO_FRAMES, VARIANT_RESOLUTIONS, CosmosEmbedder, normalize_variant, resize_for_processor
 from .frame_store import AestheticFrames, CaptionFrames, EmbeddingFrames, StoredFrames
 from .frames import (

@@ -31,12 +31,12 @@ from ...core.work import WorkArea
 from ...models import stages
 from ...models._weights import ModelWeightsMissing
 from ...partitions import DatasetMismatch, bind_dataset, videos_partitions
-from . import checks
-from .io_managers import ASSET_DIRECTORIES, source_for_key
-from .metadata import clip_table
 from ..shared.placement import ENCODE_STEP_TAGS, GPU_STEP_TAGS, LIGHT_STEP_TAGS
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
 from ..shared.retries import retried
+from . import checks
+from .io_managers import ASSET_DIRECTORIES, source_for_key
+from .metadata import clip_table
 
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=VIDEOS_PER_RUN)
 # A step that fails as a whole (the work area or the output unreachable, a model that did not

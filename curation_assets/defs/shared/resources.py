@@ -13,8 +13,15 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from ...core.options import (ENV_PREFIX, PipelineOptions, base_type, location_settings, options_from_env, parse_text,
-                            setting_fields)
+from ...core.options import (
+    ENV_PREFIX,
+    PipelineOptions,
+    base_type,
+    location_settings,
+    options_from_env,
+    parse_text,
+    setting_fields,
+)
 from .dagster_workarounds import memoise_resource_schemas
 
 __all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "caption_service_from_env",
