@@ -82,7 +82,7 @@ def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPac
                 items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
         items.sort(key=lambda x: (x[0], x[1]))
         last_dts: dict[int, int] = {}
-        for _, order, p, stream, offset, tb in items:
+        for _, _order, p, stream, offset, tb in items:
             pkt = av.Packet(p.data)
             pts = p.pts - offset if p.pts is not None else None
             dts = (p.dts - offset) if p.dts is not None else pts

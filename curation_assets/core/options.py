@@ -403,11 +403,11 @@ def _check(name: str, value: Any, meta: Setting) -> list[str]:
         return []
     if meta.choices is not None and value not in meta.choices:
         return [f"{name}={value!r} (choose one of {', '.join(meta.choices)})"]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if any(bound is not None and not ok for bound, ok in ((meta.ge, meta.ge is None or value >= meta.ge),
-                                                              (meta.gt, meta.gt is None or value > meta.gt),
-                                                              (meta.le, meta.le is None or value <= meta.le))):
-            return [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and any(bound is not None and not ok for bound, ok in ((meta.ge, meta.ge is None or value >= meta.ge),
+                                                                   (meta.gt, meta.gt is None or value > meta.gt),
+                                                                   (meta.le, meta.le is None or value <= meta.le)))):
+        return [f"{name}={value!r} is out of bounds (allowed: {allowed_range(meta)})"]
     return []
 
 

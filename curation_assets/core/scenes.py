@@ -48,6 +48,7 @@ threshold can differ (README, "Performance").
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -302,7 +303,7 @@ class _SmallFrameGraph:
         nodes.append(graph.add("scale", f"{FRAME_WIDTH}:{FRAME_HEIGHT}"))
         nodes.append(graph.add("format", "rgb24"))
         nodes.append(graph.add("buffersink"))
-        for a, b in zip(nodes, nodes[1:]):
+        for a, b in itertools.pairwise(nodes):
             a.link_to(b)
         graph.configure()
         self.graph = graph

@@ -222,7 +222,7 @@ def run_batched(
             for i in idx:
                 fail(i, exc)
             return
-        for i, value in zip(idx, values):
+        for i, value in zip(idx, values, strict=True):
             results[i] = value
 
     for idx, sizes, batch in background(batches(), depth=LOADER_DEPTH):

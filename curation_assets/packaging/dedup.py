@@ -139,7 +139,7 @@ def kmeans(x, k: int, *, max_iter: int = 300, tol: float = 1e-4, seed: int = 42,
     centroids = _kmeans_pp(x, k, gen, batch, sample=max(50 * k, 10_000))
     previous = math.inf
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - read after the loop (how many ran)
         labels, dists = _nearest(x, centroids, batch)
         inertia = float(dists.double().sum())
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)

@@ -299,7 +299,7 @@ def fragment_digests(output_path: str, rel_paths: Iterable[str], max_workers: in
     names = sorted(present)
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         values = list(pool.map(digest, names))
-    return FragmentDigests({wanted[n]: v for n, v in zip(names, values)}, missing, others)
+    return FragmentDigests({wanted[n]: v for n, v in zip(names, values, strict=True)}, missing, others)
 
 
 def _arrow_fs(url: str):
