@@ -21,8 +21,6 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from ...core import backfill
 from ...core.backfill import contiguous_batches, plan_backfill, reason_tag, run_key
@@ -34,8 +32,8 @@ from .sensors import REASON_TAG, REQUESTED_BY_TAG, range_request
 BACKFILL_SCHEDULE_NAME = "backfill_videos_schedule"
 # The asset whose status and data version stand for a video's (written last, after every other file).
 STATUS_ASSET = dg.AssetKey("processed_videos")
-_STATUS = {AssetPartitionStatus.MATERIALIZED: backfill.MATERIALIZED, AssetPartitionStatus.FAILED: backfill.FAILED,
-           AssetPartitionStatus.IN_PROGRESS: backfill.IN_PROGRESS}
+_STATUS = {dg.AssetPartitionStatus.MATERIALIZED: backfill.MATERIALIZED, dg.AssetPartitionStatus.FAILED: backfill.FAILED,
+           dg.AssetPartitionStatus.IN_PROGRESS: backfill.IN_PROGRESS}
 LOGGED_KEYS = 10
 
 
@@ -44,7 +42,7 @@ def partition_states(instance: dg.DagsterInstance, keys: list[str]) -> tuple[dic
     raw = instance.get_status_by_partition(STATUS_ASSET, keys, videos_partitions) or {}
     status = {k: _STATUS.get(v) for k, v in raw.items() if v is not None}
     tags = instance.event_log_storage.get_latest_tags_by_partition(
-        STATUS_ASSET, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG])
+        STATUS_ASSET, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG])
     versions = {k: t[DATA_VERSION_TAG] for k, t in tags.items() if DATA_VERSION_TAG in t}
     return status, versions
 
