@@ -320,7 +320,7 @@ def test_unreadable_input_names_the_file(tmp_path):
         scenes.detect_scene_spans(junk, _metadata())
     with pytest.raises(scenes.SceneDetectionError, match="missing.mp4"):
         scenes.predict_frame_probabilities(tmp_path / "missing.mp4")
-    with pytest.raises(ValueError):  # SceneDetectionError is a ValueError
+    with pytest.raises(ValueError, match="cannot open video .* for scene detection"):  # SceneDetectionError is a ValueError
         list(scenes.iter_small_frames(io.BytesIO(b"\x00" * 1000)))
 
 
