@@ -348,9 +348,8 @@ def test_relative_to_components(tmp_path, monkeypatch):
     ],
 )
 def test_resolve_under_refuses(base, bad):
-    with pytest.raises(ValueError) as ei:
+    with pytest.raises(ValueError, match="^path key "):  # a message naming the key, not a bare error
         resolve_under(base, bad)
-    assert str(ei.value)  # a message, not a bare error
 
 
 @pytest.mark.parametrize("base", ["/data/in", "/data/in/", "s3://bucket/in", "s3://bucket"])
