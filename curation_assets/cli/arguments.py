@@ -5,6 +5,7 @@ their translation into ``PipelineOptions``."""
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
@@ -55,7 +56,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
         else:
             p.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text, choices=meta.choices,
                            metavar=None if meta.choices else name.split("_")[-1].upper(),
-                           type=lambda raw, kind=kind: _parse_flag(raw, kind))
+                           type=functools.partial(_parse_flag, kind=kind))
     p.add_argument("--video-limit", type=int, default=None, help="process at most this many videos (default: all)")
     p.add_argument("--videos-per-run", type=int, default=None,
                    help=f"videos per Dagster run, a partition range (default: {VIDEOS_PER_RUN_DEFAULT})")

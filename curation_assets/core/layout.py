@@ -373,7 +373,7 @@ def embeddings_parquet(clips: list[Clip]) -> bytes:
 class VideoFiles:
     """The files one video contributes to each layout directory: relative path -> bytes."""
 
-    files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
+    files: dict[str, dict[str, bytes | SpilledBytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
 
     def add(self, directory: str, rel: str, data: bytes | str | SpilledBytes) -> None:
         """``data``: bytes, text, or :class:`SpilledBytes` (clips and previews stay on disk until

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import time
@@ -459,7 +460,7 @@ def remove_files(urls: Iterable[str], *, prune_empty_dirs_under: str | None = No
     stop = local_path(prune_empty_dirs_under) if prune_empty_dirs_under and is_local(prune_empty_dirs_under) else None
     for fs, paths in _group_by_fs(urls):
         what = paths[0] if len(paths) == 1 else f"{len(paths)} files, e.g. {paths[0]}"
-        _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
+        _guarded("remove", what, functools.partial(_remove_paths, fs, paths, stop))
 
 
 def prune_empty_parents(urls: Iterable[str], under: str) -> None:

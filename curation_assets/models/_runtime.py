@@ -215,6 +215,7 @@ def run_batched(
     in_flight: tuple[list[int], list[int], Any] | None = None
 
     def read_back() -> None:
+        assert in_flight is not None  # called only once a batch is in flight
         idx, sizes, launched = in_flight
         try:
             values = collect(launched, idx, sizes)

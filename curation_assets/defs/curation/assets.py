@@ -350,7 +350,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
             continue
         try:
             if not prepared.writable:
-                raise _VideoFailed(*prepared.failure)
+                raise _VideoFailed(*prepared.failure)  # type: ignore[misc]  # set whenever not writable
             stages.annotate_and_filter(result, options, aesthetics=anns["aesthetic_scores"], embeddings=anns["clip_embeddings"],
                             captions=anns["clip_captions"])
             files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,

@@ -8,7 +8,7 @@ launchpad overrides them per run and the CLI builds them from its flags.
 
 import os
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pydantic
@@ -89,7 +89,11 @@ def _settings_resource_class() -> type:
     return type("CurationSettings", (_SettingsResource, dg.ConfigurableResource), namespace)
 
 
-CurationSettings = _settings_resource_class()
+if TYPE_CHECKING:  # what a type checker sees of the generated class: its methods (the fields are generated)
+    class CurationSettings(_SettingsResource, dg.ConfigurableResource):
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    CurationSettings = _settings_resource_class()
 
 
 def _decode_workers(configured: int) -> int:
