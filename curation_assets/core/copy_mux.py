@@ -79,7 +79,8 @@ def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPac
             atb = Fraction(astream.time_base)
             a0 = int(round((Fraction(clip_start_s) + Fraction(origin)) / atb))
             for i, p in enumerate(audio):
-                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
+                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb),  # type: ignore[operator]  # audio has a pts
+                              len(video) + i, p, oa, a0, atb))
         items.sort(key=lambda x: (x[0], x[1]))
         last_dts: dict[int, int] = {}
         for _, _order, p, stream, offset, tb in items:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -122,11 +122,11 @@ class CheckOutcome:
         return text + (f"; {self.note}" if self.note else "")
 
 
-def _is_int(v: Any, low: int = 0) -> bool:
+def _is_int(v: Any, low: int = 0) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 

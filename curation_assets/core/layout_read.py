@@ -25,7 +25,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -55,11 +55,11 @@ def is_canonical_uuid(value: Any) -> bool:
     return isinstance(value, str) and UUID_RE.match(value) is not None
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def is_index(value: Any) -> bool:
+def is_index(value: Any) -> TypeGuard[int]:
     """A frame or chunk index as the documents store it (a non-negative int below 10**9, not a bool)."""
     return _is_count(value) and value < 10**9
 
@@ -112,7 +112,7 @@ def read_json(url: str) -> Any:
         return ValueError
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -186,7 +186,8 @@ def _settings(video: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _error_map(doc: Mapping[str, Any]) -> dict[str, str]:
     keys = doc.get("errors") or []
-    details = doc.get("error_details") if isinstance(doc.get("error_details"), Mapping) else {}
+    given = doc.get("error_details")
+    details = given if isinstance(given, Mapping) else {}
     return {str(k): str(details.get(k, "")) for k in keys}
 
 

@@ -414,6 +414,7 @@ class _WindowStream:
         start = max(k * WINDOW_STEP - WINDOW_CONTEXT, 0)
         frames = self._frames[start - self._base : end - self._base]
         if k == 0:
+            assert self._first is not None  # kept from the first frame, before any window
             frames = [self._first] * WINDOW_CONTEXT + frames
         return np.stack(frames)
 
@@ -524,7 +525,7 @@ def detect_scene_spans(
     frame indices, so ``clip_uuid(source_video, span.start_frame, span.end_frame)`` is the
     reference's clip id.
     """
-    rules = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
+    rules: dict[str, Any] = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
                  max_length_mode=max_length_mode, crop_s=crop_s, limit_clips=limit_clips)
     validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None

@@ -34,7 +34,7 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -283,7 +283,7 @@ def read_bytes(url: str) -> bytes:
     return _guarded("read", url, _do)
 
 
-def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> IO[bytes]:
+def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> BinaryIO:
     """A seekable binary file object for reading ``url`` (usable with ``av.open(f)``).
 
     Local files are opened directly. On object stores reads are ranged requests of
@@ -292,7 +292,7 @@ def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> IO[bytes]:
     """
     fs, path = get_fs(url)
 
-    def _do() -> IO[bytes]:
+    def _do() -> BinaryIO:
         if _is_local_fs(fs):
             return open(path, "rb")  # noqa: SIM115 - caller owns it
         return fs.open(path, "rb", block_size=block_size, cache_type="readahead")

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import av
 
@@ -156,7 +156,7 @@ def _encoder_usable(name: str) -> bool:
     except Exception:
         return False
     try:
-        ctx = av.codec.CodecContext.create(codec)
+        ctx = cast(av.VideoCodecContext, av.codec.CodecContext.create(codec))  # a video encoder's
         ctx.width, ctx.height = 256, 256
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 25)
@@ -301,6 +301,7 @@ class _ClipMuxer:
             for item in self.pending_audio:
                 self._mux_audio(*item)
             self.pending_audio.clear()
+        assert self.p0 is not None  # set by the first frame, above
         pts = (frame.pts if frame.pts is not None else self.last_pts + 1 + self.p0) - self.p0
         if pts <= self.last_pts:  # encoders need strictly increasing pts
             pts = self.last_pts + 1

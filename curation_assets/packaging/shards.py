@@ -501,12 +501,12 @@ def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[Vi
     for rel in video_digests:
         by_group.setdefault(shard_group(rel, settings.num_groups), []).append(rel)
 
-    old_groups = previous.get("groups", {}) if same_settings else {}
+    old_groups = previous.get("groups", {}) if same_settings and previous is not None else {}
     groups_out: dict[str, dict[str, Any]] = {}
     shards_out: list[dict[str, Any]] = []
     rebuilt: list[int] = []
     written: list[str] = []
-    old_shards = {s["name"]: s for s in previous.get("shards", [])} if same_settings else {}
+    old_shards = {s["name"]: s for s in previous.get("shards", [])} if same_settings and previous is not None else {}
     for group in sorted(by_group):
         members = sorted(by_group[group])
         digest = _group_digest({rel: video_digests[rel] for rel in members}, settings_hash)
