@@ -72,7 +72,8 @@ def _bound_by_key(settings: CurationSettings) -> dg.PartialResource:
     managers too. A nested resource *instance* would keep the code location's values there, and on
     workers with other working folders or environments the steps would store and look for values
     in different work areas (test_deploy_celery)."""
-    return CurationSettings.configure_at_launch(**{name: getattr(settings, name) for name in PipelineOptions.field_names()})
+    return CurationSettings.configure_at_launch(**{name: getattr(settings, name)
+                                                   for name in PipelineOptions.field_names()})
 
 
 defs = build_definitions()

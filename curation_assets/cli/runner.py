@@ -111,7 +111,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
                 if stop.requested:
                     break
                 with known_partitions(instance, VIDEOS_PARTITION_NAME, registered):
-                    for result in stop.run(functools.partial(_execute_range, resolved_job, instance, batch, run_config)):
+                    batch_run = functools.partial(_execute_range, resolved_job, instance, batch, run_config)
+                    for result in stop.run(batch_run):
                         collect_rows(result, batch, rows)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass

@@ -47,8 +47,8 @@ def presented(packets: list[KeptPacket]) -> list[KeptPacket]:
     return [p for p in packets if not p.hidden]
 
 
-def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPacket], clip_start_s: float, origin: float,
-        rotation: int) -> bytes:
+def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPacket], clip_start_s: float,
+        origin: float, rotation: int) -> bytes:
     """The clip's mp4: video packets (decode order) and audio packets, timestamps from the clip start."""
     buf = io.BytesIO()
     out = av.open(buf, mode="w", format="mp4")

@@ -248,7 +248,8 @@ def clip_meta_doc(clip: Clip, video: VideoMetadata, output_path: str, captions: 
             num_bytes=p.num_bytes,
         )
     if clip.motion is not None:
-        doc["motion_score"] = {"global_mean": clip.motion.global_mean, "per_patch_min_256": clip.motion.per_patch_min_256}
+        doc["motion_score"] = {"global_mean": clip.motion.global_mean,
+                               "per_patch_min_256": clip.motion.per_patch_min_256}
     if clip.aesthetic_score is not None:
         doc["aesthetic_score"] = clip.aesthetic_score
     if clip.errors:

@@ -96,7 +96,8 @@ def windows_of(raw: Any) -> tuple[tuple[int, int], ...]:
     """Window frame pairs from an untrusted list (of ``{"start_frame", "end_frame"}`` or pairs)."""
     out = []
     for w in raw if isinstance(raw, list) else []:
-        pair = (w.get("start_frame"), w.get("end_frame")) if isinstance(w, Mapping) else tuple(w) if isinstance(w, list) else ()
+        pair = ((w.get("start_frame"), w.get("end_frame")) if isinstance(w, Mapping)
+                else tuple(w) if isinstance(w, list) else ())
         if len(pair) == 2 and is_index(pair[0]) and is_index(pair[1]) and pair[0] <= pair[1]:
             out.append((int(pair[0]), int(pair[1])))
     return tuple(out)
@@ -445,7 +446,8 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
             WindowLayout(
                 start_frame=w["start_frame"], end_frame=w["end_frame"],
                 captions=_caption_pairs(w, "_caption"), enhanced_captions=_caption_pairs(w, "_enhanced_caption"),
-                preview_url=(storage.join(output_path, layout.PREVIEWS, uid, f"{w['start_frame']}_{w['end_frame']}.webp")
+                preview_url=(storage.join(output_path, layout.PREVIEWS, uid,
+                                          f"{w['start_frame']}_{w['end_frame']}.webp")
                              if passed and previews_on else None),
             )
             for w in meta.get("windows", [])
@@ -455,7 +457,8 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
             meta_url=storage.join(output_path, rel),
             clip_url=storage.join(output_path, folder, f"{uid}.mp4") if has_bytes and write_mp4 else None,
             windows=windows,
-            embedding_url=storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle") if passed and uid in embedded else None,
+            embedding_url=(storage.join(output_path, layout.CE1_EMBD, f"{uid}.pickle")
+                           if passed and uid in embedded else None),
             parquet_url=embedded.get(uid) if passed else None,
             filtered_by=None if passed else filtered_reason(meta, settings, chunk_by_index[index]),
         ))

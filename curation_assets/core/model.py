@@ -224,7 +224,8 @@ class VideoResult:
     metadata: VideoMetadata | None
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # video-level errors (the spec's keys)
-    record: dict[str, Any] = field(default_factory=dict)  # the pipeline record (options.record()), written to processed_videos
+    # the pipeline record (options.record()), written to processed_videos
+    record: dict[str, Any] = field(default_factory=dict)
     stage_key: str = ""  # identifies the source and settings the clips were made from (core.work)
 
 

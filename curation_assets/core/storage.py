@@ -346,7 +346,8 @@ def file_info(url: str) -> FileInfo | None:
         if info.get("type") == "directory":
             return None
         stamp = info.get("LastModified") or info.get("mtime")
-        modified = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp) if isinstance(stamp, (int, float)) else None
+        modified = (stamp.timestamp() if hasattr(stamp, "timestamp")
+                    else float(stamp) if isinstance(stamp, (int, float)) else None)
         version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or str(stamp or "")
         return FileInfo(int(info.get("size") or 0), str(version).strip('"'), modified)
 
@@ -528,7 +529,8 @@ def cleanup_temp_files(
     elif _is_local_fs(fs):
         try:
             with os.scandir(path) as it:
-                temps = [e.path for e in it if temp_files.is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
+                temps = [e.path for e in it
+                         if temp_files.is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             temps = []
     else:

@@ -161,4 +161,5 @@ def is_vfr(times: Sequence[float | Fraction], tolerance: float = VFR_GAP_TOLERAN
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == value and abs(value) != float("inf"))

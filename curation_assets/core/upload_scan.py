@@ -282,7 +282,8 @@ class _Lister:
         self.exclude = tuple(e.strip("/") + "/" for e in exclude)
         self.requests = 0
 
-    async def page(self, after: str | None, token: str | None, max_keys: int) -> tuple[list[tuple[str, Any]], str | None]:
+    async def page(self, after: str | None, token: str | None,
+                   max_keys: int) -> tuple[list[tuple[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": max_keys}
         if token:
             kwargs["ContinuationToken"] = token

@@ -429,7 +429,8 @@ class VideoSpill:
     def clip(self, clip_uuid: str, data: bytes) -> SpilledBytes:
         from . import layout
 
-        alternates = tuple(storage.join(self.output_path, d, f"{clip_uuid}.mp4") for d in (layout.CLIPS, layout.FILTERED_CLIPS))
+        alternates = tuple(storage.join(self.output_path, d, f"{clip_uuid}.mp4")
+                           for d in (layout.CLIPS, layout.FILTERED_CLIPS))
         return SpilledBytes.write(data, self.work.clip_url(self.source_url, self.token, clip_uuid), alternates)
 
     def preview(self, clip_uuid: str, start_frame: int, end_frame: int, data: bytes) -> SpilledBytes:

@@ -100,7 +100,8 @@ class StoredFrames:
         *,
         embedding: tuple[EmbeddingFrames, list[int], np.ndarray | None, str | None] | None = None,
         aesthetic: tuple[AestheticFrames, list[int], np.ndarray] | None = None,
-        caption: tuple[CaptionFrames, list[tuple[int, int]], list[list[int]], list[list[int]], list[bytes]] | None = None,
+        caption: (tuple[CaptionFrames, list[tuple[int, int]], list[list[int]], list[list[int]], list[bytes]]
+                  | None) = None,
     ) -> bytes:
         """Serialise one clip's model frames.
 
@@ -147,7 +148,8 @@ class StoredFrames:
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameStoreError(f"stored model frames: meta is not JSON ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
-            raise FrameStoreError(f"stored model frames: unknown format {meta.get('version') if isinstance(meta, dict) else meta!r}")
+            version = meta.get("version") if isinstance(meta, dict) else meta
+            raise FrameStoreError(f"stored model frames: unknown format {version!r}")
         if not isinstance(meta.get("num_frames"), int) or meta["num_frames"] < 1:
             raise FrameStoreError("stored model frames: no frame count")
         return cls(meta, arrays)

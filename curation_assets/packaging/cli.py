@@ -52,7 +52,8 @@ def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     s.add_argument("--num-groups", type=int, default=16)
     s.add_argument("--val-fraction", type=float, default=0.0)
     s.add_argument("--bucket-by", choices=shards.BUCKET_BY, default="none")
-    s.add_argument("--length-edges-s", type=lambda v: tuple(float(x) for x in v.split(",")), default=(2.0, 5.0, 10.0, 20.0))
+    s.add_argument("--length-edges-s", type=lambda v: tuple(float(x) for x in v.split(",")),
+                   default=(2.0, 5.0, 10.0, 20.0))
     s.add_argument("--include-filtered", action="store_true")
     s.add_argument("--include-invalid", action="store_true")
     s.add_argument("--min-aesthetic-score", type=float)

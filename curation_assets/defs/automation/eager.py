@@ -22,7 +22,8 @@ AUTOMATION_SENSOR_NAME = "curation_automation_sensor"
 def eager_downstream(assets: Iterable[Any], roots: set[dg.AssetKey]) -> list[Any]:
     """``assets`` with ``AutomationCondition.eager()`` on every spec not in ``roots``."""
     return list(dg.map_asset_specs(
-        lambda spec: spec if spec.key in roots else spec.replace_attributes(automation_condition=dg.AutomationCondition.eager()),
+        lambda spec: (spec if spec.key in roots
+                      else spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())),
         assets))
 
 

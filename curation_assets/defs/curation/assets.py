@@ -69,7 +69,8 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
         bind_dataset(context.instance, options.input_path)
     except DatasetMismatch as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
-    found = preflight.problems(options, embedder=embedding_model.embedder(options), scorer=aesthetic_model.scorer(options),
+    found = preflight.problems(options, embedder=embedding_model.embedder(options),
+                               scorer=aesthetic_model.scorer(options),
                                caption_client=caption_service.client(options) if options.generate_captions else None)
     if found:
         raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found),
@@ -186,7 +187,8 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
         try:
             scorer.resolve()
         except ModelWeightsMissing as exc:
-            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}", allow_retries=False) from None
+            raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}",
+                             allow_retries=False) from None
         out = _run_stage(keys, video_clips, lambda r: stages.score_aesthetics(r, scorer), "aesthetic scoring")
     _report(context, out, "aesthetic_scores")
     return _stamp(out, video_clips, options, "aesthetic_scores")
@@ -216,7 +218,8 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
             embedder.resolve()
         except ModelWeightsMissing as exc:
             if options.generate_embeddings == "on":
-                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}", allow_retries=False) from None
+                raise dg.Failure(f"embeddings requested but the weights are missing: {exc}",
+                                 allow_retries=False) from None
             note = f"embeddings skipped: {exc}"
             _notice(context, note)
             out = _skipped(keys, note)
@@ -261,7 +264,8 @@ WRITER_ASSETS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "previews": (["previews"], _CLIPS_AND_FILTER, "Animated WebP preview per window of each passed clip."),
     "metas_v0": (["metas", "v0"], _ALL, "Per-clip metadata JSON (passed and filtered clips)."),
     "ce1_embd": (["ce1_embd"], ("clip_embeddings",), "Cosmos-Embed1 embedding per passed clip (pickle, (1, D))."),
-    "ce1_embd_parquet": (["ce1_embd_parquet"], ("clip_embeddings",), "Embeddings per clip chunk (parquet: id, embedding)."),
+    "ce1_embd_parquet": (["ce1_embd_parquet"], ("clip_embeddings",),
+                         "Embeddings per clip chunk (parquet: id, embedding)."),
     "processed_clip_chunks": (["processed_clip_chunks"], _ALL, "Per-chunk statistics JSON."),
     "processed_videos": (["processed_videos"], ("video_clips",), "Video-level metadata JSON (errors included)."),
 }
@@ -351,10 +355,11 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
         try:
             if not prepared.writable:
                 raise _VideoFailed(*prepared.failure)  # type: ignore[misc]  # set whenever not writable
-            stages.annotate_and_filter(result, options, aesthetics=anns["aesthetic_scores"], embeddings=anns["clip_embeddings"],
-                            captions=anns["clip_captions"])
-            files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
-                                       dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget, pipeline=record)
+            stages.annotate_and_filter(result, options, aesthetics=anns["aesthetic_scores"],
+                                       embeddings=anns["clip_embeddings"], captions=anns["clip_captions"])
+            files = layout.video_files(result, options.output_path, captions=captions,
+                                       upload_clips=options.upload_clips, dry_run=options.dry_run,
+                                       chunk_budget=options.chunk_duration_budget, pipeline=record)
             try:
                 report = writer.write_video(result, files, options.output_path, area, max_workers=options.max_workers,
                                             remove_stale=not options.dry_run)
@@ -391,9 +396,11 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     if failed or (blocking and check_failed):
         lines = [f"{len(failed)} video(s) failed (their partitions failed; the others were written)"] if failed else []
         if blocking and check_failed:
-            lines.append(f"{len(check_failed)} video(s) written but failing their layout checks (checks_block_downstream)")
+            lines.append(f"{len(check_failed)} video(s) written but failing their layout checks "
+                         "(checks_block_downstream)")
         raise dg.Failure(
-            description=";\n".join(lines) + ":\n" + "\n".join(f"- {key}: {why}" for key, why in {**failed, **check_failed}.items()),
+            description=";\n".join(lines) + ":\n"
+            + "\n".join(f"- {key}: {why}" for key, why in {**failed, **check_failed}.items()),
             metadata={"failed_partitions": dg.MetadataValue.json(failed),
                       "failed_checks": dg.MetadataValue.json(check_failed if blocking else {})},
             allow_retries=False,

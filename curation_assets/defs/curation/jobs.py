@@ -28,7 +28,8 @@ REMOVAL_OBSERVED = ("processed_videos", "clips")
 
 curate_videos = dg.define_asset_job(
     CURATE_JOB_NAME, selection=CURATION_SELECTION,
-    description="Every curation asset of the selected videos (one process per run unless CURATION_EXECUTOR says otherwise).",
+    description="Every curation asset of the selected videos (one process per run unless CURATION_EXECUTOR says "
+                "otherwise).",
 )
 
 
@@ -40,7 +41,8 @@ class RemovalConfig(dg.Config):
 
 @dg.op(name=REMOVE_OP_NAME)
 @retried
-def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: RemovalConfig, settings: CurationSettings) -> None:
+def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: RemovalConfig,
+                                 settings: CurationSettings) -> None:
     """Remove each video's layout files and work-area values, then its partition, unless its source
     is back. One video's failure is kept to it; the op fails at the end naming them."""
     options = settings.options()
@@ -80,7 +82,8 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
         context.instance.delete_dynamic_partition(VIDEOS_PARTITION_NAME, key)
     if failed:
         # retried (@retried, defs.retries: a storage error may pass); what was removed is not touched again
-        raise dg.Failure(f"{len(failed)} video(s) not removed:\n" + "\n".join(f"- {k}: {why}" for k, why in failed.items()),
+        raise dg.Failure(f"{len(failed)} video(s) not removed:\n"
+                         + "\n".join(f"- {k}: {why}" for k, why in failed.items()),
                          metadata={"failed_partitions": dg.MetadataValue.json(failed)})
 
 

@@ -63,25 +63,30 @@ class PackagingSettings(dg.ConfigurableResource):
     max_shard_bytes: int = pydantic.Field(default=_SHARDS.max_shard_bytes, description="a shard closes at this size")
     max_shard_samples: int = pydantic.Field(default=_SHARDS.max_shard_samples, description="or at this many samples")
     num_groups: int = pydantic.Field(default=_SHARDS.num_groups,
-                                     description="shard groups (a video's group is a hash of its path); changing it rebuilds all")
+                                     description="shard groups (a video's group is a hash of its path); changing it "
+                                                 "rebuilds all")
     val_fraction: float = pydantic.Field(default=_SHARDS.val_fraction, description="share of videos in the val split")
     bucket_by: str = pydantic.Field(default=_SHARDS.bucket_by, description="none, resolution, aspect or length")
     length_edges_s: list[float] = pydantic.Field(default=list(_SHARDS.length_edges_s),
                                                  description="bucket_by=length: bucket edges in seconds")
     include_filtered: bool = pydantic.Field(default=_SELECTION.include_filtered, description="shard filtered clips too")
-    include_invalid: bool = pydantic.Field(default=_SELECTION.include_invalid, description="shard clips whose meta is not valid")
-    min_aesthetic_score: float | None = pydantic.Field(default=_SELECTION.min_aesthetic_score, description="leave out clips below")
+    include_invalid: bool = pydantic.Field(default=_SELECTION.include_invalid,
+                                           description="shard clips whose meta is not valid")
+    min_aesthetic_score: float | None = pydantic.Field(default=_SELECTION.min_aesthetic_score,
+                                                       description="leave out clips below")
     min_motion_global_mean: float | None = pydantic.Field(default=_SELECTION.min_motion_global_mean,
                                                           description="leave out clips below")
     min_motion_per_patch_min_256: float | None = pydantic.Field(default=_SELECTION.min_motion_per_patch_min_256,
                                                                 description="leave out clips below")
     require_caption: bool = pydantic.Field(default=_SELECTION.require_caption, description="only clips with a caption")
-    require_embedding: bool = pydantic.Field(default=_SELECTION.require_embedding, description="only clips with an embedding")
+    require_embedding: bool = pydantic.Field(default=_SELECTION.require_embedding,
+                                             description="only clips with an embedding")
     exclude_duplicates: bool = pydantic.Field(default=False,
                                               description="leave out semantic_dedup's duplicates at dedup_eps")
     force_rebuild: bool = pydantic.Field(default=False, description="rewrite every shard group, changed or not")
     energon_workers: int = pydantic.Field(default=2, description="energon prepare worker processes")
-    dedup_n_clusters: int = pydantic.Field(default=_DEDUP.n_clusters, description="k-means clusters; 0 = round(sqrt(n))")
+    dedup_n_clusters: int = pydantic.Field(default=_DEDUP.n_clusters,
+                                           description="k-means clusters; 0 = round(sqrt(n))")
     dedup_eps: float = pydantic.Field(default=_DEDUP.eps, description="duplicates: cosine similarity >= 1 - eps")
     dedup_which_to_keep: str = pydantic.Field(default=_DEDUP.which_to_keep, description="hard, easy or random (NeMo's)")
     dedup_max_iter: int = pydantic.Field(default=_DEDUP.max_iter, description="k-means iterations at most")
@@ -203,7 +208,8 @@ def stale_manifest_partitions(instance: dg.DagsterInstance) -> list[str]:
 
 def _column_schema(names: list[str] | None = None) -> dg.TableSchema:
     """The manifest's columns (or ``names`` of them, in that order) as Dagster shows a schema."""
-    return dg.TableSchema(columns=[dg.TableColumn(name, str(manifest.COLUMNS[name][0]), description=manifest.COLUMNS[name][1])
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(manifest.COLUMNS[name][0]),
+                                                  description=manifest.COLUMNS[name][1])
                                    for name in (names or list(manifest.COLUMNS))])
 
 
@@ -283,7 +289,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         io_manager_key="manifest_io_manager", output_required=False, kinds={"parquet"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(ROWS_CHECK, asset="clip_manifest", blocking=blocking_checks,
-                                       description="each video's fragment has one row per clip its chunk documents list")],
+                                       description="each video's fragment has one row per clip its chunk "
+                                                   "documents list")],
     )
     def clip_manifest(context: dg.AssetExecutionContext, settings: CurationSettings,
                       processed_videos: dict[str, VideoLayout]):
@@ -322,7 +329,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             description=None if not findings else f"{len(findings)} video(s) differ from their layout, e.g. "
                                                   f"{next(iter(findings.values()))[0]}",
             metadata={"num_videos_checked": len(done), "num_videos_failing": len(findings),
-                      "failing": dg.MetadataValue.json({k: v[:10] for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
+                      "failing": dg.MetadataValue.json({k: v[:10]
+                                                        for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
         )
         if failed:  # one materialisation per written video, then the run fails naming the others
             for key, md in done.items():
@@ -384,7 +392,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         dest = packaging_settings.shard_dest(output_path)
         read = clip_manifest.digests()
         result = shards.build_shards_from_manifest(output_path, read.digests, dest, shard_settings,
-                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources, strict=True)),
+                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources,
+                                                                    strict=True)),
                                                    force=packaging_settings.force_rebuild)
         for p in result.problems[:PROBLEMS_SHOWN]:
             context.log.warning(p)
@@ -470,7 +479,8 @@ def _check_result(problems: list[str], md: dict[str, Any]) -> dg.AssetCheckResul
 def _index_or_fail(dest: str) -> dict[str, Any]:
     index = shards.read_index(dest)
     if index is None:
-        raise dg.Failure(f"no shard index at {storage.join(dest, shards.INDEX_FILE)}: materialise webdataset_shards first")
+        raise dg.Failure(f"no shard index at {storage.join(dest, shards.INDEX_FILE)}: "
+                         "materialise webdataset_shards first")
     return index
 
 
