@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   creates .venv, installs the project, runs the demo (sample footage -> data/outputs)
+#   make lint   ruff and mypy on the package (configured in pyproject.toml)
 #   make test   creates .venv, installs the project and the Debian packages the tests use, runs
-#               every test (what CI runs)
+#               `make lint`, then every test (what CI runs: a lint failure fails CI)
 #   make dev    the Dagster UI and daemon (`dg dev`, http://127.0.0.1:3000) on the instance the CLI
 #               uses by default, .dagster_home/, whose dagster.yaml is the project's instance file
 # torch is installed first, as its CPU build unless an NVIDIA GPU is visible (PyPI's Linux wheels
@@ -18,7 +19,7 @@ TORCH_INDEX := $(if $(HAS_GPU),,--extra-index-url https://download.pytorch.org/w
 DEBIAN_PACKAGES ?= ffmpeg postgresql redis-server chromium
 BIN := $(VENV)/bin
 
-.PHONY: demo dev test install system-packages clean
+.PHONY: demo dev lint test install system-packages clean
 
 install: $(VENV)/.installed
 
@@ -42,7 +43,11 @@ demo: install
 dev: install
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dg dev
 
-test: install system-packages
+lint: install
+	$(BIN)/ruff check curation_assets
+	$(BIN)/mypy
+
+test: install system-packages lint
 	$(BIN)/python -m pytest -m "slow or not slow" --durations=25
 
 clean:

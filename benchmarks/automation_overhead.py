@@ -133,10 +133,12 @@ class Services:
         with dg.DagsterInstance.from_config(str(self.home)):
             pass  # the storage is created once, before two processes would race to create it
         ws = str(self.work / "workspace.yaml")
-        for name, args in (("webserver", ["-m", "dagster_webserver", "-w", ws, "-h", "127.0.0.1", "-p", str(self.port)]),
-                           ("daemon", ["-m", "dagster._daemon", "run", "-w", ws])):
+        daemon = os.path.join(os.path.dirname(sys.executable), "dagster-daemon")  # the documented command
+        for name, args in (("webserver", [sys.executable, "-m", "dagster_webserver", "-w", ws, "-h", "127.0.0.1",
+                                          "-p", str(self.port)]),
+                           ("daemon", [daemon, "run", "-w", ws])):
             log = (self.work / f"{name}.log").open("wb")
-            self.procs.append(subprocess.Popen([sys.executable, *args], cwd=self.work, env=self.env, stdout=log,
+            self.procs.append(subprocess.Popen(args, cwd=self.work, env=self.env, stdout=log,
                                                stderr=subprocess.STDOUT))
         deadline = time.time() + 240
         while time.time() < deadline:

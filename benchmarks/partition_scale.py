@@ -82,19 +82,19 @@ def store_materializations(instance, asset_keys, partition_keys) -> None:
     """Runless materialisations of every asset for ``partition_keys``, stored in batches (set-up
     only: one event at a time costs tens of ms each on SQLite)."""
     import dagster as dg
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-    from dagster._core.events.log import EventLogEntry
+    # private: Dagster has no public way to store a runless materialisation in batches (set-up only)
+    from dagster._core.events import StepMaterializationData
     from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
     batch = []
     for k in partition_keys:
         for ak in asset_keys:
-            event = DagsterEvent(
-                event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            event = dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.ASSET_MATERIALIZATION.value,
                 event_specific_data=StepMaterializationData(materialization=dg.AssetMaterialization(asset_key=ak, partition=k)),
                 job_name=RUNLESS_JOB_NAME,
             )
-            batch.append(EventLogEntry(user_message="", level=logging.INFO, job_name=RUNLESS_JOB_NAME,
+            batch.append(dg.EventLogEntry(user_message="", level=logging.INFO, job_name=RUNLESS_JOB_NAME,
                                        run_id=RUNLESS_RUN_ID, error_info=None, timestamp=time.time(),
                                        step_key=None, dagster_event=event))
             if len(batch) >= 1000:

@@ -7,9 +7,10 @@ A partition key is a path relative to ``input_path``, so it only means something
 folder: a Dagster instance holds the partitions of **one dataset**. The first run, sensor tick or
 CLI call that adds videos binds the instance to its ``input_path`` (recorded in the instance's own
 storage, so every Celery worker or Kubernetes pod of a PostgreSQL instance sees it, and in
-``$DAGSTER_HOME/curation_assets_dataset.json`` for the CLI's choice of instance folder); anything later that works on another input
-folder with that instance is refused with a message saying so (the CLI then picks an instance
-of that folder's own, see ``cli/runner.py``). Two folders holding an ``x.mp4`` never share a partition.
+``$DAGSTER_HOME/curation_assets_dataset.json`` for the CLI's choice of instance folder); anything
+later that works on another input folder with that instance is refused with a message saying so
+(the CLI then picks an instance of that folder's own, see ``cli/runner.py``). Two folders holding
+an ``x.mp4`` never share a partition.
 A local input folder is bound by its real path (``sources.canonical_input``): a spelling through a
 symbolic link is refused here, with the real path to give (the CLI resolves it before anything).
 """

@@ -25,7 +25,8 @@ def _scheme_problem(name: str, url: str) -> str | None:
         return None
     proto = storage.scheme(url) or ""
     if proto not in fsspec.available_protocols():
-        return f"{name}={storage.redact(url)!r}: unknown storage scheme {proto!r} (fsspec knows local paths, s3://, gs://, ...)"
+        return (f"{name}={storage.redact(url)!r}: unknown storage scheme {proto!r} "
+                "(fsspec knows local paths, s3://, gs://, ...)")
     try:
         fsspec.get_filesystem_class(proto)
     except (ImportError, ValueError) as exc:
@@ -107,7 +108,8 @@ def cli_problems(*, video_limit: int | None, videos_per_run: int | None) -> list
     """The CLI's own counts: a video limit is a count of videos (left out: every video)."""
     found = []
     if video_limit is not None and video_limit < 1:
-        found.append(f"--video-limit {video_limit}: a count of videos, at least 1 (leave it out to process every video)")
+        found.append(f"--video-limit {video_limit}: a count of videos, at least 1 "
+                     "(leave it out to process every video)")
     if videos_per_run is not None and videos_per_run < 1:
         found.append(f"--videos-per-run {videos_per_run}: must be at least 1")
     return found

@@ -92,9 +92,6 @@ def test_one_videos_write_failure_fails_only_its_partition(tmp_path):
     rc = run_pipeline(_options(videos, out), home=str(tmp_path / "home"), stream=report, videos_per_run=3)
     text = report.getvalue()
     assert rc == 1, text
-    line = next(l for l in text.splitlines() if l.startswith("b.mp4"))
-    assert "FAILED" in line and "write" in line and layout.chunk_file("b.mp4", 0) in line, text
-    assert all("ok" in l for l in text.splitlines() if l.startswith(("a.mp4", "c.mp4"))), text
     keys = {key_from_rel_path(n) for n in ("a.mp4", "b.mp4", "c.mp4")}
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()

@@ -28,7 +28,7 @@ def test_batches_are_runs_of_consecutive_keys_in_the_instance_order():
     assert contiguous_batches(order, [], 4) == []
     with pytest.raises(ValueError, match="not partitions"):
         contiguous_batches(order, ["k1", "nope"], 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch size must be at least 1, got 0"):
         contiguous_batches(order, ["k1"], 0)
 
 

@@ -12,7 +12,6 @@ import json
 import dagster as dg
 import pytest
 import s3fs
-from dagster._serdes import serialize_value
 
 from curation_assets.cli import run_pipeline
 from curation_assets.core.options import PipelineOptions
@@ -118,12 +117,12 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
         runs = instance.get_runs()
         assert runs
         for run in runs:
-            seen.append(serialize_value(run))
+            seen.append(dg.serialize_value(run))
             seen.append(json.dumps(run.run_config) + json.dumps(run.tags))
             for record in instance.all_logs(run.run_id):
-                seen.append(serialize_value(record))
+                seen.append(dg.serialize_value(record))
             for record in instance.get_records_for_run(run.run_id).records:
-                seen.append(serialize_value(record))
+                seen.append(dg.serialize_value(record))
         failure_text = "".join(s for s in seen if "STEP_FAILURE" in s)
         assert "AccessDenied" in failure_text and "***" in failure_text  # the write failure is in the event log
     for path in home.rglob("*"):

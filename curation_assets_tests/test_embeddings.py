@@ -194,7 +194,7 @@ def test_closest_sampling_ties_go_left() -> None:
 def test_variant_names() -> None:
     assert normalize_variant("224p") == "cosmos-embed1-224p"
     assert normalize_variant("Cosmos-Embed1-448p") == "cosmos-embed1-448p"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown embedding algorithm 'cosmos-embed1-999p'"):
         normalize_variant("cosmos-embed1-999p")
 
 

@@ -39,7 +39,7 @@ def test_defaults_and_validation():
     assert record["transcode_preset"] == "veryfast" and record["model_frames"] == "source"
 
 
-def test_cli_flags_resource_fields_and_environment():
+def test_cli_flags_resource_fields_and_environment(capsys):
     args = build_parser().parse_args(["run", "--video-dir", "in", "--output-path", "out", "--transcode-preset",
                                       "veryfast", "--model-frames", "clip", "--splitting-algorithm", "transnetv2",
                                       "--transnetv2-device", "cpu"])
@@ -48,8 +48,9 @@ def test_cli_flags_resource_fields_and_environment():
     assert CurationSettings.from_options(opts).options() == opts
     env = options_from_env({"CURATION_MODEL_FRAMES": "clip", "CURATION_TRANSCODE_PRESET": "fast"})
     assert (env.model_frames, env.transcode_preset) == ("clip", "fast")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):  # argparse's exit status for a usage error
         build_parser().parse_args(["run", "--video-dir", "in", "--output-path", "out", "--model-frames", "both"])
+    assert "--model-frames: invalid choice: 'both'" in capsys.readouterr().err
     import torch
 
     if not torch.cuda.is_available():

@@ -54,9 +54,9 @@ def test_fixed_stride_matches_reference_arithmetic():
 
 
 def test_fixed_stride_refuses_bad_values():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="clip length and stride must be positive"):
         fixed_stride_spans(meta(10), clip_len_s=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="incomplete metadata: framerate and num_frames are required"):
         fixed_stride_spans(VideoMetadata(1, 1, None, None, None, None, None, None))
 
 

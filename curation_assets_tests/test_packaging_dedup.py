@@ -157,7 +157,8 @@ def test_ranking_is_nemos():
 
 def test_settings_are_checked():
     for bad in (dict(eps=0.0), dict(which_to_keep="best"), dict(device="tpu"), dict(fit_fraction=0.0)):
-        with pytest.raises(ValueError):
+        (name,) = bad
+        with pytest.raises(ValueError, match=f"invalid dedup settings: {name}="):
             DedupSettings(**bad)
     with pytest.raises(ValueError, match="unique"):
         semdedup(["a", "a"], np.ones((2, 4), np.float32))

@@ -90,8 +90,9 @@ def test_a_pickle_that_is_not_an_array_is_refused(written_layout, tmp_path):
 def test_missing_video_and_keys_that_leave_the_output(written_layout):
     missing = read_video_layout(str(written_layout), "never/processed.mp4")
     assert not missing.exists and missing.clips == () and missing.problems == ()
-    for bad in ("../a.mp4", "/etc/passwd", "s3://other/a.mp4", "a//b.mp4"):
-        with pytest.raises(ValueError):
+    for bad, why in (("../a.mp4", r"has a '\.\.' segment"), ("/etc/passwd", "is absolute"), ("s3://other/a.mp4", "is a URL"),
+                     ("a//b.mp4", "has an empty path segment")):
+        with pytest.raises(ValueError, match=why):
             read_video_layout(str(written_layout), bad)
 
 

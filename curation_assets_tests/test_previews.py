@@ -101,9 +101,9 @@ def test_encode_webp_is_an_animated_looping_webp():
 
 
 def test_encode_webp_rejects_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="encode_webp needs at least one frame"):
         encode_webp([], fps=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected uint8 HxWx3 frames, got uint8 \(4, 4\)"):
         encode_webp([np.zeros((4, 4), np.uint8)], fps=1.0)
 
 

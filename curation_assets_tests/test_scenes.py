@@ -321,7 +321,7 @@ def test_unreadable_input_names_the_file(tmp_path):
         scene_detection.detect_scene_spans(junk, _metadata())
     with pytest.raises(scenes.SceneDetectionError, match="missing.mp4"):
         scene_detection.predict_frame_probabilities(tmp_path / "missing.mp4")
-    with pytest.raises(ValueError):  # SceneDetectionError is a ValueError
+    with pytest.raises(ValueError, match="cannot open video .* for scene detection"):  # SceneDetectionError is a ValueError
         list(scene_detection.iter_small_frames(io.BytesIO(b"\x00" * 1000)))
 
 

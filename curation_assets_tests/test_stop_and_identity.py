@@ -167,8 +167,6 @@ def test_a_stop_is_not_retried(tmp_path):
 def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
     """Dagster's RetryPolicy retries interrupts too (a UI *Terminate* of a daemon-launched run as
     much as the CLI's Ctrl-C): every step of every job requests its retries itself instead."""
-    from dagster._core.definitions.dependency import NodeHandle
-
     from curation_assets.core.options import PipelineOptions as Options
     from curation_assets.defs.shared import policies as retries
 
@@ -177,7 +175,7 @@ def test_no_step_carries_a_retry_policy_that_would_retry_a_stop():
         assert job.op_retry_policy is None, job.name
         for node in job.nodes:
             assert node.definition.retry_policy is None, (job.name, node.name)
-            assert job.get_retry_policy_for_handle(NodeHandle(node.name, None)) is None, (job.name, node.name)
+            assert node.retry_policy is None, (job.name, node.name)  # one given where the op is used
     # what the steps raise instead, for an exception (a storage error) and for what is not retried
     request = retries.retry_for(OSError("bucket unreachable"), None)
     assert isinstance(request, dg.RetryRequested) and request.max_retries == 3 and request.seconds_to_wait == 5
@@ -321,9 +319,7 @@ def test_object_keys_are_taken_as_listed_and_unusable_ones_skipped_with_a_reason
 
 
 def _run_events(home: Path) -> list[str]:
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         return [r.dagster_event.event_type_value for run in instance.get_runs()
                 for r in instance.all_logs(run.run_id) if r.dagster_event is not None]
 

@@ -31,7 +31,7 @@ def test_model_is_loaded_once_per_device_from_the_package(model):
     assert load_transnetv2(default_weights_path(), "cpu") is model
     assert model.weights_path == default_weights_path().resolve()
     assert model.weights_path.is_file()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="TransNetV2 weights not found at /nonexistent/weights.pth"):
         load_transnetv2("/nonexistent/weights.pth")
 
 

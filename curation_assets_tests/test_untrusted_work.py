@@ -163,12 +163,13 @@ def test_the_writer_checks_every_name_before_writing(curated, tmp_path):
     result, _ = video.clips_of_video(source, "sub/a.mp4", options, area)
     (tmp_path / "x.mp4.json").write_text("precious")
     before = {f: (out / f).read_bytes() for f in all_files(out)}
-    for rel in ("../../x.mp4", "../x.mp4", "/etc/x.mp4", "s3://other/x.mp4", "sub//a.mp4"):
+    for rel, why in (("../../x.mp4", r"has a '\.\.' segment"), ("../x.mp4", r"has a '\.\.' segment"),
+                     ("/etc/x.mp4", "is absolute"), ("s3://other/x.mp4", "is a URL"), ("sub//a.mp4", "has an empty path segment")):
         result.rel_path = rel
         files = layout.video_files(result, options.output_path, pipeline=options.record())
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=why):
             writer.write_video(result, files, options.output_path, area)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=why):
             writer.write_failure_document(result, ("write", "x"), options.output_path, area, options.record())
     result.rel_path = "sub/a.mp4"
     result.clips[0].source_video = str(videos / "b.mp4")  # would write onto b's clip names
@@ -313,13 +314,15 @@ def test_the_component_rule_for_stored_urls(tmp_path):
     assert urls.is_inside(base, f"{base}/t/x.mp4") and not urls.is_inside(base, f"{base}/../../victim")
     assert not urls.is_inside(base, f"{base}-sibling/x.mp4")  # a string prefix, not a parent
     assert urls.key_under(base, f"{base}/t/x.mp4") == "t/x.mp4"
-    for bad in (f"{base}/t/../t/x.mp4", f"{base}//t/x.mp4", f"{base}/./t/x.mp4", f"{base}/../bytes/t/x.mp4",
-                "/etc/passwd", base, 7):
-        with pytest.raises(ValueError):
+    canonical, inside = "is not a canonical path under", "is not inside"
+    for bad, why in ((f"{base}/t/../t/x.mp4", canonical), (f"{base}//t/x.mp4", canonical), (f"{base}/./t/x.mp4", canonical),
+                     (f"{base}/../bytes/t/x.mp4", canonical), ("/etc/passwd", inside), (base, canonical),
+                     (7, "must be a string, got int")):
+        with pytest.raises(ValueError, match=why):
             urls.key_under(base, bad)
     assert urls.key_under("s3://b/w", "s3://b/w/t/x.mp4") == "t/x.mp4"
     for bad in ("s3://other/w/t/x.mp4", "s3://b/w/../x.mp4", "file:///b/w/t/x.mp4"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="is not inside 's3://b/w'"):
             urls.key_under("s3://b/w", bad)
     (tmp_path / "w" / "bytes" / "t").mkdir(parents=True)
     (tmp_path / "secret").write_bytes(b"s")

@@ -290,7 +290,8 @@ def test_settings_that_would_do_nothing_are_refused():
     for bad in (dict(extensions=[]), dict(extensions=["mp4/x"]), dict(max_per_tick=0), dict(settle_age_s=-1),
                 dict(list_pages_per_tick=0), dict(list_concurrency=0), dict(list_page_size=1001),
                 dict(settle_age_s=float("nan"))):
-        with pytest.raises(ValueError):
+        (name,) = bad
+        with pytest.raises(ValueError, match="video extension" if name == "extensions" else f"{name} must be"):
             WatchSettings(**bad)
     assert WatchSettings(extensions="MP4, mov").extensions == (".mov", ".mp4")
     with pytest.raises(ValueError, match="object stores"):
@@ -334,7 +335,7 @@ def test_links_fifos_and_temp_files(tmp_path):
 
 
 def test_missing_input_folder_raises_and_keeps_nothing(tmp_path):
-    with pytest.raises(storage.StorageNotFoundError):
+    with pytest.raises(storage.StorageNotFoundError, match="does not exist"):
         watch_tick(str(tmp_path / "nope"), None, STABLE_ONLY)
 
 
@@ -480,8 +481,9 @@ def test_state_blob_round_trip_and_refusals():
     assert decode_state(encode_state(rows)) == rows
     assert decode_state(encode_state({})) == {}
     blob = encode_state(rows)
-    for bad in (b"", b"XXXX" + blob[4:], blob[:-5], blob[:4] + b"notzlib"):
-        with pytest.raises(ValueError):
+    for bad, why in ((b"", "unknown format"), (b"XXXX" + blob[4:], "unknown format"), (blob[:-5], "not compressed data"),
+                     (blob[:4] + b"notzlib", "not compressed data")):
+        with pytest.raises(ValueError, match=f"state blob: {why}"):
             decode_state(bad)
 
 
@@ -514,7 +516,7 @@ def test_a_state_store_that_cannot_be_read_fails_the_tick_instead_of_starting_ov
     slot = tmp_path / "state" / "s.1"
     slot.unlink()
     slot.mkdir()  # reading it now fails (not "missing": a passing outage looks like this)
-    with pytest.raises(storage.StorageError):
+    with pytest.raises(storage.StorageError, match="failed: IsADirectoryError"):
         watch_tick(str(root), t.cursor, STABLE_ONLY, store=store, store_key="s")
     slot.rmdir()  # gone for good: that is a fresh start, with the known partitions adopted
     t2 = watch_tick(str(root), t.cursor, STABLE_ONLY, store=store, store_key="s",

@@ -40,7 +40,7 @@ def webserver(tmp_path):
     home.mkdir()
     # Headless: no daemon, so runs launch straight away.
     (home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
         "telemetry:\n  enabled: false\n"
     )
     videos = tmp_path / "videos"

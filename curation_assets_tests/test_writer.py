@@ -112,11 +112,11 @@ def test_a_write_killed_midway_is_completed_by_the_next_whatever_its_settings(vi
 
     def put(output_path, rel, data, *checks):
         if rel.startswith(layout.METAS):
-            raise KeyboardInterrupt  # the process dies after the clips and previews were written
+            raise KeyboardInterrupt("killed writing metas")  # the process dies after the clips and previews
         return real_put(output_path, rel, data, *checks)
 
     monkeypatch.setattr(writer, "_put", put)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed writing metas"):
         writer.write_video(result, files, str(out), area)
     monkeypatch.undo()
     written = all_files(out)

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from ..core import storage
-from .arguments import (DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_service_from_args,
-                        options_from_args)
+from .arguments import DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_service_from_args, options_from_args
 from .demo import copy_demo_footage
 from .runner import dagster_home, run_pipeline
 from .stop import StopOnSignal

@@ -51,7 +51,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
             group.add_argument(flag, dest=name, nargs="?", const="on", choices=meta.choices, default=argparse.SUPPRESS,
                                help=f"{meta.help} (default: auto; the flag alone means on)")
             group.add_argument("--no-generate-embeddings", dest=name, action="store_const", const="off",
-                               default=argparse.SUPPRESS, help="skip the Cosmos-Embed1 embeddings (generate_embeddings=off)")
+                               default=argparse.SUPPRESS,
+                               help="skip the Cosmos-Embed1 embeddings (generate_embeddings=off)")
         elif scalar is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=help_text)
@@ -73,7 +74,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     caption.add_argument("--caption-api-key-env", default=None,
                          help="environment variable holding the endpoint's API key (the key itself never goes on the "
                               "command line)")
-    caption.add_argument("--enhance-endpoint", default=None, help="API root of the text model (default: the caption endpoint)")
+    caption.add_argument("--enhance-endpoint", default=None,
+                         help="API root of the text model (default: the caption endpoint)")
     caption.add_argument("--enhance-served-model", default=None, help="text model name the enhance endpoint serves")
 
 

@@ -133,7 +133,8 @@ def print_summary(rows: list[VideoRow], wall: float, stream=None) -> None:
                        else " (nothing of it was written)")
         if r.clip_errors:
             status += " (clips with errors: " + ", ".join(f"{k} {n}" for k, n in r.clip_errors.items()) + ")"
-        stream.write(f"{r.video.ljust(width)}  {r.passed:6d}  {r.filtered:8d}  {r.seconds:7.1f}  {wall_s:>6}  {status}\n")
+        stream.write(f"{r.video.ljust(width)}  {r.passed:6d}  {r.filtered:8d}  {r.seconds:7.1f}  {wall_s:>6}  "
+                     f"{status}\n")
     total = sum(r.seconds for r in rows)
     failed = [r.video for r in rows if r.errors and "stopped" not in r.errors]
     stopped = [r.video for r in rows if "stopped" in r.errors]

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+from typing import Literal
 
 from .model import VideoMetadata
 from .options import PipelineOptions
@@ -50,7 +51,7 @@ def over_budget(metadata: VideoMetadata, options: PipelineOptions) -> str | None
     return None
 
 
-_LIBC: ctypes.CDLL | None | bool = None
+_LIBC: ctypes.CDLL | None | Literal[False] = None
 
 
 def _malloc_trim() -> None:

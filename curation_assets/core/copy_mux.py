@@ -47,8 +47,8 @@ def presented(packets: list[KeptPacket]) -> list[KeptPacket]:
     return [p for p in packets if not p.hidden]
 
 
-def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPacket], clip_start_s: float, origin: float,
-        rotation: int) -> bytes:
+def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPacket], clip_start_s: float,
+        origin: float, rotation: int) -> bytes:
     """The clip's mp4: video packets (decode order) and audio packets, timestamps from the clip start."""
     buf = io.BytesIO()
     out = av.open(buf, mode="w", format="mp4")
@@ -79,10 +79,11 @@ def mux(vstream: Any, astream: Any, video: list[KeptPacket], audio: list[KeptPac
             atb = Fraction(astream.time_base)
             a0 = int(round((Fraction(clip_start_s) + Fraction(origin)) / atb))
             for i, p in enumerate(audio):
-                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb), len(video) + i, p, oa, a0, atb))
+                items.append((float(((p.dts if p.dts is not None else p.pts) - a0) * atb),  # type: ignore[operator]  # audio has a pts
+                              len(video) + i, p, oa, a0, atb))
         items.sort(key=lambda x: (x[0], x[1]))
         last_dts: dict[int, int] = {}
-        for _, order, p, stream, offset, tb in items:
+        for _, _order, p, stream, offset, tb in items:
             pkt = av.Packet(p.data)
             pts = p.pts - offset if p.pts is not None else None
             dts = (p.dts - offset) if p.dts is not None else pts

@@ -307,7 +307,8 @@ def clip_meta_doc(clip: Clip, video: VideoMetadata, output_path: str, captions: 
             num_bytes=p.num_bytes,
         )
     if clip.motion is not None:
-        doc["motion_score"] = {"global_mean": clip.motion.global_mean, "per_patch_min_256": clip.motion.per_patch_min_256}
+        doc["motion_score"] = {"global_mean": clip.motion.global_mean,
+                               "per_patch_min_256": clip.motion.per_patch_min_256}
     if clip.aesthetic_score is not None:
         doc["aesthetic_score"] = clip.aesthetic_score
     if clip.errors:
@@ -432,7 +433,7 @@ def embeddings_parquet(clips: list[Clip]) -> bytes:
 class VideoFiles:
     """The files one video contributes to each layout directory: relative path -> bytes."""
 
-    files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
+    files: dict[str, dict[str, bytes | SpilledBytes]] = field(default_factory=lambda: {d: {} for d in ALL_DIRECTORIES})
 
     def add(self, directory: str, rel: str, data: bytes | str | SpilledBytes) -> None:
         """``data``: bytes, text, or :class:`SpilledBytes` (clips and previews stay on disk until

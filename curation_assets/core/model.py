@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,10 @@ class SpilledBytes:
         return f"SpilledBytes({self.path!r}, {self.size})"
 
 
+@overload
+def as_bytes(data: bytes | SpilledBytes) -> bytes: ...
+@overload
+def as_bytes(data: None) -> None: ...
 def as_bytes(data: bytes | SpilledBytes | None) -> bytes | None:
     """The bytes themselves, read back from the file when they were spilled."""
     return data.read() if isinstance(data, SpilledBytes) else data
@@ -220,7 +224,8 @@ class VideoResult:
     metadata: VideoMetadata | None
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # video-level errors (the spec's keys)
-    record: dict[str, Any] = field(default_factory=dict)  # the pipeline record (options.record()), written to processed_videos
+    # the pipeline record (options.record()), written to processed_videos
+    record: dict[str, Any] = field(default_factory=dict)
     stage_key: str = ""  # identifies the source and settings the clips were made from (core.work)
 
 

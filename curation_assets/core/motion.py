@@ -42,8 +42,9 @@ How it is made cheap (none of this changes the numbers):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _export_mvs_flag() -> int:
     flags2 = av.codec.context.Flags2
     flag = getattr(flags2, "export_mvs", None)  # PyAV >= 14
     if flag is None:  # pragma: no cover - PyAV <= 13
-        flag = flags2.EXPORT_MVS
+        flag = flags2.EXPORT_MVS  # type: ignore[attr-defined]  # PyAV <= 13's spelling
     return flag
 
 
@@ -232,7 +233,7 @@ def decode_motion_vectors(clip: bytes | str | BinaryIO, *, skip_unsampled: bool 
     Raises MotionDecodeError with key ``resolution_too_small``, ``decode_failed`` or
     ``no_motion_frames``.
     """
-    from .stream_copy import _planned_frames, _PlanMismatch
+    from .stream_copy import _PlanMismatch, _planned_frames
 
     display = _display_pts(clip) if skip_unsampled else None
     try:
@@ -243,6 +244,7 @@ def decode_motion_vectors(clip: bytes | str | BinaryIO, *, skip_unsampled: bool 
             # The deblocking filter only changes pixels; vectors come from the bitstream.
             ctx.options = {**dict(ctx.options or {}), "skip_loop_filter": "all"}
             sampler = MotionSampler(container, stream)
+            frames: Iterator[tuple[int, Any]]
             if display is not None:
                 needed = set(range(0, len(display), sampler.sample_step))
                 frames = ((i, frame) for i, _, frame in _planned_frames(container, stream, display, needed,

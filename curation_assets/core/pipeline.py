@@ -307,6 +307,7 @@ def _process_video(
     preview = None
     if options.generate_previews and not options.dry_run:
         # never more preview frames per second than the source has
+        assert metadata.framerate is not None  # a video without a frame rate was refused above
         preview = PreviewOptions(target_fps=min(options.preview_target_fps, metadata.framerate),
                                  target_height=options.preview_target_height)
     tap = _frame_tap(options, models)

@@ -61,7 +61,8 @@ def _as_fraction(x: float | Fraction) -> Fraction:
     return Fraction(x).limit_denominator(1_000_000)
 
 
-def fps_filter_select(times: Sequence[Fraction | float], fps: float, end_time: Fraction | float) -> list[int]:
+def fps_filter_select(times: Sequence[Fraction | float], fps: Fraction | float,
+                      end_time: Fraction | float) -> list[int]:
     """Indices of the frames FFmpeg's ``fps`` filter outputs (``round=near``, ``eof_action=round``).
 
     ``times`` are presentation times relative to the window's first frame (so ``times[0] == 0``)

@@ -131,7 +131,7 @@ def probe_container(container: av.container.InputContainer) -> VideoMetadata:
         covered = covered_seconds(container, stream)
         if covered is not None and duration - covered > CLAIM_SLACK_S:
             duration = probe_seconds(covered)
-    audio = list(container.streams.audio)
+    audio_streams = list(container.streams.audio)
     return VideoMetadata(
         height=ctx.height or None,
         width=ctx.width or None,
@@ -140,7 +140,7 @@ def probe_container(container: av.container.InputContainer) -> VideoMetadata:
         duration=duration,
         video_codec=ctx.name,
         pixel_format=ctx.format.name if ctx.format is not None else None,
-        audio_format=audio[0].codec_context.name if audio else None,
+        audio_format=audio_streams[0].codec_context.name if audio_streams else None,
     )
 
 
@@ -218,7 +218,7 @@ def _mp4_hint(source: str | BinaryIO) -> str:
         try:
             f.seek(0)
             end = f.seek(0, 2)
-            pos, kinds = 0, []
+            pos, kinds = 0, list[bytes]()
             while pos + 8 <= end and len(kinds) < 64:
                 f.seek(pos)
                 head = f.read(16)

@@ -10,7 +10,6 @@ import os
 import re
 from typing import Any
 
-
 # Values removed wherever they appear. Access key *ids* are identifiers, not secrets, and are
 # not listed (a short fake id such as "testing" would otherwise mangle unrelated text); real
 # ones (AKIA.../ASIA...) are still removed by pattern.

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import storage
+from .keys import rel_path_problem
 from .options import VIDEO_EXTENSIONS
 from .redaction import redact
-from .keys import rel_path_problem
 from .upload_scan import is_hidden, is_inside, normalize_extensions, scan_local
 from .urls import is_local, local_path, normalize_url, scheme
 

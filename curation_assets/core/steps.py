@@ -160,5 +160,6 @@ def prepare_write(result: VideoResult, annotations: dict[str, ClipAnnotations | 
             return Prepared(result, (step.removeprefix("clip_"), ann.video_error))
         if ann.digest != step_digest(options, step) or (ann.clips_key and ann.clips_key != result.stage_key):
             return Prepared(result, ("stale", f"{step} of {result.rel_path} was computed for other settings or other "
-                                              f"clips: materialize {step} (and the steps after it) for this video again"))
+                                              f"clips: materialize {step} (and the steps after it) for this video "
+                                              "again"))
     return Prepared(result)

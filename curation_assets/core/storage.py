@@ -28,20 +28,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from . import temp_files
 from .redaction import redact, register_secret
-from .storage_errors import (NoSpaceError, StorageError, StorageNotFoundError, _guarded, is_no_space,
-                             no_space_message)
+from .storage_errors import NoSpaceError, StorageError, StorageNotFoundError, _guarded, is_no_space, no_space_message
 from .urls import S3_PROTOCOLS, is_local, join, local_path, normalize_url, relative_to, resolve_under, scheme
 
 __all__ = [
@@ -283,7 +283,7 @@ def read_bytes(url: str) -> bytes:
     return _guarded("read", url, _do)
 
 
-def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> IO[bytes]:
+def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> BinaryIO:
     """A seekable binary file object for reading ``url`` (usable with ``av.open(f)``).
 
     Local files are opened directly. On object stores reads are ranged requests of
@@ -292,7 +292,7 @@ def open_input(url: str, block_size: int = INPUT_BLOCK_SIZE) -> IO[bytes]:
     """
     fs, path = get_fs(url)
 
-    def _do() -> IO[bytes]:
+    def _do() -> BinaryIO:
         if _is_local_fs(fs):
             return open(path, "rb")  # noqa: SIM115 - caller owns it
         return fs.open(path, "rb", block_size=block_size, cache_type="readahead")
@@ -346,7 +346,8 @@ def file_info(url: str) -> FileInfo | None:
         if info.get("type") == "directory":
             return None
         stamp = info.get("LastModified") or info.get("mtime")
-        modified = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp) if isinstance(stamp, (int, float)) else None
+        modified = (stamp.timestamp() if hasattr(stamp, "timestamp")
+                    else float(stamp) if isinstance(stamp, (int, float)) else None)
         version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or str(stamp or "")
         return FileInfo(int(info.get("size") or 0), str(version).strip('"'), modified)
 
@@ -460,7 +461,7 @@ def remove_files(urls: Iterable[str], *, prune_empty_dirs_under: str | None = No
     stop = local_path(prune_empty_dirs_under) if prune_empty_dirs_under and is_local(prune_empty_dirs_under) else None
     for fs, paths in _group_by_fs(urls):
         what = paths[0] if len(paths) == 1 else f"{len(paths)} files, e.g. {paths[0]}"
-        _guarded("remove", what, lambda fs=fs, paths=paths: _remove_paths(fs, paths, stop))
+        _guarded("remove", what, functools.partial(_remove_paths, fs, paths, stop))
 
 
 def prune_empty_parents(urls: Iterable[str], under: str) -> None:
@@ -528,7 +529,8 @@ def cleanup_temp_files(
     elif _is_local_fs(fs):
         try:
             with os.scandir(path) as it:
-                temps = [e.path for e in it if temp_files.is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
+                temps = [e.path for e in it
+                         if temp_files.is_temp_file_name(e.name) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             temps = []
     else:

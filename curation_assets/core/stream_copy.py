@@ -49,19 +49,19 @@ import concurrent.futures
 import io
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import av
 
+from .copy_mux import KeptPacket, keep, mux, presented
+from .cpus import usable_cores
 from .model import MotionScore, Span
 from .previews import PreviewCollector, PreviewOptions
-from .copy_mux import KeptPacket, keep, mux, presented
 from .probe import display_rotation, source_name, span_origin_of
 from .timing import frame_period, frame_rate, nearest_frame
-from .cpus import usable_cores
 from .transcode import ClipOutput, ClipTap, ClipTapFactory, SourceReadError, open_source
 from .windows import compute_windows
 
@@ -139,13 +139,14 @@ def _packets(data: bytes) -> tuple[list[tuple[int | None, int]], Fraction | None
         return [], None
 
 
-def _display_pts(packets: list[tuple[int | None, int]]) -> list[int] | None:
+def _display_pts(packets: Sequence[tuple[int | None, int]]) -> list[int] | None:
     """The clip's video frames' presentation timestamps in display order, from its packets; None
     when a packet has none or two share one (then nothing is skipped)."""
     pts = [p for p, size in packets if size]
-    if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
+    known = [p for p in pts if p is not None]
+    if not pts or len(known) != len(pts) or len(set(known)) != len(known):
         return None
-    return sorted(pts)
+    return sorted(known)
 
 
 def _start_tap(factory: ClipTapFactory | None, packets: list[tuple[int | None, int]], time_base: Fraction | None
@@ -164,7 +165,7 @@ def _start_tap(factory: ClipTapFactory | None, packets: list[tuple[int | None, i
 
 
 def _planned_frames(container: Any, stream: Any, display: list[int], needed: set[int],
-                    times: list[Fraction]) -> Any:
+                    times: Sequence[Fraction | int]) -> Any:
     """``(index, time, frame)`` for every frame of the clip in display order, where ``frame`` is
     None for a frame that no preview or motion sample uses and that the decoder was allowed to
     drop (``skip_frame`` NONREF: a non-reference frame; nothing else depends on its pixels).
@@ -215,7 +216,7 @@ def _decode_clip(data: bytes, preview: PreviewOptions | None, motion: bool, fram
 
 def _decode_clip_pass(data: bytes, preview: PreviewOptions | None, motion: bool, frame_duration: Fraction,
                       display: list[int] | None, tap_factory: ClipTapFactory | None = None,
-                      packets: list[tuple[int | None, int]] = (), time_base: Fraction | None = None,
+                      packets: Sequence[tuple[int | None, int]] = (), time_base: Fraction | None = None,
                       ) -> tuple[dict[tuple[int, int], bytes], str | None, MotionScore | None, Exception | None, int,
                                  bytes | None]:
     from .motion import MotionDecodeError, MotionSampler, configure_motion_decoder
@@ -399,23 +400,27 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
             report(out)
 
     def finish(job: _Job) -> None:
-        span = _snapped(job.snapped_start_s, job.snapped_end_s, fps)
+        start_s, end_s = job.snapped_start_s, job.snapped_end_s
+        assert start_s is not None and end_s is not None  # both snapped before a job is finished
+        span = _snapped(start_s, end_s, fps)
         key = (round(span.start_s, 6), round(span.end_s, 6))
         if key in finished:  # snapped onto a clip already made: one clip serves both spans
-            finished[key].requested.extend(job.requested)
+            served = finished[key].requested
+            assert served is not None  # every clip made here lists the spans it serves
+            served.extend(job.requested)
             return
         if not job.video:  # the span lies before the first packet of the source
             report(CopyClipOutput(span=span, data=None, num_frames=0, windows=[], previews={},
                                   error=f"no video frames in span [{job.start_s:.3f}, {job.end_s:.3f}) s",
                                   requested=list(job.requested)))
             return
-        audio = [p for p in audio_buf if job.snapped_start_s - _EPS <= p.t < job.snapped_end_s - _EPS] if astream is not None else []
+        audio = [p for p in audio_buf if start_s - _EPS <= p.t < end_s - _EPS] if astream is not None else []
         shown = len(presented(job.video))
         out = CopyClipOutput(span=span, data=None, num_frames=shown, windows=compute_windows(shown),
                              previews={}, error=None, requested=list(job.requested))
         finished[key] = out
         try:
-            out.data = mux(vstream, astream, job.video, audio, job.snapped_start_s, origin, rotation)
+            out.data = mux(vstream, astream, job.video, audio, start_s, origin, rotation)
         except Exception as exc:
             out.error = (f"stream copy of [{span.start_s:.3f}, {span.end_s:.3f}) s into mp4 failed "
                          f"({vstream.codec_context.name}): {exc}")
@@ -429,6 +434,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         """Close the clips whose video and audio are both past their end; trim the audio buffer."""
         still = []
         for job in closing:
+            assert job.snapped_end_s is not None  # set when the job started closing
             if audio_eof or audio_pos >= job.snapped_end_s:
                 finish(job)
             else:
@@ -446,6 +452,7 @@ def _copy(container: Any, name: str, spans: list[Span], preview: PreviewOptions 
         nonlocal gop, gop_start
         if not gop:
             return
+        assert gop_start is not None  # set with the GOP's first packet
         shown = [p.t for p in presented(gop)]
         if not shown:  # all before the presented start (not a GOP of its own): nothing to cut from
             gop, gop_start = [], None

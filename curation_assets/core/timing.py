@@ -37,6 +37,7 @@ Pure arithmetic; no PyAV objects are created here (a stream is only read for its
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -152,7 +153,7 @@ def is_vfr(times: Sequence[float | Fraction], tolerance: float = VFR_GAP_TOLERAN
     """True when the gaps between consecutive presentation times (sorted) are not all one frame
     period: the smallest and largest gap differ by more than ``tolerance`` of the smallest."""
     ordered = sorted(times)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:]) if b > a]
+    gaps = [b - a for a, b in itertools.pairwise(ordered) if b > a]
     if len(gaps) < 2:
         return False
     low, high = min(gaps), max(gaps)
@@ -160,4 +161,5 @@ def is_vfr(times: Sequence[float | Fraction], tolerance: float = VFR_GAP_TOLERAN
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == value and abs(value) != float("inf"))

@@ -226,7 +226,7 @@ def plan_ranges(known: Sequence[str], page_size: int = PAGE_SIZE) -> list[tuple[
     bounds = [known[i] for i in range(page_size - 1, len(known), page_size)]
     out: list[tuple[str | None, str | None, int]] = []
     lo: str | None = None
-    for i, b in enumerate(bounds):
+    for b in bounds:
         out.append((lo, b, page_size))
         lo = b
     out.append((lo, None, len(known) - len(bounds) * page_size))
@@ -282,7 +282,8 @@ class _Lister:
         self.exclude = tuple(e.strip("/") + "/" for e in exclude)
         self.requests = 0
 
-    async def page(self, after: str | None, token: str | None, max_keys: int) -> tuple[list[tuple[str, Any]], str | None]:
+    async def page(self, after: str | None, token: str | None,
+                   max_keys: int) -> tuple[list[tuple[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": max_keys}
         if token:
             kwargs["ContinuationToken"] = token

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from . import storage
 from .keys import key_from_rel_path
+
 # the defaults are settings (PipelineOptions.watch_*): defined there, once
 from .options import DEFAULT_MAX_PER_TICK, DEFAULT_SETTLE_AGE_S, VIDEO_EXTENSIONS
 from .upload_scan import LIST_CONCURRENCY, PAGE_SIZE, Scan, Seen, normalize_extensions, scan_local, scan_object_store
@@ -76,7 +77,8 @@ class WatchSettings:
         if self.list_pages_per_tick is not None and (
             not isinstance(self.list_pages_per_tick, int) or self.list_pages_per_tick < 1
         ):
-            raise ValueError(f"list_pages_per_tick must be a positive integer or None, got {self.list_pages_per_tick!r}")
+            raise ValueError("list_pages_per_tick must be a positive integer or None, "
+                             f"got {self.list_pages_per_tick!r}")
         if not isinstance(self.list_page_size, int) or not 1 <= self.list_page_size <= PAGE_SIZE:
             raise ValueError(f"list_page_size must be 1..{PAGE_SIZE}, got {self.list_page_size!r}")
         if not isinstance(self.list_concurrency, int) or self.list_concurrency < 1:
@@ -315,5 +317,6 @@ def _decide(
         tick.cursor = cursor if scan.sweep_after == state.sweep_after else with_sweep(cursor, scan.sweep_after)
     else:
         new_state = WatchState(rows=rows, sweep_after=scan.sweep_after)
-        tick.cursor, _slot = save_cursor(new_state, digest, previous_slot=previous_slot, store=store, store_key=store_key)
+        tick.cursor, _slot = save_cursor(new_state, digest, previous_slot=previous_slot, store=store,
+                                         store_key=store_key)
     return tick

@@ -7,7 +7,8 @@ MIN_REMAINDER = 128
 MIN_FRAMES = 4
 
 
-def compute_windows(num_frames: int, size: int = WINDOW_SIZE, min_remainder: int = MIN_REMAINDER) -> list[tuple[int, int]]:
+def compute_windows(num_frames: int, size: int = WINDOW_SIZE,
+                    min_remainder: int = MIN_REMAINDER) -> list[tuple[int, int]]:
     """Inclusive ``(start, end)`` frame windows for a clip of ``num_frames`` decoded frames.
 
     Fewer than 4 frames give no window; up to ``size`` frames one window; longer clips get

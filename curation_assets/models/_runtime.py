@@ -215,6 +215,7 @@ def run_batched(
     in_flight: tuple[list[int], list[int], Any] | None = None
 
     def read_back() -> None:
+        assert in_flight is not None  # called only once a batch is in flight
         idx, sizes, launched = in_flight
         try:
             values = collect(launched, idx, sizes)
@@ -222,7 +223,7 @@ def run_batched(
             for i in idx:
                 fail(i, exc)
             return
-        for i, value in zip(idx, values):
+        for i, value in zip(idx, values, strict=True):
             results[i] = value
 
     for idx, sizes, batch in background(batches(), depth=LOADER_DEPTH):

@@ -12,7 +12,6 @@ frame scores. CLIP runs in fp32 by default, as in the reference.
 from __future__ import annotations
 
 import functools
-
 import logging
 from collections.abc import Sequence
 from pathlib import Path

@@ -275,8 +275,8 @@ class CaptionClient:
                     continue
                 for wi, imgs in enumerate(images):
                     sent.append((ci, wi, requests.submit(self.caption_images, imgs)))
-            for ci, wi, fut in sent:
-                results[ci][wi] = fut.result()
+            for ci, wi, answer in sent:
+                results[ci][wi] = answer.result()
         return results
 
     def enhance(self, text: str) -> CaptionResult:

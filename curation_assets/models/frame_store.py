@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from ..core.model import as_source
-
 from .frames import AESTHETIC_FPS, CAPTION_FPS, EMBEDDING_FPS, MAX_REDECODE_FPS
 
 FORMAT_VERSION = 1
@@ -101,7 +100,8 @@ class StoredFrames:
         *,
         embedding: tuple[EmbeddingFrames, list[int], np.ndarray | None, str | None] | None = None,
         aesthetic: tuple[AestheticFrames, list[int], np.ndarray] | None = None,
-        caption: tuple[CaptionFrames, list[tuple[int, int]], list[list[int]], list[list[int]], list[bytes]] | None = None,
+        caption: (tuple[CaptionFrames, list[tuple[int, int]], list[list[int]], list[list[int]], list[bytes]]
+                  | None) = None,
     ) -> bytes:
         """Serialise one clip's model frames.
 
@@ -117,19 +117,19 @@ class StoredFrames:
             if frames is not None:
                 arrays["embedding"] = _frames_array(frames, "embedding")
         if aesthetic is not None:
-            spec, indices, frames = aesthetic
-            meta["aesthetic"] = {"spec": asdict(spec), "indices": [int(i) for i in indices]}
-            arrays["aesthetic"] = _frames_array(frames, "aesthetic")
+            a_spec, a_indices, a_frames = aesthetic
+            meta["aesthetic"] = {"spec": asdict(a_spec), "indices": [int(i) for i in a_indices]}
+            arrays["aesthetic"] = _frames_array(a_frames, "aesthetic")
         if caption is not None:
-            spec, windows, indices, images, jpegs = caption
-            meta["caption"] = {"spec": asdict(spec), "windows": [[int(s), int(e)] for s, e in windows],
-                               "indices": [[int(i) for i in w] for w in indices],
+            c_spec, windows, c_indices, images, jpegs = caption
+            meta["caption"] = {"spec": asdict(c_spec), "windows": [[int(s), int(e)] for s, e in windows],
+                               "indices": [[int(i) for i in w] for w in c_indices],
                                "images": [[int(i) for i in w] for w in images]}
             arrays["caption_jpeg"] = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
             arrays["caption_offsets"] = np.cumsum([0] + [len(j) for j in jpegs], dtype=np.int64)
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool flag
         return buf.getvalue()
 
     # -- reading ------------------------------------------------------------------------------
@@ -148,7 +148,8 @@ class StoredFrames:
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameStoreError(f"stored model frames: meta is not JSON ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("version") != FORMAT_VERSION:
-            raise FrameStoreError(f"stored model frames: unknown format {meta.get('version') if isinstance(meta, dict) else meta!r}")
+            version = meta.get("version") if isinstance(meta, dict) else meta
+            raise FrameStoreError(f"stored model frames: unknown format {version!r}")
         if not isinstance(meta.get("num_frames"), int) or meta["num_frames"] < 1:
             raise FrameStoreError("stored model frames: no frame count")
         return cls(meta, arrays)

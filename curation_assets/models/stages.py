@@ -67,16 +67,16 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
     answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items],
                                    frames=[c.model_frames for _, c in items])
     texts: list[tuple[str, str, str, str]] = []  # partition, clip uuid, window key, caption
-    for (key, clip), per_window in zip(items, answers):
+    for (key, clip), per_window in zip(items, answers, strict=True):
         uid = str(clip.uuid)
-        for window, answer in zip(clip.windows, per_window):
+        for window, answer in zip(clip.windows, per_window, strict=True):
             if answer.ok:
                 out[key].values.setdefault(uid, {})[window.key] = {"caption": answer.text, "enhanced": None}
                 texts.append((key, uid, window.key, answer.text))
             else:
                 out[key].errors[uid] = (ERROR_CAPTION, f"window {window.key}: {answer.error}")
     if enhance and texts:
-        for (key, uid, wkey, _), answer in zip(texts, client.enhance_many([t[3] for t in texts])):
+        for (key, uid, wkey, _), answer in zip(texts, client.enhance_many([t[3] for t in texts]), strict=True):
             if answer.ok:
                 out[key].values[uid][wkey]["enhanced"] = answer.text
             else:

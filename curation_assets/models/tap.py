@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..core.windows import MIN_REMAINDER, WINDOW_SIZE, compute_windows
+from ._weights import ModelWeightsMissing
 from .aesthetics import CLIP_SHORT_SIDE, resize_frames
 from .captions import DEFAULT_JPEG_QUALITY, encode_jpeg
-from ._weights import ModelWeightsMissing
 from .embeddings import NUM_VIDEO_FRAMES, VARIANT_RESOLUTIONS, CosmosEmbedder, normalize_variant, resize_for_processor
 from .frame_store import AestheticFrames, CaptionFrames, EmbeddingFrames, StoredFrames
 from .frames import (
@@ -283,6 +283,7 @@ class ModelFrameTap:
         if self._embedding_settled:
             return
         spec = self.request.embedding
+        assert spec is not None  # rates exist only for a request with an embedding
         for k, rate in enumerate(self._embedding_rates):
             if len(sample_grid(self._times[0], t, rate)) >= spec.num_frames:
                 dead = {r for r in self._embedding_rates[k + 1:]}
@@ -310,11 +311,12 @@ class ModelFrameTap:
             frame = frame.reformat(format=self.pix_fmt)  # what the encoder stores
         rgb = frame.to_ndarray(format="rgb24")  # as a clip decode converts it
         r = self.request
-        if EMBEDDING in purposes:
+        # a purpose is planned only for a request that has its spec
+        if EMBEDDING in purposes and r.embedding is not None:
             self._kept[EMBEDDING][index] = resize_for_processor(rgb, r.embedding.resolution)
-        if AESTHETIC in purposes:
+        if AESTHETIC in purposes and r.aesthetic is not None:
             self._kept[AESTHETIC][index] = resize_frames(rgb[None], r.aesthetic.short_side)[0]
-        if CAPTION in purposes:
+        if CAPTION in purposes and r.caption is not None:
             self._kept[CAPTION][index] = encode_jpeg(rgb, r.caption.jpeg_quality, r.caption.max_side)
 
     def _get(self, purpose: str, index: int) -> Any:

@@ -48,7 +48,8 @@ def _read_local(url: str, expected: int) -> bytes:
     except FileNotFoundError:
         raise storage.StorageNotFoundError(storage.redact(f"read {url!r}: not found")) from None
     except OSError as exc:
-        raise UntrustedClip(f"{storage.redact(url)!r} cannot be opened as a plain file ({exc.strerror or exc})") from None
+        raise UntrustedClip(f"{storage.redact(url)!r} cannot be opened as a plain file "
+                            f"({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):

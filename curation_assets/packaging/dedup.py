@@ -139,7 +139,7 @@ def kmeans(x, k: int, *, max_iter: int = 300, tol: float = 1e-4, seed: int = 42,
     centroids = _kmeans_pp(x, k, gen, batch, sample=max(50 * k, 10_000))
     previous = math.inf
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - read after the loop (how many ran)
         labels, dists = _nearest(x, centroids, batch)
         inertia = float(dists.double().sum())
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -236,8 +236,8 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
         gen = torch.Generator(device="cpu").manual_seed(settings.random_state)
         take = max(k, int(n * settings.fit_fraction))
         fit = x[torch.randperm(n, generator=gen)[:take].to(x.device)]
-    centroids, labels, iterations = kmeans(fit, k, max_iter=settings.max_iter, tol=settings.tol, seed=settings.random_state,
-                               batch=settings.kmeans_batch_size)
+    centroids, labels, iterations = kmeans(fit, k, max_iter=settings.max_iter, tol=settings.tol,
+                                           seed=settings.random_state, batch=settings.kmeans_batch_size)
     if fit is not x:
         labels, _ = _nearest(x, centroids, settings.kmeans_batch_size)
     unit_c = centroids / centroids.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -254,7 +254,8 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
             continue
         ranked = members[rank_cluster(ids_arr[members].astype(str), dist_np[members], settings.which_to_keep,
                                       settings.random_state + c)]
-        score, arg = max_similarity_to_earlier(x[torch.as_tensor(ranked, device=x.device)], settings.pairwise_batch_size)
+        score, arg = max_similarity_to_earlier(x[torch.as_tensor(ranked, device=x.device)],
+                                               settings.pairwise_batch_size)
         arg_np = arg.cpu().numpy()
         out_id.append(ids_arr[ranked])
         out_max.append(ids_arr[ranked[arg_np]])
@@ -263,7 +264,8 @@ def semdedup(ids: Sequence[str], embeddings: np.ndarray, settings: DedupSettings
         out_dist.append(dist_np[ranked])
     record["kmeans_iterations"] = iterations
     table = pa.Table.from_arrays(
-        [pa.array(np.concatenate(out_id).tolist(), pa.string()), pa.array(np.concatenate(out_max).tolist(), pa.string()),
+        [pa.array(np.concatenate(out_id).tolist(), pa.string()),
+         pa.array(np.concatenate(out_max).tolist(), pa.string()),
          pa.array(np.concatenate(out_score), pa.float32()), pa.array(np.concatenate(out_cent), pa.int32()),
          pa.array(np.concatenate(out_dist), pa.float32())],
         schema=PAIRWISE_SCHEMA,
@@ -325,7 +327,8 @@ def load_duplicate_ids(output_path: str, eps: float | None = None) -> frozenset[
 
     folder = dedup_dir(output_path)
     if eps is None:
-        table = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, "duplicates.parquet"))), columns=["id"])
+        table = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, "duplicates.parquet"))),
+                              columns=["id"])
     else:
         pairwise = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, "pairwise.parquet"))))
         table = pairwise.filter(pc.greater_equal(pc.cast(pairwise.column("cosine_sim_score"), pa.float64()), 1.0 - eps))

@@ -48,7 +48,8 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
     try:
         from megatron.energon.tools.prepare import command  # imports torch: only when asked for
     except ImportError as exc:
-        raise EnergonError(f"megatron-energon is not installed ({exc}): pip install 'curation-assets[energon]'") from None
+        raise EnergonError(f"megatron-energon is not installed ({exc}): "
+                           "pip install 'curation-assets[energon]'") from None
 
     _, path = storage.get_fs(dest)
     splits = [s for s in SPLITS if index["splits"][s]["shards"]]
@@ -159,7 +160,8 @@ def _sample_index_problems(meta_path: str, samples: int) -> list[str]:
     import sqlite3
 
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{os.path.join(meta_path, 'index.sqlite')}?mode=ro", uri=True)) as db:
+        index = os.path.join(meta_path, "index.sqlite")
+        with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
             rows, keys = db.execute("select count(*), count(distinct sample_key) from samples").fetchone()
     except sqlite3.Error as exc:
         return [f"{META_DIR}/index.sqlite: unreadable ({exc})"]

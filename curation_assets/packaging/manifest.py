@@ -79,7 +79,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "passed": (pa.bool_(), "listed in the chunk's `clips` (else `filtered_clips`)"),
     "filtered_by": (pa.string(), "`motion`, `aesthetic` or `unknown` for filtered clips, null for passed"),
     "errors": (pa.list_(_ERROR), "the clip's error keys with their messages"),
-    "windows": (pa.list_(WINDOW_TYPE), "per window: frames (inclusive), captions and enhanced captions by model, preview URL"),
+    "windows": (pa.list_(WINDOW_TYPE),
+                "per window: frames (inclusive), captions and enhanced captions by model, preview URL"),
     "caption": (pa.string(), "the first caption of the first window that has one"),
     "clip_url": (pa.string(), "the clip mp4 (null when none was written)"),
     "meta_url": (pa.string(), "its `metas/v0` document"),
@@ -300,7 +301,7 @@ def fragment_digests(output_path: str, rel_paths: Iterable[str], max_workers: in
     names = sorted(present)
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         values = list(pool.map(digest, names))
-    return FragmentDigests({wanted[n]: v for n, v in zip(names, values)}, missing, others)
+    return FragmentDigests({wanted[n]: v for n, v in zip(names, values, strict=True)}, missing, others)
 
 
 def _arrow_fs(url: str):

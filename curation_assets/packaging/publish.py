@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..core import storage, temp_files
 
@@ -35,7 +35,7 @@ def open_for_publish(url: str, work_dir: str | None = None) -> Iterator[BinaryIO
     try:
         with _no_space_named(url, tmp):
             with open(tmp, "wb") as f:
-                yield _NamedWrites(f, url, tmp)
+                yield cast(BinaryIO, _NamedWrites(f, url, tmp))  # a raw binary writer, as a file
                 f.flush()
                 os.fsync(f.fileno())
             if storage.is_local(url):

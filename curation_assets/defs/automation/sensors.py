@@ -44,7 +44,8 @@ def range_request(job_name: str, batch: list[str], key: str, tags: dict[str, str
     tags = {**tags, VIDEOS_TAG: str(len(batch))}
     if len(batch) == 1:
         return dg.RunRequest(run_key=key, job_name=job_name, partition_key=batch[0], tags=tags)
-    return dg.RunRequest(run_key=key, job_name=job_name, tags={**tags, RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]})
+    return dg.RunRequest(run_key=key, job_name=job_name,
+                         tags={**tags, RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]})
 
 
 def watch_settings(options: PipelineOptions) -> WatchSettings:

@@ -106,6 +106,7 @@ class TransNetV2Model:
     def _fast_one(self, window: Any) -> Any:
         import torch
 
+        assert self._fast is not None  # called only when the fast path was prepared (CPU)
         workspace = self._workspaces.setdefault(threading.get_ident(), Workspace())
         with torch.inference_mode():
             return forward_window(self._fast, window, workspace)
