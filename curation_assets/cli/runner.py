@@ -63,9 +63,9 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     from .. import preflight
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
-    from ..defs.automation.sensors import batched
     from ..definitions import CURATE_JOB_NAME, build_definitions
+    from ..defs.automation.sensors import batched
+    from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
 
     caption_service = caption_service or caption_service_from_env()
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 from . import documents, layout, storage
 from .layout_read import ClipLayout, VideoLayout, load_embedding, read_video_layout
+from .media_read import decode_clip, source_times
 from .options import settings_digest
 from .pipeline import short_clip_tolerance_s
-from .media_read import decode_clip, source_times
 from .timing import is_vfr, span_promise
 
 METAS_MATCH_SPEC = "metas_match_spec"

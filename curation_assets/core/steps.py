@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
-from .outcomes import one_video
 from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
+from .outcomes import one_video
 from .pipeline import NO_MODELS, ModelParts, ProgressCallback, process_video
 from .work import VideoSpill, WorkArea, result_doc, result_value
 

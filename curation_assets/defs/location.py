@@ -20,11 +20,16 @@ from .automation.sensors import build_upload_sensor
 from .curation.assets import aesthetic_scores, build_clip_writer, clip_captions, clip_embeddings, video_clips
 from .curation.io_managers import ClipLayoutIOManager, WorkIOManager
 from .curation.jobs import CURATION_SELECTION, curate_videos, remove_deleted_videos
-from .packaging.assets import (ManifestIOManager, PackagingSettings, packaging_assets, packaging_jobs,
-                               packaging_settings_from_env)
+from .packaging.assets import (
+    ManifestIOManager,
+    PackagingSettings,
+    packaging_assets,
+    packaging_jobs,
+    packaging_settings_from_env,
+)
 from .shared.executors import executor_from_env
-from .shared.run_control import RunControl
 from .shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel, caption_service_from_env
+from .shared.run_control import RunControl
 
 
 def build_definitions(settings: CurationSettings | None = None, caption_service: CaptionService | None = None,

@@ -24,8 +24,8 @@ from ...core.layout_read import VideoLayout, read_video_layout
 from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, step_digest
 from ...partitions import source_url_for_key
-from ..shared.resources import CurationSettings
 from ..shared.policies import retried
+from ..shared.resources import CurationSettings
 
 ASSET_DIRECTORIES = {asset.name: asset.directories for asset in layout.LAYOUT}  # h3 removes (use layout.LAYOUT)
 
