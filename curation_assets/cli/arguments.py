@@ -69,7 +69,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     caption = p.add_argument_group("caption endpoint (the caption_service resource)")
     caption.add_argument("--caption-endpoint", default=None,
                          help="OpenAI-compatible API root of the vision-language model "
-                              f"(default: ${CAPTION_ENV_PREFIX}BASE_URL or {CaptionSection.model_fields['base_url'].default})")
+                              f"(default: ${CAPTION_ENV_PREFIX}BASE_URL or "
+                              f"{CaptionSection.model_fields['base_url'].default})")
     caption.add_argument("--caption-served-model", default=None, help="model name the endpoint serves")
     caption.add_argument("--caption-api-key-env", default=None,
                          help="environment variable holding the endpoint's API key (the key itself never goes on the "

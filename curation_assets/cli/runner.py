@@ -5,6 +5,7 @@ Dagster's per-run overhead once per batch) and print the summary."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -93,7 +94,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
 
     started = time.perf_counter()
-    rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths)}
+    rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths, strict=True)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     try:
@@ -102,13 +103,13 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
             for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                 if stop.requested:
                     break
-                for result in stop.run(lambda: _execute_range(resolved_job, instance, batch, run_config)):
+                for result in stop.run(functools.partial(_execute_range, resolved_job, instance, batch, run_config)):
                     collect_rows(result, batch, rows)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass
     finally:
         printer.close()
-    for key, row in rows.items():
+    for row in rows.values():
         v = printer.videos.get(row.video)
         row.wall_s = (v.finished - v.started) if v and v.finished else None
         row.clip_errors = v.clip_errors if v else {}
