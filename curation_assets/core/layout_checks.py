@@ -310,7 +310,7 @@ def check_parquet(video: VideoLayout, out: CheckOutcome) -> None:
             bad = [str(i)[:60] for i in extra if not documents.is_canonical_uuid(i)]
             out.fail(rel, f"rows for ids that are not passed clips of chunk {index} with an embedding: "
                           f"{', '.join((bad or extra)[:5])}")
-        vectors = dict(zip(ids, table.column("embedding").to_numpy(zero_copy_only=False)))
+        vectors = dict(zip(ids, table.column("embedding").to_numpy(zero_copy_only=False), strict=True))
         clips = {c.uuid: c for c in by_chunk.get(index, [])}
         for uid in sorted(set(pickles) & set(ids)):
             try:

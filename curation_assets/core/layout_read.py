@@ -208,7 +208,7 @@ def _read_many(output_path: str, rels: list[str]) -> dict[str, bytes | Exception
         data = fs.cat_ranges(paths, [None] * len(paths), [None] * len(paths), on_error="return", **extra)
     except Exception as exc:  # noqa: BLE001 - the whole batch failed: every file gets the error
         data = [exc] * len(paths)
-    for rel, item in zip(rels, data):
+    for rel, item in zip(rels, data, strict=True):
         if isinstance(item, FileNotFoundError):
             out[rel] = storage.StorageNotFoundError(storage.redact(f"read {urls[rel]!r}: not found"))
         elif isinstance(item, BaseException):
@@ -328,7 +328,7 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
     parquet_rels = {doc["clip_chunk_index"]: layout.parquet_file(source, doc["clip_chunk_index"])
                     for doc in chunks if (doc.get("num_clips_with_embeddings") or 0) > 0}
     embedded: dict[str, str] = {}  # clip uuid -> parquet url
-    for index, rel in parquet_rels.items():
+    for rel in parquet_rels.values():
         ids = _parquet_ids(output_path, rel, problems)
         for uid in ids:
             embedded[uid] = storage.join(output_path, rel)
@@ -338,7 +338,7 @@ def read_video_layout(output_path: str, rel_path: str, source_video: str | None 
     write_mp4 = settings.get("upload_clips", True) is not False and settings.get("dry_run") is not True
     previews_on = bool(settings.get("generate_previews", False)) and settings.get("dry_run") is not True
     clips: list[ClipLayout] = []
-    for (uid, index, passed), rel in zip(members, meta_rels):
+    for (uid, index, passed), rel in zip(members, meta_rels, strict=True):
         meta = _parse_json(meta_data[rel], rel, problems)
         bad = meta_unusable(meta, uid, source) if meta is not None else None
         if not bad and meta is not None and verified_span(uid, source, meta) is None:
@@ -426,7 +426,8 @@ def load_embeddings(video: VideoLayout) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for url in video.parquet_urls:
         table = pq.read_table(io.BytesIO(storage.read_bytes(url)), columns=["id", "embedding"])
-        for uid, vector in zip(table.column("id").to_pylist(), table.column("embedding").to_numpy(zero_copy_only=False)):
+        ids, vectors = table.column("id").to_pylist(), table.column("embedding").to_numpy(zero_copy_only=False)
+        for uid, vector in zip(ids, vectors, strict=True):
             if uid in wanted:
                 out[uid] = np.asarray(vector, dtype=np.float32)
     return out

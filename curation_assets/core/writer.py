@@ -240,7 +240,7 @@ def write_video(
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="writer") as pool:
             for group in FILE_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
-                for (rel, _), size in zip(items, _run_all(pool, put, items)):
+                for (rel, _), size in zip(items, _run_all(pool, put, items), strict=True):
                     report.add(layout.directory_of(rel), size)
             if stale:
                 storage.remove_files([storage.join(output_path, rel) for rel in stale],
@@ -250,7 +250,7 @@ def write_video(
                     report.removed[d] = report.removed.get(d, 0) + 1
             for group in DOCUMENT_GROUPS:
                 items = [(rel, data) for d in group for rel, data in sorted(files.files[d].items())]
-                for (rel, _), size in zip(items, _run_all(pool, put, items)):
+                for (rel, _), size in zip(items, _run_all(pool, put, items), strict=True):
                     report.add(layout.directory_of(rel), size)
         storage.remove_files([work.journal_url(result.source_video)])
         work.remove_bytes(result)

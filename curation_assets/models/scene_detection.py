@@ -18,6 +18,7 @@ needs the network and the decoder:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -89,7 +90,7 @@ class _SmallFrameGraph:
         nodes.append(graph.add("scale", f"{FRAME_WIDTH}:{FRAME_HEIGHT}"))
         nodes.append(graph.add("format", "rgb24"))
         nodes.append(graph.add("buffersink"))
-        for a, b in zip(nodes, nodes[1:]):
+        for a, b in itertools.pairwise(nodes):
             a.link_to(b)
         graph.configure()
         self.graph = graph

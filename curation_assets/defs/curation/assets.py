@@ -249,8 +249,8 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     deferred: list[str] = []  # videos another run is writing: written after the rest of the batch
     for key in _write_order(_partition_keys(context), deferred):
         run_control.checkpoint()  # between two videos: a video's write is never cut in the middle
-        annotations = {step: values.get(key) for step, values in zip(STEPS[1:], (aesthetic_scores, clip_embeddings,
-                                                                                 clip_captions))}
+        annotations = {step: values.get(key)
+                       for step, values in zip(STEPS[1:], (aesthetic_scores, clip_embeddings, clip_captions), strict=True)}
         with run_control.watching():  # a stop is honoured while the write waits for another run's lock
             done = curate.write_one(key, video_clips[key], annotations, options, area,
                                     defer_if_busy=key not in deferred)

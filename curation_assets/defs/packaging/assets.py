@@ -272,7 +272,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         dest = packaging_settings.shard_dest(output_path)
         read = clip_manifest.digests()
         result = shards.build_shards_from_manifest(output_path, read.digests, dest, shard_settings,
-                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources)),
+                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources, strict=True)),
                                                    force=packaging_settings.force_rebuild)
         for p in result.problems[:PROBLEMS_SHOWN]:
             context.log.warning(p)
