@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import av
 
@@ -37,7 +37,7 @@ def auto_encoder_threads(encoder: str, cores: int | None = None) -> int:
     return cores
 
 
-@lru_cache(maxsize=None)
+@cache
 def _encoder_usable(name: str) -> bool:
     """True when ``name`` exists in this FFmpeg build and opens (NVENC needs a GPU with NVENC)."""
     try:

@@ -56,12 +56,13 @@ class Selection:
             if score is None or score < self.min_aesthetic_score:
                 return "aesthetic_score"
         motion = meta.get("motion_score") or {}
-        if self.min_motion_global_mean is not None:
-            if motion.get("global_mean") is None or motion["global_mean"] < self.min_motion_global_mean:
-                return "motion"
-        if self.min_motion_per_patch_min_256 is not None:
-            if motion.get("per_patch_min_256") is None or motion["per_patch_min_256"] < self.min_motion_per_patch_min_256:
-                return "motion"
+        if self.min_motion_global_mean is not None and (
+                motion.get("global_mean") is None or motion["global_mean"] < self.min_motion_global_mean):
+            return "motion"
+        if self.min_motion_per_patch_min_256 is not None and (
+                motion.get("per_patch_min_256") is None
+                or motion["per_patch_min_256"] < self.min_motion_per_patch_min_256):
+            return "motion"
         if self.require_caption and first_caption(clip) is None:
             return "no_caption"
         if self.require_embedding and clip.parquet_url is None:

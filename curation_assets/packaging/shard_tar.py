@@ -86,7 +86,8 @@ class ShardWriter:
         f = self._stack.enter_context(open_for_publish(storage.join(dest, name), work_dir))
         self._digest = hashlib.sha256()
         self._out = _HashingWriter(f, self._digest)
-        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.USTAR_FORMAT)
+        # open across add() calls: close() closes it before publishing, abort() abandons it with the publish
+        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def add(self, members: list[tuple[str, bytes]], size: int) -> None:
         for member_name, data in members:

@@ -58,6 +58,7 @@ INDEX_FILE = "index.json"
 INDEX_FORMAT = "curation-assets/webdataset/1"
 _SHARD_RE = re.compile(r"^(train|val)/(?:([A-Za-z0-9][A-Za-z0-9._+-]{0,63})/)?g(\d{4})-(\d{5})\.tar$")
 _ENERGON_IDX = ".idx"  # energon writes <shard>.tar.idx next to each shard
+_DEFAULT_SETTINGS = ShardSettings()  # frozen, so one shared default is safe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class BuildResult:
     problems: list[str]
 
 
-def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettings = ShardSettings(), *,
+def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettings = _DEFAULT_SETTINGS, *,
                  force: bool = False, work_dir: str | None = None) -> BuildResult:
     """Write the shards of every group whose input changed (all with ``force``), remove the stale
     shards of those groups, then write the index.
@@ -184,7 +185,8 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
 
 
 def build_shards_from_manifest(output_path: str, digests: Mapping[str, str], dest: str,
-                               settings: ShardSettings = ShardSettings(), *, sources: Mapping[str, str] | None = None,
+                               settings: ShardSettings = _DEFAULT_SETTINGS, *,
+                               sources: Mapping[str, str] | None = None,
                                force: bool = False, work_dir: str | None = None) -> BuildResult:
     """:func:`build_shards` planned from the clip manifest: ``digests`` is each video's fragment
     digest (rel path -> :func:`manifest.row_digest`, e.g. ``manifest.fragment_digests(...).digests``),
