@@ -107,7 +107,8 @@ class PipelineSection(Section):
     video_extensions: list[str] = _s(list(VIDEO_EXTENSIONS), "file extensions taken as videos (comma-separated)",
                                            hashed=False)
     # splitting
-    splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS, steps=_CLIPS)
+    splitting_algorithm: str = _s("fixed_stride", "how videos are split into clips", choices=SPLITTING_ALGORITHMS,
+                                  steps=_CLIPS)
     fixed_stride_split_duration: float = _s(10.0, "clip length and stride in seconds (fixed_stride)", gt=0, le=DAY_S,
                                               steps=_CLIPS)
     fixed_stride_min_clip_length_s: float = _s(2.0, "a last piece shorter than this many seconds is dropped", ge=0,
@@ -133,7 +134,8 @@ class PipelineSection(Section):
                                 hashed=False)
     # transcoding and chunks
     transcode_encoder: str = _s("libx264", "clip encoder; copy: cut without re-encoding, each span snapped out to "
-                                           "the source's keyframes (recorded as snapped in metas/v0)", choices=ENCODERS, steps=_CLIPS)
+                                           "the source's keyframes (recorded as snapped in metas/v0)",
+                                 choices=ENCODERS, steps=_CLIPS)
     transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, le=MAX_THREADS,
                                         steps=_CLIPS)
     transcode_preset: str = _s(DEFAULT_X264_PRESET, "libx264 preset (medium: the reference's; veryfast encodes about "
@@ -143,13 +145,14 @@ class PipelineSection(Section):
     # motion
     motion_filter: str = _s("score-only", "enable: move low-motion clips to filtered_clips/; disable: no scores",
                             choices=MOTION_FILTER_MODES, steps=_CLIPS)
-    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0, le=MAX_MOTION,
-                                              steps=_CLIPS)
+    motion_global_mean_threshold: float = _s(0.00098, "clips below this mean motion are low-motion", ge=0,
+                                             le=MAX_MOTION, steps=_CLIPS)
     motion_per_patch_min_256_threshold: float = _s(0.000001, "clips below this per-patch minimum are low-motion",
                                                    ge=0, le=MAX_MOTION, steps=_CLIPS)
     # aesthetics
     aesthetic_threshold: float | None = _s(None, "score clips (CLIP ViT-L/14 + LAION MLP, frames at 1 fps) and move "
-                                                 "those below this value to filtered_clips/ (default: off)", steps=("aesthetic_scores",) + _FILTERED)
+                                                 "those below this value to filtered_clips/ (default: off)",
+                                           steps=("aesthetic_scores",) + _FILTERED)
     aesthetic_reduction: str = _s("min", "per-clip aesthetic score from its frames' scores",
                                   choices=AESTHETIC_REDUCTIONS, steps=("aesthetic_scores",))
     # embeddings
@@ -157,7 +160,8 @@ class PipelineSection(Section):
                                           "(embed when the weights are found)", choices=GENERATE_MODES,
                                   flag="--generate-embeddings", steps=("clip_embeddings",))
     embedding_algorithm: str = _s("cosmos-embed1-224p", "Cosmos-Embed1 variant (giving one on the command line "
-                                                        "asks for embeddings)", choices=EMBEDDING_ALGORITHMS, steps=("clip_embeddings",))
+                                                        "asks for embeddings)", choices=EMBEDDING_ALGORITHMS,
+                                  steps=("clip_embeddings",))
     model_dir: str = _s("models", "folder holding model weights (<model-dir>/nvidia/Cosmos-Embed1-224p, ...)",
                         path=True, hashed=False)
     allow_model_download: bool = _s(False, "let missing model weights be downloaded from the Hugging Face hub",
@@ -170,29 +174,35 @@ class PipelineSection(Section):
     preview_target_fps: float = _s(1.0, "preview frame rate (capped at the source's)", gt=0, le=60, steps=_CLIPS)
     preview_target_height: int = _s(240, "preview height in pixels", ge=2, le=4320, steps=_CLIPS)
     # captions
-    generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint", steps=("clip_captions",))
-    enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption", steps=("clip_captions",))
+    generate_captions: bool = _s(False, "caption every window through a vision-language model endpoint",
+                                 steps=("clip_captions",))
+    enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption",
+                                steps=("clip_captions",))
     caption_models: list[str] = _s(["qwen"], "caption key: metas get '<model>_caption' (one model)",
                                          flag="--caption-model", steps=("clip_captions",))
     enhanced_caption_models: list[str] = _s(["qwen_lm"], "enhanced caption key: '<model>_enhanced_caption' "
-                                                                "(one model)", flag="--enhance-caption-model", steps=("clip_captions",))
+                                                                "(one model)", flag="--enhance-caption-model",
+                                         steps=("clip_captions",))
     # writer
     upload_clips: bool = _s(True, "write the clip mp4s")
-    dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)", steps=_CLIPS)
+    dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)",
+                       steps=_CLIPS)
     verbose: bool = _s(False, "log every clip, and Dagster's own logs on the console", hashed=False)
     max_workers: int = _s(6, "writer threads per video (files written concurrently)", ge=1, le=256, hashed=False)
     log_stats: bool = _s(False, "log each video's clip statistics (passed, filtered, transcoded, embeddings, "
                                 "captions, previews, durations) when it is written", hashed=False)
     # unattended curation: the code location's sensor, schedule and checks (Setting.location)
-    watch_interval_s: int = _s(60, "seconds between two ticks of the upload sensor", ge=1, le=DAY_S, hashed=False, location=True)
+    watch_interval_s: int = _s(60, "seconds between two ticks of the upload sensor", ge=1, le=DAY_S, hashed=False,
+                               location=True)
     watch_max_per_tick: int = _s(DEFAULT_MAX_PER_TICK, "videos the upload sensor requests per tick at most; the rest "
-                                                       "wait for the next ticks", ge=1, le=MAX_COUNT, hashed=False, location=True)
+                                                       "wait for the next ticks", ge=1, le=MAX_COUNT, hashed=False,
+                                 location=True)
     watch_settle_age_s: float = _s(DEFAULT_SETTLE_AGE_S, "a file is taken as fully uploaded once it is unchanged since "
                                                          "the previous tick, or older than this many seconds", ge=0,
                                    le=7 * DAY_S,
                                    hashed=False, location=True)
-    watch_list_pages_per_tick: int = _s(0, "s3:// inputs: list at most this many pages of keys per tick, going on where "
-                                           "the previous tick stopped (0: the whole prefix every tick)", ge=0,
+    watch_list_pages_per_tick: int = _s(0, "s3:// inputs: list at most this many pages of keys per tick, going on "
+                                           "where the previous tick stopped (0: the whole prefix every tick)", ge=0,
                                         le=MAX_COUNT,
                                         hashed=False, location=True)
     watch_remove_deleted: bool = _s(False, "when a source video is deleted, remove its files from the output and its "
