@@ -28,7 +28,8 @@ class CaptionSection(Section):
     prompt: str = setting_field("", "caption prompt ('': the built-in one)")
     timeout_s: float = setting_field(120.0, "seconds a request may take")
     max_retries: int = setting_field(3, "retries of a failed request")
-    backoff_s: float = setting_field(1.0, "retry k waits backoff_s x 2**k seconds (at most 30, or what Retry-After asks)")
+    backoff_s: float = setting_field(1.0, "retry k waits backoff_s x 2**k seconds (at most 30, or what "
+                                          "Retry-After asks)")
     max_concurrency: int = setting_field(8, "requests in flight at most")
     max_frames: int = setting_field(0, "frames sent per window at most (0: no limit)")
     enhance_base_url: str = setting_field("", "API root of the text model ('': the caption endpoint)")

@@ -84,7 +84,8 @@ def errors_departure(doc: Mapping[str, Any]) -> str | None:
     """``error_details`` gives a message for exactly the keys in ``errors`` (both or neither)."""
     errors, details = doc.get("errors"), doc.get("error_details")
     if ("errors" in doc) != ("error_details" in doc) or (
-            "errors" in doc and not (isinstance(details, dict) and isinstance(errors, list) and set(details) == set(errors))):
+            "errors" in doc
+            and not (isinstance(details, dict) and isinstance(errors, list) and set(details) == set(errors))):
         return "error_details does not give a message for exactly the keys in errors"
     return None
 

@@ -351,7 +351,8 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
         passed_ids, filtered_ids = (chunk.get(key, []) for key, _ in documents.CHUNK_CLIP_LISTS)
         total += len(passed_ids) + len(filtered_ids)
         counts: list[tuple[str, Any, Any]] = [("num_clips_passed", chunk.get("num_clips_passed"), len(passed_ids))]
-        filtered_total = (chunk.get("num_clips_filtered_by_motion") or 0) + (chunk.get("num_clips_filtered_by_aesthetic") or 0)
+        filtered_total = ((chunk.get("num_clips_filtered_by_motion") or 0)
+                          + (chunk.get("num_clips_filtered_by_aesthetic") or 0))
         if filtered_total != len(filtered_ids):
             out.fail(rel, f"num_clips_filtered_by_motion + num_clips_filtered_by_aesthetic = {filtered_total}, "
                           f"filtered_clips lists {len(filtered_ids)}")
@@ -373,7 +374,8 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
                 ("num_clips_with_caption", chunk.get("num_clips_with_caption"), _caption_count(clips, captions)),
             ]
             spans = [c.meta["duration_span"][1] - c.meta["duration_span"][0] for c in clips]
-            for key, expected in (("total_clip_duration", float(sum(spans))), ("max_clip_duration", float(max(spans, default=0.0)))):
+            for key, expected in (("total_clip_duration", float(sum(spans))),
+                                  ("max_clip_duration", float(max(spans, default=0.0)))):
                 value = chunk.get(key)
                 if not documents.is_number(value) or abs(value - expected) > 1e-6 * max(1.0, expected):
                     out.fail(rel, f"{key} {value!r}, the clips' spans give {expected:.6f}")
@@ -387,7 +389,8 @@ def check_chunk_counts(video: VideoLayout, presence: Mapping[tuple[str, int, int
     video_rel = layout.video_file(video.rel_path)
     if documents.is_count(n):
         if storage.exists(storage.join(video.output_path, layout.chunk_file(video.rel_path, n))):
-            out.fail(layout.chunk_file(video.rel_path, n), f"a chunk document past num_clip_chunks ({n}) of {video_rel}")
+            out.fail(layout.chunk_file(video.rel_path, n),
+                     f"a chunk document past num_clip_chunks ({n}) of {video_rel}")
         if len(video.chunks) == n and doc.get("num_total_clips") != total:
             out.fail(video_rel, f"num_total_clips {doc.get('num_total_clips')!r}, its chunk documents list {total}")
 

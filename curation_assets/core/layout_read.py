@@ -88,7 +88,8 @@ def windows_of(raw: Any) -> tuple[tuple[int, int], ...]:
     """Window frame pairs from an untrusted list (of ``{"start_frame", "end_frame"}`` or pairs)."""
     out = []
     for w in raw if isinstance(raw, list) else []:
-        pair = (w.get("start_frame"), w.get("end_frame")) if isinstance(w, Mapping) else tuple(w) if isinstance(w, list) else ()
+        pair = ((w.get("start_frame"), w.get("end_frame")) if isinstance(w, Mapping)
+                else tuple(w) if isinstance(w, list) else ())
         if len(pair) == 2 and is_index(pair[0]) and is_index(pair[1]) and pair[0] <= pair[1]:
             out.append((int(pair[0]), int(pair[1])))
     return tuple(out)

@@ -34,8 +34,8 @@ Reference arithmetic reproduced on purpose (it decides the clip ids):
   seconds value disables the rule); the stride cut drops a last piece shorter than
   ``min_length``; cropping drops scenes whose length becomes ``<= 0``; the min-length filter runs
   last, on the cropped lengths.
-* A span is ``(start / fps, end / fps)`` (:func:`~.timing.frame_time`) with the integer frames ``start``/``end`` kept for the
-  clip uuid (``uuid5(NAMESPACE_URL, f"{video}_{start}_{end}")``).
+* A span is ``(start / fps, end / fps)`` (:func:`~.timing.frame_time`) with the integer frames
+  ``start``/``end`` kept for the clip uuid (``uuid5(NAMESPACE_URL, f"{video}_{start}_{end}")``).
 
 Inference is streamed (:func:`window_probabilities`): each window runs as soon as its frames
 exist (full windows in groups), so memory stays bounded whatever the video length.

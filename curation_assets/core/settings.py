@@ -122,7 +122,8 @@ def parse_text(raw: str, kind: Any) -> Any:
     return raw
 
 
-def read_env(section: type[pydantic.BaseModel], prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def read_env(section: type[pydantic.BaseModel], prefix: str,
+             environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``<prefix><FIELD>`` variables that are set, parsed (unknown names are ignored): the one
     environment reader of every section."""
     environ = os.environ if environ is None else environ
@@ -155,7 +156,8 @@ def coerce(value: Any, kind: Any) -> Any:
             raise TypeError("expected true or false")
         return value
     if scalar is int:
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+        if isinstance(value, bool) or not isinstance(value, int) and not (
+                isinstance(value, float) and value.is_integer()):
             raise TypeError("expected a whole number")
         return int(value)
     if scalar is float:
@@ -176,7 +178,8 @@ def bound_text(value: float) -> str:
 
 def allowed_range(meta: Setting) -> str:
     """A numeric setting's bounds in words: ``1 to 256``, ``above 0, at most 86400``."""
-    low = bound_text(meta.ge) if meta.ge is not None else f"above {bound_text(meta.gt)}" if meta.gt is not None else None
+    low = (bound_text(meta.ge) if meta.ge is not None
+           else f"above {bound_text(meta.gt)}" if meta.gt is not None else None)
     if meta.le is None:
         return f"at least {low}" if meta.ge is not None else low or "any number"
     if meta.ge is not None:

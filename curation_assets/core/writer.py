@@ -151,7 +151,8 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
             refused.append(uid)
     if refused:
         owned.problems.append(f"previous documents list {len(refused)} clip id(s) that are not this video's "
-                              f"(nothing of them removed): {', '.join(refused[:5])}{' ...' if len(refused) > 5 else ''}")
+                              f"(nothing of them removed): {', '.join(refused[:5])}"
+                              f"{' ...' if len(refused) > 5 else ''}")
     return owned
 
 
@@ -230,7 +231,8 @@ def write_video(
         report.problems += previous.problems
         stale = sorted(previous.files - set(new)) if remove_stale else []
         num_chunks = len(files.files[layout.PROCESSED_CLIP_CHUNKS])
-        clips = {str(c.uuid): (c.span.start_frame, c.span.end_frame, tuple((w.start_frame, w.end_frame) for w in c.windows))
+        clips = {str(c.uuid): (c.span.start_frame, c.span.end_frame,
+                               tuple((w.start_frame, w.end_frame) for w in c.windows))
                  for c in result.clips}
         journal = {**previous.clips, **clips}
         storage.write_bytes_atomic(work.journal_url(result.source_video), json.dumps({
@@ -288,7 +290,8 @@ def write_failure_document(result: VideoResult, failure: tuple[str, str], output
         if isinstance(previous, dict) and previous.get("video") == result.source_video and not previous.get("errors"):
             return False
         key, message = failure
-        failed = VideoResult(result.source_video, result.rel_path, result.metadata, errors={**result.errors, key: message})
+        failed = VideoResult(result.source_video, result.rel_path, result.metadata,
+                             errors={**result.errors, key: message})
         storage.write_bytes_atomic(url, layout.dumps(layout.video_doc(failed, 0, pipeline)).encode(),
                                    temp_name=temp_files.temp_name_for(url))
     return True
