@@ -53,7 +53,8 @@ class PackagingSection(Section):
     dedup_which_to_keep: str = setting_field(_DEDUP.which_to_keep, "which clip of a duplicate group is kept (NeMo's)",
                                              choices=dedup.WHICH_TO_KEEP)
     dedup_max_iter: int = setting_field(_DEDUP.max_iter, "k-means iterations at most")
-    dedup_fit_fraction: float | None = setting_field(_DEDUP.fit_fraction, "fit the centroids on this share of the clips")
+    dedup_fit_fraction: float | None = setting_field(_DEDUP.fit_fraction,
+                                                     "fit the centroids on this share of the clips")
     dedup_device: str = setting_field(_DEDUP.device, "auto, cpu, cuda or cuda:N")
     dedup_seed: int = setting_field(_DEDUP.random_state, "k-means seed")
 

@@ -71,7 +71,8 @@ class Selection:
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
-        out["exclude"] = hashlib.sha256("\n".join(sorted(self.exclude)).encode()).hexdigest()[:16] if self.exclude else None
+        out["exclude"] = (hashlib.sha256("\n".join(sorted(self.exclude)).encode()).hexdigest()[:16]
+                          if self.exclude else None)
         return out
 
 

@@ -65,7 +65,8 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
         bind_dataset(context.instance, options.input_path)
     except DatasetMismatch as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
-    found = preflight.problems(options, embedder=embedding_model.embedder(options), scorer=aesthetic_model.scorer(options),
+    found = preflight.problems(options, embedder=embedding_model.embedder(options),
+                               scorer=aesthetic_model.scorer(options),
                                caption_client=caption_service.client(options) if options.generate_captions else None)
     if found:
         raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found),
@@ -134,7 +135,8 @@ def _clips_of_video(context: dg.AssetExecutionContext, run_control: RunControl, 
     return result
 
 
-def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations], what: str) -> dict[str, ClipAnnotations]:
+def _report(context: dg.AssetExecutionContext, out: dict[str, ClipAnnotations],
+            what: str) -> dict[str, ClipAnnotations]:
     """Each video's count of values and errors on its partition; a video's failure in the log."""
     for key, ann in out.items():
         md: dict[str, Any] = {f"num_{what}": len(ann.values), "num_clip_errors": len(ann.errors)}
@@ -162,12 +164,14 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
     options, results = settings.options(), _of_run(context, video_clips)
     if options.aesthetic_threshold is None:
         return _report(context, curate.skipped_step(results, options, "aesthetic_scores",
-                                                    "aesthetic filter off (no aesthetic_threshold)"), "aesthetic_scores")
+                                                    "aesthetic filter off (no aesthetic_threshold)"),
+                       "aesthetic_scores")
     scorer = aesthetic_model.scorer(options)
     try:
         scorer.resolve()
     except ModelWeightsMissing as exc:
-        raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}", allow_retries=False) from None
+        raise dg.Failure(f"aesthetic_threshold is set but the weights are missing: {exc}",
+                         allow_retries=False) from None
     return _report(context, curate.aesthetic_step(results, options, scorer), "aesthetic_scores")
 
 
@@ -249,8 +253,8 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     deferred: list[str] = []  # videos another run is writing: written after the rest of the batch
     for key in _write_order(_partition_keys(context), deferred):
         run_control.checkpoint()  # between two videos: a video's write is never cut in the middle
-        annotations = {step: values.get(key)
-                       for step, values in zip(STEPS[1:], (aesthetic_scores, clip_embeddings, clip_captions), strict=True)}
+        annotations = {step: values.get(key) for step, values in
+                       zip(STEPS[1:], (aesthetic_scores, clip_embeddings, clip_captions), strict=True)}
         with run_control.watching():  # a stop is honoured while the write waits for another run's lock
             done = curate.write_one(key, video_clips[key], annotations, options, area,
                                     defer_if_busy=key not in deferred)

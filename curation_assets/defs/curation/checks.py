@@ -48,14 +48,16 @@ def layout_check_specs(blocking: bool) -> list[dg.AssetCheckSpec]:
                 for name, asset in CHECK_ASSETS.items()]
 
 
-def _target(instance: dg.DagsterInstance, asset: dg.AssetKey, key: str) -> AssetCheckEvaluationTargetMaterializationData | None:
+def _target(instance: dg.DagsterInstance, asset: dg.AssetKey,
+            key: str) -> AssetCheckEvaluationTargetMaterializationData | None:
     """The materialisation the check evaluated: the latest of ``asset`` for the video (just written)."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[key]), limit=1).records
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[key]),
+                                              limit=1).records
     if not records:
         return None
     record = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(run_id=record.event_log_entry.run_id, storage_id=record.storage_id,
-                                                         timestamp=record.timestamp)
+    return AssetCheckEvaluationTargetMaterializationData(run_id=record.event_log_entry.run_id,
+                                                         storage_id=record.storage_id, timestamp=record.timestamp)
 
 
 def _metadata(outcome: CheckOutcome) -> dict[str, Any]:

@@ -31,7 +31,8 @@ REMOVAL_OBSERVED = (layout.LAYOUT_BY_NAME["processed_videos"].key, layout.LAYOUT
 
 curate_videos = dg.define_asset_job(
     CURATE_JOB_NAME, selection=CURATION_SELECTION,
-    description="Every curation asset of the selected videos (one process per run unless CURATION_EXECUTOR says otherwise).",
+    description="Every curation asset of the selected videos (one process per run unless CURATION_EXECUTOR says "
+                "otherwise).",
 )
 
 
@@ -43,7 +44,8 @@ class RemovalConfig(dg.Config):
 
 @dg.op(name=REMOVE_OP_NAME)
 @retried
-def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: RemovalConfig, settings: CurationSettings) -> None:
+def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: RemovalConfig,
+                                 settings: CurationSettings) -> None:
     """Remove each video's layout files and work-area values, then its partition, unless its source
     is back. One video's failure is kept to it; the op fails at the end naming them."""
     options = settings.options()

@@ -104,7 +104,8 @@ def stale_manifest_partitions(instance: dg.DagsterInstance) -> list[str]:
 
 def _column_schema(names: list[str] | None = None) -> dg.TableSchema:
     """The manifest's columns (or ``names`` of them, in that order) as Dagster shows a schema."""
-    return dg.TableSchema(columns=[dg.TableColumn(name, str(manifest.COLUMNS[name][0]), description=manifest.COLUMNS[name][1])
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(manifest.COLUMNS[name][0]),
+                                                  description=manifest.COLUMNS[name][1])
                                    for name in (names or list(manifest.COLUMNS))])
 
 
@@ -185,7 +186,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         io_manager_key="manifest_io_manager", output_required=False, kinds={"parquet"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(ROWS_CHECK, asset="clip_manifest", blocking=blocking_checks,
-                                       description="each video's fragment has one row per clip its chunk documents list")],
+                                       description="each video's fragment has one row per clip its chunk "
+                                                   "documents list")],
     )
     def clip_manifest(context: dg.AssetExecutionContext, settings: CurationSettings,
                       processed_videos: dict[str, VideoLayout]):
@@ -212,7 +214,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             description=None if not findings else f"{len(findings)} video(s) differ from their layout, e.g. "
                                                   f"{next(iter(findings.values()))[0]}",
             metadata={"num_videos_checked": len(done), "num_videos_failing": len(findings),
-                      "failing": dg.MetadataValue.json({k: v[:10] for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
+                      "failing": dg.MetadataValue.json({k: v[:10]
+                                                        for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
         )
         failure = batch_failure(outcomes, "have no manifest (their partitions failed; the others were written)",
                                 allow_retries=True)
@@ -272,7 +275,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         dest = packaging_settings.shard_dest(output_path)
         read = clip_manifest.digests()
         result = shards.build_shards_from_manifest(output_path, read.digests, dest, shard_settings,
-                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources, strict=True)),
+                                                   sources=dict(zip(clip_manifest.rel_paths, clip_manifest.sources,
+                                                                    strict=True)),
                                                    force=packaging_settings.force_rebuild)
         for p in result.problems[:PROBLEMS_SHOWN]:
             context.log.warning(p)
@@ -371,7 +375,8 @@ def _check_result(problems: list[str], md: dict[str, Any]) -> dg.AssetCheckResul
 def _index_or_fail(dest: str) -> dict[str, Any]:
     index = shards.read_index(dest)
     if index is None:
-        raise dg.Failure(f"no shard index at {storage.join(dest, shards.INDEX_FILE)}: materialise webdataset_shards first")
+        raise dg.Failure(f"no shard index at {storage.join(dest, shards.INDEX_FILE)}: materialise "
+                         "webdataset_shards first")
     return index
 
 

@@ -1,12 +1,13 @@
 """Which Dagster executor runs a run's steps, chosen per deployment by ``CURATION_EXECUTOR``.
 
-Dagster's own engines, nothing home-made: the default (unset) runs a run's steps in its one
-process (``in_process``: a process per step costs seconds each, more than a short video's work;
-``benchmarks/automation_overhead.py``); ``multiprocess`` is Dagster's process per step; ``celery`` sends each step to a Celery queue (``tags.CELERY_QUEUE_TAG``) with
-the broker and result backend from ``DAGSTER_CELERY_BROKER_URL`` / ``DAGSTER_CELERY_BACKEND_URL``
-(the same variables the workers' ``deploy/celery/dagster_celery_config.py`` reads); ``k8s`` runs
-each step in its own Kubernetes job (``tags.K8S_CONFIG_TAG``), with the image, namespace and
-environment of the Helm chart's ``K8sRunLauncher``.
+Dagster's own engines, nothing home-made: the default (unset) runs a run's steps in its one process
+(``in_process``: a process per step costs seconds each, more than a short video's work;
+``benchmarks/automation_overhead.py``); ``multiprocess`` is Dagster's process per step; ``celery``
+sends each step to a Celery queue (``tags.CELERY_QUEUE_TAG``) with the broker and result backend
+from ``DAGSTER_CELERY_BROKER_URL`` / ``DAGSTER_CELERY_BACKEND_URL`` (the same variables the workers'
+``deploy/celery/dagster_celery_config.py`` reads); ``k8s`` runs each step in its own Kubernetes job
+(``tags.K8S_CONFIG_TAG``), with the image, namespace and environment of the Helm chart's
+``K8sRunLauncher``.
 """
 
 from __future__ import annotations

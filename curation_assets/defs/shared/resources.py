@@ -31,7 +31,8 @@ class CurationSettings(dg.ConfigurableResource, PipelineSection):
     def options(self) -> PipelineOptions:
         """The plain options the core functions take (validated)."""
         if self._options is None:
-            self._options = PipelineOptions.from_mapping({name: getattr(self, name) for name in PipelineSection.model_fields})
+            self._options = PipelineOptions.from_mapping({name: getattr(self, name)
+                                                          for name in PipelineSection.model_fields})
         return self._options
 
     @classmethod
