@@ -96,7 +96,7 @@ class ClipMuxer:
         self.container: Any = None
         self.vstream: Any = None
         self.astream: Any = None
-        self.p0: int | None = None  # source pts of the clip's first frame
+        self.p0 = 0  # source pts of the clip's first frame (set with t0 when that frame opens the container)
         self.t0: Fraction = Fraction(0)
         self.last_pts = -1
         self.muxed_time_base: Fraction | None = None

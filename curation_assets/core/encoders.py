@@ -46,6 +46,8 @@ def _encoder_usable(name: str) -> bool:
         return False
     try:
         ctx = av.codec.CodecContext.create(codec)
+        if not isinstance(ctx, av.VideoCodecContext):  # not a video encoder: it has no frame size to set
+            return False
         ctx.width, ctx.height = 256, 256
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 25)

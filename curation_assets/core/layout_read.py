@@ -175,7 +175,8 @@ def _settings(video: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _error_map(doc: Mapping[str, Any]) -> dict[str, str]:
     keys = doc.get("errors") or []
-    details = doc.get("error_details") if isinstance(doc.get("error_details"), Mapping) else {}
+    raw = doc.get("error_details")
+    details = raw if isinstance(raw, Mapping) else {}
     return {str(k): str(details.get(k, "")) for k in keys}
 
 

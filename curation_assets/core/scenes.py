@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -277,6 +278,7 @@ class _WindowStream:
         start = max(k * WINDOW_STEP - WINDOW_CONTEXT, 0)
         frames = self._frames[start - self._base : end - self._base]
         if k == 0:
+            assert self._first is not None  # add() keeps the first frame before any window is cut
             frames = [self._first] * WINDOW_CONTEXT + frames
         return np.stack(frames)
 
@@ -346,8 +348,9 @@ def scene_spans(
     Every setting and the metadata are checked before ``predict`` runs (so a bad setting costs no
     decoding); ``metadata.framerate`` converts seconds to frames and back, as in the reference.
     """
-    rules = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
-                 max_length_mode=max_length_mode, crop_s=crop_s, limit_clips=limit_clips)
+    # the same keyword settings to both calls (each is checked by validate_scene_params)
+    rules: dict[str, Any] = dict(threshold=threshold, min_length_s=min_length_s, max_length_s=max_length_s,
+                                 max_length_mode=max_length_mode, crop_s=crop_s, limit_clips=limit_clips)
     validate_scene_params(batch_size=batch_size, **rules)  # before any decoding
     fps = metadata.framerate if metadata is not None else None
     if not fps or not math.isfinite(fps) or fps <= 0:

@@ -13,6 +13,7 @@ tested alone:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def isolated(stage: Callable[[dict[str, VideoResult]], dict[str, ClipAnnotations
         log.warning("%s failed for a batch of %d videos; retrying them one by one", what, len(results), exc_info=True)
     out: dict[str, ClipAnnotations] = {}
     for key, result in results.items():
-        values, outcome = one_video(key, lambda key=key, result=result: stage({key: result}))
+        values, outcome = one_video(key, functools.partial(stage, {key: result}))
         if values is not None:
             out.update(values)
         else:  # this video's failure, kept in its value: the writer fails its partition (prepare_write)

@@ -112,7 +112,8 @@ def previous_files(output_path: str, result: VideoResult, work: WorkArea) -> Own
     # the journal of an interrupted write: the clips (with frames and windows) it was writing
     journal = read_json(work.journal_url(source))
     if isinstance(journal, dict) and journal.get("video") == source:
-        for entry in journal.get("clips") if isinstance(journal.get("clips"), list) else []:
+        entries = journal.get("clips")
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, list) and len(entry) == 4 and is_video_clip_id(entry[0], source, entry[1], entry[2]):
                 owned.add_clip(entry[0], entry[1], entry[2], windows_of(entry[3]))
         n = journal.get("chunks")
@@ -197,7 +198,7 @@ def _put(output_path: str, rel: str, data: bytes | SpilledBytes,
 def _run_all(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     """``fn`` over ``items`` on the pool; every item runs, then the first error (if any) is raised."""
     futures = [pool.submit(fn, item) for item in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
+    errors = [e for f in futures if (e := f.exception()) is not None]
     if errors:
         raise errors[0]
     return [f.result() for f in futures]
