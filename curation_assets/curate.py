@@ -146,7 +146,8 @@ def _write(result: VideoResult, annotations: dict[str, ClipAnnotations | None], 
            area: WorkArea) -> writer.WriteReport:
     filters.annotate_and_filter(result, options, aesthetics=annotations.get(STEPS[1]),
                                embeddings=annotations.get(STEPS[2]), captions=annotations.get(STEPS[3]))
-    captions = layout.CaptionConfig(options.caption_models, options.enhanced_caption_models)
+    # the settings are lists; the frozen config holds tuples
+    captions = layout.CaptionConfig(tuple(options.caption_models), tuple(options.enhanced_caption_models))
     files = layout.video_files(result, options.output_path, captions=captions, upload_clips=options.upload_clips,
                                dry_run=options.dry_run, chunk_budget=options.chunk_duration_budget,
                                pipeline=options.record())

@@ -228,19 +228,20 @@ def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[Vi
     ``load`` gives the layouts of a group's videos when that group must be rewritten."""
     settings_hash = settings.settings_hash()
     previous = read_index(dest)
-    same_settings = previous is not None and previous.get("settings_hash") == settings_hash
+    # the previous index is reused only when it was built with the same settings
+    reusable = previous if previous is not None and previous.get("settings_hash") == settings_hash else None
     storage.cleanup_temp_files(dest, min_age_s=temp_files.TEMP_MAX_AGE_S)  # killed writers' leftovers
 
     by_group: dict[int, list[str]] = {}
     for rel in video_digests:
         by_group.setdefault(shard_group(rel, settings.num_groups), []).append(rel)
 
-    old_groups = previous.get("groups", {}) if same_settings else {}
+    old_groups = reusable.get("groups", {}) if reusable is not None else {}
     groups_out: dict[str, dict[str, Any]] = {}
     shards_out: list[dict[str, Any]] = []
     rebuilt: list[int] = []
     written: list[str] = []
-    old_shards = {s["name"]: s for s in previous.get("shards", [])} if same_settings else {}
+    old_shards = {s["name"]: s for s in reusable.get("shards", [])} if reusable is not None else {}
     for group in sorted(by_group):
         members = sorted(by_group[group])
         digest = group_digest({rel: video_digests[rel] for rel in members}, settings_hash)

@@ -12,6 +12,8 @@ deleted (requested by the upload sensor when ``watch_remove_deleted`` is on).
 
 
 
+import functools
+
 import dagster as dg
 
 from ...core import layout, removal, storage
@@ -59,8 +61,8 @@ def remove_deleted_video_outputs(context: dg.OpExecutionContext, config: Removal
     for key in config.keys:
         if not context.instance.has_dynamic_partition(VIDEOS_PARTITION_NAME, key):
             continue  # removed already (a retry of this run), or by hand
-        report, outcome = one_video(key, lambda key=key: _remove_one(context, options.input_path, options.output_path,
-                                                                      key, area))
+        report, outcome = one_video(key, functools.partial(_remove_one, context, options.input_path,
+                                                           options.output_path, key, area))
         outcomes.append(outcome)
         if not outcome.ok:
             if outcome.error != "refused":

@@ -10,6 +10,7 @@ start of its first caption.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -35,7 +36,7 @@ CLIP_TABLE_SCHEMA = dg.TableSchema(columns=[
 ])
 
 
-def _caption(clip: Clip, models: tuple[str, ...]) -> str:
+def _caption(clip: Clip, models: Sequence[str]) -> str:
     for window in clip.windows:
         for model in models:
             text = window.captions.get(model)
@@ -45,7 +46,7 @@ def _caption(clip: Clip, models: tuple[str, ...]) -> str:
     return ""
 
 
-def clip_row(clip: Clip, caption_models: tuple[str, ...]) -> dict[str, str | float | None]:
+def clip_row(clip: Clip, caption_models: Sequence[str]) -> dict[str, str | float | None]:
     return {
         "clip": str(clip.uuid),
         "start_s": round(clip.span.start_s, 3),
@@ -58,7 +59,7 @@ def clip_row(clip: Clip, caption_models: tuple[str, ...]) -> dict[str, str | flo
     }
 
 
-def clip_table(result: VideoResult, caption_models: tuple[str, ...]) -> dict[str, dg.MetadataValue]:
+def clip_table(result: VideoResult, caption_models: Sequence[str]) -> dict[str, dg.MetadataValue]:
     """``clip_table`` (and ``clip_table_note`` when the video has more clips than shown)."""
     rows = [dg.TableRecord(clip_row(c, caption_models)) for c in result.clips[:MAX_CLIP_ROWS]]
     md: dict[str, dg.MetadataValue] = {"clip_table": dg.MetadataValue.table(records=rows, schema=CLIP_TABLE_SCHEMA)}
@@ -71,7 +72,7 @@ __all__ = ["CLIP_TABLE_SCHEMA", "MAX_CLIP_ROWS", "clip_row", "clip_table"]
 
 
 def layout_metadata(asset: layout.LayoutAsset, result: VideoResult, report: writer.WriteReport, output_path: str,
-                    embeddings_note: str | None, captions: tuple[str, ...] = ()) -> dict[str, Any]:
+                    embeddings_note: str | None, captions: Sequence[str] = ()) -> dict[str, Any]:
     """The metadata of one layout asset's materialisation for one written video."""
     directories = asset.directories
     md: dict[str, Any] = {

@@ -16,6 +16,7 @@ checks block the assets downstream of them (``AssetCheckSpec(blocking=...)``) is
 definitions are built (:func:`packaging_assets`).
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,9 +200,9 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         outcomes: list[VideoOutcome] = []
         for key in context.partition_keys:
             video = processed_videos[key]
-            written, outcome = one_video(key, lambda video=video: manifest_of_video(output_path, video))
+            written, outcome = one_video(key, functools.partial(manifest_of_video, output_path, video))
             outcomes.append(outcome)
-            if not outcome.ok:
+            if written is None:  # the video failed: one_video gives no value exactly then
                 context.log.error(f"{video.rel_path or key}: no manifest: {outcome.reason}")
                 continue
             table, url = written
