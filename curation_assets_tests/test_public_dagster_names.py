@@ -15,15 +15,6 @@ NO_PUBLIC_NAME = {
     # check evaluated), constructed by the writer for each video's checks
     ("defs/curation/checks.py", "dagster._core.definitions.asset_checks.asset_check_evaluation"),
 }
-# Files other parts of issue 22 rewrite in parallel (the lead removes these entries at merge):
-# h3 has Dagster record the data version itself (assets.py) and reads it back (schedules.py);
-# h1/h5 delete the resource-schema workaround.
-ALLOWED_UNTIL_MERGE = {
-    ("defs/curation/assets.py", "dagster._core.definitions.data_version"),
-    ("defs/automation/schedules.py", "dagster._core.definitions.data_version"),
-    ("defs/shared/dagster_workarounds.py", "dagster._config.pythonic_config"),
-    ("defs/shared/dagster_workarounds.py", "dagster._config.pythonic_config.resource.infer_schema_from_config_class"),
-}
 
 
 def private_names(package: Path) -> set[tuple[str, str]]:
@@ -33,9 +24,9 @@ def private_names(package: Path) -> set[tuple[str, str]]:
 
 def test_the_package_names_no_private_dagster_module_where_a_public_name_exists():
     found = private_names(PACKAGE)
-    assert found - NO_PUBLIC_NAME - ALLOWED_UNTIL_MERGE == set(), "use the public name (dg.X) instead"
+    assert found - NO_PUBLIC_NAME == set(), "use the public name (dg.X) instead"
     # an exception that no longer applies is removed, so the list stays the truth
-    assert (NO_PUBLIC_NAME | ALLOWED_UNTIL_MERGE) - found == set()
+    assert NO_PUBLIC_NAME - found == set()
 
 
 def test_the_scan_finds_an_import_a_module_run_and_a_patched_attribute(tmp_path):
