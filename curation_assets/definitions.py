@@ -1,7 +1,8 @@
 """The code location's public face: its definitions (``defs``, what ``dagster dev -m
 curation_assets.definitions``, ``workspace.yaml`` and ``dg`` load), the Python API
 (:func:`build_definitions`), and the names a launcher of its runs needs (the CLI): the job
-names, the partition-range run tags, how keys are cut into runs, and registering partitions.
+names, the partition-range run tags, how keys are cut into runs, and the resources it binds
+(the CLI imports nothing else of the Dagster layer).
 
 ``defs`` is Dagster's project layout: the ``defs/`` folder autoloaded (``[tool.dg]`` in
 pyproject.toml names it). Installed from a wheel (``deploy/Dockerfile``) there is no
@@ -16,10 +17,20 @@ import dagster as dg
 
 from .core.backfill import batched
 from .defs.location import build_definitions
+from .defs.shared.resources import (
+    AestheticModel,
+    CaptionService,
+    CurationSettings,
+    EmbeddingModel,
+    PackagingSettings,
+    caption_service_from_env,
+)
+from .defs.shared.run_control import RunControl
 from .defs.shared.tags import CURATE_JOB_NAME, RANGE_END_TAG, RANGE_START_TAG, REMOVE_JOB_NAME
 
-__all__ = ["CURATE_JOB_NAME", "RANGE_END_TAG", "RANGE_START_TAG", "REMOVE_JOB_NAME", "batched", "build_definitions",
-           "defs"]
+__all__ = ["CURATE_JOB_NAME", "RANGE_END_TAG", "RANGE_START_TAG", "REMOVE_JOB_NAME", "AestheticModel", "CaptionService",
+           "CurationSettings", "EmbeddingModel", "PackagingSettings", "RunControl", "batched", "build_definitions",
+           "caption_service_from_env", "defs"]
 
 _PROJECT = Path(__file__).resolve().parent.parent
 

@@ -55,6 +55,16 @@ def test_models_import_core_not_the_dagster_layer():
     assert {p: m for p, m in wrong.items() if m} == {}
 
 
+def test_the_cli_reaches_the_dagster_layer_only_through_the_code_locations_public_face():
+    """The CLI launches runs like any other client: through ``curation_assets.definitions``
+    (``build_definitions``, the job names, the run tags, the resources it binds), never a module of
+    ``defs/`` (a domain's internals may move without the CLI noticing)."""
+    graph = _package_imports("cli")
+    assert any(m == "curation_assets.definitions" for mods in graph.values() for m in mods)
+    inside = {p: sorted(m for m in mods if m.startswith("curation_assets.defs")) for p, mods in graph.items()}
+    assert {p: m for p, m in inside.items() if m} == {}
+
+
 def test_core_asks_for_the_model_parts_it_is_not_given(tmp_path):
     """Core's pipeline gets the TransNetV2 splitter and the model-frame tap from its caller
     (``models.video.MODEL_PARTS``); settings that need one it was not given are refused before any

@@ -94,7 +94,7 @@ class UsageError(Exception):
 def caption_service_from_args(args: argparse.Namespace):
     """The caption endpoint config: ``CURATION_CAPTION_*`` environment variables, then flags."""
     from ..core.caption_settings import caption_env_values
-    from ..defs.shared.resources import CaptionService
+    from ..definitions import CaptionService
 
     overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,
                  "api_key_env": args.caption_api_key_env, "enhance_base_url": args.enhance_endpoint,

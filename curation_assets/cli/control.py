@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ..core.pipeline import Progress
-from ..defs.shared.run_control import RunControl
+from ..definitions import RunControl
 
 
 class CliRunControl(RunControl):

@@ -18,7 +18,6 @@ from ..core.keys import key_from_rel_path
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions
 from .arguments import UsageError
-from .control import CliRunControl
 from .display import ProgressPrinter, VideoRow, collect_rows, print_summary
 from .stop import StopOnSignal
 
@@ -64,9 +63,16 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     from .. import preflight
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..definitions import CURATE_JOB_NAME, build_definitions
-    from ..defs.automation.sensors import batched
-    from ..defs.shared.resources import AestheticModel, CurationSettings, EmbeddingModel, caption_service_from_env
+    from ..definitions import (
+        CURATE_JOB_NAME,
+        AestheticModel,
+        CurationSettings,
+        EmbeddingModel,
+        batched,
+        build_definitions,
+        caption_service_from_env,
+    )
+    from .control import CliRunControl  # imports the code location: only when a run is made
 
     caption_service = caption_service or caption_service_from_env()
     found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
@@ -135,7 +141,7 @@ def _refuse(found: list[str]) -> None:
 def _execute_range(job, instance, batch: list[str], run_config: dict) -> list[Any]:
     """Execute the batch: one run over a partition range when the keys are contiguous in the
     instance's key order (they are when added together), else one run per key."""
-    from ..defs.automation.sensors import RANGE_END_TAG, RANGE_START_TAG
+    from ..definitions import RANGE_END_TAG, RANGE_START_TAG
     from ..partitions import VIDEOS_PARTITION_NAME
 
     def one(key: str):
