@@ -65,8 +65,8 @@ def _tap_wrapping(factory_of):
     """``pipeline._frame_tap`` returning taps whose ``add``/``finish`` are timed."""
 
     @functools.wraps(factory_of)
-    def wrapper(options):
-        factory = factory_of(options)
+    def wrapper(*args, **kwargs):
+        factory = factory_of(*args, **kwargs)
         if factory is None:
             return None
 
