@@ -140,11 +140,12 @@ def instrument_core(timers: StageTimers, *, writer: bool = False):
     if stream_copy is not None:
         timers.wrap(stream_copy, "copy_clips", "stream_copy")
     if writer:
-        from curation_assets.defs.curation import assets, io_managers
+        from curation_assets import curate
+        from curation_assets.core import steps
 
-        timers.wrap(assets, "process_video", "process_video")
+        timers.wrap(steps, "process_video", "process_video")  # what the video_clips asset runs per video
         timers.wrap(layout, "video_files", "layout_documents")
-        timers.wrap(io_managers.ClipLayoutIOManager, "write_video", "layout_write")
+        timers.wrap(curate.writer, "write_video", "layout_write")  # what the clip_writer asset runs per video
     try:
         yield timers
     finally:
