@@ -23,7 +23,7 @@ from curation_assets.models.embeddings import CosmosEmbedder
 from curation_assets.models.video import process_video
 from curation_assets.packaging import shards
 from curation_assets.packaging.energon import dataset_yaml, energon_problems, prepare_energon, small_split_notes
-from curation_assets.packaging.sample import SAMPLE_KEYS, sample_json, schema_problems
+from curation_assets.packaging.sample import SAMPLE_KEYS, sample_json, sample_json_bytes, schema_problems
 
 from .packaging_fixtures import (  # noqa: F401 - fixtures
     VIDEOS,
@@ -252,3 +252,30 @@ def yaml_block_is_the_written_one() -> bool:
     section = text[text.index("#### Loading with Megatron-Energon"):]
     (block,) = re.findall(r"```yaml\n(.*?)```", section[:section.index("\n###")], flags=re.S)
     return yaml.safe_load(block) == dataset_yaml()
+
+
+def test_the_sample_json_fixes_each_keys_type(mixed_output, tmp_path):
+    """A meta whose frame rate is an int (25) and whose aesthetic score is NaN still gives a JSON
+    float and a null: a batch of such samples holds one type per key, and the JSON is strict."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(mixed_output, out)
+    video = read_video_layout(str(out), "a.mp4")
+    clip = next(c for c in video.clips if c.passed)
+    meta_path = Path(clip.meta_url)
+    meta = json.loads(meta_path.read_text())
+    meta.update(framerate=25, aesthetic_score=float("nan"))
+    meta_path.write_text(json.dumps(meta))
+    video = read_video_layout(str(out), "a.mp4")
+    assert not video.problems
+    clip = next(c for c in video.clips if c.uuid == clip.uuid)
+    assert clip.meta["framerate"] == 25 and isinstance(clip.meta["framerate"], int)
+    doc = sample_json(video, clip)
+    assert isinstance(doc["framerate"], float) and doc["framerate"] == 25.0
+    assert doc["aesthetic_score"] is None and isinstance(doc["num_bytes"], int)
+    assert schema_problems(doc) == [] and schema_problems({**doc, "framerate": 25}) == [
+        "framerate: int where the schema has double"]
+    assert schema_problems({k: v for k, v in doc.items() if k != "errors"})[0].startswith(
+        "keys differ from the schema (missing ['errors']")
+    json.loads(sample_json_bytes(doc), parse_constant=lambda c: pytest.fail(f"{c} in the sample JSON"))
