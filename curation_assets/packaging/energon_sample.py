@@ -12,7 +12,7 @@ reports deep in a worker as "Cannot repeat empty dataset indefinitely"; here it 
 the dataset is built, naming the numbers and what to change.
 """
 
-from typing import Any, Optional, Type
+from typing import Any
 
 import numpy as np
 from megatron.energon import Sample, StandardWebdatasetFactory, edataclass
@@ -34,11 +34,11 @@ class ClipSample(Sample):
     #: The sample JSON: :data:`curation_assets.packaging.sample.SAMPLE_KEYS`, null where absent.
     meta: dict
     #: The clip's first caption (``meta["caption"]``), None when it has none.
-    caption: Optional[str] = None
+    caption: str | None = None
     #: The Cosmos-Embed1 embedding, a float32 array of shape ``(D,)``, None when it has none. A numpy
     #: array, not a tensor: energon's default batching pads and stacks tensors, which fails on a
     #: None and would turn a missing embedding into zeros; arrays are batched as a list.
-    embedding: Optional[np.ndarray] = None
+    embedding: np.ndarray | None = None
 
 
 def sample_loader(raw: dict) -> dict:
@@ -62,7 +62,7 @@ class ClipWebdataset(StandardWebdatasetFactory[ClipSample]):
     """Energon's standard webdataset factory for :class:`ClipSample`, refusing a training split
     that cannot give every worker a sample."""
 
-    def __init__(self, path: Any, *, sample_type: Type[ClipSample] = ClipSample, **kwargs: Any) -> None:
+    def __init__(self, path: Any, *, sample_type: type[ClipSample] = ClipSample, **kwargs: Any) -> None:
         self._split_part = kwargs.get("split_part") or "train"
         kwargs.setdefault("sample_loader", sample_loader)
         kwargs.setdefault("part_filter", part_filter)
