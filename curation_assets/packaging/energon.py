@@ -50,9 +50,10 @@ class EnergonError(RuntimeError):
 def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) -> dict[str, Any]:
     """Run ``energon prepare`` on the shard folder ``dest`` and check its result against ``index``.
 
-    Returns ``{"splits": {split: [shard names]}, "shard_counts": {...}, "log": str}``. Local
-    folders only: energon reaches object stores through its own Multi-Storage Client profiles,
-    which this project does not configure.
+    Returns ``{"splits": {split: [shard names]}, "shard_counts": {...}, "log": str, "notes": [...]}``
+    (``notes``: :func:`small_split_notes`, also logged as warnings). Local folders only: energon
+    reaches object stores through its own Multi-Storage Client profiles, which this project does not
+    configure.
     """
     if not storage.is_local(dest):
         raise EnergonError(
