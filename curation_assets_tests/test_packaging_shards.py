@@ -24,6 +24,7 @@ from curation_assets.core.layout_read import read_video_layout
 from curation_assets.packaging import shards
 from curation_assets.cli import main as package_main
 from curation_assets.packaging.manifest import first_caption
+from curation_assets.packaging.sample import SAMPLE_KEYS, sample_json
 
 from .packaging_fixtures import (  # noqa: F401 - fixtures
     VIDEOS,
@@ -59,6 +60,7 @@ def test_webdataset_reads_every_selected_clip_once(out):
     dest = Path(shards.default_dest(str(out)))
     result = shards.build_shards(layouts(out), str(dest), shards.ShardSettings(num_groups=4, max_shard_samples=1))
     want = selected(out)
+    videos = {c.uuid: v for v in layouts(out) for c in v.clips}
     assert len(want) == 3 and result.index["splits"]["train"]["samples"] == 3
     urls = [str(dest / s["name"]) for s in result.index["shards"]]
     seen = []
@@ -67,14 +69,14 @@ def test_webdataset_reads_every_selected_clip_once(out):
         seen.append(key)
         clip = want[key]
         meta = json.loads(sample["json"])
-        assert meta == json.loads(Path(clip.meta_url).read_text())
+        assert meta == sample_json(videos[key], clip) and list(meta) == list(SAMPLE_KEYS)
         assert sample["mp4"] == Path(clip.clip_url).read_bytes()
         with av.open(io.BytesIO(sample["mp4"])) as c:
             assert sum(1 for _ in c.decode(video=0)) == meta["num_frames"]
         vector = np.load(io.BytesIO(sample["npy"]))
         assert vector.dtype == np.float32 and np.array_equal(
             vector, pickle.loads(Path(clip.embedding_url).read_bytes()).reshape(-1))
-        assert sample["txt"].decode() == first_caption(clip) == meta["windows"][0]["qwen_caption"]
+        assert sample["txt"].decode() == first_caption(clip) == meta["caption"] == clip.meta["windows"][0]["qwen_caption"]
     assert sorted(seen) == sorted(want)  # every selected clip, once
     assert shards.verify_shards(str(dest), result.index) == []
 
@@ -180,17 +182,12 @@ def test_a_damaged_shard_is_found(out):
 
 
 def test_energon_opens_the_dataset_and_iterates_every_sample(out):
-    from megatron.energon import (
-        Cooker,
-        DefaultTaskEncoder,
-        WorkerConfig,
-        basic_sample_keys,
-        get_loader,
-        get_val_dataset,
-        stateless,
-    )
+    """Each split once through energon's validation loader with its default worker config and
+    default batching: every selected clip, as the typed ``ClipSample``."""
+    from megatron.energon import WorkerConfig, get_loader, get_val_dataset
 
     from curation_assets.packaging.energon import prepare_energon
+    from curation_assets.packaging.energon_sample import ClipSample
 
     dest = out / "webdataset" / "default"
     result = shards.build_shards(layouts(out), str(dest), shards.ShardSettings(num_groups=4, val_fraction=0.5,
@@ -198,29 +195,22 @@ def test_energon_opens_the_dataset_and_iterates_every_sample(out):
     prepared = prepare_energon(str(dest), result.index)
     assert (dest / ".nv-meta" / "dataset.yaml").exists() and (dest / ".nv-meta" / "split.yaml").exists()
 
-    @stateless
-    def cook(sample):
-        return dict(**basic_sample_keys(sample), json=sample["json"], video=sample["mp4"], npy=sample["npy"],
-                    txt=sample["txt"])
-
-    class Encoder(DefaultTaskEncoder):
-        cookers = [Cooker(cook)]
-
-        def batch(self, samples):
-            return samples
-
     want = selected(out)
+    videos = {c.uuid: v for v in layouts(out) for c in v.clips}
     seen = []
     for split in prepared["splits"]:
-        loader = get_loader(get_val_dataset(str(dest), split_part=split, batch_size=1, task_encoder=Encoder(),
-                                            worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0)))
-        for (sample,) in loader:
-            clip = want[sample["__key__"]]
-            seen.append(sample["__key__"])
-            assert sample["json"] == clip.meta and sample["txt"] == first_caption(clip)
-            frames = sample["video"].get_frames()
-            assert frames.video_clips[0].shape[0] == clip.meta["num_frames"]
-            assert np.array_equal(np.asarray(sample["npy"]), pickle.loads(Path(clip.embedding_url).read_bytes()).reshape(-1))
+        loader = get_loader(get_val_dataset(str(dest), split_part=split, batch_size=2,
+                                            worker_config=WorkerConfig.default_worker_config()))
+        for batch in loader:
+            assert isinstance(batch, ClipSample)
+            for i, key in enumerate(batch.__key__):
+                clip = want[key]
+                seen.append(key)
+                assert {k: v[i] for k, v in batch.meta.items()} == sample_json(videos[key], clip)
+                assert batch.caption[i] == first_caption(clip)
+                frames = batch.video[i].get_frames()
+                assert frames.video_clips[0].shape[0] == clip.meta["num_frames"]
+                assert np.array_equal(batch.embedding[i], pickle.loads(Path(clip.embedding_url).read_bytes()).reshape(-1))
     assert sorted(seen) == sorted(want)
 
 

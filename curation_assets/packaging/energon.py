@@ -1,11 +1,15 @@
-"""Megatron-Energon metadata for the shards, made by megatron-energon's own ``energon prepare``.
+"""Megatron-Energon metadata for the shards: the index made by megatron-energon's own
+``energon prepare``, and a ``dataset.yaml`` naming this project's typed sample.
 
-``.nv-meta/`` (``dataset.yaml``, ``split.yaml``, ``.info.json``, ``index.sqlite``, ``index.uuid``)
-and each shard's ``.tar.idx`` are written by energon's prepare command, run non-interactively
-in this process, never by hand. The dataset type is ``CrudeWebdataset``: samples arrive as dicts
-of the parts (``mp4``, ``json``, ``txt``, ``npy``) for a training task encoder's cooker. Split
-parts are the ``train/`` and ``val/`` shard folders. Afterwards the sample counts energon found are
-compared with the shard index (energon logs a shard it cannot read and goes on).
+``split.yaml``, ``.info.json``, ``index.sqlite``, ``index.uuid`` and each shard's ``.tar.idx`` are
+written by energon's prepare command, run non-interactively in this process, never by hand.
+Prepare can only name energon's own sample types in ``dataset.yaml``, and a crude dataset (plain
+dicts for a cooker) is what ``energon lint`` / ``preview`` cannot load and ``energon info`` cannot
+describe; so ``dataset.yaml`` is written here and names
+:class:`~curation_assets.packaging.energon_sample.ClipWebdataset` with its sample type
+:class:`~curation_assets.packaging.energon_sample.ClipSample` (dotted paths energon imports).
+Split parts are the ``train/`` and ``val/`` shard folders (and an empty ``test``). Afterwards the sample counts energon
+found are compared with the shard index (energon logs a shard it cannot read and goes on).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +28,16 @@ from .shard_plan import SPLITS
 log = logging.getLogger(__name__)
 
 META_DIR = ".nv-meta"
-SAMPLE_TYPE = "CrudeWebdataset"
+#: The dotted path of the dataset factory and of its sample type, as ``dataset.yaml`` names them.
+SAMPLE_MODULE = "curation_assets.packaging.energon_sample"
+DATASET_CLASS = "ClipWebdataset"
+SAMPLE_TYPE = "ClipSample"
+#: Energon's ``WorkerConfig.default_worker_config()`` worker count: a training split needs at
+#: least this many samples for energon's defaults on one rank.
+ENERGON_DEFAULT_WORKERS = 4
+#: The split parts ``split.yaml`` lists: ours (:data:`SPLITS`) and energon's ``test``, which
+#: ``energon lint`` checks by default (an empty part it skips; a missing one it fails on).
+ENERGON_SPLITS = (*SPLITS, "test")
 #: What ``energon prepare`` leaves in ``.nv-meta/`` (besides each shard's ``.tar.idx``).
 META_FILES = ("dataset.yaml", "split.yaml", ".info.json", "index.sqlite", "index.uuid")
 TAR_INDEX_SUFFIX = ".idx"
@@ -36,9 +50,10 @@ class EnergonError(RuntimeError):
 def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) -> dict[str, Any]:
     """Run ``energon prepare`` on the shard folder ``dest`` and check its result against ``index``.
 
-    Returns ``{"splits": {split: [shard names]}, "shard_counts": {...}, "log": str}``. Local
-    folders only: energon reaches object stores through its own Multi-Storage Client profiles,
-    which this project does not configure.
+    Returns ``{"splits": {split: [shard names]}, "shard_counts": {...}, "log": str, "notes": [...]}``
+    (``notes``: :func:`small_split_notes`, also logged as warnings). Local folders only: energon
+    reaches object stores through its own Multi-Storage Client profiles, which this project does not
+    configure.
     """
     if not storage.is_local(dest):
         raise EnergonError(
@@ -56,8 +71,8 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
     if not splits:
         raise EnergonError("no shards to prepare (no clip was selected)")
     args = [path, "--non-interactive", "--force-overwrite", "--no-progress", "--num-workers", str(max(1, workers)),
-            "--sample-type", SAMPLE_TYPE]
-    for split in splits:
+            "--skip-dataset-yaml"]
+    for split in ENERGON_SPLITS:  # every split energon's tools look for, empty ones too
         args += ["--split-parts", f"{split}:{split}/.*"]
     out = io.StringIO()
     try:
@@ -74,16 +89,50 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
         missing = sorted(set(expected) - set(counts)) or sorted(k for k in expected if counts.get(k) != expected[k])
         raise EnergonError(f"energon indexed {sum(counts.values())} samples in {len(counts)} shards, the shard index "
                            f"lists {sum(expected.values())} in {len(expected)} (e.g. {missing[:3]})")
+    _write_dataset_yaml(path)
     log.info("energon prepare: %s", out.getvalue().strip().splitlines()[-1:] or "done")
+    notes = small_split_notes(index)
+    for note in notes:
+        log.warning("%s", note)
     return {"splits": {s: sorted(n for n in expected if n.startswith(f"{s}/")) for s in splits},
-            "shard_counts": counts, "log": out.getvalue()}
+            "shard_counts": counts, "log": out.getvalue(), "notes": notes}
+
+
+def dataset_yaml() -> dict[str, Any]:
+    """``.nv-meta/dataset.yaml``: the typed factory and its sample type (loader and part filter are
+    the factory's own defaults, so the YAML holds no code path)."""
+    return {"__module__": SAMPLE_MODULE, "__class__": DATASET_CLASS,
+            "sample_type": {"__module__": SAMPLE_MODULE, "__class__": SAMPLE_TYPE}}
+
+
+def _write_dataset_yaml(path: str) -> None:
+    import yaml
+
+    target = os.path.join(path, META_DIR, "dataset.yaml")
+    tmp = f"{target}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(dataset_yaml(), f, sort_keys=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def small_split_notes(index: Mapping[str, Any], workers: int = ENERGON_DEFAULT_WORKERS) -> list[str]:
+    """A line when the train split has samples but fewer than ``workers``: energon's training loader
+    gives each worker a share of the samples, and :class:`~.energon_sample.ClipWebdataset` refuses
+    to leave one empty (validation loaders do not repeat, so an empty worker is harmless there)."""
+    n = index["splits"]["train"]["samples"]
+    if not 0 < n < workers:
+        return []
+    return [f"train has {n} sample(s): energon's default WorkerConfig ({workers} workers) cannot train on it; "
+            f"load it with WorkerConfig(rank=0, world_size=1, num_workers={n}) or fewer, or package more clips"]
 
 
 def energon_problems(dest: str, index: Mapping[str, Any]) -> list[str]:
     """Why the Energon metadata under ``dest`` does not describe the shards of ``index`` (the asset
     check "Energon metadata present and consistent"), each naming the file; [] when it does.
 
-    Checked: every file of :data:`META_FILES` exists; ``dataset.yaml`` names :data:`SAMPLE_TYPE`;
+    Checked: every file of :data:`META_FILES` exists; ``dataset.yaml`` is :func:`dataset_yaml`;
     ``.info.json`` counts exactly the index's shards and samples; ``split.yaml``'s parts expand to
     each split's shards; each shard's ``.tar.idx`` holds one offset per sample plus the end; the
     sample index (``index.sqlite``) holds every sample once.
@@ -108,8 +157,9 @@ def energon_problems(dest: str, index: Mapping[str, Any]) -> list[str]:
     by_split = {split: sorted(n for n in expected if n.startswith(f"{split}/")) for split in SPLITS}
     if "dataset.yaml" in texts:
         doc = _yaml(yaml, texts["dataset.yaml"])
-        if not isinstance(doc, dict) or doc.get("__class__") != SAMPLE_TYPE:
-            problems.append(f"{META_DIR}/dataset.yaml: sample type is not {SAMPLE_TYPE}")
+        if doc != dataset_yaml():
+            problems.append(f"{META_DIR}/dataset.yaml: does not name {SAMPLE_MODULE}.{DATASET_CLASS} "
+                            f"with sample type {SAMPLE_TYPE}")
     if ".info.json" in texts:
         try:
             counts = json.loads(texts[".info.json"]).get("shard_counts")
@@ -170,4 +220,5 @@ def _sample_index_problems(meta_path: str, samples: int) -> list[str]:
     return []
 
 
-__all__ = ["EnergonError", "META_DIR", "META_FILES", "SAMPLE_TYPE", "energon_problems", "prepare_energon"]
+__all__ = ["DATASET_CLASS", "ENERGON_DEFAULT_WORKERS", "EnergonError", "META_DIR", "META_FILES", "SAMPLE_MODULE",
+           "SAMPLE_TYPE", "dataset_yaml", "energon_problems", "prepare_energon", "small_split_notes"]

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..core import layout, storage
 from .clip_trust import read_clip
-from .manifest import first_caption
 from .publish import open_for_publish
+from .sample import sample_json, sample_json_bytes
 from .shard_plan import PlannedClip
 
 TAR_BLOCK = 512
@@ -62,15 +62,17 @@ class ShardInfo:
 
 
 def sample_members(item: PlannedClip, embedding: np.ndarray | None) -> list[tuple[str, bytes]]:
-    """The members of one sample in their fixed order: json, mp4, npy, txt."""
+    """The members of one sample in :data:`sample.MEMBER_ORDER`: the sample JSON (one schema for
+    every sample, :mod:`.sample`), the mp4, the embedding when there is one, the JSON's caption
+    when there is one."""
     uid = item.clip.uuid
-    members = [(uid + layout.DOCUMENT_SUFFIX, layout.dumps(dict(item.clip.meta)).encode()),
+    doc = sample_json(item.video, item.clip)
+    members = [(uid + layout.DOCUMENT_SUFFIX, sample_json_bytes(doc)),
                (uid + layout.CLIP_SUFFIX, read_clip(item.video.output_path, item.clip))]
     if embedding is not None:
         members.append((f"{uid}.npy", npy_bytes(embedding)))
-    caption = first_caption(item.clip)
-    if caption is not None:
-        members.append((f"{uid}.txt", caption.encode("utf-8")))
+    if doc["caption"] is not None:
+        members.append((f"{uid}.txt", doc["caption"].encode("utf-8")))
     return members
 
 
