@@ -177,9 +177,16 @@ def _dedup(args: argparse.Namespace, stream: TextIO) -> int:
     settings = dedup.DedupSettings(n_clusters=args.n_clusters, eps=args.eps, which_to_keep=args.which_to_keep,
                                    max_iter=args.max_iter, fit_fraction=args.fit_fraction, device=args.device,
                                    random_state=args.seed)
-    summary = dedup.run_semdedup(args.output_path, settings)
+    try:
+        summary = dedup.run_semdedup(args.output_path, settings)
+    except dedup.NoEmbeddingsError as exc:  # not "0 of 0 clips are duplicates", which reads as "none"
+        print(f"dedup: {exc}", file=stream)
+        return 1
     print(f"dedup: {summary['num_duplicates']} of {summary['num_clips']} clips are duplicates at eps={args.eps} "
           f"({summary['n_clusters']} clusters, {summary['device']})", file=stream)
+    if summary["num_without_embedding"]:
+        print(f"dedup: {summary['num_without_embedding']} passed clip(s) have no embedding and were not compared",
+              file=stream)
     print("eps       duplicates  fraction", file=stream)
     for row in summary["eps_table"]:
         print(f"{row['eps']:<9g} {row['num_duplicates']:>10}  {row['fraction']:.4f}", file=stream)
