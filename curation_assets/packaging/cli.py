@@ -156,7 +156,15 @@ def _shards(args: argparse.Namespace, stream: TextIO) -> int:
         exclude = dedup.load_duplicate_ids(args.output_path, section.dedup_eps)
     settings = section.shard_settings(exclude)
     dest = section.shard_dest(args.output_path)
+    with shards.shard_lock(dest):  # another run on dest waits until this one's energon metadata is written
+        return _write_shards(args, section, settings, dest, stream)
+
+
+def _write_shards(args: argparse.Namespace, section: PackagingSection, settings: shards.ShardSettings, dest: str,
+                  stream: TextIO) -> int:
     result = shards.build_shards(read_all(args.output_path), dest, settings, force=section.force_rebuild)
+    for line in result.repaired:
+        print(line, file=stream)
     for p in result.problems:
         print(p, file=stream)
     splits = result.index["splits"]
