@@ -303,12 +303,13 @@ def _build_locked(video_digests: Mapping[str, str], load: Callable[[list[str]], 
     for rel in video_digests:
         by_group.setdefault(shard_group(rel, settings.num_groups), []).append(rel)
 
-    old_groups = previous.get("groups", {}) if same_settings else {}
+    kept_index = previous if same_settings and previous is not None else {}
+    old_groups = kept_index.get("groups", {})
     groups_out: dict[str, dict[str, Any]] = {}
     shards_out: list[dict[str, Any]] = []
     rebuilt: list[int] = []
     written: list[str] = []
-    old_shards = {s["name"]: s for s in previous.get("shards", [])} if same_settings else {}
+    old_shards = {s["name"]: s for s in kept_index.get("shards", [])}
     digests = {group: group_digest({rel: video_digests[rel] for rel in by_group[group]}, settings_hash)
                for group in by_group}
     candidates = {} if force else {g: k for g in by_group
