@@ -63,7 +63,8 @@ def test_each_setting_is_a_flag_with_its_default_and_help():
         for command, flag in flags:
             action = next((a for a in commands[command]._actions if flag in a.option_strings), None)
             assert action is not None, f"package {command} {flag}"
-            assert action.dest == name and action.default == default
+            assert action.dest == name
+            assert action.default == (tuple(default) if isinstance(default, list) else default)
             assert action.help == f"{meta.help} (default: {settings_doc.default_text(default, kind)})"
 
 

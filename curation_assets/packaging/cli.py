@@ -57,8 +57,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser, command: str) -> None
             if base_type(kind)[0] is bool:
                 parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                                     help=help_text)
-            else:
-                parser.add_argument(flag, dest=name, default=default, help=help_text, choices=meta.choices,
+            else:  # a list's default as a tuple, as parse_text gives a list flag's value
+                value = tuple(default) if isinstance(default, list) else default
+                parser.add_argument(flag, dest=name, default=value, help=help_text, choices=meta.choices,
                                     metavar=None if meta.choices else _metavar(name),
                                     type=functools.partial(_parse, kind=kind))
 
