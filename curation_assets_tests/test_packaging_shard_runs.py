@@ -79,6 +79,7 @@ def test_two_runs_with_different_settings_at_once_leave_a_consistent_index(out):
                  for extra in runs]
         outputs = [p.communicate(timeout=300)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outputs
+        assert sum("another package run is writing" in o for o in outputs) == 1, outputs  # they did overlap
         index = assert_index_is_the_disk(dest)
         hashes = {section_from_args(build_parser().parse_args(["package", "shards", "--output-path", str(out),
                                                                 *extra])).shard_settings().settings_hash()

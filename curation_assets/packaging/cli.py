@@ -157,7 +157,10 @@ def _shards(args: argparse.Namespace, stream: TextIO) -> int:
         exclude = dedup.load_duplicate_ids(args.output_path, section.dedup_eps)
     settings = section.shard_settings(exclude)
     dest = section.shard_dest(args.output_path)
-    with shards.shard_lock(dest):  # another run on dest waits until this one's energon metadata is written
+    def waiting() -> None:
+        print(f"shards: another package run is writing {dest}; waiting for it to finish", file=stream, flush=True)
+
+    with shards.shard_lock(dest, on_wait=waiting):  # another run waits until this one's energon metadata is written
         return _write_shards(args, section, settings, dest, stream)
 
 

@@ -92,10 +92,11 @@ def lock_url(dest: str) -> str:
 
 
 @contextlib.contextmanager
-def shard_lock(dest: str, timeout_s: float = LOCK_WAIT_S) -> Iterator[None]:
+def shard_lock(dest: str, timeout_s: float = LOCK_WAIT_S, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold the destination's lock (``core.locks``: released however the holder ends, the file
     removed); re-entrant within a thread, so a caller may hold it around :func:`build_shards` and
-    what follows. Raises :class:`storage.StorageError` when another run holds it past ``timeout_s``."""
+    what follows. ``on_wait`` is called once when another run holds it. Raises
+    :class:`storage.StorageError` when another run holds it past ``timeout_s``."""
     url = lock_url(dest)
     held: set[str] = _held.__dict__.setdefault("urls", set())
     if url in held:
@@ -110,6 +111,8 @@ def shard_lock(dest: str, timeout_s: float = LOCK_WAIT_S) -> Iterator[None]:
                 held.discard(url)
             return
     log.info("another package run is writing %s; waiting for it", storage.redact(dest))
+    if on_wait is not None:
+        on_wait()
     with locks.held(url, timeout_s=timeout_s) as got:
         if not got:
             raise storage.StorageError(f"another package run has been writing {storage.redact(dest)} for over "
