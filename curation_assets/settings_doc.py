@@ -34,7 +34,25 @@ def _flags() -> dict[str, list[str]]:
     return flags
 
 
-def _default(value: Any, kind: Any) -> str:
+def package_flags_in_parser() -> dict[str, list[str]]:
+    """Each packaging setting's flags on ``curation-assets package <command>``, read from the parser
+    itself (``package shards --max-shard-bytes``), so the table names what the CLI accepts."""
+    from .cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    package = sub.choices["package"]
+    commands = next(a for a in package._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    flags: dict[str, list[str]] = {}
+    for command, command_parser in commands.choices.items():
+        for action in command_parser._actions:  # noqa: SLF001
+            if action.dest in packaging_settings.PackagingSection.model_fields:
+                flags.setdefault(action.dest, []).append(f"package {command} {action.option_strings[0]}")
+    return flags
+
+
+def default_text(value: Any, kind: Any) -> str:
+    """A default as this page and ``curation-assets package --help`` show it."""
     scalar, _ = base_type(kind)
     if value is None:
         return "off"
@@ -74,22 +92,25 @@ def settings_table() -> str:
         if not setting.hashed:
             marks.append("not in `settings_hash`")
         meaning = _cell(setting.help) + (f" ({'; '.join(marks)})" if marks else "")
-        rows.append(f"| `{name}` | {flag} | {_default(default, kind)} | {_bounds(setting)} | {meaning} |")
+        rows.append(f"| `{name}` | {flag} | {default_text(default, kind)} | {_bounds(setting)} | {meaning} |")
     return "\n".join(rows)
 
 
-def section_table(section: Any, prefix: str) -> str:
-    """A section's table: setting, default, allowed values, meaning."""
-    rows = [f"| setting (`{prefix}<NAME>`) | default | allowed | meaning |", "|---|---|---|---|"]
+def section_table(section: Any, prefix: str, flags: dict[str, list[str]] | None = None) -> str:
+    """A section's table: setting, (with ``flags``: its CLI flags,) default, allowed values, meaning."""
+    head = f"| setting (`{prefix}<NAME>`) |" + (" CLI flag |" if flags is not None else "")
+    rows = [f"{head} default | allowed | meaning |", "|---" * (head.count("|") + 2) + "|"]
     for name, kind, default, setting in section_fields(section):
-        rows.append(f"| `{name}` | {_default(default, kind)} | {_bounds(setting)} | {_cell(setting.help)} |")
+        flag = "" if flags is None else " " + ("<br>".join(f"`{f}`" for f in flags.get(name, [])) or "-") + " |"
+        rows.append(f"| `{name}` |{flag} {default_text(default, kind)} | {_bounds(setting)} | {_cell(setting.help)} |")
     return "\n".join(rows)
 
 
 #: Each generated block of the page: its marker name and how it is made.
 BLOCKS: dict[str, Callable[[], str]] = {
     "settings": settings_table,
-    "packaging-settings": lambda: section_table(packaging_settings.PackagingSection, packaging_settings.ENV_PREFIX),
+    "packaging-settings": lambda: section_table(packaging_settings.PackagingSection, packaging_settings.ENV_PREFIX,
+                                                package_flags_in_parser()),
     "caption-settings": lambda: section_table(caption_settings.CaptionSection, caption_settings.ENV_PREFIX),
 }
 

@@ -233,18 +233,29 @@ def test_a_damaged_shard_fails_its_check_and_blocks_energon_and_energon_is_check
     out = _copy(curated, tmp_path)
     dest = out / "webdataset" / "default"
     damaged = sorted(dest.rglob("*.tar"))[0]
-    data = bytearray(damaged.read_bytes())
+    good = damaged.read_bytes()
+    data = bytearray(good)
     data[len(data) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(data))
     name = str(damaged.relative_to(dest))
+    # the package job checks the shards it keeps: the damaged one's group is rebuilt, the check passes
+    damaged.write_bytes(bytes(data))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, list(GOOD))
+        result = _run(_defs(curated, out), pkg.PACKAGE_JOB_NAME, instance)
+        assert _checks(result)[pkg.SHARDS_CHECK].passed
+        assert _materialised(instance, "webdataset_shards", result.run_id)[None]["groups_rewritten"] == 1
+        assert damaged.read_bytes() == good and _materialised(instance, "energon_metadata")
+    # damaged after the build: the check finds it and, when blocking, holds energon back
+    damaged.write_bytes(bytes(data))
     for blocking in (True, False):
         defs = _defs(curated, out, blocking=blocking)
+        job = dg.define_asset_job("shards_check_then_energon", selection=dg.AssetSelection.checks_for_assets(
+            "webdataset_shards") | dg.AssetSelection.assets("energon_metadata"))
+        merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
         with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, list(GOOD))
-            result = _run(defs, pkg.PACKAGE_JOB_NAME, instance)
+            result = merged.resolve_job_def(job.name).execute_in_process(instance=instance, raise_on_error=False)
             check = _checks(result)[pkg.SHARDS_CHECK]
             assert not check.passed and check.description == f"{name}: size or hash differs from the index"
-            assert _materialised(instance, "webdataset_shards", result.run_id)[None]["groups_rewritten"] == 0
             assert bool(_materialised(instance, "energon_metadata")) is not blocking
     # the energon check on its own, after a file of energon's went missing
     (dest / energon.META_DIR / "split.yaml").unlink()

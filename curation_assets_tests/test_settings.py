@@ -145,8 +145,8 @@ def test_the_package_commands_flag_defaults_are_the_packaging_settings():
         section.model_dump(include={"name", "max_shard_bytes", "max_shard_samples", "num_groups", "val_fraction",
                                     "bucket_by", "energon_workers"})
     assert shards["length_edges_s"] == tuple(section.length_edges_s)
-    assert (dedup["n_clusters"], dedup["eps"], dedup["which_to_keep"], dedup["max_iter"], dedup["device"],
-            dedup["seed"]) == (section.dedup_n_clusters, section.dedup_eps, section.dedup_which_to_keep,
+    assert (dedup["dedup_n_clusters"], dedup["dedup_eps"], dedup["dedup_which_to_keep"], dedup["dedup_max_iter"],
+            dedup["dedup_device"], dedup["dedup_seed"]) == (section.dedup_n_clusters, section.dedup_eps, section.dedup_which_to_keep,
                                section.dedup_max_iter, section.dedup_device, section.dedup_seed)
 
 

@@ -8,14 +8,17 @@ names (one listing of that folder), each video's files from its documents.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any, TextIO
 
 from ..core import layout, storage
 from ..core.layout_read import VideoLayout, read_video_layout
+from ..core.settings import base_type, parse_text, section_fields
+from ..settings_doc import default_text
 from . import dedup, manifest, shards
-from .settings import PackagingSection
+from .settings import PackagingSection, package_flags
 
 
 def processed_rel_paths(output_path: str) -> list[str]:
@@ -33,56 +36,63 @@ def read_all(output_path: str, rel_paths: list[str] | None = None) -> list[Video
     return [read_video_layout(output_path, rel) for rel in (rel_paths or processed_rel_paths(output_path))]
 
 
-def _default(name: str) -> Any:
-    """A flag's default: the packaging setting's (``packaging/settings.py``), defined once."""
-    return PackagingSection.model_fields[name].default
+def _parse(raw: str, kind: Any) -> Any:
+    try:
+        return parse_text(raw, kind)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _metavar(name: str) -> str:
+    last = name.split("_")[-1]
+    return "VALUE" if last.isdigit() else last.upper()
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """A flag for every packaging setting of ``command`` (:func:`settings.package_flags`): its
+    help, default and type are the setting's (``packaging/settings.py``)."""
+    for name, kind, default, meta in section_fields(PackagingSection):
+        for flag in (f for c, f in package_flags(name) if c == command):
+            help_text = f"{meta.help} (default: {default_text(default, kind)})"
+            if base_type(kind)[0] is bool:
+                parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                                    help=help_text)
+            else:  # a list's default as a tuple, as parse_text gives a list flag's value
+                value = tuple(default) if isinstance(default, list) else default
+                parser.add_argument(flag, dest=name, default=value, help=help_text, choices=meta.choices,
+                                    metavar=None if meta.choices else _metavar(name),
+                                    type=functools.partial(_parse, kind=kind))
+
+
+def section_from_args(args: argparse.Namespace) -> PackagingSection:
+    """The packaging settings the flags give; the settings of other subcommands keep their defaults."""
+    return PackagingSection(**{n: getattr(args, n) for n in PackagingSection.model_fields if hasattr(args, n)})
+
+
+_OUTPUT_HELP = "the curated output folder or s3:// prefix (required)"
 
 
 def add_package_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("package", help="build training packages from a written output",
                               description="Build the clip manifest, WebDataset shards (with Megatron-Energon "
-                                          "metadata) or the semantic-dedup result from an output folder.")
+                                          "metadata) or the semantic-dedup result from an output folder. "
+                                          "Each setting is also CURATION_PACKAGE_<NAME> for the assets "
+                                          "(docs/settings.md).")
     sub = p.add_subparsers(dest="package_command", required=True)
 
     m = sub.add_parser("manifest", help="write the clip manifest (a Parquet fragment per video)")
-    m.add_argument("--output-path", required=True)
+    m.add_argument("--output-path", required=True, help=_OUTPUT_HELP)
     m.add_argument("--video", action="append", dest="videos", metavar="REL",
-                   help="only this video (relative path; repeatable); default: every processed video")
+                   help="only this video (relative path; repeatable) (default: every processed video)")
 
     s = sub.add_parser("shards", help="write WebDataset shards and their Energon metadata")
-    s.add_argument("--output-path", required=True)
-    s.add_argument("--dest", help="shard folder (default: <output>/webdataset/<name>)")
-    s.add_argument("--name", default=_default("name"))
-    s.add_argument("--max-shard-bytes", type=int, default=_default("max_shard_bytes"))
-    s.add_argument("--max-shard-samples", type=int, default=_default("max_shard_samples"))
-    s.add_argument("--num-groups", type=int, default=_default("num_groups"))
-    s.add_argument("--val-fraction", type=float, default=_default("val_fraction"))
-    s.add_argument("--bucket-by", choices=shards.BUCKET_BY, default=_default("bucket_by"))
-    s.add_argument("--length-edges-s", type=lambda v: tuple(float(x) for x in v.split(",")),
-                   default=tuple(_default("length_edges_s")))
-    s.add_argument("--include-filtered", action="store_true")
-    s.add_argument("--include-invalid", action="store_true")
-    s.add_argument("--min-aesthetic-score", type=float)
-    s.add_argument("--min-motion-global-mean", type=float)
-    s.add_argument("--min-motion-per-patch-min-256", type=float)
-    s.add_argument("--require-caption", action="store_true")
-    s.add_argument("--require-embedding", action="store_true")
-    s.add_argument("--exclude-duplicates", action="store_true",
-                   help="leave out the clips of <output>/semdedup/duplicates.parquet")
-    s.add_argument("--dedup-eps", type=float, help="with --exclude-duplicates: this eps instead of the one dedup used")
-    s.add_argument("--force", action="store_true", help="rewrite every group")
-    s.add_argument("--no-energon", action="store_true", help="skip energon prepare")
-    s.add_argument("--energon-workers", type=int, default=_default("energon_workers"))
+    s.add_argument("--output-path", required=True, help=_OUTPUT_HELP)
+    add_setting_arguments(s, "shards")
+    s.add_argument("--no-energon", action="store_true", help="skip energon prepare (default: off)")
 
     d = sub.add_parser("dedup", help="SemDeDup over the manifest's embeddings")
-    d.add_argument("--output-path", required=True)
-    d.add_argument("--n-clusters", type=int, default=_default("dedup_n_clusters"))
-    d.add_argument("--eps", type=float, default=_default("dedup_eps"))
-    d.add_argument("--which-to-keep", choices=dedup.WHICH_TO_KEEP, default=_default("dedup_which_to_keep"))
-    d.add_argument("--max-iter", type=int, default=_default("dedup_max_iter"))
-    d.add_argument("--fit-fraction", type=float)
-    d.add_argument("--device", default=_default("dedup_device"))
-    d.add_argument("--seed", type=int, default=_default("dedup_seed"))
+    d.add_argument("--output-path", required=True, help=_OUTPUT_HELP)
+    add_setting_arguments(d, "dedup")
     return p
 
 
@@ -112,7 +122,7 @@ def run_package(args: argparse.Namespace, stream: TextIO | None = None) -> int:
 def _written_folder(args: argparse.Namespace) -> str:
     """The folder ``package <what>`` writes into, for a full-disk message."""
     if args.package_command == "shards":
-        return repr(args.dest or shards.default_dest(args.output_path, args.name))
+        return repr(section_from_args(args).shard_dest(args.output_path))
     folder = manifest.MANIFEST_DIR if args.package_command == "manifest" else dedup.DEDUP_DIR
     return repr(storage.join(args.output_path, folder))
 
@@ -138,22 +148,27 @@ def _manifest(args: argparse.Namespace, stream: TextIO) -> int:
 
 
 def _shards(args: argparse.Namespace, stream: TextIO) -> int:
+    section = section_from_args(args)
+    problems = section.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
     exclude: frozenset[str] = frozenset()
-    if args.exclude_duplicates:
-        exclude = dedup.load_duplicate_ids(args.output_path, args.dedup_eps)
-    elif args.dedup_eps is not None:
-        raise ValueError("--dedup-eps needs --exclude-duplicates")
-    selection = shards.Selection(
-        include_filtered=args.include_filtered, include_invalid=args.include_invalid,
-        min_aesthetic_score=args.min_aesthetic_score, min_motion_global_mean=args.min_motion_global_mean,
-        min_motion_per_patch_min_256=args.min_motion_per_patch_min_256, require_caption=args.require_caption,
-        require_embedding=args.require_embedding, exclude=exclude)
-    settings = shards.ShardSettings(
-        name=args.name, max_shard_bytes=args.max_shard_bytes, max_shard_samples=args.max_shard_samples,
-        num_groups=args.num_groups, val_fraction=args.val_fraction, bucket_by=args.bucket_by,
-        length_edges_s=args.length_edges_s, selection=selection)
-    dest = args.dest or shards.default_dest(args.output_path, args.name)
-    result = shards.build_shards(read_all(args.output_path), dest, settings, force=args.force)
+    if section.exclude_duplicates:
+        exclude = dedup.load_duplicate_ids(args.output_path, section.dedup_eps)
+    settings = section.shard_settings(exclude)
+    dest = section.shard_dest(args.output_path)
+    def waiting() -> None:
+        print(f"shards: another package run is writing {dest}; waiting for it to finish", file=stream, flush=True)
+
+    with shards.shard_lock(dest, on_wait=waiting):  # another run waits until this one's energon metadata is written
+        return _write_shards(args, section, settings, dest, stream)
+
+
+def _write_shards(args: argparse.Namespace, section: PackagingSection, settings: shards.ShardSettings, dest: str,
+                  stream: TextIO) -> int:
+    result = shards.build_shards(read_all(args.output_path), dest, settings, force=section.force_rebuild)
+    for line in result.repaired:
+        print(line, file=stream)
     for p in result.problems:
         print(p, file=stream)
     splits = result.index["splits"]
@@ -165,7 +180,7 @@ def _shards(args: argparse.Namespace, stream: TextIO) -> int:
         from .energon import EnergonError, prepare_energon
 
         try:
-            prepare_energon(dest, result.index, workers=args.energon_workers)
+            prepare_energon(dest, result.index, workers=section.energon_workers)
         except EnergonError as exc:
             print(f"energon: {exc}", file=stream)
             return 1
@@ -174,12 +189,18 @@ def _shards(args: argparse.Namespace, stream: TextIO) -> int:
 
 
 def _dedup(args: argparse.Namespace, stream: TextIO) -> int:
-    settings = dedup.DedupSettings(n_clusters=args.n_clusters, eps=args.eps, which_to_keep=args.which_to_keep,
-                                   max_iter=args.max_iter, fit_fraction=args.fit_fraction, device=args.device,
-                                   random_state=args.seed)
-    summary = dedup.run_semdedup(args.output_path, settings)
-    print(f"dedup: {summary['num_duplicates']} of {summary['num_clips']} clips are duplicates at eps={args.eps} "
+    section = section_from_args(args)
+    settings = section.dedup_settings()
+    try:
+        summary = dedup.run_semdedup(args.output_path, settings)
+    except dedup.NoEmbeddingsError as exc:  # not "0 of 0 clips are duplicates", which reads as "none"
+        print(f"dedup: {exc}", file=stream)
+        return 1
+    print(f"dedup: {summary['num_duplicates']} of {summary['num_clips']} clips are duplicates at eps={settings.eps} "
           f"({summary['n_clusters']} clusters, {summary['device']})", file=stream)
+    if summary["num_without_embedding"]:
+        print(f"dedup: {summary['num_without_embedding']} passed clip(s) have no embedding and were not compared",
+              file=stream)
     print("eps       duplicates  fraction", file=stream)
     for row in summary["eps_table"]:
         print(f"{row['eps']:<9g} {row['num_duplicates']:>10}  {row['fraction']:.4f}", file=stream)

@@ -287,6 +287,22 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+class NoEmbeddingsError(ValueError):
+    """Dedup was asked for where no clip has an embedding: a result of "0 of 0 duplicates" would
+    read as "no duplicates", so it is refused, naming what is missing."""
+
+
+def missing_embeddings_message(num_clips: int, num_passed: int) -> str:
+    """Why there is nothing to dedup, naming what is missing."""
+    if num_clips == 0:
+        return ("no clips in the manifest: nothing to deduplicate (write the manifest first: "
+                "`curation-assets package manifest`)")
+    return (f"no embeddings: none of the {num_passed} passed clip(s) of the manifest ({num_clips} clips in all) "
+            f"has a ce1_embd/ embedding, so SemDeDup has nothing to compare (the curation ran with "
+            f"generate_embeddings=off, or its embedding model was absent); curate with generate_embeddings=on, "
+            f"then write the manifest again")
+
+
 def run_semdedup(output_path: str, settings: DedupSettings = DedupSettings(),
                  grid: Sequence[float] = DEFAULT_EPS_GRID, manifest: pa.Table | None = None) -> dict[str, Any]:
     """SemDeDup over the manifest's embeddings (passed clips that have one); writes, whole, under
@@ -294,12 +310,18 @@ def run_semdedup(output_path: str, settings: DedupSettings = DedupSettings(),
     ``duplicates.parquet`` (at ``settings.eps``), ``eps_table.parquet`` and ``summary.json``.
 
     ``manifest``: the rows to use (with ``clip_uuid``, ``embedding``, ``passed``); default: the
-    whole manifest folder."""
+    whole manifest folder. Raises :class:`NoEmbeddingsError` when no passed clip has an embedding;
+    ``num_without_embedding`` in the summary counts the passed clips left out for lacking one."""
     from .manifest import read_manifest
 
     columns = ["clip_uuid", "embedding", "passed"]
     table = read_manifest(output_path, columns=columns) if manifest is None else manifest.select(columns)
-    table = table.filter(pc.and_(table.column("passed"), pc.is_valid(table.column("embedding"))))
+    num_rows = table.num_rows
+    table = table.filter(table.column("passed"))
+    num_passed = table.num_rows
+    table = table.filter(pc.is_valid(table.column("embedding")))
+    if table.num_rows == 0:
+        raise NoEmbeddingsError(missing_embeddings_message(num_rows, num_passed))
     ids = table.column("clip_uuid").to_pylist()
     vectors = [np.asarray(v, np.float32) for v in table.column("embedding").to_numpy(zero_copy_only=False)]
     dims = {len(v) for v in vectors}
@@ -310,7 +332,8 @@ def run_semdedup(output_path: str, settings: DedupSettings = DedupSettings(),
     folder = dedup_dir(output_path)
     duplicates = result.duplicates(settings.eps)
     eps_table = result.eps_table(sorted(set(grid) | {settings.eps}))
-    summary = {"num_clips": len(ids), "n_clusters": result.n_clusters, "device": result.device,
+    summary = {"num_clips": len(ids), "num_without_embedding": num_passed - len(ids),
+               "n_clusters": result.n_clusters, "device": result.device,
                "eps": settings.eps, "num_duplicates": duplicates.num_rows, "settings": result.settings,
                "eps_table": eps_table.to_pylist()}
     storage.write_bytes_atomic(storage.join(folder, "pairwise.parquet"), _parquet_bytes(result.pairwise))
@@ -341,10 +364,12 @@ __all__ = [
     "DUPLICATES_SCHEMA",
     "DedupResult",
     "DedupSettings",
+    "NoEmbeddingsError",
     "PAIRWISE_SCHEMA",
     "kmeans",
     "load_duplicate_ids",
     "max_similarity_to_earlier",
+    "missing_embeddings_message",
     "rank_cluster",
     "run_semdedup",
     "semdedup",

@@ -5,6 +5,12 @@ the video's relative path (the key its ``processed_videos`` document is stored u
 long names never matter and re-materialising one video rewrites exactly one file. The dataset is
 read with one ``pyarrow.dataset`` scan (:func:`read_manifest`); pandas and DuckDB read the folder
 as well.
+
+The manifest is for reading elsewhere, so two things differ from ``metas/v0`` on purpose: a score
+that was not computed is null, never the reference's sentinel (a clip whose motion could not be
+scored carries ``-1.0`` in its meta, which an average would silently mix in), and every location
+is absolute (a local output given as a relative path) or the object-store URL, so a loader run
+from any folder finds the files.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import pyarrow.parquet as pq
 from ..core import layout, storage
 from ..core.documents import chunk_clip_ids
 from ..core.layout_read import ClipLayout, VideoLayout, load_embeddings
+from ..core.pipeline import MOTION_DECODE_FAILED
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -72,8 +79,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "num_frames": (pa.int64(), "clip frames (probe: `int(duration * framerate)`)"),
     "video_codec": (pa.string(), "clip codec"),
     "num_bytes": (pa.int64(), "clip mp4 size"),
-    "motion_global_mean": (pa.float64(), "motion score `global_mean` (null: not scored)"),
-    "motion_per_patch_min_256": (pa.float64(), "motion score `per_patch_min_256`"),
+    "motion_global_mean": (pa.float64(), "motion score `global_mean` (null: not scored, where `metas/v0` has "
+                                         "the reference's -1.0 and a `motion_decode` error)"),
+    "motion_per_patch_min_256": (pa.float64(), "motion score `per_patch_min_256` (null: not scored)"),
     "aesthetic_score": (pa.float64(), "aesthetic score (null: not scored)"),
     "valid": (pa.bool_(), "the meta's `valid`: clip bytes and at least one window"),
     "passed": (pa.bool_(), "listed in the chunk's `clips` (else `filtered_clips`)"),
@@ -82,8 +90,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "windows": (pa.list_(WINDOW_TYPE),
                 "per window: frames (inclusive), captions and enhanced captions by model, preview URL"),
     "caption": (pa.string(), "the first caption of the first window that has one"),
-    "clip_url": (pa.string(), "the clip mp4 (null when none was written)"),
-    "meta_url": (pa.string(), "its `metas/v0` document"),
+    "clip_url": (pa.string(), "the clip mp4, an absolute path or the object-store URL (null when none was "
+                              "written)"),
+    "meta_url": (pa.string(), "its `metas/v0` document (absolute, as every location here)"),
     "embedding_url": (pa.string(), "its `ce1_embd` pickle (null: no embedding)"),
     "embedding": (pa.list_(pa.float32()), "the Cosmos-Embed1 embedding (null: none)"),
     "settings_hash": (pa.string(), "the pipeline record's settings hash"),
@@ -113,10 +122,33 @@ def _num(value: Any) -> Any:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+#: The ``errors`` key the reference records when it gave a clip the sentinel motion scores.
+MOTION_NOT_SCORED_ERROR = "motion_decode"
+
+
+def motion_scores(meta: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``(global_mean, per_patch_min_256)`` of a meta, None where motion was not scored: no score,
+    or the reference's sentinel (:data:`core.pipeline.MOTION_DECODE_FAILED`, written with a
+    ``motion_decode`` error for a clip too small or undecodable). Real scores are never negative."""
+    motion = meta.get("motion_score")
+    if not isinstance(motion, Mapping) or MOTION_NOT_SCORED_ERROR in (meta.get("errors") or []):
+        return None, None
+    sentinel = (MOTION_DECODE_FAILED.global_mean, MOTION_DECODE_FAILED.per_patch_min_256)
+    values = (_num(motion.get("global_mean")), _num(motion.get("per_patch_min_256")))
+    if values == sentinel:
+        return None, None
+    return values
+
+
+def location(url: str | None) -> str | None:
+    """Where a file is, from any working folder: a local path made absolute, a URL as it is."""
+    return None if url is None else storage.normalize_url(url)
+
+
 def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None) -> dict[str, Any]:
     """One manifest row, straight from the clip's validated documents."""
     meta: Mapping[str, Any] = clip.meta
-    motion = meta.get("motion_score") or {}
+    motion_mean, motion_patch = motion_scores(meta)
     details = meta.get("error_details") or {}
     span = meta["duration_span"]
     pipeline = video.video.get("pipeline") if video.video else None
@@ -138,8 +170,8 @@ def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None)
         "num_frames": _num(meta.get("num_frames")),
         "video_codec": meta.get("video_codec") if isinstance(meta.get("video_codec"), str) else None,
         "num_bytes": _num(meta.get("num_bytes")),
-        "motion_global_mean": _num(motion.get("global_mean")),
-        "motion_per_patch_min_256": _num(motion.get("per_patch_min_256")),
+        "motion_global_mean": motion_mean,
+        "motion_per_patch_min_256": motion_patch,
         "aesthetic_score": _num(meta.get("aesthetic_score")),
         "valid": meta.get("valid") is True,
         "passed": clip.passed,
@@ -149,13 +181,13 @@ def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None)
             {"start_frame": w.start_frame, "end_frame": w.end_frame,
              "captions": [{"model": m, "text": t} for m, t in w.captions],
              "enhanced_captions": [{"model": m, "text": t} for m, t in w.enhanced_captions],
-             "preview_url": w.preview_url}
+             "preview_url": location(w.preview_url)}
             for w in clip.windows
         ],
         "caption": first_caption(clip),
-        "clip_url": clip.clip_url,
-        "meta_url": clip.meta_url,
-        "embedding_url": clip.embedding_url,
+        "clip_url": location(clip.clip_url),
+        "meta_url": location(clip.meta_url),
+        "embedding_url": location(clip.embedding_url),
         "embedding": embedding,
         "settings_hash": pipeline.get("settings_hash") if isinstance(pipeline, Mapping) else None,
     }
@@ -399,8 +431,10 @@ __all__ = [
     "fragment_digests",
     "fragment_problems",
     "fragment_url",
+    "location",
     "manifest_dataset",
     "manifest_table",
+    "motion_scores",
     "read_fragment",
     "read_fragments",
     "read_manifest",

@@ -4,8 +4,10 @@ its launchpad name.
 
 The defaults are the core's own (``shards.ShardSettings``, ``shards.Selection``,
 ``dedup.DedupSettings``) and so are the checks: :meth:`PackagingSection.problems` builds them. The
-Dagster resource ``PackagingSettings`` (``defs/shared/resources.py``) is a subclass, and
-``curation-assets package`` (``packaging/cli.py``) takes its flag defaults from here.
+Dagster resource ``PackagingSettings`` (``defs/shared/resources.py``) is a subclass, and the
+flags of ``curation-assets package`` (``packaging/cli.py``) are made from here: which subcommand
+each setting is a flag of and under what name (:func:`package_flags`), its help, default and type,
+so ``--help``, docs/settings.md and the Dagster launchpad say the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class PackagingSection(Section):
     """How the training packages are cut."""
 
     name: str = setting_field(_SHARDS.name, "shard set name: <output>/webdataset/<name>/")
-    dest: str = setting_field("", "shard folder ('': <output>/webdataset/<name>)")
+    dest: str = setting_field("", "shard folder; '' is <output>/webdataset/<name>")
     max_shard_bytes: int = setting_field(_SHARDS.max_shard_bytes, "a shard closes at this size")
     max_shard_samples: int = setting_field(_SHARDS.max_shard_samples, "or at this many samples")
     num_groups: int = setting_field(_SHARDS.num_groups, "shard groups (a video's group is a hash of its path); "
@@ -39,13 +41,18 @@ class PackagingSection(Section):
                                                 "bucket_by=length: bucket edges in seconds (comma-separated)")
     include_filtered: bool = setting_field(_SELECTION.include_filtered, "shard filtered clips too")
     include_invalid: bool = setting_field(_SELECTION.include_invalid, "shard clips whose meta is not valid")
-    min_aesthetic_score: float | None = setting_field(_SELECTION.min_aesthetic_score, "leave out clips below")
-    min_motion_global_mean: float | None = setting_field(_SELECTION.min_motion_global_mean, "leave out clips below")
+    min_aesthetic_score: float | None = setting_field(_SELECTION.min_aesthetic_score,
+                                                      "leave out clips scored below this, and unscored ones")
+    min_motion_global_mean: float | None = setting_field(_SELECTION.min_motion_global_mean,
+                                                         "leave out clips whose motion global_mean is below this, "
+                                                         "and unscored ones")
     min_motion_per_patch_min_256: float | None = setting_field(_SELECTION.min_motion_per_patch_min_256,
-                                                               "leave out clips below")
+                                                               "leave out clips whose motion per_patch_min_256 is "
+                                                               "below this, and unscored ones")
     require_caption: bool = setting_field(_SELECTION.require_caption, "only clips with a caption")
     require_embedding: bool = setting_field(_SELECTION.require_embedding, "only clips with an embedding")
-    exclude_duplicates: bool = setting_field(False, "leave out semantic_dedup's duplicates at dedup_eps")
+    exclude_duplicates: bool = setting_field(False, "leave out semantic_dedup's duplicates (at dedup_eps, "
+                                                                "from its pairwise scores)")
     force_rebuild: bool = setting_field(False, "rewrite every shard group, changed or not")
     energon_workers: int = setting_field(DEFAULT_ENERGON_WORKERS, "energon prepare worker processes", ge=1)
     dedup_n_clusters: int = setting_field(_DEDUP.n_clusters, "k-means clusters; 0 = round(sqrt(n))")
@@ -54,7 +61,7 @@ class PackagingSection(Section):
                                              choices=dedup.WHICH_TO_KEEP)
     dedup_max_iter: int = setting_field(_DEDUP.max_iter, "k-means iterations at most")
     dedup_fit_fraction: float | None = setting_field(_DEDUP.fit_fraction,
-                                                     "fit the centroids on this share of the clips")
+                                                     "fit the centroids on this share of the clips (off: all)")
     dedup_device: str = setting_field(_DEDUP.device, "auto, cpu, cuda or cuda:N")
     dedup_seed: int = setting_field(_DEDUP.random_state, "k-means seed")
 
@@ -89,6 +96,25 @@ class PackagingSection(Section):
         if self.energon_workers < 1:
             problems.append(f"energon_workers={self.energon_workers} (at least 1)")
         return problems
+
+
+#: The ``curation-assets package`` subcommand whose flags the settings are: ``dedup_<x>`` settings
+#: are ``package dedup --<x>``, the others ``package shards --<name>``; these are the exceptions.
+_FLAG_EXCEPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "force_rebuild": (("shards", "--force"),),
+    "dedup_eps": (("dedup", "--eps"), ("shards", "--dedup-eps")),  # shards: which pairwise scores are duplicates
+}
+
+
+def package_flags(name: str) -> tuple[tuple[str, str], ...]:
+    """``(subcommand, flag)`` of each ``curation-assets package`` flag that sets the setting ``name``."""
+    if name not in PackagingSection.model_fields:
+        raise KeyError(name)
+    if name in _FLAG_EXCEPTIONS:
+        return _FLAG_EXCEPTIONS[name]
+    if name.startswith("dedup_"):
+        return (("dedup", "--" + name[len("dedup_"):].replace("_", "-")),)
+    return (("shards", "--" + name.replace("_", "-")),)
 
 
 def packaging_env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.layout_read import ClipLayout, VideoLayout
-from .manifest import first_caption
+from .manifest import first_caption, motion_scores
 
 SPLITS = ("train", "val")
 BUCKET_BY = ("none", "resolution", "aspect", "length")
@@ -55,14 +55,11 @@ class Selection:
             score = meta.get("aesthetic_score")
             if score is None or score < self.min_aesthetic_score:
                 return "aesthetic_score"
-        motion = meta.get("motion_score") or {}
-        if self.min_motion_global_mean is not None and (
-                motion.get("global_mean") is None or motion["global_mean"] < self.min_motion_global_mean):
-            return "motion"
-        if self.min_motion_per_patch_min_256 is not None and (
-                motion.get("per_patch_min_256") is None
-                or motion["per_patch_min_256"] < self.min_motion_per_patch_min_256):
-            return "motion"
+        global_mean, per_patch = motion_scores(meta)  # None where not scored (the reference's sentinel)
+        for value, least in ((global_mean, self.min_motion_global_mean),
+                             (per_patch, self.min_motion_per_patch_min_256)):
+            if least is not None and (value is None or value < least):
+                return "motion"
         if self.require_caption and first_caption(clip) is None:
             return "no_caption"
         if self.require_embedding and clip.parquet_url is None:
@@ -71,8 +68,8 @@ class Selection:
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
-        out["exclude"] = (hashlib.sha256("\n".join(sorted(self.exclude)).encode()).hexdigest()[:16]
-                          if self.exclude else None)
+        excluded = "\n".join(sorted(self.exclude)).encode()
+        out["exclude"] = hashlib.sha256(excluded).hexdigest()[:16] if self.exclude else None
         return out
 
 

@@ -16,22 +16,34 @@ stored under) and one split (another hash of it, so no video is in both). A grou
 rewritten only when a digest of its videos' documents and the settings changes, so adding or
 re-processing one video rewrites its group's shards and no others. Shards are written whole and
 byte-identically for the same input (:mod:`.shard_tar`).
+
+A group is kept only when its shards on disk are the ones the index lists (size and SHA-256 read
+back), so a re-run with the same settings rebuilds a deleted, truncated or altered shard. Runs on
+one destination take turns (:func:`shard_lock`, held from reading the old index to writing the
+new one, and by ``package shards`` through energon prepare), so two runs with different settings
+at once leave the index of the last, listing exactly the shards on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
+import os
 import re
 import tarfile
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..core import storage, temp_files
+from ..core import locks, storage, temp_files
 from ..core.documents import is_canonical_uuid
 from ..core.layout_read import VideoLayout, load_embeddings, read_video_layout
 from .clip_trust import UntrustedClip
@@ -58,7 +70,58 @@ INDEX_FILE = "index.json"
 INDEX_FORMAT = "curation-assets/webdataset/1"
 _SHARD_RE = re.compile(r"^(train|val)/(?:([A-Za-z0-9][A-Za-z0-9._+-]{0,63})/)?g(\d{4})-(\d{5})\.tar$")
 _ENERGON_IDX = ".idx"  # energon writes <shard>.tar.idx next to each shard
-_DEFAULT_SETTINGS = ShardSettings()  # frozen, so one shared default is safe
+LOCK_FILE = ".package-shards.lock"
+#: How long a run waits for another run on the same destination before giving up.
+LOCK_WAIT_S = 6 * 3600.0
+_READ_BLOCK = 8 << 20
+log = logging.getLogger(__name__)
+_held = threading.local()
+
+
+# ---------------------------------------------------------------------------------------------
+# One run at a time per destination
+
+
+def lock_url(dest: str) -> str:
+    """The lock of a destination: a file in it when local; for an object store, whose puts cannot
+    lock, a local file named by a hash of the URL (runs on other machines are not serialised)."""
+    if storage.is_local(dest):
+        return storage.join(storage.normalize_url(dest), LOCK_FILE)
+    name = hashlib.sha256(storage.normalize_url(dest).encode()).hexdigest()[:32]
+    return os.path.join(tempfile.gettempdir(), "curation-assets-locks", f"{name}.lock")
+
+
+@contextlib.contextmanager
+def shard_lock(dest: str, timeout_s: float = LOCK_WAIT_S, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the destination's lock (``core.locks``: released however the holder ends, the file
+    removed); re-entrant within a thread, so a caller may hold it around :func:`build_shards` and
+    what follows. ``on_wait`` is called once when another run holds it. Raises
+    :class:`storage.StorageError` when another run holds it past ``timeout_s``."""
+    url = lock_url(dest)
+    held: set[str] = _held.__dict__.setdefault("urls", set())
+    if url in held:
+        yield
+        return
+    with locks.held(url, timeout_s=0) as free:
+        if free:
+            held.add(url)
+            try:
+                yield
+            finally:
+                held.discard(url)
+            return
+    log.info("another package run is writing %s; waiting for it", storage.redact(dest))
+    if on_wait is not None:
+        on_wait()
+    with locks.held(url, timeout_s=timeout_s) as got:
+        if not got:
+            raise storage.StorageError(f"another package run has been writing {storage.redact(dest)} for over "
+                                       f"{timeout_s:.0f} s ({url} is locked)")
+        held.add(url)
+        try:
+            yield
+        finally:
+            held.discard(url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,9 +226,10 @@ class BuildResult:
     written: list[str]
     removed: list[str]
     problems: list[str]
+    repaired: list[str] = field(default_factory=list)  # kept shards found missing or altered: groups rebuilt
 
 
-def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettings = _DEFAULT_SETTINGS, *,
+def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettings | None = None, *,
                  force: bool = False, work_dir: str | None = None) -> BuildResult:
     """Write the shards of every group whose input changed (all with ``force``), remove the stale
     shards of those groups, then write the index.
@@ -181,12 +245,12 @@ def build_shards(videos: Iterable[VideoLayout], dest: str, settings: ShardSettin
         rows = manifest_table(v, embeddings={})
         if rows.num_rows:
             digests[v.rel_path] = row_digest(rows)
-    return _build(digests, lambda rels: [by_rel[r] for r in rels], dest, settings, force, work_dir, problems)
+    return _build(digests, lambda rels: [by_rel[r] for r in rels], dest, settings or ShardSettings(), force, work_dir,
+                  problems)
 
 
 def build_shards_from_manifest(output_path: str, digests: Mapping[str, str], dest: str,
-                               settings: ShardSettings = _DEFAULT_SETTINGS, *,
-                               sources: Mapping[str, str] | None = None,
+                               settings: ShardSettings | None = None, *, sources: Mapping[str, str] | None = None,
                                force: bool = False, work_dir: str | None = None) -> BuildResult:
     """:func:`build_shards` planned from the clip manifest: ``digests`` is each video's fragment
     digest (rel path -> :func:`manifest.row_digest`, e.g. ``manifest.fragment_digests(...).digests``),
@@ -219,35 +283,51 @@ def build_shards_from_manifest(output_path: str, digests: Mapping[str, str], des
             out.append(video)
         return out
 
-    return _build(dict(digests), load, dest, settings, force, work_dir, problems)
+    return _build(dict(digests), load, dest, settings or ShardSettings(), force, work_dir, problems)
 
 
 def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[VideoLayout]], dest: str,
            settings: ShardSettings, force: bool, work_dir: str | None, problems: list[str]) -> BuildResult:
     """The shards of the videos ``video_digests`` names (rel path -> :func:`manifest.row_digest`);
-    ``load`` gives the layouts of a group's videos when that group must be rewritten."""
+    ``load`` gives the layouts of a group's videos when that group must be rewritten. One run at a
+    time per destination: the index read, the shards and the index written are one run's."""
+    with shard_lock(dest):
+        return _build_locked(video_digests, load, dest, settings, force, work_dir, problems)
+
+
+def _build_locked(video_digests: Mapping[str, str], load: Callable[[list[str]], list[VideoLayout]], dest: str,
+                  settings: ShardSettings, force: bool, work_dir: str | None, problems: list[str]) -> BuildResult:
     settings_hash = settings.settings_hash()
     previous = read_index(dest)
-    # the previous index is reused only when it was built with the same settings
-    reusable = previous if previous is not None and previous.get("settings_hash") == settings_hash else None
+    same_settings = previous is not None and previous.get("settings_hash") == settings_hash
     storage.cleanup_temp_files(dest, min_age_s=temp_files.TEMP_MAX_AGE_S)  # killed writers' leftovers
 
     by_group: dict[int, list[str]] = {}
     for rel in video_digests:
         by_group.setdefault(shard_group(rel, settings.num_groups), []).append(rel)
 
-    old_groups = reusable.get("groups", {}) if reusable is not None else {}
+    kept_index = previous if same_settings and previous is not None else {}
+    old_groups = kept_index.get("groups", {})
     groups_out: dict[str, dict[str, Any]] = {}
     shards_out: list[dict[str, Any]] = []
     rebuilt: list[int] = []
     written: list[str] = []
-    old_shards = {s["name"]: s for s in reusable.get("shards", [])} if reusable is not None else {}
+    old_shards = {s["name"]: s for s in kept_index.get("shards", [])}
+    digests = {group: group_digest({rel: video_digests[rel] for rel in by_group[group]}, settings_hash)
+               for group in by_group}
+    candidates = {} if force else {g: k for g in by_group
+                                   if (k := _kept_group(old_groups.get(f"{g:04d}"), digests[g], old_shards))}
+    damaged = _damaged_shards(dest, [s for _, shards_of in candidates.values() for s in shards_of])
+    repaired = [f"{name}: {why}; its group is rebuilt" for name, why in sorted(damaged.items())]
+    for line in repaired:
+        log.warning("%s", line)
     for group in sorted(by_group):
         members = sorted(by_group[group])
-        digest = group_digest({rel: video_digests[rel] for rel in members}, settings_hash)
+        digest = digests[group]
         key = f"{group:04d}"
-        old = old_groups.get(key)
-        kept = _kept_group(old, digest, old_shards) if not force else None
+        kept = candidates.get(group)
+        if kept is not None and any(s["name"] in damaged for s in kept[1]):
+            kept = None
         if kept is not None:
             groups_out[key], group_shards = kept
             shards_out.extend(group_shards)
@@ -286,7 +366,7 @@ def _build(video_digests: Mapping[str, str], load: Callable[[list[str]], list[Vi
     }
     storage.write_bytes_atomic(storage.join(dest, INDEX_FILE), (json.dumps(index, indent=2) + "\n").encode())
     return BuildResult(dest=dest, index=index, rebuilt_groups=rebuilt, written=written, removed=stale,
-                       problems=problems)
+                       problems=problems, repaired=repaired)
 
 
 def _kept_group(old: Any, digest: str, old_shards: dict[str, dict[str, Any]]):
@@ -298,6 +378,33 @@ def _kept_group(old: Any, digest: str, old_shards: dict[str, dict[str, Any]]):
     if any(s is None for s in shards):
         return None
     return old, shards
+
+
+def _shard_damage(dest: str, shard: Mapping[str, Any]) -> str | None:
+    """Why a shard on disk is not the one the index lists (missing, size, SHA-256), None when it is."""
+    url = storage.join(dest, shard["name"])
+    info = storage.file_info(url)
+    if info is None:
+        return "missing"
+    if info.size != shard.get("bytes"):
+        return f"{info.size} bytes, the index says {shard.get('bytes')}"
+    digest = hashlib.sha256()
+    try:
+        with storage.open_input(url) as f:
+            while block := f.read(_READ_BLOCK):
+                digest.update(block)
+    except storage.StorageError as exc:
+        return f"unreadable ({exc})"
+    if digest.hexdigest() != shard.get("sha256"):
+        return "its SHA-256 differs from the index"
+    return None
+
+
+def _damaged_shards(dest: str, shards: list[Mapping[str, Any]], max_workers: int = 4) -> dict[str, str]:
+    """The shards of ``shards`` that are missing or altered on disk, with why (read in parallel)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(shards) or 1))) as pool:
+        found = list(pool.map(lambda s: _shard_damage(dest, s), shards))
+    return {s["name"]: why for s, why in zip(shards, found, strict=True) if why is not None}
 
 
 def _sum_skipped(groups: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -349,6 +456,7 @@ __all__ = [  # with the names of shard_plan and shard_tar that callers know from
     "DEFAULT_MAX_SHARD_BYTES",
     "DEFAULT_MAX_SHARD_SAMPLES",
     "INDEX_FILE",
+    "LOCK_FILE",
     "Selection",
     "ShardInfo",
     "ShardSettings",
@@ -359,7 +467,9 @@ __all__ = [  # with the names of shard_plan and shard_tar that callers know from
     "build_shards_from_manifest",
     "default_dest",
     "npy_bytes",
+    "lock_url",
     "read_index",
+    "shard_lock",
     "shard_group",
     "split_of",
     "verify_shards",

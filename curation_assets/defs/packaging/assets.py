@@ -235,7 +235,10 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         ``<output>/semdedup/`` pairwise scores, duplicates at ``dedup_eps``, duplicates per eps."""
         output_path = settings.options().output_path
         read = clip_manifest.read(["clip_uuid", "embedding", "passed"])
-        summary = dedup.run_semdedup(output_path, packaging_settings.dedup_settings(), manifest=read.table)
+        try:
+            summary = dedup.run_semdedup(output_path, packaging_settings.dedup_settings(), manifest=read.table)
+        except dedup.NoEmbeddingsError as exc:  # a result of zeros would read as "no duplicates"
+            raise dg.Failure(str(exc), metadata=_videos_md(read, clip_manifest, context.instance)) from None
         folder = dedup.dedup_dir(output_path)
         eps_rows = [dg.TableRecord(r) for r in summary["eps_table"]]
         duplicates = dedup.load_duplicate_ids(output_path)
@@ -243,6 +246,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             "dagster/row_count": summary["num_clips"],
             "num_clips": summary["num_clips"],
             "num_duplicates": summary["num_duplicates"],
+            "num_without_embedding": summary["num_without_embedding"],
             "eps": summary["eps"],
             "n_clusters": summary["n_clusters"],
             "device": summary["device"],
