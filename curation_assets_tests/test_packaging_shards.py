@@ -133,6 +133,21 @@ def test_reprocessing_one_video_rewrites_only_its_group(out, packaging_inputs, p
     assert set(tars(dest)) == set(fourth.written) and all(f"g{g:04d}" for g in fourth.rebuilt_groups)
 
 
+def test_shards_of_another_sample_format_are_rebuilt(out, tmp_path, monkeypatch):
+    """Same settings, same clips, but samples of an older format (other keys or members): the next
+    run rewrites every group instead of keeping old samples beside new ones."""
+    from curation_assets.packaging import shard_plan
+
+    dest = str(tmp_path / "ds")
+    settings = shards.ShardSettings(num_groups=3)
+    monkeypatch.setattr(shard_plan, "SAMPLE_FORMAT", "1/the-raw-metas-document")
+    first = shards.build_shards(layouts(out), dest, settings)
+    monkeypatch.undo()
+    again = shards.build_shards(layouts(out), dest, settings)
+    assert first.rebuilt_groups and sorted(again.rebuilt_groups) == sorted(first.rebuilt_groups)
+    assert shards.build_shards(layouts(out), dest, settings).rebuilt_groups == []
+
+
 def test_selection_split_and_buckets(out):
     base = layouts(out)
     still = next(c.uuid for v in base for c in v.clips if not c.passed)

@@ -12,6 +12,7 @@ without the embedding, which is the ``.npy``, each value coerced to its column's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -28,6 +29,10 @@ SAMPLE_KEYS: tuple[str, ...] = tuple(name for name in COLUMNS if name != "embedd
 #: embedding, shape ``(D,)``) only when the clip has an embedding, ``txt`` (the JSON's
 #: ``caption``) only when it has a caption.
 MEMBER_ORDER: tuple[str, ...] = ("json", "mp4", "npy", "txt")
+#: The sample's format, recorded with the shards' settings (``ShardSettings.record``): shards written
+#: with another format (other keys, members, or coercion rules: bump the number) are rebuilt by
+#: the next run instead of kept beside samples of the new one.
+SAMPLE_FORMAT = "2/" + hashlib.sha256(" ".join(SAMPLE_KEYS + MEMBER_ORDER).encode()).hexdigest()[:12]
 
 
 def _coerce(value: Any, kind: pa.DataType) -> Any:

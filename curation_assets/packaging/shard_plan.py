@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.layout_read import ClipLayout, VideoLayout
 from .manifest import first_caption, motion_scores
+from .sample import SAMPLE_FORMAT
 
 SPLITS = ("train", "val")
 BUCKET_BY = ("none", "resolution", "aspect", "length")
@@ -111,6 +112,7 @@ class ShardSettings:
         out = asdict(self)
         out["length_edges_s"] = list(self.length_edges_s)
         out["selection"] = self.selection.record()
+        out["sample_format"] = SAMPLE_FORMAT  # a new sample format rebuilds every group
         return out
 
     def settings_hash(self) -> str:
