@@ -148,6 +148,20 @@ def test_shards_of_another_sample_format_are_rebuilt(out, tmp_path, monkeypatch)
     assert shards.build_shards(layouts(out), dest, settings).rebuilt_groups == []
 
 
+def test_a_samples_bytes_do_not_depend_on_where_the_output_lies(out, tmp_path):
+    """The output copied elsewhere and packaged again gives the same shards: a sample names the
+    layout's files relative to the output folder (the manifest keeps them absolute)."""
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("webdataset"))
+    settings = shards.ShardSettings(num_groups=2)
+    shards.build_shards(layouts(out), str(tmp_path / "here"), settings)
+    shards.build_shards(layouts(moved), str(tmp_path / "there"), settings)
+    assert tars(tmp_path / "here") and tars(tmp_path / "here") == tars(tmp_path / "there")
+    video = layouts(out)[0]
+    doc = sample_json(video, video.clips[0])
+    assert doc["meta_url"] == layout.meta_path(video.clips[0].uuid) and doc["clip_url"].endswith(".mp4")
+
+
 def test_selection_split_and_buckets(out):
     base = layouts(out)
     still = next(c.uuid for v in base for c in v.clips if not c.passed)

@@ -21,10 +21,13 @@ from typing import Any
 import pyarrow as pa
 
 from ..core.layout_read import ClipLayout, VideoLayout
+from ..core.urls import relative_to
 from .manifest import COLUMNS, clip_row
 
 #: The keys of every sample JSON, in order: the manifest's columns less ``embedding``.
 SAMPLE_KEYS: tuple[str, ...] = tuple(name for name in COLUMNS if name != "embedding")
+#: The sample keys that are locations in the layout (relative to the output folder in a sample).
+LOCATION_KEYS: tuple[str, ...] = ("clip_url", "meta_url", "embedding_url")
 #: A sample's members (``<uuid>.<ext>``) in the order the tar holds them; ``npy`` (float32
 #: embedding, shape ``(D,)``) only when the clip has an embedding, ``txt`` (the JSON's
 #: ``caption``) only when it has a caption.
@@ -48,9 +51,26 @@ def _coerce(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
+def _in_output(output_path: str, url: Any) -> Any:
+    """A location of the layout as a path relative to its output folder (``clips/<uuid>.mp4``): a
+    shard's bytes do not depend on where the output lies, so one moved or copied and packaged
+    again gives the same samples (the manifest keeps the absolute locations)."""
+    if not isinstance(url, str):
+        return url
+    try:
+        return relative_to(output_path, url)
+    except ValueError:
+        return url
+
+
 def sample_json(video: VideoLayout, clip: ClipLayout) -> dict[str, Any]:
-    """The sample JSON of ``clip``: every key of :data:`SAMPLE_KEYS`, typed by its column."""
+    """The sample JSON of ``clip``: every key of :data:`SAMPLE_KEYS`, typed by its column, its
+    locations relative to the output folder."""
     row = clip_row(video, clip, None)
+    for key in LOCATION_KEYS:
+        row[key] = _in_output(video.output_path, row.get(key))
+    row["windows"] = [{**w, "preview_url": _in_output(video.output_path, w.get("preview_url"))}
+                      for w in row.get("windows") or []]
     return {key: _coerce(row.get(key), COLUMNS[key][0]) for key in SAMPLE_KEYS}
 
 
