@@ -44,6 +44,24 @@ def _wait_for_port(port: int, proc: subprocess.Popen | None, what: str, timeout_
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
 
 
+def wait_for_webserver(url: str, proc: subprocess.Popen, log, timeout_s: float = 180, poll_s: float = 0.5) -> None:
+    """Until dagster-webserver at ``url`` answers ``/server_info``; the test fails with the tail of
+    its ``log`` (a Path) when it exits first, or when it does not answer within ``timeout_s``."""
+    import requests
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(log.read_text(errors="replace")[-4000:])
+        time.sleep(poll_s)
+    pytest.fail("dagster-webserver did not start")
+
+
 def pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:

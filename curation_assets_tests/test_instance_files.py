@@ -22,7 +22,7 @@ import yaml
 from curation_assets.cli.runner import PROJECT_DAGSTER_YAML
 
 from .browser import Chromium, chromium_path
-from .servers import free_port
+from .servers import free_port, wait_for_webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_FILE = ROOT / ".dagster_home" / "dagster.yaml"
@@ -100,19 +100,6 @@ def _webserver(home: Path, location: Path, log: Path) -> tuple[subprocess.Popen,
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _wait_serving(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(log.read_text(errors="replace")[-4000:])
-        time.sleep(0.5)
-    pytest.fail("dagster-webserver did not start")
-
 
 def _should_show_nux(url: str) -> bool:
     answer = requests.post(f"{url}/graphql", json={"query": "{ shouldShowNux }"}, timeout=30)
@@ -132,7 +119,7 @@ def test_a_fresh_browser_gets_no_sign_up_dialog(tmp_path):
             log = tmp_path / f"{name}.log"
             servers[name] = (*_webserver(_home(tmp_path, name, drop=drop), location, log), log)
         for proc, url, log in servers.values():
-            _wait_serving(url, proc, log)
+            wait_for_webserver(url, proc, log)
         assert _should_show_nux(servers["control"][1]) is True
         assert _should_show_nux(servers["project"][1]) is False
         # The UI asks shouldShowNux as it starts and opens the dialog a second after the answer.

@@ -24,7 +24,8 @@ from curation_assets.defs.shared.tags import REASON_TAG, REQUESTED_BY_TAG
 
 from .browser import Chromium, chromium_path
 from .layout_checks import check_layout
-from .test_webserver import LOCATION, REPOSITORY, ROOT, _free_port, graphql
+from .servers import free_port, wait_for_webserver
+from .test_webserver import LOCATION, REPOSITORY, ROOT, graphql
 from .video_factory import make_video
 
 pytestmark = pytest.mark.slow
@@ -33,19 +34,6 @@ ARTIFACTS = Path(os.environ.get("CURATION_TEST_ARTIFACTS", ROOT / "test-artifact
 VIDEO = "drop zone/first upload.mp4"
 KEY = "drop%20zone/first%20upload.mp4"
 
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(log.read_text(errors="replace")[-4000:])
-        time.sleep(1)
-    pytest.fail("dagster-webserver did not start")
 
 
 @pytest.fixture()
@@ -61,7 +49,7 @@ def dagster_services(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "CURATION_INPUT_PATH": str(videos),
            "CURATION_OUTPUT_PATH": str(out), "CURATION_FIXED_STRIDE_SPLIT_DURATION": "2",
            "CURATION_WATCH_INTERVAL_S": "5"}
-    port = _free_port()
+    port = free_port()
     logs = {name: tmp_path / f"{name}.log" for name in ("webserver", "daemon")}
     procs = []
     try:
@@ -72,7 +60,7 @@ def dagster_services(tmp_path):
             procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=logs[name].open("wb"),
                                           stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
-        _wait_http(url, procs[0], logs["webserver"])
+        wait_for_webserver(url, procs[0], logs["webserver"], poll_s=1)
         yield {"url": url, "videos": videos, "out": out, "home": home, "logs": logs, "procs": procs}
     finally:
         for proc in procs:

