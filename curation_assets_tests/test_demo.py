@@ -37,7 +37,8 @@ dataset = get_train_dataset(sys.argv[1], batch_size=int(sys.argv[2]), shuffle_bu
 keys = set()
 for batch in get_loader(dataset):
     frames = batch.video[0].get_frames()
-    assert frames.video_clips[0].shape[0] == batch.meta["num_frames"][0], frames.video_clips[0].shape
+    # num_frames is the reference's count from span and rate: carphone's (29.97 fps) clip says 118, decodes as 119
+    assert abs(batch.meta["num_frames"][0] - frames.video_clips[0].shape[0]) <= 1, frames.video_clips[0].shape
     new = set(batch.__key__) - keys
     if not new:
         break
