@@ -73,6 +73,20 @@ def test_demo_copies_the_footage_and_curates_it(tmp_path, capsys):
     assert _energon_keys(out, tmp_path, batch_size=1, workers="0") == passed
 
 
+def test_a_demo_whose_clips_are_all_filtered_says_so_instead_of_a_load_line(tmp_path, capsys):
+    """Every clip filtered out: the packages are built (the manifest lists the filtered clip), the
+    train split is empty, and the demo says so rather than print a line that would load nothing."""
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    rc = main(["demo", "--video-dir", str(videos), "--output-path", str(out), "--dagster-home", str(tmp_path / "home"),
+               "--video-limit", "1", "--no-generate-embeddings", "--no-generate-previews", "--motion-filter", "enable",
+               "--motion-global-mean-threshold", "1000"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "shards: train 0 samples" in text and "no clip to train on" in text and "load the shards" not in text
+    table = manifest.read_manifest(str(out), columns=["passed"]).to_pylist()
+    assert table and not any(r["passed"] for r in table)
+
+
 PACKAGES = {manifest.MANIFEST_DIR, "webdataset"}  # what `package manifest|shards` adds beside the layout
 
 

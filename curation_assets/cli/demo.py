@@ -69,6 +69,7 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
     (``parse``) and run by its own code (energon metadata only when megatron-energon is installed);
     then where the shards are and one line that loads them. The worst exit status of the two."""
     from ..packaging.cli import run_package, section_from_args
+    from ..packaging.shards import read_index
 
     stream = stream or sys.stdout
     manifest_args = parse(["package", "manifest", "--output-path", output_path])
@@ -77,9 +78,13 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
                         *([] if energon_installed() else ["--no-energon"])])
     rc = max(rc, run_package(shard_args, stream))
     dest = section_from_args(shard_args).shard_dest(output_path)
-    if "://" in dest:  # object storage: the loaders take pipe: URLs there (docs/training-packages.md)
+    index = read_index(dest)
+    if not index or not index["splits"]["train"]["samples"]:
+        print(f"shards in {dest}: no clip to train on (no clip passed)", file=stream)
+    elif "://" in dest:  # object storage: the loaders take pipe: URLs there (docs/training-packages.md)
         print(f"shards in {dest}: docs/training-packages.md shows how to load them", file=stream)
     else:
+        print(f"shards in {os.path.abspath(dest)}", file=stream)
         print(f"load the shards:  {webdataset_line(dest)}", file=stream)
         if energon_installed():
             print(f"with energon:     energon info {os.path.abspath(dest)}   "
