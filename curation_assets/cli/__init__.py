@@ -1,4 +1,5 @@
-"""`curation-assets run | demo`: headless curation through the same Dagster assets the UI shows.
+"""`curation-assets run | demo`: headless curation through the same Dagster assets the UI shows
+(the demo then packages its output as `curation-assets package manifest|shards` does).
 
 Flags take the names of NeMo Curator's `video_split_clip_example.py`, so an existing command
 line works. Runs go through a Dagster instance under ``DAGSTER_HOME`` (default ``.dagster_home``)
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ..core import storage
 from .arguments import DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_service_from_args, options_from_args
-from .demo import copy_demo_footage
+from .demo import copy_demo_footage, package_demo_output
 from .runner import dagster_home, run_pipeline
 from .stop import StopOnSignal
 
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curation-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_pipeline_arguments(sub.add_parser("run", help="curate every video under --video-dir"))
-    add_pipeline_arguments(sub.add_parser("demo", help=f"copy sample footage to {DEMO_INPUT_PATH} and curate it"),
+    add_pipeline_arguments(sub.add_parser("demo", help=f"copy sample footage to {DEMO_INPUT_PATH}, curate it and "
+                                                       "package the output (manifest, WebDataset shards)"),
                            demo=True)
     from ..packaging.cli import add_package_parser
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         rc = run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
                           home=args.dagster_home, caption_service=caption_service_from_args(args))
+        if args.command == "demo" and rc != 130:  # the whole story: the packages of what was written
+            rc = max(rc, package_demo_output(options.output_path, build_parser().parse_args))
         if rc == 130:  # stopped: the process leaves with 130, which a further signal must not turn
             _ignore_stop_signals()  # into death by SIGINT while the interpreter exits
         return rc
