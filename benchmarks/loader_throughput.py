@@ -12,7 +12,8 @@ clip once, decoding all of its frames, as a training loader would:
 - ``webdataset``: ``webdataset.WebDataset`` over the shards (members read, JSON parsed), the mp4
   bytes decoded the same way, in a torch ``DataLoader`` (shards split over its workers);
 - ``energon``: ``get_loader(get_val_dataset(..., split_part="train"))`` with the dataset's own
-  sample type, each clip decoded with energon's ``AVDecoder.get_frames()`` (PyAV underneath).
+  sample type, each clip decoded with energon's ``AVDecoder.get_frames()`` (PyAV underneath);
+- ``energon+pyav``: the same loader, the mp4 bytes it yields decoded as ``loose`` decodes them.
 
 Workers 0 (the main process), 1 and 2; loader start-up (worker processes, energon's index) is
 included; each figure is the best of ``--repeats`` passes (taken in turn). Ratios are against ``loose`` with
@@ -85,7 +86,9 @@ def read_webdataset(urls: list[str], workers: int) -> int:
     return sum(1 for frames in DataLoader(dataset, batch_size=None, num_workers=workers) if frames > 0)
 
 
-def read_energon(dest: str, workers: int) -> int:
+def read_energon(dest: str, workers: int, own_decoder: bool = True) -> int:
+    """``own_decoder``: energon's ``get_frames()``; else the mp4 bytes energon hands over decoded
+    as the other readers decode them (the loader's cost apart from the decoder's)."""
     from megatron.energon import WorkerConfig, get_loader, get_val_dataset
 
     config = WorkerConfig(rank=0, world_size=1, num_workers=workers)
@@ -93,8 +96,12 @@ def read_energon(dest: str, workers: int) -> int:
     n = 0
     for batch in loader:
         for video in batch.video:
-            frames = video.get_frames()
-            n += int(frames is not None and frames.video_clips[0].shape[0] > 0)
+            if own_decoder:
+                frames = video.get_frames()
+                n += int(frames is not None and frames.video_clips[0].shape[0] > 0)
+            else:
+                video.stream.seek(0)
+                n += int(decode_mp4(video.stream.read()) > 0)
     return n
 
 
@@ -142,11 +149,12 @@ def main() -> None:
         items = [(str(out / "metas" / "v0" / f"{k}.json"), metas[k]["clip_location"]) for k in keys]
         samples = len(items)
         readers = {"loose": lambda w: read_loose(items, w), "webdataset": lambda w: read_webdataset(urls, w),
-                   "energon": lambda w: read_energon(dest, w)}
+                   "energon": lambda w: read_energon(dest, w),
+                   "energon+pyav": lambda w: read_energon(dest, w, own_decoder=False)}
         figures: dict = {}
         print(f"{samples} clips of 2 s at 1280x720 in {len(urls)} shards "
               f"({index['splits']['train']['bytes'] / 1e6:.1f} MB); best of {args.repeats}")
-        print(f"{'reader':<11} {'workers':>7} {'s':>7} {'clips/s':>8} {'x loose':>8}")
+        print(f"{'reader':<13} {'workers':>7} {'s':>7} {'clips/s':>8} {'x loose':>8}")
         for workers in (int(w) for w in args.workers.split(",")):
             walls: dict[str, list[float]] = {name: [] for name in readers}
             for _ in range(args.repeats):  # round robin: a burst of load on the machine hits every reader
@@ -162,7 +170,7 @@ def main() -> None:
                 figures[f"{name}/{workers}"] = {"wall_s": round(best, 3), "clips_per_s": round(rate, 2)}
                 ratio = rate / figures[f"loose/{workers}"]["clips_per_s"]
                 figures[f"{name}/{workers}"]["ratio_to_loose"] = round(ratio, 3)
-                print(f"{name:<11} {workers:>7} {best:>7.2f} {rate:>8.1f} {ratio:>8.2f}")
+                print(f"{name:<13} {workers:>7} {best:>7.2f} {rate:>8.1f} {ratio:>8.2f}")
         append_record(args.results, {"benchmark": "loader_throughput", "commit": git_commit(), "clips": samples,
                                      "shards": len(urls), "cpus": os.cpu_count(), "machine": platform.machine(),
                                      "figures": figures})
