@@ -20,6 +20,7 @@ from .packaging_fixtures import (  # noqa: F401 - fixtures
     packaging_models,
     written_layout,
 )
+from .test_packaging_assets import curated  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -42,8 +43,9 @@ def _thresholds(out: Path) -> list[float]:
 
 
 def _shards_run(out: Path, eps: float, mode: str, capsys) -> str:
-    rc = package_main(["package", "shards", "--output-path", str(out), "--val-fraction", "0", "--num-groups", "2", "--max-shard-samples", "1",
-                       "--exclude-duplicates", "--dedup-exclude-mode", mode, "--dedup-eps", str(eps)])
+    rc = package_main(["package", "shards", "--output-path", str(out), "--val-fraction", "0", "--num-groups", "2",
+                       "--max-shard-samples", "1", "--exclude-duplicates", "--dedup-exclude-mode", mode,
+                       "--dedup-eps", str(eps)])
     text = capsys.readouterr().out
     assert rc == 0, text
     return text
@@ -129,3 +131,44 @@ def test_split_mode_needs_energon_metadata(out, capsys):
     assert rc == 2 and "not with --no-energon" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         package_main(["package", "shards", "--output-path", str(out), "--dedup-exclude-mode", "files"])
+
+
+@pytest.mark.slow
+def test_the_assets_list_the_duplicates_in_split_yaml_and_keep_them_in_the_tars(curated, tmp_path):
+    import tarfile
+
+    import dagster as dg
+
+    from curation_assets.defs.packaging import assets as pkg
+    from curation_assets.partitions import VIDEOS_PARTITION_NAME
+
+    from .test_packaging_assets import GOOD, _copy, _defs, _materialised
+
+    out = _copy(curated, tmp_path)
+    duplicates = dedup.load_duplicate_ids(str(out), pkg.PackagingSettings().dedup_eps)
+    assert 0 < len(duplicates) < 4
+    settings = pkg.PackagingSettings(num_groups=2, exclude_duplicates=True, dedup_exclude_mode="split")
+    defs = _defs(curated, out, packaging=settings)
+    dest = out / "webdataset" / "default"
+    assert (dest / energon.META_DIR / energon.PREPARED_FILE).exists()  # packaged already, without exclusions
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, list(GOOD))
+        result = dg.materialize(defs.assets, selection=["webdataset_shards", "energon_metadata"], instance=instance,
+                                resources=defs.resources)
+        assert result.success
+        shards_md = _materialised(instance, "webdataset_shards", result.run_id)[None]
+        energon_md = _materialised(instance, "energon_metadata", result.run_id)[None]
+    assert shards_md["excluded_duplicates"] == 0 and shards_md["train_samples"] == 4
+    # turning the exclusions on in split mode rewrites no shard and does not prepare energon again
+    assert shards_md["groups_rewritten"] == 0 and energon_md["prepared"] is False
+    assert energon_md["split_yaml_excludes"] == len(duplicates)
+    index = shards.read_index(str(dest))
+    assert index is not None
+    names = set()
+    for shard in index["shards"]:
+        with tarfile.open(dest / shard["name"]) as tar:
+            names |= {m.name.partition(".")[0] for m in tar}
+    assert duplicates <= names  # in the tars; energon skips them
+    excluded = yaml.safe_load((dest / ".nv-meta" / "split.yaml").read_text())["exclude"]
+    assert sorted(e.partition(".tar/")[2] for e in excluded) == sorted(duplicates)
+    assert energon.energon_problems(str(dest), index) == []
