@@ -311,8 +311,10 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         (local or mounted shard folders), its counts checked against the shard index."""
         dest = packaging_settings.shard_dest(settings.options().output_path)
         index = _index_or_fail(dest)
-        split_excludes = packaging_settings.split_excludes(_duplicates(settings.options().output_path,
-                                                                       packaging_settings))
+        split_excludes: frozenset[str] = frozenset()
+        if packaging_settings.dedup_exclude_mode == "split":  # the tars mode needs no dedup result here
+            split_excludes = packaging_settings.split_excludes(_duplicates(settings.options().output_path,
+                                                                           packaging_settings))
         try:
             prepared = energon.update_energon(dest, index, workers=packaging_settings.energon_workers,
                                               exclude_ids=split_excludes)
