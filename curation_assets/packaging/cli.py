@@ -152,20 +152,23 @@ def _shards(args: argparse.Namespace, stream: TextIO) -> int:
     problems = section.problems()
     if problems:
         raise ValueError("; ".join(problems))
-    exclude: frozenset[str] = frozenset()
+    if section.exclude_duplicates and section.dedup_exclude_mode == "split" and args.no_energon:
+        raise ValueError("--dedup-exclude-mode split writes the duplicates into energon's split.yaml: "
+                         "not with --no-energon")
+    duplicates: frozenset[str] = frozenset()
     if section.exclude_duplicates:
-        exclude = dedup.load_duplicate_ids(args.output_path, section.dedup_eps)
-    settings = section.shard_settings(exclude)
+        duplicates = dedup.load_duplicate_ids(args.output_path, section.dedup_eps)
+    settings = section.shard_settings(duplicates)
     dest = section.shard_dest(args.output_path)
     def waiting() -> None:
         print(f"shards: another package run is writing {dest}; waiting for it to finish", file=stream, flush=True)
 
     with shards.shard_lock(dest, on_wait=waiting):  # another run waits until this one's energon metadata is written
-        return _write_shards(args, section, settings, dest, stream)
+        return _write_shards(args, section, settings, dest, stream, section.split_excludes(duplicates))
 
 
 def _write_shards(args: argparse.Namespace, section: PackagingSection, settings: shards.ShardSettings, dest: str,
-                  stream: TextIO) -> int:
+                  stream: TextIO, split_excludes: frozenset[str]) -> int:
     result = shards.build_shards(read_all(args.output_path), dest, settings, force=section.force_rebuild)
     for line in result.repaired:
         print(line, file=stream)
@@ -177,14 +180,18 @@ def _write_shards(args: argparse.Namespace, section: PackagingSection, settings:
           f"groups rewritten: {len(result.rebuilt_groups)}, stale files removed: {len(result.removed)}; "
           f"skipped: {json.dumps(result.index['skipped'])}", file=stream)
     if not args.no_energon and any(v["shards"] for v in splits.values()):
-        from .energon import EnergonError, prepare_energon
+        from .energon import EnergonError, update_energon
 
         try:
-            prepare_energon(dest, result.index, workers=section.energon_workers)
+            energon = update_energon(dest, result.index, workers=section.energon_workers, exclude_ids=split_excludes)
         except EnergonError as exc:
             print(f"energon: {exc}", file=stream)
             return 1
-        print(f"energon: {storage.join(dest, '.nv-meta')} prepared", file=stream)
+        done = "prepared" if energon["prepared"] else "kept (energon indexed these shards)"
+        print(f"energon: {storage.join(dest, '.nv-meta')} {done}", file=stream)
+        if section.exclude_duplicates and section.dedup_exclude_mode == "split":
+            print(f"energon: split.yaml excludes {len(energon['excluded'])} duplicate(s) at "
+                  f"dedup_eps={section.dedup_eps}", file=stream)
     return 1 if result.problems else 0
 
 

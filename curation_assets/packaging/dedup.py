@@ -31,6 +31,10 @@ from ..core.devices import checked_device
 
 DEDUP_DIR = "semdedup"
 WHICH_TO_KEEP = ("hard", "easy", "random")
+#: Where ``package shards --exclude-duplicates`` leaves the duplicates out: "tars" writes shards
+#: without them (a new eps rewrites the shards), "split" lists them as ``exclude`` entries of
+#: Energon's ``split.yaml`` (``packaging/energon.py``), so a new eps rewrites only that file.
+EXCLUDE_MODES = ("tars", "split")
 DEFAULT_EPS_GRID = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 PAIRWISE_SCHEMA = pa.schema([
@@ -364,6 +368,7 @@ __all__ = [
     "DUPLICATES_SCHEMA",
     "DedupResult",
     "DedupSettings",
+    "EXCLUDE_MODES",
     "NoEmbeddingsError",
     "PAIRWISE_SCHEMA",
     "kmeans",

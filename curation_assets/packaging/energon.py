@@ -10,6 +10,13 @@ describe; so ``dataset.yaml`` is written here and names
 :class:`~curation_assets.packaging.energon_sample.ClipSample` (dotted paths energon imports).
 Split parts are the ``train/`` and ``val/`` shard folders (and an empty ``test``). Afterwards the sample counts energon
 found are compared with the shard index (energon logs a shard it cannot read and goes on).
+
+Dedup exclusions can live in ``split.yaml`` instead of the tars (``dedup_exclude_mode="split"``):
+:func:`update_energon` adds ``exclude: [<shard>.tar/<clip uuid>, ...]`` (the form energon's
+``WebdatasetMeta`` reads: it skips a sample whose ``<shard name>/<key>`` is listed), the shard of
+each clip looked up in energon's own ``index.sqlite``. energon prepare is skipped when the shards
+are the ones it last indexed (:data:`PREPARED_FILE` records their digests), so a new dedup
+threshold rewrites ``split.yaml`` and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +49,9 @@ ENERGON_SPLITS = (*SPLITS, "test")
 #: What ``energon prepare`` leaves in ``.nv-meta/`` (besides each shard's ``.tar.idx``).
 META_FILES = ("dataset.yaml", "split.yaml", ".info.json", "index.sqlite", "index.uuid")
 TAR_INDEX_SUFFIX = ".idx"
+#: In ``.nv-meta/``: the shard digests (name -> SHA-256, from the shard index) energon prepare last indexed.
+PREPARED_FILE = "curation-prepared.json"
+_SQL_BATCH = 500
 
 
 class EnergonError(RuntimeError):
@@ -90,12 +101,105 @@ def prepare_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2) ->
         raise EnergonError(f"energon indexed {sum(counts.values())} samples in {len(counts)} shards, the shard index "
                            f"lists {sum(expected.values())} in {len(expected)} (e.g. {missing[:3]})")
     _write_dataset_yaml(path)
+    _write_atomic(os.path.join(path, META_DIR, PREPARED_FILE),
+                  (json.dumps(_shard_digests(index), indent=1, sort_keys=True) + "\n").encode())
     log.info("energon prepare: %s", out.getvalue().strip().splitlines()[-1:] or "done")
     notes = small_split_notes(index)
     for note in notes:
         log.warning("%s", note)
     return {"splits": {s: sorted(n for n in expected if n.startswith(f"{s}/")) for s in splits},
             "shard_counts": counts, "log": out.getvalue(), "notes": notes}
+
+
+def update_energon(dest: str, index: Mapping[str, Any], *, workers: int = 2,
+                   exclude_ids: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The Energon metadata of ``dest`` made current: :func:`prepare_energon` unless the shards are
+    the ones energon last indexed and its metadata checks out, then ``split.yaml``'s ``exclude``
+    entries set to the samples of ``exclude_ids`` (clip uuids; those in no shard are ignored).
+
+    Returns :func:`prepare_energon`'s result (``log`` empty when it was skipped) with ``prepared``
+    (whether energon prepare ran) and ``excluded`` (the ``exclude`` entries written).
+    """
+    _, path = storage.get_fs(dest)
+    record = _read_json(os.path.join(path, META_DIR, PREPARED_FILE)) if storage.is_local(dest) else None
+    if record is not None and record == _shard_digests(index) and not energon_problems(dest, index):
+        names = {s["name"]: s["samples"] for s in index["shards"]}
+        result = {"splits": {s: sorted(n for n in names if n.startswith(f"{s}/")) for s in SPLITS
+                             if index["splits"][s]["shards"]},
+                  "shard_counts": names, "log": "", "notes": small_split_notes(index), "prepared": False}
+    else:
+        result = {**prepare_energon(dest, index, workers=workers), "prepared": True}
+    result["excluded"] = write_split_excludes(dest, exclude_ids)
+    return result
+
+
+def write_split_excludes(dest: str, exclude_ids: frozenset[str]) -> list[str]:
+    """Set ``split.yaml``'s ``exclude`` to ``<shard>/<uuid>`` for each clip of ``exclude_ids`` that
+    energon indexed (none: no ``exclude`` key, as prepare writes it). The file is replaced
+    atomically, and only when it changes. Returns the entries."""
+    import yaml
+
+    _, path = storage.get_fs(dest)
+    meta = os.path.join(path, META_DIR)
+    entries = sample_entries(meta, exclude_ids)
+    target = os.path.join(meta, "split.yaml")
+    with open(target, "rb") as f:
+        old = f.read()
+    doc = yaml.safe_load(old)
+    if not isinstance(doc, dict) or not isinstance(doc.get("split_parts"), dict):
+        raise EnergonError(f"{target}: no split_parts (run energon prepare again: package shards --force)")
+    doc.pop("exclude", None)
+    if entries:
+        doc["exclude"] = entries
+    new = yaml.safe_dump(doc, sort_keys=False).encode()
+    if new != old:
+        _write_atomic(target, new)
+    return entries
+
+
+def sample_entries(meta_path: str, keys: frozenset[str]) -> list[str]:
+    """``<shard name>/<key>`` of each sample key energon's ``index.sqlite`` holds (its
+    ``tar_file_id`` is the position of the shard in ``.info.json``'s ``shard_counts``), sorted."""
+    import sqlite3
+
+    if not keys:
+        return []
+    info = _read_json(os.path.join(meta_path, ".info.json"))
+    names = list((info or {}).get("shard_counts") or {})
+    wanted = sorted(keys)
+    found: list[str] = []
+    index = os.path.join(meta_path, "index.sqlite")
+    with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
+        for i in range(0, len(wanted), _SQL_BATCH):
+            batch = wanted[i:i + _SQL_BATCH]
+            rows = db.execute(f"select tar_file_id, sample_key from samples where sample_key in "
+                              f"({','.join('?' * len(batch))})", batch).fetchall()
+            for tar_id, key in rows:
+                if not 0 <= tar_id < len(names):
+                    raise EnergonError(f"{index}: sample {key} names shard #{tar_id}, .info.json lists {len(names)}")
+                found.append(f"{names[tar_id]}/{key}")
+    return sorted(found)
+
+
+def _shard_digests(index: Mapping[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["sha256"] for s in index["shards"]}
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(target: str, data: bytes) -> None:
+    tmp = f"{target}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
 
 
 def dataset_yaml() -> dict[str, Any]:
@@ -108,13 +212,8 @@ def dataset_yaml() -> dict[str, Any]:
 def _write_dataset_yaml(path: str) -> None:
     import yaml
 
-    target = os.path.join(path, META_DIR, "dataset.yaml")
-    tmp = f"{target}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(dataset_yaml(), f, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    text = yaml.safe_dump(dataset_yaml(), sort_keys=False)
+    _write_atomic(os.path.join(path, META_DIR, "dataset.yaml"), text.encode())
 
 
 def small_split_notes(index: Mapping[str, Any], workers: int = ENERGON_DEFAULT_WORKERS) -> list[str]:
@@ -179,6 +278,7 @@ def energon_problems(dest: str, index: Mapping[str, Any]) -> list[str]:
                 if found != by_split[split]:
                     problems.append(f"{META_DIR}/split.yaml: {split} has {len(found)} shard(s), the shard index "
                                     f"{len(by_split[split])}")
+            problems.extend(_exclude_problems(doc.get("exclude"), meta, "index.sqlite" in texts))
     for name, samples in expected.items():
         try:
             size = len(storage.read_bytes(storage.join(dest, name + TAR_INDEX_SUFFIX)))
@@ -190,6 +290,26 @@ def energon_problems(dest: str, index: Mapping[str, Any]) -> list[str]:
     if "index.sqlite" in texts:
         problems.extend(_sample_index_problems(storage.get_fs(meta)[1], sum(expected.values())))
     return problems
+
+
+def _exclude_problems(entries: Any, meta: str, have_index: bool) -> list[str]:
+    """``split.yaml``'s ``exclude`` must name samples energon indexed, each in its own shard."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, str) and ".tar/" in e for e in entries):
+        return [f"{META_DIR}/split.yaml: exclude is not a list of <shard>.tar/<key>"]
+    if not have_index:
+        return []
+    keys = frozenset(e.split(".tar/", 1)[1] for e in entries)
+    try:
+        found = set(sample_entries(storage.get_fs(meta)[1], keys))
+    except (sqlite3.Error, EnergonError) as exc:
+        return [f"{META_DIR}/split.yaml: its exclude entries could not be looked up ({exc})"]
+    wrong = sorted(set(entries) - found)
+    if wrong:
+        return [f"{META_DIR}/split.yaml: {len(wrong)} exclude entr{'y names' if len(wrong) == 1 else 'ies name'} "
+                f"no indexed sample (e.g. {wrong[0]})"]
+    return []
 
 
 def _yaml(yaml, data: bytes) -> Any:
@@ -206,9 +326,6 @@ def _summary(counts: Any) -> str:
 
 
 def _sample_index_problems(meta_path: str, samples: int) -> list[str]:
-    import os
-    import sqlite3
-
     try:
         index = os.path.join(meta_path, "index.sqlite")
         with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
@@ -221,4 +338,5 @@ def _sample_index_problems(meta_path: str, samples: int) -> list[str]:
 
 
 __all__ = ["DATASET_CLASS", "ENERGON_DEFAULT_WORKERS", "EnergonError", "META_DIR", "META_FILES", "SAMPLE_MODULE",
-           "SAMPLE_TYPE", "dataset_yaml", "energon_problems", "prepare_energon", "small_split_notes"]
+           "PREPARED_FILE", "SAMPLE_TYPE", "dataset_yaml", "energon_problems", "prepare_energon", "sample_entries",
+           "small_split_notes", "update_energon", "write_split_excludes"]

@@ -53,6 +53,11 @@ class PackagingSection(Section):
     require_embedding: bool = setting_field(_SELECTION.require_embedding, "only clips with an embedding")
     exclude_duplicates: bool = setting_field(False, "leave out semantic_dedup's duplicates (at dedup_eps, "
                                                                 "from its pairwise scores)")
+    dedup_exclude_mode: str = setting_field(dedup.EXCLUDE_MODES[0], "with exclude_duplicates: 'tars' writes shards "
+                                            "without them (a new dedup_eps rewrites every shard); 'split' keeps "
+                                            "the shards whole and lists them as exclude entries of energon's "
+                                            "split.yaml (a new dedup_eps rewrites only that file; plain "
+                                            "webdataset readers still see them)", choices=dedup.EXCLUDE_MODES)
     force_rebuild: bool = setting_field(False, "rewrite every shard group, changed or not")
     energon_workers: int = setting_field(DEFAULT_ENERGON_WORKERS, "energon prepare worker processes", ge=1)
     dedup_n_clusters: int = setting_field(_DEDUP.n_clusters, "k-means clusters; 0 = round(sqrt(n))")
@@ -66,6 +71,10 @@ class PackagingSection(Section):
     dedup_seed: int = setting_field(_DEDUP.random_state, "k-means seed")
 
     def shard_settings(self, exclude: frozenset[str] = frozenset()) -> shards.ShardSettings:
+        """The shards' settings; ``exclude`` (duplicates) is left out of the tars only in the
+        "tars" mode (:meth:`split_excludes` gives it to ``split.yaml`` otherwise)."""
+        if self.dedup_exclude_mode != "tars":
+            exclude = frozenset()
         selection = shards.Selection(
             include_filtered=self.include_filtered, include_invalid=self.include_invalid,
             min_aesthetic_score=self.min_aesthetic_score, min_motion_global_mean=self.min_motion_global_mean,
@@ -75,6 +84,11 @@ class PackagingSection(Section):
             name=self.name, max_shard_bytes=self.max_shard_bytes, max_shard_samples=self.max_shard_samples,
             num_groups=self.num_groups, val_fraction=self.val_fraction, bucket_by=self.bucket_by,
             length_edges_s=tuple(self.length_edges_s), selection=selection)
+
+    def split_excludes(self, exclude: frozenset[str]) -> frozenset[str]:
+        """The clip ids that go into energon's ``split.yaml`` as ``exclude`` entries: the duplicates
+        in the "split" mode, none otherwise."""
+        return exclude if self.dedup_exclude_mode == "split" else frozenset()
 
     def dedup_settings(self) -> dedup.DedupSettings:
         return dedup.DedupSettings(n_clusters=self.dedup_n_clusters, eps=self.dedup_eps,
@@ -93,6 +107,8 @@ class PackagingSection(Section):
                 make()
             except ValueError as exc:
                 problems.append(str(exc))
+        if self.dedup_exclude_mode not in dedup.EXCLUDE_MODES:
+            problems.append(f"dedup_exclude_mode={self.dedup_exclude_mode!r} (one of {', '.join(dedup.EXCLUDE_MODES)})")
         if self.energon_workers < 1:
             problems.append(f"energon_workers={self.energon_workers} (at least 1)")
         return problems
@@ -103,6 +119,7 @@ class PackagingSection(Section):
 _FLAG_EXCEPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "force_rebuild": (("shards", "--force"),),
     "dedup_eps": (("dedup", "--eps"), ("shards", "--dedup-eps")),  # shards: which pairwise scores are duplicates
+    "dedup_exclude_mode": (("shards", "--dedup-exclude-mode"),),  # how shards leave duplicates out
 }
 
 

@@ -364,7 +364,8 @@ def _build_locked(video_digests: Mapping[str, str], load: Callable[[list[str]], 
                    for split in SPLITS},
         "skipped": _sum_skipped(groups_out.values()),
     }
-    storage.write_bytes_atomic(storage.join(dest, INDEX_FILE), (json.dumps(index, indent=2) + "\n").encode())
+    if index != previous:  # unchanged: left as it is (a new dedup threshold in split.yaml rewrites nothing here)
+        storage.write_bytes_atomic(storage.join(dest, INDEX_FILE), (json.dumps(index, indent=2) + "\n").encode())
     return BuildResult(dest=dest, index=index, rebuilt_groups=rebuilt, written=written, removed=stale,
                        problems=problems, repaired=repaired)
 

@@ -269,14 +269,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         """WebDataset shards of the selected clips and their ``index.json``, planned from the
         manifest: only the shard groups whose videos changed are rewritten."""
         output_path = settings.options().output_path
-        exclude: frozenset[str] = frozenset()
-        if packaging_settings.exclude_duplicates:
-            try:
-                exclude = dedup.load_duplicate_ids(output_path, packaging_settings.dedup_eps)
-            except storage.StorageNotFoundError:
-                raise dg.Failure("exclude_duplicates is on but there is no dedup result: materialise semantic_dedup "
-                                 "first") from None
-        shard_settings = packaging_settings.shard_settings(exclude)
+        shard_settings = packaging_settings.shard_settings(_duplicates(output_path, packaging_settings))
+        exclude = shard_settings.selection.exclude  # empty in the "split" mode: energon_metadata lists them
         dest = packaging_settings.shard_dest(output_path)
         read = clip_manifest.digests()
         result = shards.build_shards_from_manifest(output_path, read.digests, dest, shard_settings,
@@ -317,14 +311,21 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         (local or mounted shard folders), its counts checked against the shard index."""
         dest = packaging_settings.shard_dest(settings.options().output_path)
         index = _index_or_fail(dest)
+        split_excludes: frozenset[str] = frozenset()
+        if packaging_settings.dedup_exclude_mode == "split":  # the tars mode needs no dedup result here
+            split_excludes = packaging_settings.split_excludes(_duplicates(settings.options().output_path,
+                                                                           packaging_settings))
         try:
-            prepared = energon.prepare_energon(dest, index, workers=packaging_settings.energon_workers)
+            prepared = energon.update_energon(dest, index, workers=packaging_settings.energon_workers,
+                                              exclude_ids=split_excludes)
         except energon.EnergonError as exc:
             raise dg.Failure(str(exc)) from None
         counts = prepared["shard_counts"]
         return dg.MaterializeResult(metadata={
             "dagster/row_count": sum(counts.values()),
             "num_shards": len(counts),
+            "prepared": prepared["prepared"],
+            "split_yaml_excludes": len(prepared["excluded"]),
             **{f"{split}_shards": len(names) for split, names in prepared["splits"].items()},
             "location": dg.MetadataValue.path(storage.join(dest, energon.META_DIR)),
         })
@@ -353,6 +354,17 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
 
     return [clip_manifest, semantic_dedup, webdataset_shards, energon_metadata, shards_readable,
             energon_metadata_consistent]
+
+
+def _duplicates(output_path: str, packaging_settings: PackagingSettings) -> frozenset[str]:
+    """semantic_dedup's duplicates at ``dedup_eps`` when ``exclude_duplicates`` is on (none otherwise)."""
+    if not packaging_settings.exclude_duplicates:
+        return frozenset()
+    try:
+        return dedup.load_duplicate_ids(output_path, packaging_settings.dedup_eps)
+    except storage.StorageNotFoundError:
+        raise dg.Failure("exclude_duplicates is on but there is no dedup result: materialise semantic_dedup "
+                         "first") from None
 
 
 def manifest_of_video(output_path: str, video: VideoLayout) -> tuple[pa.Table, str | None]:
