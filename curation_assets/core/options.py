@@ -287,10 +287,15 @@ def _validated(values: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, kind, default, meta in setting_fields():
         value = out[name] = values.get(name, default)  # kept as given when it cannot be coerced
+        if name == "generate_embeddings" and isinstance(value, bool):  # NeMo's bool: True expects embeddings
+            value = "on" if value else "off"
         try:
             value = coerce(value, kind)
         except (TypeError, ValueError) as exc:
-            problems.append(f"{name}={value!r} ({exc})")
+            allowed = f"; choose one of {', '.join(meta.choices)}" if meta.choices else ""
+            if name == "generate_embeddings":
+                allowed += " or true/false"
+            problems.append(f"{name}={value!r} ({exc}{allowed})")
             continue
         if meta.path and value:
             from .storage import normalize_url
