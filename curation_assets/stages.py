@@ -67,8 +67,8 @@ class _Stage:
                             f"{', '.join(sorted(self._MAP)) or 'none'}; see docs/python-api.md)")
         hints = sorted(set(params) & _HINTS - set(self._MAP))
         if hints:
-            warnings.warn(f"{name}: {', '.join(hints)} size workers in NeMo Curator; here Dagster's executor and "
-                          "the settings decide, so they have no effect", stacklevel=2)
+            warnings.warn(f"{name}: {', '.join(hints)} have no effect here (NeMo Curator's worker sizing and "
+                          "logging; Dagster's executor and the settings decide)", stacklevel=2)
         self.params = params
         self.settings: dict[str, Any] = dict(self._SETS)
         for param, value in params.items():
