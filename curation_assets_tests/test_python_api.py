@@ -117,3 +117,15 @@ def test_refusals_name_the_stage_or_parameter(tmp_path):
         from curation_assets import ClipAestheticFilterStage
 
         Pipeline("o", stages=[_writer(tmp_path)]).add_stage(ClipAestheticFilterStage(score_threshold=3.5))
+
+
+def test_definitions_are_the_code_location_with_these_settings(tmp_path):
+    from curation_assets.definitions import CURATE_JOB_NAME
+
+    p = Pipeline("d", stages=[FixedStrideExtractorStage(clip_len_s=3.0, clip_stride_s=3.0), _writer(tmp_path)])
+    defs = p.definitions()
+    assert defs.resolve_job_def(CURATE_JOB_NAME).name == CURATE_JOB_NAME
+    bound = defs.resources["settings"].data  # the settings resource every asset and IO manager reads
+    expected = p.options().values()
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in bound.items()} == expected
+    assert (bound["fixed_stride_split_duration"], bound["generate_embeddings"]) == (3.0, "off")
