@@ -39,7 +39,7 @@ NOT_IMPLEMENTED = {
 _HINTS = frozenset({"num_cpus_per_worker", "num_gpus_per_worker", "gpus_per_worker", "gpu_memory_gb",
                     "encode_batch_size", "nb_streams_per_gpu", "motion_filter_batch_size", "model_batch_size",
                     "caption_batch_size", "pyncv_batch_size", "decoder_mode", "output_hw", "fp8", "ffmpeg_verbose",
-                    "verbose", "disable_mmcache", "use_hwaccel", "model_variant"})
+                    "verbose", "disable_mmcache", "use_hwaccel", "model_variant", "num_cpus"})
 
 
 def not_implemented(name: str) -> ImportError:
@@ -95,13 +95,18 @@ def _named_no(param: str, instead: str, allowed: Any = None) -> Callable[[str, A
     return translate
 
 
+def _limit(_stage: str, value: Any) -> dict[str, Any]:
+    # the reference cuts only when limit_clips > 0 (TransNetV2's default is -1): 0 and below mean all
+    return {"limit_clips": max(0, value) if isinstance(value, int) and not isinstance(value, bool) else value}
+
+
 class VideoReader(_Stage):
     _MAP = {"input_video_path": "input_path", "video_limit": "_video_limit"}
 
 
 class FixedStrideExtractorStage(_Stage):
     _MAP = {"clip_len_s": "fixed_stride_split_duration", "clip_stride_s": _same_stride,
-            "min_clip_length_s": "fixed_stride_min_clip_length_s", "limit_clips": "limit_clips"}
+            "min_clip_length_s": "fixed_stride_min_clip_length_s", "limit_clips": _limit}
     _SETS = {"splitting_algorithm": "fixed_stride"}
 
 
@@ -112,7 +117,8 @@ class VideoFrameExtractionStage(_Stage):
 class TransNetV2ClipExtractionStage(_Stage):
     _MAP = {"model_dir": "model_dir", "threshold": "transnetv2_threshold", "min_length_s": "transnetv2_min_length_s",
             "max_length_s": "transnetv2_max_length_s", "max_length_mode": "transnetv2_max_length_mode",
-            "crop_s": "transnetv2_crop_s", "limit_clips": "limit_clips"}
+            "crop_s": "transnetv2_crop_s", "limit_clips": _limit,
+            "entire_scene_as_clip": _named_no("entire_scene_as_clip", "a video without a cut is one scene", True)}
     _SETS = {"splitting_algorithm": "transnetv2"}
 
 

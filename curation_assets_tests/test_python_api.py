@@ -14,6 +14,7 @@ from curation_assets import (
     MotionFilterStage,
     Pipeline,
     PipelineOptions,
+    TransNetV2ClipExtractionStage,
     VideoReader,
 )
 from curation_assets.core.options import DEFAULTS
@@ -85,6 +86,11 @@ def test_pipeline_gathers_the_stages_settings(tmp_path):
     assert (o.fixed_stride_split_duration, o.fixed_stride_min_clip_length_s, o.limit_clips) == (4.0, 1.0, 2)
     assert (o.motion_filter, o.motion_global_mean_threshold) == ("enable", 0.01)
     assert p._settings()[1] == {"video_limit": 3}
+    scenes = Pipeline("t", stages=[TransNetV2ClipExtractionStage(threshold=0.3, limit_clips=-1), _writer(tmp_path)])
+    assert (scenes.options().splitting_algorithm, scenes.options().limit_clips) == ("transnetv2", 0)  # -1: all
+    with pytest.raises(ValueError, match=r"TransNetV2ClipExtractionStage\(entire_scene_as_clip=False\) is not "
+                                         r"implemented; a video without a cut is one scene"):
+        TransNetV2ClipExtractionStage(entire_scene_as_clip=False)
     no_motion = Pipeline("m", stages=[_writer(tmp_path)]).options()
     assert no_motion.motion_filter == "disable"  # no motion stage: no motion scores, as in NeMo
 
