@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .core import layout
-from .core.options import DEFAULTS, PipelineOptions
+from .core.options import DEFAULTS, PipelineOptions, setting
+from .core.storage import normalize_url
 
 __all__ = ["CaptionEnhancementStage", "CaptionGenerationStage", "CaptionPreparationStage", "ClipAestheticFilterStage",
            "ClipTranscodingStage", "ClipWriterStage", "CosmosEmbed1EmbeddingStage", "CosmosEmbed1FrameCreationStage",
@@ -260,6 +261,8 @@ class Pipeline:
             merged["motion_filter"] = ("disable", "no motion stage")
         for stage in self.stages:
             for key, value in stage.settings.items():
+                if not key.startswith("_") and setting(key).path and isinstance(value, str) and value:
+                    value = normalize_url(value)  # "data/videos" and its absolute path are one folder
                 if key in merged and merged[key][0] != value and merged[key][1] != "no motion stage":
                     raise ValueError(f"{type(stage).__name__} sets {key.lstrip('_')}={value!r} but "
                                      f"{merged[key][1]} set {merged[key][0]!r}")

@@ -4,6 +4,7 @@ the one settings definition, refusing by name what is not implemented."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -78,7 +79,7 @@ def _writer(tmp_path, **kw) -> ClipWriterStage:
 
 def test_pipeline_gathers_the_stages_settings(tmp_path):
     p = Pipeline(name="split", description="NeMo's shape")
-    p.add_stage(VideoReader(input_video_path=str(tmp_path / "i"), video_limit=3))
+    p.add_stage(VideoReader(input_video_path=os.path.relpath(tmp_path / "i"), video_limit=3))  # the writer's folder
     p.add_stage(FixedStrideExtractorStage(clip_len_s=4.0, clip_stride_s=4.0, min_clip_length_s=1.0, limit_clips=2))
     p.add_stage(MotionFilterStage(score_only=False, global_mean_threshold=0.01, per_patch_min_256_threshold=0.0))
     p.add_stage(_writer(tmp_path))
