@@ -16,9 +16,7 @@ off), parsed by :func:`model_endpoint`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .settings import Section, read_env, setting_field
 
