@@ -66,8 +66,8 @@ def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> d
     fails on a window records its own error there (``<model>_caption`` /
     ``<model>_enhanced_caption``) and the other models' texts stay.
     """
-    clients = list(getattr(client, "clients", [client]))
-    enhances = list(getattr(client, "enhance", [enhance] * len(clients)))
+    many = getattr(client, "clients", None)  # a CaptionModels (a CaptionClient's .enhance is its method)
+    clients, enhances = (list(many), list(client.enhance)) if many is not None else ([client], [enhance])
     items = [(k, c) for k, c in _clips(results) if c.windows]
     out = {key: ClipAnnotations() for key in results}
 
