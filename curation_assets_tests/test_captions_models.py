@@ -212,3 +212,9 @@ def test_more_enhanced_than_caption_models_is_refused() -> None:
         PipelineOptions(caption_models=["qwen"], enhanced_caption_models=["qwen_lm", "nemotron_lm"])
     with pytest.raises(ValueError, match="name a model twice"):
         PipelineOptions(caption_models=["qwen", "qwen"], enhanced_caption_models=[])
+
+
+def test_the_cli_refuses_a_caption_model_without_an_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["run", *REQUIRED, "--generate-captions", "--caption-model", "qwen,nemotron"])
+    assert rc == 2
+    assert "model 'nemotron' has no endpoint: add an endpoints entry" in capsys.readouterr().err

@@ -113,7 +113,14 @@ def caption_service_from_args(args: argparse.Namespace):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         values["endpoints"] = entries
-    return CaptionService(**values)
+    service = CaptionService(**values)
+    options = options_from_args(args)
+    if options.generate_captions:
+        try:  # every caption model has an endpoint: said before any video is decoded, not per step
+            service.client(options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return service
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
