@@ -58,12 +58,14 @@ def options_for(input_dir: Path | str, output: str, model_dir: Path | str, **ove
 
 
 def _captions(result: VideoResult, tag: str) -> ClipAnnotations:
-    """The caption stage's value shape: {clip uuid: {window key: {caption, enhanced}}}."""
+    """The caption stage's value shape (``models.stages.caption``): {clip uuid: {window key:
+    {captions: {model: text}, enhanced: {model: text}}}}, for the default models qwen / qwen_lm."""
     out = ClipAnnotations()
     for clip in result.clips:
         if clip.passed:
             out.values[str(clip.uuid)] = {
-                w.key: {"caption": f"{tag} caption of {clip.uuid} {w.key}", "enhanced": f"{tag} enhanced {w.key}"}
+                w.key: {"captions": {"qwen": f"{tag} caption of {clip.uuid} {w.key}"},
+                        "enhanced": {"qwen_lm": f"{tag} enhanced {w.key}"}}
                 for w in clip.windows
             }
     return out

@@ -247,11 +247,14 @@ def test_cli_help_shows_every_flag_with_its_default():
         assert f"(default: {default})" in " ".join(block.split()), block
 
 
-def test_more_than_one_caption_model_is_refused_with_a_message():
-    with pytest.raises(ValueError, match="exactly one model"):
-        PipelineOptions(caption_models=("qwen", "other"))
-    with pytest.raises(ValueError, match="exactly one model"):
-        CurationSettings(caption_models=["qwen", "other"]).options()
+def test_an_enhanced_caption_model_without_its_caption_model_is_refused_with_a_message():
+    """Two caption models are fine (each its own key); a second enhanced model with no caption
+    model to pair with is refused, from the options and from the Dagster settings alike."""
+    assert PipelineOptions(caption_models=("qwen", "other")).caption_models == ("qwen", "other")
+    with pytest.raises(ValueError, match="more than caption_models"):
+        PipelineOptions(caption_models=("qwen",), enhanced_caption_models=("qwen_lm", "other_lm"))
+    with pytest.raises(ValueError, match="more than caption_models"):
+        CurationSettings(caption_models=["qwen"], enhanced_caption_models=["qwen_lm", "other_lm"]).options()
 
 
 def test_two_input_folders_never_share_a_partition(tmp_path, monkeypatch):

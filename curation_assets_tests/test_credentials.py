@@ -102,7 +102,7 @@ def test_credentials_never_appear_in_logs_metadata_config_errors_or_outputs(tmp_
     assert "download" in leaky_doc["errors"] and "***" in leaky_doc["error_details"]["download"]
     assert "AccessDenied" in leaky_doc["error_details"]["download"]
     good_meta = [json.loads(p.read_text()) for p in (mirror / "metas" / "v0").glob("*.json")]
-    assert good_meta and all("HTTP 401" in m["error_details"]["caption"] for m in good_meta)
+    assert good_meta and all("HTTP 401" in m["error_details"]["qwen_caption"] for m in good_meta)
     assert not (mirror / "processed_videos" / f"{leaky_write}.json").exists()
     names = sorted(p.name for p in local.iterdir())
     assert names.index(leaky_write) < names.index("noise.mp4")  # videos after it in the batch...

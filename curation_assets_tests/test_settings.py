@@ -68,8 +68,9 @@ def test_combinations_are_judged_once_each_field_is_fine_and_some_always():
     combination (a minimum above the stride) only when every field is fine."""
     with pytest.raises(ValueError, match=r"max_workers=0 is out of bounds .*; backfill_cron='x' \(five cron"):
         PipelineOptions(max_workers=0, backfill_cron="x")
-    with pytest.raises(ValueError, match=r"limit_clips='a' \(expected a whole number\); caption_models and"):
-        PipelineOptions(limit_clips="a", caption_models=["a", "b"])
+    with pytest.raises(ValueError, match=r"limit_clips='a' \(expected a whole number\); caption_models / "
+                                         r"enhanced_caption_models name a model twice"):
+        PipelineOptions(limit_clips="a", caption_models=["a", "a"])
     with pytest.raises(ValueError, match=r"^invalid settings: max_workers=0 is out of bounds \(allowed: 1 to 256\)$"):
         PipelineOptions(fixed_stride_min_clip_length_s=20.0, max_workers=0)
     with pytest.raises(ValueError, match="fixed_stride_min_clip_length_s=20 is above fixed_stride_split_duration=10"):

@@ -78,6 +78,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
     caption.add_argument("--enhance-endpoint", default=None,
                          help="API root of the text model (default: the caption endpoint)")
     caption.add_argument("--enhance-served-model", default=None, help="text model name the enhance endpoint serves")
+    caption.add_argument("--caption-model-endpoint", action="append", default=None, metavar="NAME=URL|MODEL|KEY_ENV",
+                         help="a caption or enhanced caption model's own endpoint, served model and API-key "
+                              "variable (repeat per model; the first models default to the flags above; "
+                              f"adds to ${CAPTION_ENV_PREFIX}ENDPOINTS)")
 
 
 def _parse_flag(raw: str, kind: Any) -> Any:
@@ -99,7 +103,24 @@ def caption_service_from_args(args: argparse.Namespace):
     overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,
                  "api_key_env": args.caption_api_key_env, "enhance_base_url": args.enhance_endpoint,
                  "enhance_model": args.enhance_served_model}
-    return CaptionService(**{**caption_env_values(), **{k: v for k, v in overrides.items() if v is not None}})
+    values = {**caption_env_values(), **{k: v for k, v in overrides.items() if v is not None}}
+    if args.caption_model_endpoint:
+        from ..core.caption_settings import parse_endpoints
+
+        entries = [*values.get("endpoints", ()), *args.caption_model_endpoint]
+        try:
+            parse_endpoints(entries)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        values["endpoints"] = entries
+    service = CaptionService(**values)
+    options = options_from_args(args)
+    if options.generate_captions:
+        try:  # every caption model has an endpoint: said before any video is decoded, not per step
+            service.client(options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return service
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:

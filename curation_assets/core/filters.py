@@ -8,6 +8,8 @@ error on a clip is kept on the clip (the first one recorded wins).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .model import ClipAnnotations, VideoResult
 from .options import PipelineOptions
 
@@ -29,6 +31,13 @@ def apply_filters(result: VideoResult, options: PipelineOptions, aesthetics: Cli
     return result
 
 
+def _by_model(texts: Any, part: str) -> dict:
+    """One part of a window's caption values (``models.stages.caption``); anything else (a value
+    stored in another shape) gives nothing rather than a wrong caption."""
+    value = texts.get(part) if isinstance(texts, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def annotate_and_filter(
     result: VideoResult,
     options: PipelineOptions,
@@ -40,7 +49,6 @@ def annotate_and_filter(
     """The filters, then every model stage's values on the clips that passed, in place, in the
     reference's order (motion -> aesthetic filter -> embeddings and captions)."""
     apply_filters(result, options, aesthetics)
-    caption_key, enhance_key = options.caption_models[0], options.enhanced_caption_models[0]
     for clip in result.clips:
         uid = str(clip.uuid)
         if embeddings is not None and clip.passed:
@@ -50,11 +58,14 @@ def annotate_and_filter(
                 clip.errors.setdefault(*embeddings.errors[uid])
         if captions is not None and clip.passed:
             for window in clip.windows:
-                texts = captions.values.get(uid, {}).get(window.key)
-                if texts:
-                    window.captions[caption_key] = texts["caption"]
-                if texts and texts.get("enhanced"):
-                    window.enhanced_captions[enhance_key] = texts["enhanced"]
+                texts = captions.values.get(uid, {}).get(window.key) or {}
+                # by model: the layout writes them in caption_models / enhanced_caption_models order
+                window.captions.update({m: t for m, t in _by_model(texts, "captions").items()
+                                        if m in options.caption_models and isinstance(t, str)})
+                window.enhanced_captions.update({m: t for m, t in _by_model(texts, "enhanced").items()
+                                                 if m in options.enhanced_caption_models and isinstance(t, str)})
+                for name, error in _by_model(texts, "errors").items():
+                    clip.errors.setdefault(name, f"window {window.key}: {error}")
             if uid in captions.errors:
                 clip.errors.setdefault(*captions.errors[uid])
     return result

@@ -178,11 +178,13 @@ class PipelineSection(Section):
                                  steps=("clip_captions",))
     enhance_captions: bool = _s(False, "send each caption to a text model for an enhanced caption",
                                 steps=("clip_captions",))
-    caption_models: list[str] = _s(["qwen"], "caption key: metas get '<model>_caption' (one model)",
-                                         flag="--caption-model", steps=("clip_captions",))
-    enhanced_caption_models: list[str] = _s(["qwen_lm"], "enhanced caption key: '<model>_enhanced_caption' "
-                                                                "(one model)", flag="--enhance-caption-model",
-                                         steps=("clip_captions",))
+    caption_models: list[str] = _s(["qwen"], "ordered caption models: each window of metas gets "
+                                             "'<model>_caption' per model ([]: no captions)",
+                                   flag="--caption-model", steps=("clip_captions",))
+    enhanced_caption_models: list[str] = _s(["qwen_lm"], "ordered enhanced caption models: the i-th enhances "
+                                                         "the i-th caption model's text into "
+                                                         "'<model>_enhanced_caption'",
+                                            flag="--enhance-caption-model", steps=("clip_captions",))
     # writer
     upload_clips: bool = _s(True, "write the clip mp4s")
     dry_run: bool = _s(False, "write only processed_videos and processed_clip_chunks (no clips, previews, metas)",
@@ -329,9 +331,12 @@ def _combination_problems(v: Any, problems: list[str]) -> list[str]:
     if not problems and v.model_frames != "source" and not _uses_models(v):
         problems.append(f"model_frames={v.model_frames!r} has no model step to feed (embeddings off, no "
                         "aesthetic_threshold, no captions)")
-    if len(v.caption_models) != 1 or len(v.enhanced_caption_models) != 1:
-        problems.append("caption_models and enhanced_caption_models take exactly one model each (the caption "
-                        "service has one endpoint; run again with another key for another model)")
+    if len(v.enhanced_caption_models) > len(v.caption_models):
+        problems.append(f"enhanced_caption_models={list(v.enhanced_caption_models)!r}: more than caption_models="
+                        f"{list(v.caption_models)!r} (the i-th enhances the i-th caption model's text)")
+    names = [*v.caption_models, *v.enhanced_caption_models]
+    if len(set(names)) != len(names) or any(not n.strip() for n in names):
+        problems.append(f"caption_models / enhanced_caption_models name a model twice or an empty one: {names!r}")
     if any(not e.startswith(".") or len(e) < 2 for e in v.video_extensions):
         problems.append(f"video_extensions={v.video_extensions!r} (each like '.mp4')")
     if len(v.backfill_cron.split()) != 5:

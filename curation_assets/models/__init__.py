@@ -5,13 +5,14 @@ only when a model is loaded."""
 from ._runtime import ClipError, ClipFailure
 from ._weights import ModelLoadError, ModelWeightsMissing, clear_model_cache
 from .aesthetics import AestheticScorer
-from .captions import CaptionClient, CaptionResult
+from .captions import CaptionClient, CaptionModels, CaptionResult
 from .embeddings import EMBEDDING_DIMS, VARIANTS, CosmosEmbedder
 from .frames import FrameDecodeError, TooFewFrames, decode_frames, decode_windows, frames_for_embedding, sample_evenly
 
 __all__ = [
     "AestheticScorer",
     "CaptionClient",
+    "CaptionModels",
     "CaptionResult",
     "ClipError",
     "ClipFailure",

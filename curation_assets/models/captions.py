@@ -6,6 +6,7 @@ JPEG-encoded and sent as base64 ``image_url`` content parts followed by the prom
 stored by the frame tap (:mod:`.tap`: the same frames, taken off the transcode's decode pass and
 already JPEG-encoded with this client's settings) nothing is decoded.
 ``enhance(text)`` sends a caption to a text model (``qwen_lm`` in the reference's key names).
+:class:`CaptionModels` holds one client per caption model, in the order the layout writes them.
 
 Only the standard library is used for HTTP. The API key is read from an environment variable at
 request time, sent only in the ``Authorization`` header, and scrubbed from every log line and
@@ -56,6 +57,7 @@ _RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 
 __all__ = [
     "CaptionClient",
+    "CaptionModels",
     "CaptionResult",
     "DEFAULT_CAPTION_PROMPT",
     "DEFAULT_ENHANCE_PROMPT",
@@ -402,3 +404,26 @@ def _scrub(text: str, key: str | None) -> str:
     if key:
         text = text.replace(key, "***")
     return text
+
+
+class CaptionModels:
+    """The ordered caption models of a run, one :class:`CaptionClient` each (its ``caption_key``
+    names the model; with ``enhance``, its ``enhance_key`` names the enhanced caption model paired
+    with it by position, as the reference pairs ``qwen`` with ``qwen_lm``). Empty: no captions."""
+
+    def __init__(self, clients: Sequence[CaptionClient], enhance: Sequence[bool] = ()):
+        self.clients = list(clients)
+        self.enhance = [bool(e) for e in enhance] or [False] * len(self.clients)
+        if len(self.enhance) != len(self.clients):
+            raise ValueError("one enhance flag per caption client")
+
+    def __repr__(self) -> str:
+        return f"CaptionModels({self.clients!r})"
+
+    def unreachable(self, timeout_s: float = 5.0) -> str | None:
+        """The first endpoint that cannot be reached, over every model (None: all answer)."""
+        for client in self.clients:
+            reason = client.unreachable(timeout_s)
+            if reason:
+                return f"{client.caption_key}: {reason}"
+        return None

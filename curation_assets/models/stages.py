@@ -58,27 +58,42 @@ def embed(results: dict[str, VideoResult], embedder: Any) -> dict[str, ClipAnnot
 
 
 def caption(results: dict[str, VideoResult], client: Any, *, enhance: bool) -> dict[str, ClipAnnotations]:
-    """Caption (and optionally enhance) every window of every passed clip.
+    """Caption (and optionally enhance) every window of every passed clip, once per caption model.
 
-    Values are ``{window_key: {"caption": text, "enhanced": text | None}}`` per clip uuid.
+    ``client``: a ``CaptionClient`` or a ``CaptionModels`` (one client per model, in order; an
+    empty one captions nothing). Values are ``{window_key: {"captions": {model: text},
+    "enhanced": {enhanced_model: text}, "errors": {key: error}}}`` per clip uuid: a model that
+    fails on a window records its own error there (``<model>_caption`` /
+    ``<model>_enhanced_caption``) and the other models' texts stay.
     """
+    many = getattr(client, "clients", None)  # a CaptionModels (a CaptionClient's .enhance is its method)
+    clients, enhances = (list(many), list(client.enhance)) if many is not None else ([client], [enhance])
     items = [(k, c) for k, c in _clips(results) if c.windows]
     out = {key: ClipAnnotations() for key in results}
-    answers = client.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows]) for _, c in items],
-                                   frames=[c.model_frames for _, c in items])
-    texts: list[tuple[str, str, str, str]] = []  # partition, clip uuid, window key, caption
-    for (key, clip), per_window in zip(items, answers, strict=True):
-        uid = str(clip.uuid)
-        for window, answer in zip(clip.windows, per_window, strict=True):
-            if answer.ok:
-                out[key].values.setdefault(uid, {})[window.key] = {"caption": answer.text, "enhanced": None}
-                texts.append((key, uid, window.key, answer.text))
-            else:
-                out[key].errors[uid] = (ERROR_CAPTION, f"window {window.key}: {answer.error}")
-    if enhance and texts:
-        for (key, uid, wkey, _), answer in zip(texts, client.enhance_many([t[3] for t in texts]), strict=True):
-            if answer.ok:
-                out[key].values[uid][wkey]["enhanced"] = answer.text
-            else:
-                out[key].errors.setdefault(uid, (ERROR_ENHANCE, f"window {wkey}: {answer.error}"))
+
+    def slot(key: str, uid: str, wkey: str) -> dict:
+        return out[key].values.setdefault(uid, {}).setdefault(wkey, {"captions": {}, "enhanced": {}, "errors": {}})
+
+    def fail(key: str, uid: str, wkey: str, name: str, error: str | None) -> None:
+        slot(key, uid, wkey)["errors"][name] = error or "no text"
+        out[key].errors.setdefault(uid, (name, f"window {wkey}: {error}"))
+
+    for model, do_enhance in zip(clients, enhances, strict=True):
+        answers = model.caption_clips([(c.encoded, [(w.start_frame, w.end_frame) for w in c.windows])
+                                       for _, c in items], frames=[c.model_frames for _, c in items]) if items else []
+        texts: list[tuple[str, str, str, str]] = []  # partition, clip uuid, window key, caption
+        for (key, clip), per_window in zip(items, answers, strict=True):
+            uid = str(clip.uuid)
+            for window, answer in zip(clip.windows, per_window, strict=True):
+                if answer.ok:
+                    slot(key, uid, window.key)["captions"][model.caption_key] = answer.text
+                    texts.append((key, uid, window.key, answer.text))
+                else:
+                    fail(key, uid, window.key, f"{model.caption_key}_{ERROR_CAPTION}", answer.error)
+        if enhance and do_enhance and texts:
+            for (key, uid, wkey, _), answer in zip(texts, model.enhance_many([t[3] for t in texts]), strict=True):
+                if answer.ok:
+                    slot(key, uid, wkey)["enhanced"][model.enhance_key] = answer.text
+                else:
+                    fail(key, uid, wkey, f"{model.enhance_key}_{ERROR_ENHANCE}", answer.error)
     return out

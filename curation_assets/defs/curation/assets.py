@@ -211,7 +211,7 @@ def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings,
         return _report(context, curate.skipped_step(results, options, "clip_captions",
                                                     "captions off (generate_captions=false)"), "captioned_clips")
     client = caption_service.client(options)
-    context.log.info(f"captioning with {client.model} at {client.base_url}")
+    context.log.info(f"captioning with {client!r}")
     return _report(context, curate.caption_step(results, options, client, aesthetic_scores), "captioned_clips")
 
 

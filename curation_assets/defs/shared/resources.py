@@ -134,17 +134,28 @@ class CaptionService(dg.ConfigurableResource, CaptionSection):
     (``core/caption_settings.py`` defines each setting; the API key is never one of them)."""
 
     def client(self, options: PipelineOptions):
-        from ...models import CaptionClient
+        """One client per caption model, in ``caption_models`` order; the i-th enhanced caption
+        model enhances the i-th caption model's text (``[]``: no captions)."""
+        from ...core.caption_settings import model_endpoint
+        from ...models import CaptionClient, CaptionModels
         from ...models.captions import DEFAULT_CAPTION_PROMPT
 
-        return CaptionClient(
-            self.base_url, self.model, api_key_env=self.api_key_env or None,
-            prompt=self.prompt or DEFAULT_CAPTION_PROMPT, caption_key=options.caption_models[0],
-            timeout_s=self.timeout_s, max_retries=self.max_retries, backoff_s=self.backoff_s,
-            max_concurrency=self.max_concurrency, max_frames=self.max_frames or None,
-            enhance_base_url=self.enhance_base_url or None, enhance_model=self.enhance_model,
-            enhance_api_key_env=self.enhance_api_key_env or None, enhance_key=options.enhanced_caption_models[0],
-        )
+        clients, enhance = [], []
+        for i, key in enumerate(options.caption_models):
+            own = model_endpoint(self, key, first=i == 0, enhance=False)
+            paired = options.enhanced_caption_models[i] if i < len(options.enhanced_caption_models) else None
+            text = model_endpoint(self, paired, first=i == 0, enhance=True) if paired else None
+            clients.append(CaptionClient(
+                own.base_url, own.model, api_key_env=own.api_key_env or None,
+                prompt=self.prompt or DEFAULT_CAPTION_PROMPT, caption_key=key,
+                timeout_s=self.timeout_s, max_retries=self.max_retries, backoff_s=self.backoff_s,
+                max_concurrency=self.max_concurrency, max_frames=self.max_frames or None,
+                enhance_base_url=text.base_url if text else None, enhance_model=text.model if text else None,
+                enhance_api_key_env=(text.api_key_env or None) if text else None,
+                enhance_key=paired or f"{key}_lm",
+            ))
+            enhance.append(paired is not None and options.enhance_captions)
+        return CaptionModels(clients, enhance)
 
 
 def caption_service_from_env(environ: Mapping[str, str] | None = None) -> CaptionService:
