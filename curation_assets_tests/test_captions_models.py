@@ -218,3 +218,27 @@ def test_the_cli_refuses_a_caption_model_without_an_endpoint(capsys: pytest.Capt
     rc = main(["run", *REQUIRED, "--generate-captions", "--caption-model", "qwen,nemotron"])
     assert rc == 2
     assert "model 'nemotron' has no endpoint: add an endpoints entry" in capsys.readouterr().err
+
+
+def test_a_dagster_run_refuses_a_model_without_an_endpoint_once(videos: Path, tmp_path: Path) -> None:
+    """Through Dagster (the UI, the sensor) the same refusal fails the run before any video is
+    decoded, and it is not retried: no setting changes between tries."""
+    import dagster as dg
+
+    from curation_assets.core.keys import key_from_rel_path
+    from curation_assets.definitions import CURATE_JOB_NAME, CurationSettings, build_definitions
+    from curation_assets.partitions import VIDEOS_PARTITION_NAME
+
+    options = PipelineOptions(input_path=str(videos), output_path=str(tmp_path / "out"), generate_embeddings="off",
+                              generate_previews=False, generate_captions=True, caption_models=["qwen", "nemotron"],
+                              enhanced_caption_models=[])
+    job = build_definitions(CurationSettings.from_options(options),
+                            caption_service=CaptionService()).resolve_job_def(CURATE_JOB_NAME)
+    key = key_from_rel_path(sorted(p.name for p in videos.iterdir())[0])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(VIDEOS_PARTITION_NAME, [key])
+        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "model 'nemotron' has no endpoint" in failure.step_failure_data.error.message
+        assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    assert not (tmp_path / "out" / layout.CLIPS).exists()

@@ -65,9 +65,12 @@ def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptio
         bind_dataset(context.instance, options.input_path)
     except DatasetMismatch as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
+    try:  # a caption model without an endpoint is a setting that cannot work, not a retryable failure
+        client = caption_service.client(options) if options.generate_captions else None
+    except ValueError as exc:
+        raise dg.Failure(f"settings that cannot work (nothing was processed):\n- {exc}", allow_retries=False) from None
     found = preflight.problems(options, embedder=embedding_model.embedder(options),
-                               scorer=aesthetic_model.scorer(options),
-                               caption_client=caption_service.client(options) if options.generate_captions else None)
+                               scorer=aesthetic_model.scorer(options), caption_client=client)
     if found:
         raise dg.Failure("settings that cannot work (nothing was processed):\n" + "\n".join(f"- {p}" for p in found),
                          allow_retries=False)
