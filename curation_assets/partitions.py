@@ -36,6 +36,17 @@ class DatasetMismatch(ValueError):
     """The instance's video partitions belong to another input folder."""
 
 
+def io_partition_keys(context: dg.OutputContext | dg.InputContext) -> list[str]:
+    """The video keys an IO manager call stores or loads (none for an unpartitioned call): the
+    one rule every IO manager of the ``videos`` partitions reads its keys by."""
+    return list(context.asset_partition_keys) if context.has_asset_partitions else []
+
+
+def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """The video keys an asset's run covers: one key, a range of a batched run, or none."""
+    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
+
+
 def source_url_for_key(input_path: str, key: str) -> str:
     """The video a partition key addresses; refuses keys that would leave ``input_path``."""
     return storage.resolve_under(input_path, rel_path_from_key(key))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,8 +145,10 @@ def location(url: str | None) -> str | None:
     return None if url is None else storage.normalize_url(url)
 
 
-def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None) -> dict[str, Any]:
-    """One manifest row, straight from the clip's validated documents."""
+def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None,
+             locate: Callable[[str | None], str | None] = location) -> dict[str, Any]:
+    """One manifest row, straight from the clip's validated documents; ``locate`` spells each
+    location (the manifest's: absolute; a shard sample's: relative to the output)."""
     meta: Mapping[str, Any] = clip.meta
     motion_mean, motion_patch = motion_scores(meta)
     details = meta.get("error_details") or {}
@@ -181,13 +183,13 @@ def clip_row(video: VideoLayout, clip: ClipLayout, embedding: np.ndarray | None)
             {"start_frame": w.start_frame, "end_frame": w.end_frame,
              "captions": [{"model": m, "text": t} for m, t in w.captions],
              "enhanced_captions": [{"model": m, "text": t} for m, t in w.enhanced_captions],
-             "preview_url": location(w.preview_url)}
+             "preview_url": locate(w.preview_url)}
             for w in clip.windows
         ],
         "caption": first_caption(clip),
-        "clip_url": location(clip.clip_url),
-        "meta_url": location(clip.meta_url),
-        "embedding_url": location(clip.embedding_url),
+        "clip_url": locate(clip.clip_url),
+        "meta_url": locate(clip.meta_url),
+        "embedding_url": locate(clip.embedding_url),
         "embedding": embedding,
         "settings_hash": pipeline.get("settings_hash") if isinstance(pipeline, Mapping) else None,
     }

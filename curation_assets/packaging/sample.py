@@ -12,6 +12,7 @@ without the embedding, which is the ``.npy``, each value coerced to its column's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,8 +27,6 @@ from .manifest import COLUMNS, clip_row
 
 #: The keys of every sample JSON, in order: the manifest's columns less ``embedding``.
 SAMPLE_KEYS: tuple[str, ...] = tuple(name for name in COLUMNS if name != "embedding")
-#: The sample keys that are locations in the layout (relative to the output folder in a sample).
-LOCATION_KEYS: tuple[str, ...] = ("clip_url", "meta_url", "embedding_url")
 #: A sample's members (``<uuid>.<ext>``) in the order the tar holds them; ``npy`` (float32
 #: embedding, shape ``(D,)``) only when the clip has an embedding, ``txt`` (the JSON's
 #: ``caption``) only when it has a caption.
@@ -66,11 +65,7 @@ def _in_output(output_path: str, url: Any) -> Any:
 def sample_json(video: VideoLayout, clip: ClipLayout) -> dict[str, Any]:
     """The sample JSON of ``clip``: every key of :data:`SAMPLE_KEYS`, typed by its column, its
     locations relative to the output folder."""
-    row = clip_row(video, clip, None)
-    for key in LOCATION_KEYS:
-        row[key] = _in_output(video.output_path, row.get(key))
-    row["windows"] = [{**w, "preview_url": _in_output(video.output_path, w.get("preview_url"))}
-                      for w in row.get("windows") or []]
+    row = clip_row(video, clip, None, locate=functools.partial(_in_output, video.output_path))
     return {key: _coerce(row.get(key), COLUMNS[key][0]) for key in SAMPLE_KEYS}
 
 

@@ -31,7 +31,7 @@ from ...core.pipeline import Progress
 from ...core.work import WorkArea
 from ...models._weights import ModelWeightsMissing
 from ...models.video import MODEL_PARTS
-from ...partitions import DatasetMismatch, bind_dataset
+from ...partitions import DatasetMismatch, bind_dataset, run_partition_keys
 from ..shared.outcomes import batch_failure, observe_failure, raise_for
 from ..shared.policies import PER_VIDEO, retried
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
@@ -50,12 +50,8 @@ STEP_ASSET: dict[str, Any] = dict(**PER_VIDEO, io_manager_key="work_io_manager",
 EAGER = dg.AutomationCondition.eager()
 
 
-def _partition_keys(context: dg.AssetExecutionContext) -> list[str]:
-    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
-
-
 def _of_run(context: dg.AssetExecutionContext, values: dict[str, Any]) -> dict[str, Any]:
-    return {key: values[key] for key in _partition_keys(context)}
+    return {key: values[key] for key in run_partition_keys(context)}
 
 
 def _check_before_work(context: dg.AssetExecutionContext, options: PipelineOptions, embedding_model: EmbeddingModel,
@@ -89,7 +85,7 @@ def video_clips(context: dg.AssetExecutionContext, settings: CurationSettings, e
     options = settings.options()
     _check_before_work(context, options, embedding_model, aesthetic_model, caption_service)
     area = WorkArea.for_options(options)
-    keys = _partition_keys(context)
+    keys = run_partition_keys(context)
     results: dict[str, VideoResult] = {}
     for n, key in enumerate(keys, 1):
         run_control.checkpoint()
@@ -254,7 +250,7 @@ def _clip_writer(context: dg.AssetExecutionContext, settings: CurationSettings, 
     outcomes: list[VideoOutcome] = []
     check_failed: dict[str, str] = {}
     deferred: list[str] = []  # videos another run is writing: written after the rest of the batch
-    for key in _write_order(_partition_keys(context), deferred):
+    for key in _write_order(run_partition_keys(context), deferred):
         run_control.checkpoint()  # between two videos: a video's write is never cut in the middle
         annotations = {step: values.get(key) for step, values in
                        zip(STEPS[1:], (aesthetic_scores, clip_embeddings, clip_captions), strict=True)}

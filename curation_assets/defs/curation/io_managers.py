@@ -23,7 +23,7 @@ from ...core import layout, storage, work
 from ...core.layout_read import VideoLayout, read_video_layout
 from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, step_digest
-from ...partitions import source_url_for_key
+from ...partitions import io_partition_keys, source_url_for_key
 from ..shared.policies import retried
 from ..shared.resources import CurationSettings
 
@@ -32,10 +32,6 @@ ASSET_DIRECTORIES = {asset.name: asset.directories for asset in layout.LAYOUT}  
 
 def asset_name(asset_key: dg.AssetKey) -> str:
     return "/".join(asset_key.path)
-
-
-def partition_keys(context: dg.OutputContext | dg.InputContext) -> list[str]:
-    return list(context.asset_partition_keys) if context.has_asset_partitions else []
 
 
 def source_for_key(input_path: str, key: str) -> str:
@@ -60,7 +56,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
             return
         options = self.settings.options()
         area, step = work.WorkArea.for_options(options), asset_name(context.asset_key)
-        for key in partition_keys(context):
+        for key in io_partition_keys(context):
             if key in obj:
                 save_value(area, source_for_key(options.input_path, key), step, step_digest(options, step), obj[key])
 
@@ -69,7 +65,7 @@ class WorkIOManager(dg.ConfigurableIOManager):
         options = self.settings.options()
         area, step = work.WorkArea.for_options(options), asset_name(context.asset_key)
         out: dict[str, Any] = {}
-        for key in partition_keys(context):
+        for key in io_partition_keys(context):
             source = source_for_key(options.input_path, key)
             value = load_value(area, source, step, step_digest(options, step))
             if value is None:
@@ -116,7 +112,7 @@ class ClipLayoutIOManager(dg.ConfigurableIOManager):
         refused key gets a layout that does not exist, with the reason in its ``problems``."""
         options = self.settings.options()
         out: dict[str, VideoLayout] = {}
-        for key in partition_keys(context):
+        for key in io_partition_keys(context):
             try:
                 source = source_url_for_key(options.input_path, key)
             except ValueError as exc:  # that key's problem: the other videos of the run are still read

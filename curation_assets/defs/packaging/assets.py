@@ -27,7 +27,7 @@ from ...core import layout, storage
 from ...core.layout_read import VideoLayout
 from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...packaging import dedup, energon, manifest, shards
-from ...partitions import VIDEOS_PARTITION_NAME, source_url_for_key
+from ...partitions import VIDEOS_PARTITION_NAME, io_partition_keys, run_partition_keys, source_url_for_key
 from ..shared.outcomes import batch_failure
 from ..shared.policies import PER_VIDEO
 from ..shared.resources import CurationSettings, PackagingSettings, packaging_settings_from_env  # noqa: F401 (re-exported)
@@ -77,7 +77,7 @@ class ManifestIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> ManifestInput:
         options = self.settings.options()
         rels, sources, refused = [], [], []
-        for key in (context.asset_partition_keys if context.has_asset_partitions else []):
+        for key in io_partition_keys(context):
             try:
                 source = source_url_for_key(options.input_path, key)
             except ValueError:
@@ -198,7 +198,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         done: dict[str, dict[str, Any]] = {}
         findings: dict[str, list[str]] = {}
         outcomes: list[VideoOutcome] = []
-        for key in context.partition_keys:
+        for key in run_partition_keys(context):
             video = processed_videos[key]
             written, outcome = one_video(key, functools.partial(manifest_of_video, output_path, video))
             outcomes.append(outcome)
