@@ -356,3 +356,35 @@ def test_the_jobs_select_curation_or_packaging_never_both():
     assert package == set(pkg.DATASET_ASSETS) and per_video == {"clip_manifest"}
     assert not curate & (package | per_video) and "processed_videos" in curate
     assert defs.resolve_job_def(pkg.PACKAGE_JOB_NAME).partitions_def is None  # a schedule requests it as it is
+
+
+@pytest.mark.slow
+def test_energon_metadata_waits_for_a_package_run_writing_the_shards(curated, tmp_path):
+    """energon_metadata takes the shards' lock, as ``package energon`` does: while another run holds
+    it (rewriting the shards), energon's index is not written from a half-rewritten folder."""
+    import threading
+    import time
+
+    out = _copy(curated, tmp_path)
+    dest = out / "webdataset" / "default"
+    shutil.rmtree(dest / energon.META_DIR)
+    held, released = threading.Event(), []
+
+    def other_run() -> None:
+        with shards.shard_lock(str(dest)):
+            held.set()
+            time.sleep(12.0)  # longer than the run takes to reach the step
+            released.append(time.time())
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    assert held.wait(30)
+    defs = _defs(curated, out)
+    job = dg.define_asset_job("energon_only", selection=dg.AssetSelection.assets("energon_metadata"))
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    with dg.instance_for_test() as instance:
+        result = merged.resolve_job_def(job.name).execute_in_process(instance=instance, raise_on_error=False)
+    holder.join()
+    assert result.success
+    written = min(p.stat().st_mtime for p in (dest / energon.META_DIR).rglob("*") if p.is_file())
+    assert written >= released[0]

@@ -310,16 +310,18 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         """Megatron-Energon's ``.nv-meta`` for the shards, made by energon's own ``energon prepare``
         (local or mounted shard folders), its counts checked against the shard index."""
         dest = packaging_settings.shard_dest(settings.options().output_path)
-        index = _index_or_fail(dest)
         split_excludes: frozenset[str] = frozenset()
         if packaging_settings.dedup_exclude_mode == "split":  # the tars mode needs no dedup result here
             split_excludes = packaging_settings.split_excludes(_duplicates(settings.options().output_path,
                                                                            packaging_settings))
-        try:
-            prepared = energon.update_energon(dest, index, workers=packaging_settings.energon_workers,
-                                              exclude_ids=split_excludes)
-        except energon.EnergonError as exc:
-            raise dg.Failure(str(exc)) from None
+        waiting = functools.partial(context.log.info, "another package run is writing these shards; waiting for it")
+        try:  # the shards' lock, as `package energon` holds it: never index shards another run is rewriting
+            with shards.shard_lock(dest, on_wait=waiting):
+                prepared = energon.update_energon(dest, _index_or_fail(dest),
+                                                  workers=packaging_settings.energon_workers,
+                                                  exclude_ids=split_excludes)
+        except (energon.EnergonError, storage.StorageError) as exc:
+            raise dg.Failure(storage.redact(exc)) from None
         counts = prepared["shard_counts"]
         return dg.MaterializeResult(metadata={
             "dagster/row_count": sum(counts.values()),
