@@ -353,6 +353,9 @@ def test_sigterm_mid_clip_exits_130_quickly_without_a_retry(tmp_path):
     events = _run_events(home)
     assert "STEP_UP_FOR_RETRY" not in events and "STEP_RESTARTED" not in events, events
     assert "STEP_FAILURE" in events
+    # a stop is recorded as a canceled run in the instance, not a failed one
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert {run.status for run in instance.get_runs()} == {dg.DagsterRunStatus.CANCELED}
     assert not [f for f in all_files(out) if temp_files.is_temp_file_name(f)]
     assert not (out / "processed_videos").exists() and not (out / "clips").exists()  # whole videos only
 

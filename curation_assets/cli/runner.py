@@ -111,6 +111,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
                     break
                 for result in stop.run(functools.partial(_execute_range, resolved_job, instance, batch, run_config)):
                     collect_rows(result, batch, rows)
+                    if stop.requested and not result.success:
+                        _record_stop(instance, result.dagster_run)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass
     finally:
@@ -128,6 +130,14 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     if stop.requested:
         return 130
     return 1 if any(r.errors for r in rows.values()) else 0
+
+
+def _record_stop(instance: Any, run: Any) -> None:
+    """A run the user stopped is canceled in the instance, not failed: the UI, run-status sensors and
+    a retry of failed runs then see a stop for what it is (the step that was interrupted still shows
+    where it stopped)."""
+    instance.report_run_canceled(run, message="stopped from the CLI (Ctrl-C or SIGTERM); run it again "
+                                              "to process the videos it did not write")
 
 
 def _refuse(found: list[str]) -> None:
