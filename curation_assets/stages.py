@@ -1,7 +1,9 @@
 """NeMo Curator's Python API over this project: ``ClipWriterStage`` with the reference's
 parameters and path helpers, the stages a NeMo video pipeline builds before it, and a small
 ``Pipeline`` whose ``definitions()`` is the Dagster code location and whose ``run()`` is the CLI's
-batched run, so a NeMo script ports by changing its imports.
+batched run (under any of NeMo's executors, ``executors.py``), so a NeMo script ports by changing
+its imports. NeMo's ``ClipFrameExtractionStage`` and its enums are here too: the model steps take
+their frames off this project's one decode pass, and the purposes must match the model stages.
 
 Nothing here holds a default or a bound: every stage parameter is translated to a setting of
 ``core/options.py`` (the one definition), and :class:`PipelineOptions` validates the result. A
@@ -161,8 +163,13 @@ class FramePurpose(enum.Enum):
     EMBEDDINGS = 2
 
 
+def _items(value: Any) -> list[Any]:
+    """A tuple or list parameter's items (anything else: itself, refused by the caller's check)."""
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
 def _policies(stage: str, value: Any) -> dict[str, Any]:
-    names = [getattr(p, "name", p) for p in value]
+    names = [getattr(p, "name", p) for p in _items(value)]
     if names != ["sequence"]:
         raise _refuse(stage, "extraction_policies", value, "the model steps take the reference's sequence "
                       "sampling: (FrameExtractionPolicy.sequence,)")
@@ -170,7 +177,7 @@ def _policies(stage: str, value: Any) -> dict[str, Any]:
 
 
 def _native_res(stage: str, value: Any) -> dict[str, Any]:
-    if value is not None and tuple(value) != (-1, -1):  # NeMo's (-1, -1): the clip's own resolution
+    if value is not None and _items(value) != [-1, -1]:  # NeMo's (-1, -1): the clip's own resolution
         raise _refuse(stage, "target_res", value, "frames are taken at the clip's resolution and each model "
                       "resizes them to its own input (target_res=None)")
     return {}
@@ -191,7 +198,7 @@ class ClipFrameExtractionStage(_Stage):
         super().__init__(**params)
         purposes = params.get("extract_purposes")
         #: the purposes' names (NeMo's fallback without any: the 2 fps frames, FramePurpose.EMBEDDINGS)
-        self.purposes = frozenset(getattr(p, "name", p) for p in purposes) if purposes is not None \
+        self.purposes = frozenset(getattr(p, "name", p) for p in _items(purposes)) if purposes is not None \
             else frozenset({FramePurpose.EMBEDDINGS.name})
         unknown = sorted(set(map(str, self.purposes)) - set(FramePurpose.__members__))
         if unknown:

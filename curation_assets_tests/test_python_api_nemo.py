@@ -98,6 +98,8 @@ REFUSED = [
     (lambda t: ClipFrameExtractionStage(extraction_policies=(FrameExtractionPolicy.middle,)),
      "ClipFrameExtractionStage(extraction_policies=(<FrameExtractionPolicy.middle: 1>,)) is not implemented; "
      "the model steps take the reference's sequence sampling"),
+    (lambda t: ClipFrameExtractionStage(extraction_policies=FrameExtractionPolicy.first),  # not in a tuple
+     "ClipFrameExtractionStage(extraction_policies=<FrameExtractionPolicy.first: 0>) is not implemented"),
     (lambda t: ClipFrameExtractionStage(target_res=(224, 224)),
      "ClipFrameExtractionStage(target_res=(224, 224)) is not implemented; frames are taken at the clip's resolution"),
     (lambda t: ClipFrameExtractionStage(target_fps=[1, 2]),
