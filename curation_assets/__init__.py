@@ -10,9 +10,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = ["CaptionEnhancementStage", "CaptionGenerationStage", "CaptionPreparationStage", "ClipAestheticFilterStage",
-           "ClipTranscodingStage", "ClipWriterStage", "CosmosEmbed1EmbeddingStage", "CosmosEmbed1FrameCreationStage",
-           "FixedStrideExtractorStage", "MotionFilterStage", "MotionVectorDecodeStage", "Pipeline", "PipelineOptions",
-           "PreviewStage", "TransNetV2ClipExtractionStage", "VideoFrameExtractionStage", "VideoReader", "__version__"]
+           "ClipFrameExtractionStage", "ClipTranscodingStage", "ClipWriterStage", "CosmosEmbed1EmbeddingStage",
+           "CosmosEmbed1FrameCreationStage", "FixedStrideExtractorStage", "FrameExtractionPolicy", "FramePurpose",
+           "MotionFilterStage", "MotionVectorDecodeStage", "Pipeline", "PipelineOptions", "PipelineResult",
+           "PreviewStage", "RayDataExecutor", "TransNetV2ClipExtractionStage", "VideoFrameExtractionStage",
+           "VideoReader", "XennaExecutor", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

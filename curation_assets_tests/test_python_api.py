@@ -112,8 +112,9 @@ def test_refusals_name_the_stage_or_parameter(tmp_path):
 
     with pytest.raises(TypeError, match=r"DocumentDedupStage is not a stage curation_assets implements"):
         Pipeline("u").add_stage(DocumentDedupStage())
-    with pytest.raises(TypeError, match=r"XennaExecutor is not used here; use pipeline.run\(\)"):
-        Pipeline("x", stages=[_writer(tmp_path)]).run(type("XennaExecutor", (), {})())
+    with pytest.raises(TypeError, match=r"run\(DaskExecutor\) is not an executor curation_assets knows; use "
+                                        r"XennaExecutor\(\), RayDataExecutor\(\) or none"):
+        Pipeline("x", stages=[_writer(tmp_path)]).run(type("DaskExecutor", (), {})())
     with pytest.raises(ValueError, match=r"ClipWriterStage sets embedding_algorithm='cosmos-embed1-224p' but "
                                          r"CosmosEmbed1EmbeddingStage set 'cosmos-embed1-448p'"):
         Pipeline("c", stages=[CosmosEmbed1EmbeddingStage(variant="448p"),

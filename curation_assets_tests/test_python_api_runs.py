@@ -81,7 +81,9 @@ def _run_seed(tmp_path, video_in: str, out: str, s3_server=None) -> list[set[str
     writer = pipeline.stages[-1]
     writer.generate_embeddings = False  # the argument value adapted: no weights on this machine
     report = io.StringIO()
-    assert pipeline.run(home=str(tmp_path / "home"), stream=report) == 0, report.getvalue()
+    result = pipeline.run(home=str(tmp_path / "home"), stream=report)
+    assert result.status == 0 and not result.failed, report.getvalue()
+    assert sorted(result.written) == sorted(VIDEOS)  # the table's rows, as the CLI prints them
     assert "a.mp4" in report.getvalue()  # the CLI's per-video table
     return [_names(url, s3_server) for url in seed_helpers(out)]
 
@@ -130,7 +132,7 @@ def test_pipeline_writes_the_clis_documents(tmp_path, video_dir, monkeypatch):
     pipeline.add_stage(ClipWriterStage(output_path=str(out_api), input_path=str(video_dir), upload_clips=True,
                                        dry_run=False, generate_embeddings=False, generate_previews=True,
                                        generate_captions=False))
-    assert pipeline.run(home=str(tmp_path / "home_api"), stream=io.StringIO()) == 0
+    assert pipeline.run(home=str(tmp_path / "home_api"), stream=io.StringIO()).status == 0
     argv = ["run", "--video-dir", str(video_dir), "--output-path", str(out_cli), "--fixed-stride-split-duration",
             "2", "--fixed-stride-min-clip-length-s", "1", "--transcode-encoder-threads", "1",
             "--preview-target-height", "64", "--no-generate-embeddings", "--generate-previews",

@@ -53,9 +53,10 @@ def dagster_home(explicit: str | None, input_path: str) -> Path:
 
 
 def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, videos_per_run: int | None = None,
-                 home: str | None = None, stream=None, caption_service=None) -> int:
+                 home: str | None = None, stream=None, caption_service=None, report: list | None = None) -> int:
     """Check the settings, register the videos as partitions, materialise every asset in batched
-    runs, print a summary; 1 when a video failed. ``video_limit``: at most this many videos (None: all)."""
+    runs, print a summary; 1 when a video failed. ``video_limit``: at most this many videos (None: all);
+    ``report``: a list that gets the summary's rows."""
     # resolved at call time (not as a default argument) so redirected/captured stdout is honoured
     stream = stream if stream is not None else sys.stdout
     # one source, one identity: the input folder by its real path, before anything names a video
@@ -125,6 +126,8 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
             row.errors = {"stopped": "not processed: the run was stopped (Ctrl-C or SIGTERM) before this video "
                                      "was written"}
     print_summary(list(rows.values()), time.perf_counter() - started, stream)
+    if report is not None:  # the caller's copy of the table (pipeline.run's result)
+        report.extend(rows.values())
     for message in control.notices:
         stream.write(f"note: {message}\n")
     if stop.requested:

@@ -25,6 +25,8 @@ __all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingMod
 class CurationSettings(dg.ConfigurableResource, PipelineSection):
     """Writer parameters and stage options (``core/options.py`` defines each one)."""
 
+    # NeMo's bool or the setting's auto/on/off: a String field would refuse `true` in the launchpad
+    generate_embeddings: Any = PipelineSection.model_fields["generate_embeddings"]
     # the validated options, made once per resource instance (the IO managers ask for every value)
     _options: PipelineOptions | None = pydantic.PrivateAttr(default=None)
 
