@@ -108,7 +108,7 @@ def _record_of(output_path: str, rel_path: str, wanted: str) -> tuple[dict[str, 
     bad = video_unusable(doc)
     pipeline = doc.get("pipeline")
     settings = pipeline.get("settings") if isinstance(pipeline, dict) else None
-    if bad or not isinstance(settings, dict):
+    if bad or not isinstance(pipeline, dict) or not isinstance(settings, dict):
         return None, f"{url}: {bad or 'no pipeline settings record'}"
     digest = settings_digest(settings)
     if pipeline.get("settings_hash") != digest:
@@ -233,8 +233,9 @@ def read_snapshot(url: str) -> Snapshot:
         raise ValueError(f"{storage.redact(url)}: snapshot columns missing or of another type: {', '.join(missing)}")
     problems = [str(p) for p in header.get("problems") or [] if isinstance(p, str)]
     settings = _checked_settings(header.get("settings"), problems)
-    created = header.get("created") if isinstance(header.get("created"), str) else None
-    output = header.get("output_path") if isinstance(header.get("output_path"), str) else ""
+    created, output = header.get("created"), header.get("output_path")
+    created = created if isinstance(created, str) else None
+    output = output if isinstance(output, str) else ""
     table = snapshot_table_from(table.select(SCHEMA.names))
     return Snapshot(table, settings, url, output, created, tuple(problems))
 

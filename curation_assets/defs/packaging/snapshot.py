@@ -3,7 +3,6 @@
 materialisations of one output can be compared in the UI and with ``curation-assets diff``.
 Thin: the work is in ``reports/``."""
 
-from __future__ import annotations
 
 import shlex
 from typing import Any
