@@ -12,6 +12,7 @@ grouped by overlapping spans (:attr:`VideoDiff.respans`), so a re-split reads as
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..core.options import setting
 from .snapshot import Snapshot, load
 
 #: The clip fields compared when an id is on both sides (the snapshot's columns).
@@ -78,7 +80,7 @@ class DatasetDiff:
     videos_removed: dict[str, list[Clip]]
     videos_changed: list[VideoDiff]
     videos_unchanged: int
-    videos_settings_changed: int  # videos on both sides whose settings hash differs
+    videos_settings_changed: int  # videos on both sides written with other settings (locations aside)
     settings: dict[str, tuple[list[Any], list[Any]]]  # setting -> (old values, new values), only those differing
     versions: tuple[list[str], list[str]]
     scores: dict[str, dict[str, dict[str, Any]]]
@@ -220,12 +222,41 @@ def _scores(old: Snapshot, new: Snapshot) -> dict[str, dict[str, dict[str, Any]]
     return out
 
 
+@functools.cache
+def _is_location(name: str) -> bool:
+    """A path setting (``input_path``, ``output_path``): two outputs always differ in it."""
+    try:
+        return setting(name).path
+    except KeyError:  # a setting of another version
+        return False
+
+
+def _shaping(snap: Snapshot, hashes: tuple[str, ...]) -> list[Any]:
+    """What a video's settings hashes stand for, path settings aside (the hash itself when its
+    record could not be read)."""
+    out: list[Any] = []
+    for digest in hashes:
+        record = snap.settings.get(digest)
+        if record is None:
+            out.append(digest)
+        else:
+            out.append({k: v for k, v in record["settings"].items() if not _is_location(k)})
+    return out
+
+
+def _hashes(rows: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(sorted({r["settings_hash"] for r in rows.values() if r["settings_hash"]}))
+
+
 def diff_snapshots(old: Snapshot, new: Snapshot) -> DatasetDiff:
     a, b = _by_video(old.table), _by_video(new.table)
     changed, unchanged, resettled = [], 0, 0
+    same: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}  # few distinct pairs of hashes
     for rel in sorted(a.keys() & b.keys()):
-        hashes = ({r["settings_hash"] for r in a[rel].values()}, {r["settings_hash"] for r in b[rel].values()})
-        resettled += hashes[0] != hashes[1]
+        pair = (_hashes(a[rel]), _hashes(b[rel]))
+        if pair not in same:
+            same[pair] = _shaping(old, pair[0]) == _shaping(new, pair[1])
+        resettled += not same[pair]
         video = _video_diff(rel, a[rel], b[rel])
         if video.added or video.removed or video.changed:
             changed.append(video)

@@ -85,7 +85,8 @@ def render(d: DatasetDiff, full: bool = False) -> str:
                      f"changed, {s['videos_unchanged']} unchanged; clips: {s['clips_added']} added, "
                      f"{s['clips_removed']} removed, {s['clips_changed']} changed")
     if s["videos_settings_changed"]:
-        lines.append(f"{s['videos_settings_changed']} video(s) on both sides were written with other settings")
+        lines.append(f"{s['videos_settings_changed']} video(s) on both sides were written with other settings "
+                     "(paths aside)")
     if d.settings:
         lines.append("settings (old -> new):")
         lines += _capped([f"  {k}: {_value(o)} -> {_value(n)}" for k, (o, n) in d.settings.items()], full, "  ")
