@@ -88,6 +88,7 @@ def test_a_stride_change_lists_exactly_the_clips_that_changed(runs):
     assert d.settings["fixed_stride_split_duration"] == ([2.0], [3.0])
     assert set(d.settings) == {"fixed_stride_split_duration", "output_path"}
     summary = d.summary()
+    assert summary["videos_settings_changed"] == 2  # a.mp4 and b.mp4, at another stride
     assert summary["clips_removed"] == 3 + len(d.videos_removed["c.mp4"]) and summary["clips_added"] == 2
     text = diff_text.render(d)
     assert "fixed_stride_split_duration: 2.0 -> 3.0" in text

@@ -67,6 +67,11 @@ def test_settings_and_scores_are_compared():
     assert stats == {"count": 5, "mean": 2.0, "p10": float(np.percentile(range(5), 10)), "p50": 2.0,
                      "p90": float(np.percentile(range(5), 90))}
     assert diffs.distribution([None])["mean"] is None
+    # two outputs differ in their paths: listed, but no video counts as written with other settings
+    here, moved = {**SETTINGS, "output_path": "/here"}, {**SETTINGS, "output_path": "/elsewhere"}
+    d = diffs.diff_snapshots(_snap([_row("v.mp4", 0, 2, settings_hash=settings_digest(here))], here),
+                             _snap([_row("v.mp4", 0, 2, settings_hash=settings_digest(moved))], moved))
+    assert d.settings == {"output_path": (["/here"], ["/elsewhere"])} and d.videos_settings_changed == 0
 
 
 def test_the_text_caps_each_list_unless_full():
