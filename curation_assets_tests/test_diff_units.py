@@ -114,6 +114,11 @@ def test_a_snapshot_reads_back_and_a_tampered_one_is_not_trusted(tmp_path):
     (tmp_path / "short.parquet").write_bytes(buf.getvalue())
     with pytest.raises(ValueError, match="columns missing or of another type: aesthetic_score"):
         snapshot.read_snapshot(str(tmp_path / "short.parquet"))
+    holed = table.set_column(table.schema.get_field_index("rel_path"), "rel_path",
+                             pa.array([None, "v.mp4"], pa.string()))
+    pq.write_table(holed, tmp_path / "holed.parquet")
+    with pytest.raises(ValueError, match="holed.parquet: snapshot rows without rel_path"):
+        snapshot.read_snapshot(str(tmp_path / "holed.parquet"))
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="junk.parquet: not a Parquet file"):
         snapshot.read_snapshot(str(tmp_path / "junk.parquet"))

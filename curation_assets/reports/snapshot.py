@@ -51,6 +51,8 @@ RECORD_TRIES = 3
 
 _ORDER = [("rel_path", "ascending"), ("span_start_s", "ascending"), ("span_end_s", "ascending"),
           ("clip_uuid", "ascending")]
+#: Columns every row must have (a clip is matched by them).
+_REQUIRED = ("clip_uuid", "rel_path", "span_start_s", "span_end_s")
 _NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{12}\.parquet$")
 
 
@@ -231,6 +233,9 @@ def read_snapshot(url: str) -> Snapshot:
         if set(SCHEMA.names) <= set(table.column_names) else sorted(set(SCHEMA.names) - set(table.column_names))
     if missing:
         raise ValueError(f"{storage.redact(url)}: snapshot columns missing or of another type: {', '.join(missing)}")
+    holes = [name for name in _REQUIRED if table.column(name).null_count]
+    if holes:
+        raise ValueError(f"{storage.redact(url)}: snapshot rows without {', '.join(holes)}")
     problems = [str(p) for p in header.get("problems") or [] if isinstance(p, str)]
     settings = _checked_settings(header.get("settings"), problems)
     created, output = header.get("created"), header.get("output_path")
