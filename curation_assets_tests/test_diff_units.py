@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation_assets.core.options import settings_digest
+from curation_assets.packaging import manifest
 from curation_assets.reports import diff as diffs
 from curation_assets.reports import diff_text, snapshot
 
@@ -127,3 +128,22 @@ def test_a_snapshot_reads_back_and_a_tampered_one_is_not_trusted(tmp_path):
 def test_an_output_without_a_manifest_is_refused_naming_the_command(tmp_path):
     with pytest.raises(snapshot.NoManifestError, match="curation-assets package manifest --output-path"):
         snapshot.snapshot_of(str(tmp_path))
+
+
+def test_an_unreadable_fragment_is_left_out_with_a_problem_and_the_other_videos_are_kept(tmp_path):
+    folder = tmp_path / manifest.MANIFEST_DIR
+    folder.mkdir()
+    good = {**_row("good.mp4", 0, 2), "windows": [{"start_frame": 0, "end_frame": 5, "preview_url": None,
+                                                   "captions": [{"model": "qwen", "text": "a dog"},
+                                                                {"model": "other", "text": ""}],
+                                                   "enhanced_captions": []}]}
+    pq.write_table(pa.Table.from_pylist([good], schema=manifest.SCHEMA),
+                   folder / f"{manifest.fragment_name('good.mp4')}.parquet")
+    broken = folder / f"{manifest.fragment_name('broken.mp4')}.parquet"
+    broken.write_bytes(b"cut short")
+    (folder / "notes.parquet").write_bytes(b"not a fragment name: not read")
+    snap = snapshot.snapshot_of(str(tmp_path))
+    assert snap.table.column("rel_path").to_pylist() == ["good.mp4"]
+    assert snap.table.column("caption_models").to_pylist() == [["qwen"]]  # an empty text is no caption
+    assert any(str(broken) in p and "not read" in p for p in snap.problems)
+    assert not any("notes.parquet" in p for p in snap.problems)

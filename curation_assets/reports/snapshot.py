@@ -46,6 +46,8 @@ MANIFEST_COLUMNS = ("clip_uuid", "rel_path", "span_start_s", "span_end_s", "pass
 CAPTION_COLUMNS = {"caption_models": "captions", "enhanced_caption_models": "enhanced_captions"}
 SCHEMA = pa.schema([(name, manifest.COLUMNS[name][0]) for name in MANIFEST_COLUMNS]
                    + [(name, pa.list_(pa.string())) for name in CAPTION_COLUMNS])
+#: Fragments turned into snapshot rows before they are joined into one table.
+COMBINE_EVERY = 256
 #: How many videos are tried per settings hash before its record is reported unreadable.
 RECORD_TRIES = 3
 
@@ -81,15 +83,66 @@ def _caption_models(windows: Any, field: str) -> list[str]:
     return sorted(models)
 
 
-def snapshot_table(rows: pa.Table) -> pa.Table:
-    """The snapshot rows of manifest rows (which must hold :data:`MANIFEST_COLUMNS` and
-    ``windows``), sorted by video, span and id so equal datasets give equal tables."""
+def _snapshot_rows(rows: pa.Table | pa.RecordBatch) -> pa.Table:
     windows = rows.column("windows").to_pylist()
     arrays = [rows.column(name) for name in MANIFEST_COLUMNS]
     arrays += [pa.array([_caption_models(w, field) for w in windows], pa.list_(pa.string()))
                for field in CAPTION_COLUMNS.values()]
-    table = pa.Table.from_arrays(arrays, schema=SCHEMA)
-    return table.sort_by(_ORDER)
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def snapshot_table(rows: pa.Table) -> pa.Table:
+    """The snapshot rows of manifest rows (which must hold :data:`MANIFEST_COLUMNS` and
+    ``windows``), sorted by video, span and id so equal datasets give equal tables."""
+    return _snapshot_rows(rows).sort_by(_ORDER)
+
+
+def fragment_urls(output_path: str) -> list[str]:
+    """The manifest's fragment files (only the names ``packaging.manifest`` writes)."""
+    folder = storage.join(output_path, manifest.MANIFEST_DIR)
+    out = []
+    for url in storage.list_files(folder):
+        name = url.rsplit("/", 1)[-1]
+        if url[len(folder):].strip("/") == name and manifest._is_fragment_name(name):
+            out.append(url)
+    return sorted(out)
+
+
+_READ_SCHEMA = pa.schema([(name, manifest.COLUMNS[name][0]) for name in (*MANIFEST_COLUMNS, "windows")])
+
+
+def _fragment_rows(url: str) -> pa.Table | str:
+    """One fragment's snapshot rows, or why it could not be read (it is then left out)."""
+    try:
+        table = pq.ParquetFile(io.BytesIO(storage.read_bytes(url))).read(columns=_READ_SCHEMA.names,
+                                                                          use_threads=False)
+        return _snapshot_rows(table.select(_READ_SCHEMA.names).cast(_READ_SCHEMA))
+    except (pa.ArrowException, ValueError, OSError, KeyError) as exc:
+        return f"{storage.redact(url)}: manifest fragment not read ({storage.redact(f'{type(exc).__name__}: {exc}')})"
+
+
+def _scan(output_path: str, max_workers: int = 8) -> tuple[pa.Table, list[str]]:
+    """The snapshot rows of every fragment, and the fragments that could not be read. Each file is
+    read on its own and reduced to snapshot rows at once (a ``pyarrow.dataset`` scan of 10k small
+    fragments holds far more memory than the rows: docs/diff.md); the pieces are joined every
+    :data:`COMBINE_EVERY` fragments."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts: list[pa.Table] = []
+    pending: list[pa.Table] = []
+    problems: list[str] = []
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        for rows in pool.map(_fragment_rows, fragment_urls(output_path)):
+            if isinstance(rows, str):
+                problems.append(rows)
+                continue
+            pending.append(rows)
+            if len(pending) >= COMBINE_EVERY:
+                parts.append(pa.concat_tables(pending).combine_chunks())
+                pending = []
+    pieces = parts + ([pa.concat_tables(pending).combine_chunks()] if pending else [])
+    table = pa.concat_tables(pieces).combine_chunks() if pieces else SCHEMA.empty_table()
+    return table.sort_by(_ORDER), problems
 
 
 def has_manifest(output_path: str) -> bool:
@@ -152,10 +205,9 @@ def snapshot_of(output_path: str) -> Snapshot:
         raise NoManifestError(f"{storage.redact(output_path)} has no clip manifest "
                               f"({manifest.MANIFEST_DIR}/): write it with `curation-assets package manifest "
                               f"--output-path {storage.redact(output_path)}` or materialise clip_manifest")
-    rows = manifest.read_manifest(output_path, columns=[*MANIFEST_COLUMNS, "windows"])
-    table = snapshot_table(rows)
+    table, unread = _scan(output_path)
     records, problems = settings_records(output_path, table)
-    return Snapshot(table, records, output_path, output_path, problems=tuple(problems))
+    return Snapshot(table, records, output_path, output_path, problems=tuple(unread + problems))
 
 
 def _header(snap: Snapshot, created: str) -> dict[str, Any]:
@@ -257,5 +309,5 @@ def load(where: str) -> Snapshot:
 
 
 __all__ = ["CAPTION_COLUMNS", "MANIFEST_COLUMNS", "METADATA_KEY", "NoManifestError", "SCHEMA", "SNAPSHOT_DIR",
-           "Snapshot", "digest_of", "has_manifest", "list_snapshots", "load", "read_snapshot", "settings_records",
-           "snapshot_of", "snapshot_table", "write_snapshot"]
+           "Snapshot", "digest_of", "fragment_urls", "has_manifest", "list_snapshots", "load", "read_snapshot",
+           "settings_records", "snapshot_of", "snapshot_table", "write_snapshot"]
