@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..packaging.cli import add_package_parser
 
     add_package_parser(sub)
+    from ..search.cli import add_search_parser
+
+    add_search_parser(sub)
     return parser
 
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..packaging.cli import run_package
 
         return run_package(args)
+    if args.command == "search":
+        from ..search.cli import run_search
+
+        return run_search(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
