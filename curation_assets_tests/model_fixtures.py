@@ -303,21 +303,22 @@ class CosmosEmbed1(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module):
+        std = getattr(self.config, "init_std", 0.02)  # stand-in only: larger makes clips' vectors differ more
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=std)
         elif isinstance(module, CosmosEmbed1):
-            nn.init.normal_(module.temporal_embed, std=0.02)
-            nn.init.normal_(module.query_tokens, std=0.02)
+            nn.init.normal_(module.temporal_embed, std=std)
+            nn.init.normal_(module.query_tokens, std=std)
         if hasattr(module, "cls_token"):
-            nn.init.normal_(module.cls_token, std=0.02)
-            nn.init.normal_(module.pos_embed, std=0.02)
+            nn.init.normal_(module.cls_token, std=std)
+            nn.init.normal_(module.pos_embed, std=std)
 
     def get_video_embeddings(self, videos):
         """``videos``: float (B, T, C, H, W) in [0, 1] (the processor's output)."""
