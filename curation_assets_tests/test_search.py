@@ -214,3 +214,42 @@ def test_hostile_query_stays_a_string_inside_an_html_page(tmp_path):
 def test_script_json_is_the_same_value():
     value = {"q": HOSTILE, "n": [1, 2.5, None]}
     assert json.loads(script_json(value)) == value
+
+
+# ---------------------------------------------------------------------------------------------
+# The approximate index (the search-index extra)
+
+
+def test_ann_index_finds_the_exact_top_hits_and_follows_the_cache(tmp_path):
+    pytest.importorskip("faiss")
+    from curation_assets.search import ann
+
+    out, truth = random_output(tmp_path, files=20, per_file=50, dim=256, seed=3)
+    m = cache.load_embeddings(str(out), 256)
+    rng = np.random.default_rng(9)
+    for _ in range(5):
+        target = int(rng.integers(len(m)))
+        query = rank.normalize(np.asarray(m.vectors[target]) + 0.05 * rng.standard_normal(256).astype(np.float32))
+        rows, scores = ann.top_k(m, query, 5, required=True)
+        exact_rows, exact_scores = rank.top_k(m.vectors, query, 5)
+        assert rows[0] == exact_rows[0] == target
+        np.testing.assert_allclose(scores[0], exact_scores[0], rtol=1e-5)
+    first = ann.index_path(m)
+    assert first.is_file()
+    write_chunk(out / layout.CE1_EMBD_PARQUET, [str(uuid.uuid4())], [np.ones(256)])
+    m2 = cache.load_embeddings(str(out), 256)
+    ann.top_k(m2, np.ones(256, np.float32) / 16.0, 1, required=True)
+    assert ann.index_path(m2).is_file() and not first.exists()  # a new generation, the old index removed
+
+
+def test_ann_without_the_library_says_how_to_install(tmp_path, monkeypatch):
+    from curation_assets.search import ann
+
+    out, _ = random_output(tmp_path)
+    m = cache.load_embeddings(str(out), 256)
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # the import fails as if not installed
+    assert not ann.available() and not ann.worth_it(10**9)
+    with pytest.raises(ann.IndexUnavailable, match=r"pip install 'curation-assets\[search-index\]'"):
+        ann.top_k(m, np.ones(256, np.float32), 3, required=True)
+    rows, _ = ann.top_k(m, np.ones(256, np.float32), 3)
+    assert rows is None  # --index auto then searches exactly

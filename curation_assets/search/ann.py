@@ -1,9 +1,10 @@
-"""The optional approximate index (HNSW from ``usearch``), for outputs beyond what exact search
-serves; chosen over faiss by measurement (docs/search.md, ``benchmarks/search_benchmark.py``).
+"""The optional approximate index (faiss ``IndexHNSWFlat``, inner product), for outputs beyond what
+exact search serves; chosen over usearch and faiss IVF-Flat by measurement (build time, query
+time, recall@k against exact: docs/search.md, ``benchmarks/search_benchmark.py``).
 
 It is an extra (``pip install 'curation-assets[search-index]'``): exact search needs nothing
 beyond NumPy. The index is built from the cached vectors on first use and saved beside them as
-``index-<fingerprint>.usearch`` (temporary name, then renamed), so it follows the cache's
+``index-<fingerprint>.faiss`` (temporary name, then renamed), so it follows the cache's
 generation: a changed parquet set builds a new one. Its keys are the cache's row numbers.
 """
 
@@ -13,22 +14,23 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .cache import EmbeddingMatrix
 
-METHOD = "usearch-hnsw"
+METHOD = "faiss-hnsw"
 #: Rows from which ``--index auto`` uses the index: exact search stays under 0.2 s a query to
 #: about this size on 2 cores (docs/search.md).
 AUTO_THRESHOLD = 2_000_000
-#: HNSW search breadth: recall@20 against exact at 1M random 256-d vectors in docs/search.md.
-EXPANSION_SEARCH = 128
-_INDEX_RE = re.compile(r"^index-([0-9a-f]{16})\.usearch$")
+#: HNSW links per node and search breadth (recall@20 against exact in docs/search.md).
+HNSW_M = 32
+EF_SEARCH = 128
+_INDEX_RE = re.compile(r"^index-([0-9a-f]{16})\.faiss$")
 
-INSTALL_HINT = ("the approximate index needs usearch: pip install 'curation-assets[search-index]' "
+INSTALL_HINT = ("the approximate index needs faiss: pip install 'curation-assets[search-index]' "
                 "(or search exactly with --index exact)")
 
 
@@ -38,7 +40,7 @@ class IndexUnavailable(RuntimeError):
 
 def available() -> bool:
     try:
-        import usearch.index  # noqa: F401
+        import faiss  # noqa: F401
     except ImportError:
         return False
     return True
@@ -51,23 +53,22 @@ def worth_it(rows: int) -> bool:
 
 
 def index_path(matrix: EmbeddingMatrix) -> Path:
-    return matrix.folder / f"index-{matrix.fingerprint}.usearch"
+    return matrix.folder / f"index-{matrix.fingerprint}.faiss"
 
 
-def build(matrix: EmbeddingMatrix, threads: int = 0) -> Path:
+def build(matrix: EmbeddingMatrix) -> Path:
     """Build and save the index of ``matrix`` (atomically); earlier generations' indexes removed."""
-    from usearch.index import Index
+    import faiss
 
-    index = Index(ndim=matrix.dim, metric="ip", dtype="f32")
+    index = faiss.IndexHNSWFlat(matrix.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     step = 262144
-    for start in range(0, len(matrix), step):
-        block = np.ascontiguousarray(matrix.vectors[start:start + step])
-        index.add(np.arange(start, start + len(block), dtype=np.uint64), block, threads=threads or os.cpu_count() or 1)
+    for start in range(0, len(matrix), step):  # ids are the rows: added in order
+        index.add(np.ascontiguousarray(matrix.vectors[start:start + step], dtype=np.float32))
     path = index_path(matrix)
     fd, tmp = tempfile.mkstemp(dir=matrix.folder, prefix=".tmp-index-")
     os.close(fd)
     try:
-        index.save(tmp)
+        faiss.write_index(index, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -87,20 +88,19 @@ def top_k(matrix: EmbeddingMatrix, query: np.ndarray, k: int,
         if required:
             raise IndexUnavailable(INSTALL_HINT)
         return None, np.zeros(0, np.float32)
-    from usearch.index import Index
+    import faiss
 
     path = index_path(matrix)
     if not path.is_file():
         build(matrix)
-    index = Index.restore(str(path), view=True)  # memory-mapped, like the vectors
-    if index is None or index.ndim != matrix.dim or len(index) != len(matrix):
+    index: Any = faiss.read_index(str(path))  # an IndexHNSWFlat (the stubs say Index)
+    if index.d != matrix.dim or index.ntotal != len(matrix):
         build(matrix)
-        index = Index.restore(str(path), view=True)
-    index.expansion_search = max(EXPANSION_SEARCH, k)
-    found = index.search(np.asarray(query, np.float32), min(k, len(matrix)))
-    rows = np.asarray(found.keys, dtype=np.int64)
-    scores = 1.0 - np.asarray(found.distances, dtype=np.float32)  # usearch's "ip" distance is 1 - dot
-    return rows, scores
+        index = faiss.read_index(str(path))
+    index.hnsw.efSearch = max(EF_SEARCH, k)
+    scores, rows = index.search(np.asarray(query, np.float32).reshape(1, -1), min(k, len(matrix)))
+    keep = rows[0] >= 0
+    return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
 
 __all__ = ["AUTO_THRESHOLD", "INSTALL_HINT", "IndexUnavailable", "METHOD", "available", "build", "top_k",

@@ -197,8 +197,8 @@ def _build(files: list[ParquetFile], folder: Path, fp: str, dim: int) -> list[st
     seen: set[str] = set()
     duplicates = 0
     rows = 0
-    vec_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-vectors-", delete=False)
-    ids_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-ids-", delete=False)
+    vec_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-vectors-", delete=False)  # noqa: SIM115
+    ids_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-ids-", delete=False)  # noqa: SIM115
     try:
         with vec_tmp, ids_tmp:
             for f, data in _read_files(files):

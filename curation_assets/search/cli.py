@@ -50,7 +50,8 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--top-k", type=_positive, default=20, help="how many clips to list (default: 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document for scripts (default: a table)")
     p.add_argument("--model-dir", default=model_dir,
-                   help=f"folder holding nvidia/Cosmos-Embed1-<variant>/, as the pipeline's model_dir (default: {model_dir})")
+                   help=f"folder holding nvidia/Cosmos-Embed1-<variant>/, as the pipeline's model_dir "
+                        f"(default: {model_dir})")
     p.add_argument("--embedding-algorithm", type=_variant, default=None, metavar="VARIANT",
                    help=f"the Cosmos-Embed1 variant ({', '.join(VARIANTS)}); it must be the one the output was "
                         "embedded with (default: read from the output's pipeline record)")

@@ -15,10 +15,24 @@ import numpy as np
 
 from ..packaging import manifest
 from . import ann, rank
-from .cache import EmbeddingMatrix, load_embeddings, list_parquet, missing_embeddings_message, embeddings_folder
-from .cache import NoEmbeddingsError
-from .results import (SearchUsageError, Variant, choose_variant, manifest_present, missing_manifest_message,
-                      preview_of, read_rows, recorded_variants)
+from .cache import (
+    EmbeddingMatrix,
+    NoEmbeddingsError,
+    embeddings_folder,
+    list_parquet,
+    load_embeddings,
+    missing_embeddings_message,
+)
+from .results import (
+    SearchUsageError,
+    Variant,
+    choose_variant,
+    manifest_present,
+    missing_manifest_message,
+    preview_of,
+    read_rows,
+    recorded_variants,
+)
 
 INDEX_MODES = ("auto", "exact", "ann")
 

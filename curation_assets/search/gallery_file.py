@@ -46,7 +46,7 @@ def script_json(document: Any) -> str:
 
 def search_document(query: str, model: str, results: Sequence[tuple[str, float, str]],
                     created: dt.datetime | None = None) -> dict[str, Any]:
-    when = (created or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    when = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     return {"kind": "search", "query": query, "model": model,
             "created": when.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "results": [{"clip_uuid": uid, "score": round(float(score), 6), "fragment": fragment}

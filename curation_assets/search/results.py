@@ -79,8 +79,9 @@ def choose_variant(output_path: str, asked: str | None, recorded: set[str]) -> V
     """The variant to embed the query with: the one the output was written with. A different one
     asked for is refused (its text vectors live in another space), as are mixed outputs."""
     if len(recorded) > 1:
-        raise SearchUsageError(f"the output's clips were embedded with several variants ({', '.join(sorted(recorded))}):"
-                               " their vectors are not comparable; re-curate them with one embedding_algorithm")
+        names = ", ".join(sorted(recorded))
+        raise SearchUsageError(f"the output's clips were embedded with several variants ({names}): their vectors are "
+                               "not comparable; re-curate them with one embedding_algorithm")
     if recorded:
         (name,) = recorded
         if asked is not None and asked != name:
