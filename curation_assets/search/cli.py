@@ -13,18 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core import storage
-from ..core.options import PipelineOptions
-from ..models.embeddings import VARIANTS, normalize_variant
-from .ann import IndexUnavailable
-from .engine import INDEX_MODES, NoEmbeddingsError, Outcome, SearchUsageError, prepare, search
-from .gallery_file import search_document, write_search
-from .results import preview_of
+from ..core.options import EMBEDDING_ALGORITHMS, PipelineOptions
+
+if TYPE_CHECKING:
+    from .engine import Outcome
+
+#: ``engine.INDEX_MODES`` (the engine, the models and pyarrow load when the command runs, not with
+#: the parser every command builds)
+INDEX_MODES = ("auto", "exact", "ann")
 
 
 def _variant(value: str) -> str:
+    from ..models.embeddings import normalize_variant
+
     try:
         return normalize_variant(value)
     except ValueError as exc:
@@ -53,8 +57,8 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    help=f"folder holding nvidia/Cosmos-Embed1-<variant>/, as the pipeline's model_dir "
                         f"(default: {model_dir})")
     p.add_argument("--embedding-algorithm", type=_variant, default=None, metavar="VARIANT",
-                   help=f"the Cosmos-Embed1 variant ({', '.join(VARIANTS)}); it must be the one the output was "
-                        "embedded with (default: read from the output's pipeline record)")
+                   help=f"the Cosmos-Embed1 variant ({', '.join(EMBEDDING_ALGORITHMS)}); it must be the one the "
+                        "output was embedded with (default: read from the output's pipeline record)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where the text tower runs (default: cuda when available, else cpu)")
     p.add_argument("--index", choices=INDEX_MODES, default="auto",
@@ -74,6 +78,9 @@ def _embedder(args: argparse.Namespace, variant: str) -> Any:
 def run_search(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     stream = stream or sys.stdout
     from ..models._weights import ModelLoadError, ModelWeightsMissing
+    from .ann import IndexUnavailable
+    from .engine import NoEmbeddingsError, SearchUsageError, prepare, search
+    from .gallery_file import search_document, write_search
 
     try:
         prepared = prepare(args.output_path, args.embedding_algorithm)
@@ -114,6 +121,8 @@ def _span(hit: Any) -> str:
 
 
 def _print_table(outcome: Outcome, link: str | None, stream: TextIO) -> None:
+    from .results import preview_of
+
     for p in outcome.problems:
         print(f"search: {p}", file=stream)
     print(f"search: {len(outcome.hits)} of {outcome.num_clips} clips for {outcome.query!r} "

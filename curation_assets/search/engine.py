@@ -23,6 +23,7 @@ from .cache import (
     load_embeddings,
     missing_embeddings_message,
 )
+from .cli import INDEX_MODES  # spelled where the parser (built by every command) reads it
 from .results import (
     SearchUsageError,
     Variant,
@@ -33,8 +34,6 @@ from .results import (
     read_rows,
     recorded_variants,
 )
-
-INDEX_MODES = ("auto", "exact", "ann")
 
 
 @dataclass(frozen=True)
