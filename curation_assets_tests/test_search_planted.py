@@ -134,3 +134,31 @@ def test_missing_weights_give_the_pipelines_message(searchable, capsys, tmp_path
     assert rc == 2
     assert "Cosmos-Embed1 (cosmos-embed1-224p) weights not found (nvidia/Cosmos-Embed1-224p)" in err
     assert "Download them with:" in err
+
+
+def test_search_an_object_store_output(searchable, capsys, s3_bucket, tmp_path, monkeypatch):
+    """An s3:// output: read through the storage layer, the cache kept on local disk (memory maps
+    need one), the gallery's script written to the bucket and its s3:// address printed."""
+    out, models, planted, num_embedded = searchable
+    from curation_assets.core import storage
+
+    url = f"{s3_bucket}/curated"
+    for path in out.rglob("*"):
+        rel = path.relative_to(out).as_posix()
+        if path.is_file() and not rel.startswith(("manifest/", "search/", "gallery/")):
+            storage.write_bytes_atomic(f"{url}/{rel}", path.read_bytes())
+    assert main(["package", "manifest", "--output-path", url]) == 0
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    capsys.readouterr()
+    doc = run_json(capsys, "a red car", "--output-path", url, "--model-dir", str(models), "--top-k", "2")
+    first = doc["results"][0]
+    assert first["clip_uuid"] == planted["a red car"] and first["source_video"]
+    assert first["preview"].startswith(f"{url}/previews/")
+    assert doc["num_clips"] == num_embedded
+    assert doc["gallery"].startswith(f"{url}/gallery/index.html#search=a-red-car-")
+    slug = doc["gallery"].split("#search=")[1]
+    script = storage.read_bytes(f"{url}/gallery/searches/{slug}.js").decode()
+    assert json.loads(script[len("galleryLoad("):-3])["results"][0]["clip_uuid"] == planted["a red car"]
+    caches = list((tmp_path / "cache" / "curation-assets" / "search").glob("*/cache.json"))
+    assert len(caches) == 1
+    assert not any(u.startswith(f"{url}/search/") for u in storage.list_files(url))
