@@ -162,3 +162,16 @@ def test_search_an_object_store_output(searchable, capsys, s3_bucket, tmp_path, 
     caches = list((tmp_path / "cache" / "curation-assets" / "search").glob("*/cache.json"))
     assert len(caches) == 1
     assert not any(u.startswith(f"{url}/search/") for u in storage.list_files(url))
+
+
+def test_embed_texts_is_the_text_towers_normalised_output(searchable):
+    from curation_assets.models.embeddings import CosmosEmbedder
+
+    _, models, _, _ = searchable
+    texts = ["dog", "a red car", "person walking on the street", "the cat"]
+    one = CosmosEmbedder(model_dir=str(models), device="cpu", batch_size=1).embed_texts(texts)
+    three = CosmosEmbedder(model_dir=str(models), device="cpu", batch_size=3).embed_texts(texts)
+    assert one.dtype == np.float32 and one.shape == (4, 256)
+    np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(one, three, atol=1e-5)  # batching (padding to max_txt_len) changes nothing
+    assert CosmosEmbedder(model_dir=str(models), device="cpu").embed_texts([]).shape == (0, 256)

@@ -135,7 +135,7 @@ class EmbeddingMatrix:
         return int(self.vectors.shape[0])
 
     def clip_id(self, row: int) -> str:
-        return bytes(self.ids[row]).decode("ascii")
+        return bytes(self.ids[row]).decode("ascii", "replace")
 
 
 def _rows(data: bytes, name: str, dim: int, problems: list[str]) -> tuple[list[str], np.ndarray] | None:

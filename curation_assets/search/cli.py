@@ -96,6 +96,9 @@ def run_search(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     except ModelLoadError as exc:
         print(f"search: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a stop, not a failure: the cache's temporary files are already removed
+        print("search: stopped", file=sys.stderr)
+        return 130
     link = None
     if not args.no_gallery:
         shown = [(h.clip_uuid, h.score, h.fragment) for h in outcome.hits if h.fragment]

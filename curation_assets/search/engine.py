@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.documents import UUID_RE
 from ..packaging import manifest
 from . import ann, rank
 from .cache import (
@@ -111,9 +112,10 @@ def search(prepared: Prepared, query: str, embed: Callable[[str], np.ndarray], k
     if not use_ann or rows is None:
         rows, scores = rank.top_k(matrix.vectors, vector, k)
         method = "exact"
-    ids = [matrix.clip_id(int(r)) for r in rows]
-    found = read_rows(prepared.output_path, ids)
-    hits = [Hit(i + 1, uid, float(s), found.get(uid)) for i, (uid, s) in enumerate(zip(ids, scores, strict=True))]
+    pairs = [(matrix.clip_id(int(r)), float(s)) for r, s in zip(rows, scores, strict=True)]
+    pairs = [(uid, s) for uid, s in pairs if UUID_RE.match(uid)]  # the cache's files are read back, not trusted
+    found = read_rows(prepared.output_path, [uid for uid, _ in pairs])
+    hits = [Hit(i + 1, uid, s, found.get(uid)) for i, (uid, s) in enumerate(pairs)]
     return Outcome(query, prepared.variant.name, method, len(matrix), hits, list(matrix.problems), matrix.rebuilt)
 
 
