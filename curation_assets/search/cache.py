@@ -176,8 +176,11 @@ def _rows(data: bytes, name: str, dim: int, problems: list[str]) -> tuple[list[s
     return [i for i, k in zip(ids, keep, strict=True) if k], vectors.astype(np.float32, copy=False)
 
 
-def _read_files(files: list[ParquetFile]) -> Iterator[tuple[ParquetFile, bytes | Exception]]:
-    from concurrent.futures import ThreadPoolExecutor
+def _read_files(files: list[ParquetFile], ahead: int = 16) -> Iterator[tuple[ParquetFile, bytes | Exception]]:
+    """The files' bytes in order, read by 8 threads at most ``ahead`` files in advance (an object
+    store's latency hidden, the memory bounded)."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     def read(f: ParquetFile) -> bytes | Exception:
         try:
@@ -186,7 +189,15 @@ def _read_files(files: list[ParquetFile]) -> Iterator[tuple[ParquetFile, bytes |
             return exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        yield from zip(files, pool.map(read, files), strict=True)
+        pending: deque[tuple[ParquetFile, Future[bytes | Exception]]] = deque()
+        for f in files:
+            pending.append((f, pool.submit(read, f)))
+            if len(pending) >= ahead:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _build(files: list[ParquetFile], folder: Path, fp: str, dim: int) -> list[str]:
