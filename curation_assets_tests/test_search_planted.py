@@ -175,3 +175,12 @@ def test_embed_texts_is_the_text_towers_normalised_output(searchable):
     np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(one, three, atol=1e-5)  # batching (padding to max_txt_len) changes nothing
     assert CosmosEmbedder(model_dir=str(models), device="cpu").embed_texts([]).shape == (0, 256)
+
+
+def test_the_index_path_through_the_cli(searchable, capsys):
+    pytest.importorskip("faiss")
+    out, models, planted, _ = searchable
+    doc = run_json(capsys, "dog", "--output-path", str(out), "--model-dir", str(models), "--index", "ann",
+                   "--no-gallery")
+    assert doc["method"] == "faiss-hnsw" and doc["results"][0]["clip_uuid"] == planted["dog"]
+    assert doc["gallery"] is None
