@@ -87,7 +87,7 @@ def phase_query(out: Path, n_queries: int, k: int) -> dict:
     times, cpu, first = [], [], None
     for i, q in enumerate(queries(n_queries)):
         t, c = time.perf_counter(), time.process_time()
-        rows, _ = rank.top_k(m.vectors, q, k)
+        rows, _ = rank.top_k(m.vectors, q, k, half=m.half)
         dt = time.perf_counter() - t
         if i == 0:
             first = dt  # pages the mapped file in (cold when the page cache was dropped)
@@ -102,7 +102,7 @@ def phase_query(out: Path, n_queries: int, k: int) -> dict:
 def _exact(m, qs: np.ndarray, k: int) -> list[set[int]]:
     from curation_assets.search import rank
 
-    return [set(rank.top_k(m.vectors, q, k)[0].tolist()) for q in qs]
+    return [set(rank.top_k(m.vectors, q, k, half=m.half)[0].tolist()) for q in qs]
 
 
 def _measure(name: str, search, qs: np.ndarray, truth: list[set[int]], k: int) -> dict:

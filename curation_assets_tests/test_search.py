@@ -28,13 +28,16 @@ def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[list[int
     return order, scores[order]
 
 
-@pytest.mark.parametrize("n,k,chunk", [(1000, 10, 64), (5000, 50, 1000), (37, 37, 8), (10, 20, 3)])
-def test_exact_top_k_equals_brute_force(n, k, chunk):
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16-scan"])
+@pytest.mark.parametrize("n,k,chunk", [(1000, 10, 64), (5000, 50, 1000), (37, 37, 8), (10, 20, 3), (20000, 20, 4096)])
+def test_exact_top_k_equals_brute_force(n, k, chunk, half):
     rng = np.random.default_rng(n)
-    matrix = rank.normalize(rng.standard_normal((n, 32)))
+    matrix = rank.normalize(rng.standard_normal((n, 256)))
+    if n >= 20000:  # clustered rows: many near-equal scores, where a float16 ranking alone would err
+        matrix = rank.normalize(matrix[rng.integers(8, size=n)] + 0.02 * rng.standard_normal((n, 256)))
     for _ in range(5):
-        query = rank.normalize(rng.standard_normal(32))
-        rows, scores = rank.top_k(matrix, query, k, chunk_rows=chunk)
+        query = rank.normalize(rng.standard_normal(256) if n < 20000 else matrix[0] + 0.05 * rng.standard_normal(256))
+        rows, scores = rank.top_k(matrix, query, k, chunk_rows=chunk, half=matrix.astype(np.float16) if half else None)
         ref_rows, ref_scores = brute_force(matrix, query, k)
         assert rows.tolist() == ref_rows
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
@@ -104,7 +107,9 @@ def test_cache_is_rebuilt_when_a_parquet_is_added(tmp_path):
     rows, scores = rank.top_k(second.vectors, target / 2.0, 1)
     assert second.clip_id(int(rows[0])) == new_id and scores[0] == pytest.approx(1.0)
     names = sorted(p.name for p in (out / "search").iterdir())
-    assert names == ["cache.json", f"ids-{second.fingerprint}.bin", f"vectors-{second.fingerprint}.f32"]
+    assert names == ["cache.json", f"ids-{second.fingerprint}.bin", f"vectors-{second.fingerprint}.f16",
+                     f"vectors-{second.fingerprint}.f32"]
+    np.testing.assert_allclose(second.half, second.vectors, atol=1e-3)
 
 
 def test_corrupt_foreign_and_bad_rows_are_reported_and_skipped(tmp_path):

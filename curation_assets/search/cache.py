@@ -3,7 +3,8 @@
 ``ce1_embd_parquet/<chunk>.parquet`` holds a few clips per file; searching 100k files per query
 would spend its time opening them. They are read once into two flat files (float32 vectors, one
 L2-normalised row per clip, and the clip ids as 36-byte ASCII rows) that later searches map with
-NumPy without reading them into memory. The cache is keyed by a fingerprint of the parquet set
+NumPy without reading them into memory (and a float16 copy of the vectors, which a query scans:
+:mod:`.rank`). The cache is keyed by a fingerprint of the parquet set
 (names, sizes, versions) and rebuilt when it changes; a new generation's files are written under
 temporary names and renamed, then ``cache.json`` (the pointer) is replaced, so a reader never sees
 a half-written cache. An object-store output is cached on local disk (memory maps need one).
@@ -35,9 +36,9 @@ from ..core.documents import UUID_RE
 
 SEARCH_DIR = "search"
 CACHE_POINTER = "cache.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ID_BYTES = 36  # str(uuid.UUID)
-_VECTORS_RE = re.compile(r"^vectors-([0-9a-f]{16})\.f32$")
+_VECTORS_RE = re.compile(r"^vectors-([0-9a-f]{16})\.f(32|16)$")
 _IDS_RE = re.compile(r"^ids-([0-9a-f]{16})\.bin$")
 _CHUNK_FILE_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")
 
@@ -122,6 +123,7 @@ class EmbeddingMatrix:
 
     vectors: np.ndarray
     ids: np.ndarray
+    half: np.ndarray | None  # the same rows in float16: what a query scans (rank.top_k)
     folder: Path
     fingerprint: str
     problems: list[str] = field(default_factory=list)
@@ -209,9 +211,10 @@ def _build(files: list[ParquetFile], folder: Path, fp: str, dim: int) -> list[st
     duplicates = 0
     rows = 0
     vec_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-vectors-", delete=False)  # noqa: SIM115
+    half_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-half-", delete=False)  # noqa: SIM115
     ids_tmp = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-ids-", delete=False)  # noqa: SIM115
     try:
-        with vec_tmp, ids_tmp:
+        with vec_tmp, half_tmp, ids_tmp:
             for f, data in _read_files(files):
                 if isinstance(data, Exception):
                     problems.append(f"{f.name}: could not be read ({storage.redact(data)}); skipped")
@@ -225,17 +228,19 @@ def _build(files: list[ParquetFile], folder: Path, fp: str, dim: int) -> list[st
                 seen.update(ids)
                 vectors = vectors[fresh]
                 vec_tmp.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+                half_tmp.write(np.ascontiguousarray(vectors, dtype="<f2").tobytes())
                 ids_tmp.write(b"".join(i.encode("ascii") for i, k in zip(ids, fresh, strict=True) if k))
                 rows += int(fresh.sum())
-            for tmp in (vec_tmp, ids_tmp):
+            for tmp in (vec_tmp, half_tmp, ids_tmp):
                 tmp.flush()
                 os.fsync(tmp.fileno())
         if duplicates:
             problems.append(f"{duplicates} clip id(s) listed in more than one file; the first kept")
         os.replace(vec_tmp.name, folder / f"vectors-{fp}.f32")
+        os.replace(half_tmp.name, folder / f"vectors-{fp}.f16")
         os.replace(ids_tmp.name, folder / f"ids-{fp}.bin")
     except BaseException:
-        for tmp in (vec_tmp, ids_tmp):
+        for tmp in (vec_tmp, half_tmp, ids_tmp):
             Path(tmp.name).unlink(missing_ok=True)
         raise
     pointer = {"version": CACHE_VERSION, "fingerprint": fp, "rows": rows, "dim": dim, "files": len(files),
@@ -259,18 +264,20 @@ def _open(folder: Path, fp: str, dim: int) -> EmbeddingMatrix | None:
     rows, problems = pointer.get("rows"), pointer.get("problems")
     if not isinstance(rows, int) or rows < 0 or pointer.get("dim") != dim or not isinstance(problems, list):
         return None
-    vec_path, ids_path = folder / f"vectors-{fp}.f32", folder / f"ids-{fp}.bin"
+    vec_path, half_path, ids_path = folder / f"vectors-{fp}.f32", folder / f"vectors-{fp}.f16", folder / f"ids-{fp}.bin"
     try:
-        if vec_path.stat().st_size != rows * dim * 4 or ids_path.stat().st_size != rows * ID_BYTES:
+        if (vec_path.stat().st_size != rows * dim * 4 or half_path.stat().st_size != rows * dim * 2
+                or ids_path.stat().st_size != rows * ID_BYTES):
             return None
     except OSError:
         return None
     if rows == 0:
-        vectors, ids = np.zeros((0, dim), np.float32), np.zeros(0, f"S{ID_BYTES}")
-    else:
-        vectors = np.memmap(vec_path, dtype="<f4", mode="r", shape=(rows, dim))
-        ids = np.memmap(ids_path, dtype=f"S{ID_BYTES}", mode="r", shape=(rows,))
-    return EmbeddingMatrix(vectors, ids, folder, fp, [str(p) for p in problems])
+        return EmbeddingMatrix(np.zeros((0, dim), np.float32), np.zeros(0, f"S{ID_BYTES}"), None, folder, fp,
+                               [str(p) for p in problems])
+    vectors = np.memmap(vec_path, dtype="<f4", mode="r", shape=(rows, dim))
+    half = np.memmap(half_path, dtype="<f2", mode="r", shape=(rows, dim))
+    ids = np.memmap(ids_path, dtype=f"S{ID_BYTES}", mode="r", shape=(rows,))
+    return EmbeddingMatrix(vectors, ids, half, folder, fp, [str(p) for p in problems])
 
 
 def load_embeddings(output_path: str, dim: int) -> EmbeddingMatrix:

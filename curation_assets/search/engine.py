@@ -110,7 +110,7 @@ def search(prepared: Prepared, query: str, embed: Callable[[str], np.ndarray], k
         rows, scores = ann.top_k(matrix, vector, k, required=index == "ann")
         method = ann.METHOD if rows is not None else "exact"
     if not use_ann or rows is None:
-        rows, scores = rank.top_k(matrix.vectors, vector, k)
+        rows, scores = rank.top_k(matrix.vectors, vector, k, half=matrix.half)
         method = "exact"
     pairs = [(matrix.clip_id(int(r)), float(s)) for r, s in zip(rows, scores, strict=True)]
     pairs = [(uid, s) for uid, s in pairs if UUID_RE.match(uid)]  # the cache's files are read back, not trusted
