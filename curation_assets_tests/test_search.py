@@ -258,3 +258,22 @@ def test_ann_without_the_library_says_how_to_install(tmp_path, monkeypatch):
         ann.top_k(m, np.ones(256, np.float32), 3, required=True)
     rows, _ = ann.top_k(m, np.ones(256, np.float32), 3)
     assert rows is None  # --index auto then searches exactly
+
+
+def test_float16_scan_keeps_rows_its_rounding_would_lose():
+    """Scores packed around a float16 rounding boundary, closer together than float16's error: a
+    ranking by the float16 scores alone loses some of the float32 top-k; the rescoring margin keeps
+    them."""
+    rng = np.random.default_rng(5)
+    query = rank.normalize(rng.standard_normal(256))
+    boundary = (1843 + 0.5) * 2.0**-11  # between two float16 values near 0.9
+    cos = np.concatenate([boundary + rng.uniform(-4e-5, 4e-5, 60), rng.uniform(0.2, 0.85, 2000)])
+    other = rng.standard_normal((len(cos), 256))
+    other -= np.outer(other @ query, query)  # orthogonal to the query
+    other = rank.normalize(other)
+    matrix = rank.normalize(cos[:, None] * query + np.sqrt(1 - cos[:, None] ** 2) * other)
+    for k in (5, 20, 50):
+        rows, scores = rank.top_k(matrix, query, k, chunk_rows=512, half=matrix.astype(np.float16))
+        exact_rows, exact_scores = rank.top_k(matrix, query, k, chunk_rows=512)  # float32 (gaps below float64's)
+        assert rows.tolist() == exact_rows.tolist()
+        np.testing.assert_array_equal(scores, exact_scores)
