@@ -131,7 +131,7 @@ def phase_ann(out: Path, n_queries: int, k: int, compare: bool) -> dict:
     import faiss
 
     index = faiss.read_index(str(ann.index_path(m)))
-    for ef in sorted({64, ann.EF_SEARCH, 256, 512}):  # the search breadth, measured (ann.EF_SEARCH wired)
+    for ef in sorted({64, 128, 256, 512, ann.EF_SEARCH}):  # the search breadth, measured (ann.EF_SEARCH wired)
         index.hnsw.efSearch = ef
         results.update(_measure(f"faiss_hnsw_ef{ef}", lambda q: index.search(q[None], k)[1][0], qs, truth, k))
     results["faiss_hnsw_peak_rss_mb"] = peak_rss_mb()

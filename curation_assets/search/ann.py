@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from .cache import EmbeddingMatrix
 
 METHOD = "faiss-hnsw"
-#: Rows from which ``--index auto`` uses the index: exact search stays under 0.2 s a query to
-#: about this size on 2 cores (docs/search.md).
-AUTO_THRESHOLD = 2_000_000
+#: Rows from which ``--index auto`` uses the index: exact search's query time grows linearly and
+#: reaches 0.2 s near this size on 2 cores (docs/search.md).
+AUTO_THRESHOLD = 1_200_000
 #: HNSW links per node and search breadth (recall@20 against exact in docs/search.md).
 HNSW_M = 32
-EF_SEARCH = 128
+EF_SEARCH = 512
 _INDEX_RE = re.compile(r"^index-([0-9a-f]{16})\.faiss$")
 
 INSTALL_HINT = ("the approximate index needs faiss: pip install 'curation-assets[search-index]' "
