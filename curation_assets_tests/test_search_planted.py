@@ -133,7 +133,7 @@ def test_missing_weights_give_the_pipelines_message(searchable, capsys, tmp_path
     err = capsys.readouterr().err
     assert rc == 2
     assert "Cosmos-Embed1 (cosmos-embed1-224p) weights not found (nvidia/Cosmos-Embed1-224p)" in err
-    assert "Download them with:" in err
+    assert "Download them with:" in err and "docs/models.md" in err
 
 
 def test_search_an_object_store_output(searchable, capsys, s3_bucket, tmp_path, monkeypatch):

@@ -87,7 +87,11 @@ def run_search(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         embedder = _embedder(args, prepared.variant.name)
         embedder.resolve()  # missing weights: the pipeline's message, before torch is imported
         outcome = search(prepared, args.query, lambda q: embedder.embed_texts([q])[0], args.top_k, args.index)
-    except (NoEmbeddingsError, SearchUsageError, ModelWeightsMissing, IndexUnavailable) as exc:
+    except ModelWeightsMissing as exc:  # the pipeline's message, and where the weights are explained
+        print(f"search: error: {exc}. The text tower is part of the same checkpoint as the clips' video tower; "
+              "docs/models.md says how to get it", file=sys.stderr)
+        return 2
+    except (NoEmbeddingsError, SearchUsageError, IndexUnavailable) as exc:
         print(f"search: error: {exc}", file=sys.stderr)
         return 2
     except storage.StorageError as exc:
