@@ -303,21 +303,22 @@ class CosmosEmbed1(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module):
+        std = getattr(self.config, "init_std", 0.02)  # stand-in only: larger makes clips' vectors differ more
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=std)
         elif isinstance(module, CosmosEmbed1):
-            nn.init.normal_(module.temporal_embed, std=0.02)
-            nn.init.normal_(module.query_tokens, std=0.02)
+            nn.init.normal_(module.temporal_embed, std=std)
+            nn.init.normal_(module.query_tokens, std=std)
         if hasattr(module, "cls_token"):
-            nn.init.normal_(module.cls_token, std=0.02)
-            nn.init.normal_(module.pos_embed, std=0.02)
+            nn.init.normal_(module.cls_token, std=std)
+            nn.init.normal_(module.pos_embed, std=std)
 
     def get_video_embeddings(self, videos):
         """``videos``: float (B, T, C, H, W) in [0, 1] (the processor's output)."""
@@ -521,6 +522,53 @@ def build_cosmos_standin(
     model.save_pretrained(str(folder), max_shard_size=max_shard_size, safe_serialization=True)
     del model
     return folder
+
+
+def plant_text_pairs(source: str | Path, dest: str | Path, pairs: dict[str, np.ndarray]) -> Path:
+    """A copy of the stand-in folder ``source`` at ``dest`` whose text tower maps each planted query
+    to its clip's video vector: ``get_text_embeddings`` of ``query`` then returns exactly that
+    vector (normalised), so the planted clip is the query's nearest neighbour.
+
+    The text tower mean-pools word embeddings (padding masked) and projects them with
+    ``text_proj``. Each planted query gets a basis direction ``e_j`` of the pooled space: the word
+    embeddings of its words are ``e_j`` and ``[CLS]``/``[SEP]`` are zero, so the pool is a positive
+    multiple of ``e_j``, and column ``j`` of ``text_proj`` (bias zero) is the clip's vector. Queries
+    must not share words. The copy is saved with ``save_pretrained`` and loaded back by the
+    production path (``from_pretrained``), like any checkpoint; the video tower is unchanged.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    source, dest = Path(source), Path(dest)
+    shutil.copytree(source, dest)
+    model = AutoModel.from_pretrained(str(dest), trust_remote_code=True, local_files_only=True)
+    processor = AutoProcessor.from_pretrained(str(dest), trust_remote_code=True, local_files_only=True)
+    width = model.word_embeddings.weight.shape[1]
+    if len(pairs) > width:
+        raise ValueError(f"at most {width} planted pairs (the stand-in's text width)")
+    special = set(processor.tokenizer.all_special_ids)
+    used: dict[int, str] = {}
+    with torch.no_grad():
+        for tid in special:
+            model.word_embeddings.weight[tid] = 0.0
+        model.text_proj.bias.zero_()
+        for j, (query, vector) in enumerate(pairs.items()):
+            ids = [t for t in processor.tokenizer(query)["input_ids"] if t not in special]
+            if not ids or processor.tokenizer.unk_token_id in ids:
+                raise ValueError(f"planted query {query!r} has words outside the stand-in's vocabulary")
+            for tid in ids:
+                if used.get(tid, query) != query:
+                    raise ValueError(f"planted queries {used[tid]!r} and {query!r} share a word")
+                used[tid] = query
+                model.word_embeddings.weight[tid] = 0.0
+                model.word_embeddings.weight[tid, j] = 1.0
+            model.text_proj.weight[:, j] = torch.as_tensor(np.asarray(vector, np.float32))
+    for old in dest.glob("*.safetensors"):
+        old.unlink()
+    model.save_pretrained(str(dest), max_shard_size="200KB", safe_serialization=True)
+    return dest
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..reports.diff_cli import add_diff_parser
 
     add_diff_parser(sub)
+    from ..search.cli import add_search_parser
+
+    add_search_parser(sub)
     return parser
 
 
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..reports.diff_cli import run_diff
 
         return run_diff(args)
+    if args.command == "search":
+        from ..search.cli import run_search
+
+        return run_search(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,10 @@ stored frames, from decoding the clip. Either way a pool of threads prepares cli
 model, a loader thread stacks them into batches in pinned memory, and each batch is copied to the
 GPU and started before the previous batch's vectors are read back, so the GPU is never left
 waiting on the CPU between batches.
+
+The text tower (``embed_texts``, for text-to-clip search) is the reference's text call:
+``processor(text=[...], return_tensors="pt")`` (``input_ids``, ``attention_mask``, padded by the
+processor), ``model.get_text_embeddings(**batch)``, its ``.text_proj``.
 """
 
 from __future__ import annotations
@@ -311,3 +315,24 @@ class CosmosEmbedder:
         if self.device.startswith("cuda"):
             videos = videos.pin_memory()
         return self._collect(self._launch(model, videos))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Float32 ``(len(texts), D)``, each row L2-normalised, from the model's text tower (the
+        same loaded model as the clips'); ``batch_size`` texts per model call."""
+        import torch
+
+        model, processor = self.load()
+        if not hasattr(model, "get_text_embeddings"):
+            raise ModelLoadError("the loaded Cosmos-Embed1 model has no get_text_embeddings(): no text tower")
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = processor(text=list(texts[start:start + self.batch_size]), return_tensors="pt")
+            inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                proj = getattr(model.get_text_embeddings(**inputs), "text_proj", None)
+            if proj is None:
+                raise ModelLoadError("get_text_embeddings() returned no text_proj")
+            out.append(proj.to(device="cpu", dtype=torch.float32).numpy())
+        vectors = np.concatenate(out) if out else np.zeros((0, self.expected_dim), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
