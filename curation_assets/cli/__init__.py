@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..packaging.cli import add_package_parser
 
     add_package_parser(sub)
+    from ..gallery.cli import add_gallery_parser
+
+    add_gallery_parser(sub)
     return parser
 
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..packaging.cli import run_package
 
         return run_package(args)
+    if args.command == "gallery":
+        from ..gallery.cli import run_gallery
+
+        return run_gallery(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,266 @@
+"""Writing the gallery: a static site under ``<output>/gallery/`` that needs no server of ours.
+
+    gallery/index.html, gallery.js, gallery.css   the page (package data, ``gallery/static/``)
+    gallery/index.js                              the compact index: a summary per video
+    gallery/data/<manifest fragment name>.js      one video's cards, loaded by the page on demand
+    gallery/searches/<slug>.js                    written by ``curation-assets search``
+
+A page opened from ``file://`` cannot ``fetch()`` in Chromium, so every data file is a script
+that calls ``galleryLoad({...})`` and the page adds ``<script>`` tags as it needs them; the same
+files work from any static web server or object store. Writes go through ``core.storage``
+(whole-file puts, temporary name + rename locally).
+
+The index is derived, never the only copy: each fragment file carries its video's summary. An
+update reads the index, keeps the entries whose manifest fragment and data file still exist, adds
+the summaries of data files it does not list (a concurrent run's video), writes it, and lists
+``data/`` again: a data file that appeared meanwhile and is missing from what it wrote makes it go
+round once more. A run whose data file lands after that listing reads the index after this write,
+so no entry is lost, on a local disk or an object store alike (object stores have no locks,
+``storage.lock`` would not cover them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from ..core import storage
+from ..packaging import manifest
+from . import data
+
+GALLERY_DIR = "gallery"
+DATA_DIR = "data"
+SEARCHES_DIR = "searches"
+INDEX_FILE = "index.js"
+PAGE_FILE = "index.html"
+DATACARD_FILE = "datacard.html"
+STATIC_FILES = ("index.html", "gallery.js", "gallery.css")
+LOADER = "galleryLoad"
+SLUG_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+_ROUNDS = 5
+_WORKERS = 8
+
+
+def gallery_dir(output_path: str) -> str:
+    return storage.join(output_path, GALLERY_DIR)
+
+
+def data_url(output_path: str, fragment: str) -> str:
+    return storage.join(gallery_dir(output_path), DATA_DIR, f"{fragment}.js")
+
+
+def index_url(output_path: str) -> str:
+    return storage.join(gallery_dir(output_path), INDEX_FILE)
+
+
+def page_url(output_path: str, fragment: str | None = None) -> str:
+    """Where the page is, as a browser opens it: a ``file://`` URL for a local output, the object
+    store's URL otherwise; with ``fragment``, the view of that one video."""
+    url = storage.join(gallery_dir(output_path), PAGE_FILE)
+    if storage.is_local(url):
+        import pathlib
+
+        url = pathlib.Path(storage.local_path(url)).resolve().as_uri()
+    return f"{url}#video={fragment}" if fragment else url
+
+
+def search_url(output_path: str, slug: str) -> str:
+    """The result file of a search (the contract with ``curation-assets search``)."""
+    if not SLUG_RE.match(slug):
+        raise ValueError(f"search slug {slug!r} is not [a-z0-9-]{{1,64}}")
+    return storage.join(gallery_dir(output_path), SEARCHES_DIR, f"{slug}.js")
+
+
+def script(value: Any) -> bytes:
+    """A data file: one ``galleryLoad(...)`` call with ``value`` as JSON (ASCII, so no byte of any
+    text can end the script or the string early)."""
+    return f"{LOADER}({json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(',', ':'))});\n".encode()
+
+
+def read_script(raw: bytes) -> Any:
+    """The value of a data file written by :func:`script`; ValueError for anything else."""
+    text = raw.decode("utf-8").strip()
+    prefix, suffix = f"{LOADER}(", ");"
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        raise ValueError("not a gallery data file")
+    return json.loads(text[len(prefix):-len(suffix)])
+
+
+def write_search(output_path: str, slug: str, results: dict[str, Any]) -> str:
+    """Write a search result page's data (``{"kind": "search", ...}``); returns its URL."""
+    url = search_url(output_path, slug)
+    storage.write_bytes_atomic(url, script({**results, "kind": "search"}))
+    return url
+
+
+@dataclass
+class GalleryBuild:
+    """What a build did."""
+
+    output_path: str
+    videos: int = 0  # videos in the index after the build
+    clips: int = 0
+    written: list[str] = field(default_factory=list)  # fragments (re)written
+    removed: list[str] = field(default_factory=list)  # fragments of videos no longer in the manifest
+    seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return page_url(self.output_path)
+
+
+class NoManifestError(FileNotFoundError):
+    """The output has no manifest to show."""
+
+
+def _write_static(output_path: str) -> None:
+    """The page's own files, written only when they differ (an unchanged build touches none)."""
+    folder = gallery_dir(output_path)
+    for name in STATIC_FILES:
+        body = resources.files(__package__).joinpath("static", name).read_bytes()
+        url = storage.join(folder, name)
+        try:
+            if storage.read_bytes(url) == body:
+                continue
+        except storage.StorageNotFoundError:
+            pass
+        storage.write_bytes_atomic(url, body)
+
+
+def _names(folder: str, suffix: str) -> set[str]:
+    """The fragment names of ``folder``'s ``<32 hex><suffix>`` files (one listing)."""
+    out = set()
+    for url in storage.list_files(folder):
+        name = url.rsplit("/", 1)[-1]
+        if url[len(folder):].strip("/") == name and name.endswith(suffix) and data.is_fragment_name(name[:-len(suffix)]):
+            out.add(name[:-len(suffix)])
+    return out
+
+
+def manifest_fragments(output_path: str) -> set[str]:
+    return _names(storage.join(output_path, manifest.MANIFEST_DIR), ".parquet")
+
+
+def _data_fragments(output_path: str) -> set[str]:
+    return _names(storage.join(gallery_dir(output_path), DATA_DIR), ".js")
+
+
+def read_index(output_path: str) -> dict[str, dict[str, Any]]:
+    """The index's valid entries by fragment ({} when there is none or it is unreadable)."""
+    try:
+        value = read_script(storage.read_bytes(index_url(output_path)))
+    except (storage.StorageNotFoundError, ValueError, UnicodeDecodeError):
+        return {}
+    videos = value.get("videos") if isinstance(value, dict) else None
+    return {e["f"]: e for e in videos or [] if data.valid_summary(e)}
+
+
+def _summary_of_file(output_path: str, fragment: str) -> dict[str, Any] | None:
+    try:
+        value = read_script(storage.read_bytes(data_url(output_path, fragment)))
+    except (storage.StorageNotFoundError, ValueError, UnicodeDecodeError):
+        return None
+    entry = value.get("summary") if isinstance(value, dict) else None
+    return entry if data.valid_summary(entry) and entry["f"] == fragment else None
+
+
+def _write_index(output_path: str, entries: dict[str, dict[str, Any]]) -> None:
+    has_card = storage.exists(storage.join(gallery_dir(output_path), DATACARD_FILE))
+    value = {"kind": "index", "version": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "datacard": DATACARD_FILE if has_card else None,
+             "videos": sorted(entries.values(), key=lambda e: (e["name"], e["f"]))}
+    storage.write_bytes_atomic(index_url(output_path), script(value))
+
+
+def _update_index(output_path: str, changed: dict[str, dict[str, Any] | None],
+                  base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Merge ``changed`` (fragment -> summary, None: gone) into the index (or into ``base``, a full
+    build's entries) as the module docstring says; returns what was written last."""
+    entries: dict[str, dict[str, Any]] = {}
+    unreadable: set[str] = set()  # data files without a valid summary: rebuilt by the next full build
+    for _ in range(_ROUNDS):
+        in_manifest = manifest_fragments(output_path)
+        files = _data_fragments(output_path)
+        previous = base if base is not None else read_index(output_path)
+        entries = {f: e for f, e in previous.items() if f in in_manifest and f in files}
+        for fragment in sorted((files & in_manifest) - entries.keys() - changed.keys()):
+            entry = _summary_of_file(output_path, fragment)
+            if entry is not None:
+                entries[fragment] = entry
+            else:
+                unreadable.add(fragment)
+        for fragment, entry in changed.items():
+            if entry is None:
+                entries.pop(fragment, None)
+            else:
+                entries[fragment] = entry
+        _write_index(output_path, entries)
+        late = (_data_fragments(output_path) & in_manifest) - entries.keys() - changed.keys() - unreadable
+        if not late:
+            break
+        base = None  # another run wrote meanwhile: merge again from what is there now
+    return entries
+
+
+def _write_fragments(output_path: str, payloads: list[dict[str, Any]]) -> None:
+    def put(payload: dict[str, Any]) -> None:
+        storage.write_bytes_atomic(data_url(output_path, payload["fragment"]), script(payload))
+
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        list(pool.map(put, payloads))
+
+
+def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> GalleryBuild:
+    """Build ``<output>/gallery/``: every video of the manifest (``videos=None``), or only the
+    fragments of ``videos`` (relative paths) and the index. A video without a manifest fragment
+    (removed, or no clips) drops out. Raises :class:`NoManifestError` when there is no manifest."""
+    start = time.perf_counter()
+    folder = storage.join(output_path, manifest.MANIFEST_DIR)
+    if not storage.exists(folder) or not manifest_fragments(output_path):
+        raise NoManifestError(f"{folder}: no manifest fragments to show; write the manifest first "
+                              "(`curation-assets package manifest --output-path ...`, or materialise clip_manifest)")
+    build = GalleryBuild(output_path)
+    _write_static(output_path)
+    columns = data.CARD_COLUMNS
+    if videos is None:
+        table = manifest.read_manifest(output_path, columns=columns)
+        rows = data.rows_by_video(table)
+        dedup_info = data.read_dedup(output_path)
+        payloads = [data.video_payload(rel, r, dedup_info) for rel, r in sorted(rows.items())]
+        _write_fragments(output_path, payloads)
+        build.written = [p["fragment"] for p in payloads]
+        keep = {p["fragment"] for p in payloads}
+        stale = sorted(_data_fragments(output_path) - keep)
+        storage.remove_files([data_url(output_path, f) for f in stale])
+        build.removed = stale
+        entries = _update_index(output_path, {}, base={p["fragment"]: p["summary"] for p in payloads})
+    else:
+        rels = sorted(set(videos))
+        read = manifest.read_fragments(output_path, rels, columns=columns)
+        rows = data.rows_by_video(read.table)
+        dedup_info = data.read_dedup(output_path, read.table.column("clip_uuid").to_pylist())
+        payloads = [data.video_payload(rel, rows[rel], dedup_info) for rel in rels if rel in rows]
+        _write_fragments(output_path, payloads)
+        gone = [manifest.fragment_name(rel) for rel in rels if rel not in rows]
+        storage.remove_files([data_url(output_path, f) for f in gone])
+        build.written = [p["fragment"] for p in payloads]
+        build.removed = gone
+        changed: dict[str, dict[str, Any] | None] = {p["fragment"]: p["summary"] for p in payloads}
+        changed.update({f: None for f in gone})
+        entries = _update_index(output_path, changed)
+    build.videos = len(entries)
+    build.clips = sum(e["clips"] for e in entries.values())
+    build.seconds = time.perf_counter() - start
+    return build
+
+
+__all__ = ["DATA_DIR", "DATACARD_FILE", "GALLERY_DIR", "GalleryBuild", "INDEX_FILE", "NoManifestError", "SEARCHES_DIR",
+           "SLUG_RE", "build_gallery", "data_url", "gallery_dir", "index_url", "manifest_fragments", "page_url",
+           "read_index", "read_script", "script", "search_url", "write_search"]
