@@ -48,6 +48,7 @@ EXPECTED_UPSTREAM = {
     "semantic_dedup": {"clip_manifest"},
     "webdataset_shards": {"clip_manifest", "semantic_dedup"},
     "energon_metadata": {"webdataset_shards"},
+    "clip_gallery": {"clip_manifest"},  # defs/packaging/gallery.py
 }
 
 

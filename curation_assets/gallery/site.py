@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -139,8 +139,9 @@ def _names(folder: str, suffix: str) -> set[str]:
     out = set()
     for url in storage.list_files(folder):
         name = url.rsplit("/", 1)[-1]
-        if url[len(folder):].strip("/") == name and name.endswith(suffix) and data.is_fragment_name(name[:-len(suffix)]):
-            out.add(name[:-len(suffix)])
+        stem = name[:-len(suffix)]
+        if url[len(folder):].strip("/") == name and name.endswith(suffix) and data.is_fragment_name(stem):
+            out.add(stem)
     return out
 
 
@@ -173,7 +174,7 @@ def _summary_of_file(output_path: str, fragment: str) -> dict[str, Any] | None:
 
 def _write_index(output_path: str, entries: dict[str, dict[str, Any]]) -> None:
     has_card = storage.exists(storage.join(gallery_dir(output_path), DATACARD_FILE))
-    value = {"kind": "index", "version": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    value = {"kind": "index", "version": 1, "created": datetime.now(UTC).isoformat(timespec="seconds"),
              "datacard": DATACARD_FILE if has_card else None,
              "videos": sorted(entries.values(), key=lambda e: (e["name"], e["f"]))}
     storage.write_bytes_atomic(index_url(output_path), script(value))
