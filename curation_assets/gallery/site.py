@@ -79,9 +79,12 @@ def search_url(output_path: str, slug: str) -> str:
 
 
 def script(value: Any) -> bytes:
-    """A data file: one ``galleryLoad(...)`` call with ``value`` as JSON (ASCII, so no byte of any
-    text can end the script or the string early)."""
-    return f"{LOADER}({json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(',', ':'))});\n".encode()
+    """A data file: one ``galleryLoad(...)`` call with ``value`` as JSON: ASCII, and ``<``, ``>``,
+    ``&`` escaped too (they occur only inside strings), so no text can end a script or read as
+    markup whichever way the file is served or inlined."""
+    text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f"{LOADER}({text});\n".encode()
 
 
 def read_script(raw: bytes) -> Any:
