@@ -180,6 +180,29 @@ def test_concurrent_builds_of_different_videos_lose_no_index_entry(out):
     assert set(site.read_index(str(out))) == {manifest.fragment_name(r) for r in rels}
 
 
+def test_a_write_of_a_stale_index_is_repaired_by_its_writer(out, monkeypatch):
+    """The losing interleaving, forced: A lists ``data/`` before B's fragment exists, B writes its
+    index, then A writes one without B. A's own second look at ``data/`` must put B back."""
+    real_write = site._write_index
+    paused, release = threading.Event(), threading.Event()
+
+    def write_index(output_path, entries):
+        if threading.current_thread().name == "A" and not paused.is_set():
+            paused.set()
+            release.wait(60)
+        real_write(output_path, entries)
+
+    monkeypatch.setattr(site, "_write_index", write_index)
+    a = threading.Thread(target=site.build_gallery, args=(str(out), ["a.mp4"]), name="A")
+    a.start()  # a gallery built video by video, from nothing
+    assert paused.wait(60)
+    site.build_gallery(str(out), videos=["sub/b c.mp4"])
+    assert set(site.read_index(str(out))) == {manifest.fragment_name(r) for r in ("a.mp4", "sub/b c.mp4")}
+    release.set()
+    a.join(60)
+    assert set(site.read_index(str(out))) == {manifest.fragment_name(r) for r in ("a.mp4", "sub/b c.mp4")}
+
+
 def test_the_datacard_is_linked_when_it_exists(out):
     site.build_gallery(str(out))
     assert json.loads(json.dumps(site.read_script((out / "gallery" / "index.js").read_bytes())))["datacard"] is None
