@@ -62,6 +62,8 @@ SKIP: list[tuple[str, str]] = [
     (r"^dagster-webserver |^dagster instance concurrency ", "deployment: servers on a PostgreSQL instance"),
     (r"^(CUDA_VISIBLE_DEVICES=0 )?celery ", "deployment: Celery workers on a Redis broker"),
     (r"^(docker|helm) ", "deployment: a container registry and a Kubernetes cluster"),
+    (r"^python -m http\.server ", "starts a web server that serves until stopped (docs/gallery.md)"),
+    (r"^aws s3 website ", "needs a real S3 bucket with website hosting (docs/gallery.md)"),
     (r"--caption-(model-)?endpoint ", "needs the OpenAI-compatible caption servers it names (docs/models.md says so); "
                                      "test_captions_models.py runs the same flags against two local servers"),
 ]
