@@ -19,7 +19,8 @@ def synthetic_rows(rel: str, clips: int, rng: random.Random) -> list[dict[str, A
     rows = []
     for i in range(clips):
         passed = rng.random() > 0.2
-        caption = f"clip {i} of {rel}: a {rng.choice(['dog', 'cat', 'car', 'bike'])} in the {rng.choice(['park', 'street'])}"
+        thing, place = rng.choice(["dog", "cat", "car", "bike"]), rng.choice(["park", "street"])
+        caption = f"clip {i} of {rel}: a {thing} in the {place}"
         row = {name: None for name in manifest.SCHEMA.names}
         row.update(clip_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{rel}#{i}")), source_video=f"/data/raw/{rel}",
                    rel_path=rel, chunk_index=0, span_start_s=2.0 * i, span_end_s=2.0 * i + rng.uniform(1, 2),

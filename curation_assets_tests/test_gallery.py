@@ -55,7 +55,7 @@ def set_caption(out: str, rel: str, text: str) -> str:
 
 
 @pytest.fixture
-def out(written_layout, tmp_path) -> Path:
+def out(written_layout, tmp_path) -> Path:  # noqa: F811 - a fixture
     copy = tmp_path / "out"
     shutil.copytree(written_layout, copy)
     write_manifest(str(copy))
@@ -246,7 +246,7 @@ def test_an_s3_output_gets_the_site_with_relative_links(out, s3_bucket):
     assert site.read_script(raw)["clips"][0]["windows"][0]["preview"].startswith("previews/")
 
 
-def test_the_asset_links_each_videos_gallery_view(out, packaging_inputs):
+def test_the_asset_links_each_videos_gallery_view(out, packaging_inputs):  # noqa: F811 - a fixture
     options = PipelineOptions(input_path=str(packaging_inputs), output_path=str(out))
     key = key_from_rel_path("sub/b c.mp4")
     with dg.instance_for_test() as instance:

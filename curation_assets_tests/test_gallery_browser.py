@@ -32,7 +32,7 @@ READY = "document.body && document.body.dataset.ready"
 
 
 @pytest.fixture(scope="module")
-def site_out(written_layout, tmp_path_factory) -> tuple[Path, str]:
+def site_out(written_layout, tmp_path_factory) -> tuple[Path, str]:  # noqa: F811 - a fixture
     out = tmp_path_factory.mktemp("gallery") / "out"
     shutil.copytree(written_layout, out)
     write_manifest(str(out))

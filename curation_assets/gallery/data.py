@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,7 @@ def read_dedup(output_path: str, clip_ids: Iterable[str] | None = None) -> Dedup
 def card(row: Mapping[str, Any], dedup_info: Dedup) -> dict[str, Any] | None:
     """One clip's card from its manifest row; None when the row has no canonical clip id."""
     uuid = row.get("clip_uuid")
-    if not is_canonical_uuid(uuid):
+    if not isinstance(uuid, str) or not is_canonical_uuid(uuid):
         return None
     passed = row.get("passed") is True
     windows = []
@@ -171,7 +171,7 @@ def summary(fragment: str, rel_path: str, cards: list[dict[str, Any]]) -> dict[s
                      "a": [_num(a, 3) for a in aesthetic], "k": flags}}
 
 
-def video_payload(rel_path: str, rows: list[Mapping[str, Any]], dedup_info: Dedup) -> dict[str, Any]:
+def video_payload(rel_path: str, rows: Sequence[Mapping[str, Any]], dedup_info: Dedup) -> dict[str, Any]:
     """The fragment file's value of one video (its summary included, so an index can be rebuilt
     from the fragments alone)."""
     fragment = manifest.fragment_name(rel_path)

@@ -172,7 +172,7 @@ def _summary_of_file(output_path: str, fragment: str) -> dict[str, Any] | None:
     except (storage.StorageNotFoundError, ValueError, UnicodeDecodeError):
         return None
     entry = value.get("summary") if isinstance(value, dict) else None
-    return entry if data.valid_summary(entry) and entry["f"] == fragment else None
+    return entry if isinstance(entry, dict) and data.valid_summary(entry) and entry["f"] == fragment else None
 
 
 def _write_index(output_path: str, entries: dict[str, dict[str, Any]]) -> None:

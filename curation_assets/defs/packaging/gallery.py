@@ -34,9 +34,11 @@ def _metadata(output_path: str, rel_path: str, build: site.GalleryBuild) -> dict
     return md
 
 
-def _rel_path(input_path: str, key: str) -> str:
-    """The video's path relative to the input (a key that would leave it is refused)."""
-    return storage.relative_to(input_path, source_url_for_key(input_path, key))
+def _build_video(input_path: str, output_path: str, key: str) -> tuple[str, site.GalleryBuild]:
+    """The video's cards and index line: ``(rel path, build)``; a key that would leave the input
+    is refused (as the manifest's IO manager refuses it)."""
+    rel = storage.relative_to(input_path, source_url_for_key(input_path, key))
+    return rel, site.build_gallery(output_path, [rel])
 
 
 def gallery_assets() -> list[Any]:
@@ -52,15 +54,12 @@ def gallery_assets() -> list[Any]:
         outcomes: list[VideoOutcome] = []
         done: dict[str, dict[str, Any]] = {}
         for key in context.partition_keys:
-            rel, outcome = one_video(key, functools.partial(_rel_path, options.input_path, key))
-            build = None if rel is None else one_video(key, functools.partial(site.build_gallery, output_path, [rel]))
-            if build is not None:
-                build, outcome = build
+            built, outcome = one_video(key, functools.partial(_build_video, options.input_path, output_path, key))
             outcomes.append(outcome)
-            if rel is None or build is None:
-                context.log.error(f"{rel or key}: not in the gallery: {outcome.reason}")
+            if built is None:
+                context.log.error(f"{key}: not in the gallery: {outcome.reason}")
                 continue
-            done[key] = _metadata(output_path, rel, build)
+            done[key] = _metadata(output_path, *built)
         failure = batch_failure(outcomes, "are not in the gallery (their partitions failed; the others were written)",
                                 allow_retries=True)
         if failure:
