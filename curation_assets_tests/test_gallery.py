@@ -259,3 +259,20 @@ def test_the_asset_links_each_videos_gallery_view(out, packaging_inputs):  # noq
     assert md["gallery"].value == (out / "gallery" / "index.html").resolve().as_uri() + f"#video={fragment}"
     assert (out / "gallery" / "data" / f"{fragment}.js").is_file()
     assert list(site.read_index(str(out))) == [fragment]  # only this video was asked for
+
+
+def test_an_unreadable_fragment_fails_only_its_videos_partition(out, packaging_inputs):  # noqa: F811 - a fixture
+    options = PipelineOptions(input_path=str(packaging_inputs), output_path=str(out))
+    keys = [key_from_rel_path(r) for r in ("a.mp4", "still.mp4")]
+    (out / manifest.MANIFEST_DIR / f"{manifest.fragment_name('still.mp4')}.parquet").write_bytes(b"not parquet")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("videos", keys)
+        result = dg.materialize(gallery_assets(), instance=instance, raise_on_error=False,
+                                resources={"settings": CurationSettings.from_options(options)},
+                                tags={"dagster/asset_partition_range_start": keys[0],
+                                      "dagster/asset_partition_range_end": keys[1]})
+        assert not result.success
+        done = {m.partition for m in (r.asset_materialization for r in instance.fetch_materializations(
+            dg.AssetKey("clip_gallery"), limit=10).records)}
+    assert done == {keys[0]}
+    assert set(site.read_index(str(out))) == {manifest.fragment_name("a.mp4")}
