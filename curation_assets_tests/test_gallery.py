@@ -276,3 +276,12 @@ def test_an_unreadable_fragment_fails_only_its_videos_partition(out, packaging_i
             dg.AssetKey("clip_gallery"), limit=10).records)}
     assert done == {keys[0]}
     assert set(site.read_index(str(out))) == {manifest.fragment_name("a.mp4")}
+
+
+def test_a_full_build_leaves_out_and_names_an_unreadable_fragment(out, capsys):
+    bad = out / manifest.MANIFEST_DIR / f"{manifest.fragment_name('still.mp4')}.parquet"
+    bad.write_bytes(b"not parquet")
+    assert main(["gallery", "--output-path", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert f"{bad}: unreadable, its video is not in the gallery" in said and "open the gallery:" in said
+    assert {e["name"] for e in site.read_index(str(out)).values()} == {"a.mp4", "sub/b c.mp4"}

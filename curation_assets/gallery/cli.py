@@ -1,8 +1,9 @@
 """``curation-assets gallery``: build the clip gallery of a written output and print its URL.
 
 ``add_gallery_parser(subparsers)`` adds the command to the project's parser (``curation_assets/cli``),
-``run_gallery(args)`` runs it. Exit codes as ``package``: 0 built, 1 a file could not be written,
-2 bad usage or no manifest to show (the message names the command that writes it).
+``run_gallery(args)`` runs it. Exit codes as ``package``: 0 built; 1 a file could not be written, or
+a manifest fragment could not be read (its video is left out and named, the others are shown); 2
+bad usage or no manifest to show (the message names the command that writes it).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ def run_gallery(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         return 1
     print(f"gallery: {build.videos} videos, {build.clips} clips; {len(build.written)} video(s) written, "
           f"{len(build.removed)} removed, in {build.seconds:.1f} s", file=stream)
+    for problem in build.problems:
+        print(problem, file=stream)
     print(f"open the gallery:  {build.url}", file=stream)
-    return 0
+    return 1 if build.problems else 0
 
 
 __all__ = ["add_gallery_parser", "run_gallery"]

@@ -21,6 +21,7 @@ so no entry is lost, on a local disk or an object store alike (object stores hav
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..core import storage
 from ..packaging import manifest
@@ -112,6 +116,7 @@ class GalleryBuild:
     clips: int = 0
     written: list[str] = field(default_factory=list)  # fragments (re)written
     removed: list[str] = field(default_factory=list)  # fragments of videos no longer in the manifest
+    problems: list[str] = field(default_factory=list)  # manifest fragments that could not be read
     seconds: float = 0.0
 
     @property
@@ -221,6 +226,24 @@ def _write_fragments(output_path: str, payloads: list[dict[str, Any]]) -> None:
         list(pool.map(put, payloads))
 
 
+def _read_all(output_path: str, columns: list[str]) -> tuple[pa.Table, list[str]]:
+    """The whole manifest in one scan; when a fragment cannot be read, each fragment on its own,
+    leaving out (and naming) the ones that fail: one bad file is one video's problem."""
+    try:
+        return manifest.read_manifest(output_path, columns=columns), []
+    except Exception:  # noqa: BLE001 - found below, fragment by fragment
+        pass
+    tables, problems = [], []
+    for fragment in sorted(manifest_fragments(output_path)):
+        url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
+        try:
+            tables.append(pq.read_table(io.BytesIO(storage.read_bytes(url)), schema=manifest.SCHEMA, columns=columns))
+        except Exception as exc:  # noqa: BLE001 - this video's problem, the others are shown
+            problems.append(f"{url}: unreadable, its video is not in the gallery "
+                            f"({storage.redact(f'{type(exc).__name__}: {exc}')[:300]})")
+    return (pa.concat_tables(tables) if tables else manifest.SCHEMA.empty_table().select(columns)), problems
+
+
 def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> GalleryBuild:
     """Build ``<output>/gallery/``: every video of the manifest (``videos=None``), or only the
     fragments of ``videos`` (relative paths) and the index. A video without a manifest fragment
@@ -234,7 +257,7 @@ def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> Gall
     _write_static(output_path)
     columns = data.CARD_COLUMNS
     if videos is None:
-        table = manifest.read_manifest(output_path, columns=columns)
+        table, build.problems = _read_all(output_path, columns)
         rows = data.rows_by_video(table)
         dedup_info = data.read_dedup(output_path)
         payloads = [data.video_payload(rel, r, dedup_info) for rel, r in sorted(rows.items())]
