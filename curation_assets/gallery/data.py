@@ -207,15 +207,5 @@ def valid_summary(entry: Any) -> bool:
                for k in ("motion", "aesthetic"))
 
 
-def rows_by_video(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
-    """The manifest rows grouped by ``rel_path``."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in table.select(CARD_COLUMNS).to_pylist():
-        rel = row.get("rel_path")
-        if isinstance(rel, str):
-            out.setdefault(rel, []).append(row)
-    return out
-
-
 __all__ = ["CARD_COLUMNS", "Dedup", "HAS_CAPTION", "HAS_PREVIEW", "PASSED", "card", "is_fragment_name",
-           "read_dedup", "rows_by_video", "summary", "valid_summary", "video_payload"]
+           "read_dedup", "summary", "valid_summary", "video_payload"]

@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core import storage
@@ -226,62 +225,69 @@ def _write_fragments(output_path: str, payloads: list[dict[str, Any]]) -> None:
         list(pool.map(put, payloads))
 
 
-def _read_all(output_path: str, columns: list[str]) -> tuple[pa.Table, list[str]]:
-    """The whole manifest in one scan; when a fragment cannot be read, each fragment on its own,
-    leaving out (and naming) the ones that fail: one bad file is one video's problem."""
-    try:
-        return manifest.read_manifest(output_path, columns=columns), []
-    except Exception:  # noqa: BLE001 - found below, fragment by fragment
-        pass
-    tables, problems = [], []
-    for fragment in sorted(manifest_fragments(output_path)):
-        url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
+def _read_video(output_path: str, fragment: str) -> tuple[str, list[dict[str, Any]]]:
+    """One manifest fragment's ``(rel path, rows)``; ValueError when its rows are not those of the
+    one video its name is the hash of."""
+    url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
+    table = pq.ParquetFile(io.BytesIO(storage.read_bytes(url))).read(columns=data.CARD_COLUMNS, use_threads=False)
+    rows = table.to_pylist()
+    rels = {r.get("rel_path") for r in rows}
+    rel = rels.pop() if len(rels) == 1 else None
+    if not isinstance(rel, str) or manifest.fragment_name(rel) != fragment:
+        raise ValueError("its rows are not those of the one video its name stands for")
+    return rel, rows
+
+
+def _read_videos(output_path: str, fragments: Iterable[str]) -> tuple[dict[str, tuple[str, list]], list[str]]:
+    """The fragments read in parallel (small files: the time is per file), each on its own: one
+    that cannot be read is named in the problems and left out, the others are shown."""
+    names = sorted(fragments)
+
+    def read(fragment: str) -> tuple[str, list[dict[str, Any]]] | str:
         try:
-            tables.append(pq.read_table(io.BytesIO(storage.read_bytes(url)), schema=manifest.SCHEMA, columns=columns))
-        except Exception as exc:  # noqa: BLE001 - this video's problem, the others are shown
-            problems.append(f"{url}: unreadable, its video is not in the gallery "
-                            f"({storage.redact(f'{type(exc).__name__}: {exc}')[:300]})")
-    return (pa.concat_tables(tables) if tables else manifest.SCHEMA.empty_table().select(columns)), problems
+            return _read_video(output_path, fragment)
+        except Exception as exc:  # noqa: BLE001 - this video's problem
+            url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
+            return (f"{url}: unreadable, its video is not in the gallery "
+                    f"({storage.redact(f'{type(exc).__name__}: {exc}')[:300]})")
+
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        results = list(pool.map(read, names))
+    videos = {f: r for f, r in zip(names, results, strict=True) if not isinstance(r, str)}
+    return videos, [r for r in results if isinstance(r, str)]
 
 
 def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> GalleryBuild:
     """Build ``<output>/gallery/``: every video of the manifest (``videos=None``), or only the
     fragments of ``videos`` (relative paths) and the index. A video without a manifest fragment
-    (removed, or no clips) drops out. Raises :class:`NoManifestError` when there is no manifest."""
+    (removed, or no clips) drops out; one whose fragment cannot be read is left out and named in
+    ``problems``. Raises :class:`NoManifestError` when there is no manifest."""
     start = time.perf_counter()
     folder = storage.join(output_path, manifest.MANIFEST_DIR)
-    if not storage.exists(folder) or not manifest_fragments(output_path):
+    present = manifest_fragments(output_path) if storage.exists(folder) else set()
+    if not present:
         raise NoManifestError(f"{folder}: no manifest fragments to show; write the manifest first "
                               "(`curation-assets package manifest --output-path ...`, or materialise clip_manifest)")
     build = GalleryBuild(output_path)
     _write_static(output_path)
-    columns = data.CARD_COLUMNS
+    wanted = present if videos is None else {manifest.fragment_name(r) for r in videos}
+    read, build.problems = _read_videos(output_path, wanted & present)
     if videos is None:
-        table, build.problems = _read_all(output_path, columns)
-        rows = data.rows_by_video(table)
         dedup_info = data.read_dedup(output_path)
-        payloads = [data.video_payload(rel, r, dedup_info) for rel, r in sorted(rows.items())]
-        _write_fragments(output_path, payloads)
-        build.written = [p["fragment"] for p in payloads]
-        keep = {p["fragment"] for p in payloads}
-        stale = sorted(_data_fragments(output_path) - keep)
-        storage.remove_files([data_url(output_path, f) for f in stale])
-        build.removed = stale
-        entries = _update_index(output_path, {}, base={p["fragment"]: p["summary"] for p in payloads})
     else:
-        rels = sorted(set(videos))
-        read = manifest.read_fragments(output_path, rels, columns=columns)
-        rows = data.rows_by_video(read.table)
-        dedup_info = data.read_dedup(output_path, read.table.column("clip_uuid").to_pylist())
-        payloads = [data.video_payload(rel, rows[rel], dedup_info) for rel in rels if rel in rows]
-        _write_fragments(output_path, payloads)
-        gone = [manifest.fragment_name(rel) for rel in rels if rel not in rows]
-        storage.remove_files([data_url(output_path, f) for f in gone])
-        build.written = [p["fragment"] for p in payloads]
-        build.removed = gone
-        changed: dict[str, dict[str, Any] | None] = {p["fragment"]: p["summary"] for p in payloads}
-        changed.update({f: None for f in gone})
-        entries = _update_index(output_path, changed)
+        dedup_info = data.read_dedup(output_path, [r["clip_uuid"] for _, rows in read.values() for r in rows])
+    payloads = [data.video_payload(rel, rows, dedup_info) for _, (rel, rows) in sorted(read.items())]
+    _write_fragments(output_path, payloads)
+    build.written = [p["fragment"] for p in payloads]
+    failed = (wanted & present) - read.keys()
+    if videos is None:  # every data file of a video not shown now goes
+        build.removed = sorted(_data_fragments(output_path) - read.keys())
+    else:
+        build.removed = sorted((wanted - present) | failed)
+    storage.remove_files([data_url(output_path, f) for f in build.removed])
+    changed: dict[str, dict[str, Any] | None] = {p["fragment"]: p["summary"] for p in payloads}
+    changed.update({f: None for f in build.removed})
+    entries = _update_index(output_path, changed, base={} if videos is None else None)
     build.videos = len(entries)
     build.clips = sum(e["clips"] for e in entries.values())
     build.seconds = time.perf_counter() - start

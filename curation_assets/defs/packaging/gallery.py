@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from ...core import storage
-from ...core.outcomes import VideoOutcome, one_video
+from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...gallery import site
 from ...packaging import manifest
 from ...partitions import source_url_for_key
@@ -38,7 +38,10 @@ def _build_video(input_path: str, output_path: str, key: str) -> tuple[str, site
     """The video's cards and index line: ``(rel path, build)``; a key that would leave the input
     is refused (as the manifest's IO manager refuses it)."""
     rel = storage.relative_to(input_path, source_url_for_key(input_path, key))
-    return rel, site.build_gallery(output_path, [rel])
+    build = site.build_gallery(output_path, [rel])
+    if build.problems:
+        raise VideoFailed("gallery", "; ".join(build.problems), reason="; ".join(build.problems))
+    return rel, build
 
 
 def gallery_assets() -> list[Any]:
