@@ -217,14 +217,6 @@ def _update_index(output_path: str, changed: dict[str, dict[str, Any] | None],
     return entries
 
 
-def _write_fragments(output_path: str, payloads: list[dict[str, Any]]) -> None:
-    def put(payload: dict[str, Any]) -> None:
-        storage.write_bytes_atomic(data_url(output_path, payload["fragment"]), script(payload))
-
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        list(pool.map(put, payloads))
-
-
 def _read_video(output_path: str, fragment: str) -> tuple[str, list[dict[str, Any]]]:
     """One manifest fragment's ``(rel path, rows)``; ValueError when its rows are not those of the
     one video its name is the hash of."""
@@ -238,23 +230,44 @@ def _read_video(output_path: str, fragment: str) -> tuple[str, list[dict[str, An
     return rel, rows
 
 
-def _read_videos(output_path: str, fragments: Iterable[str]) -> tuple[dict[str, tuple[str, list]], list[str]]:
-    """The fragments read in parallel (small files: the time is per file), each on its own: one
-    that cannot be read is named in the problems and left out, the others are shown."""
+def _unreadable(output_path: str, fragment: str, exc: Exception) -> str:
+    url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
+    why = storage.redact(f"{type(exc).__name__}: {exc}")[:300]
+    return f"{url}: unreadable, its video is not in the gallery ({why})"
+
+
+def _show_videos(output_path: str, fragments: Iterable[str], dedup_info: data.Dedup | None
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each fragment read, made into its cards and written as its data file, 8 at a time (small
+    files: the time is per file, and reading, writing and the cards overlap). A fragment that
+    cannot be read is named in the problems and left out, the others are shown. ``dedup_info``
+    None: SemDeDup's result for these videos' clips, read once they are read."""
     names = sorted(fragments)
 
     def read(fragment: str) -> tuple[str, list[dict[str, Any]]] | str:
         try:
             return _read_video(output_path, fragment)
         except Exception as exc:  # noqa: BLE001 - this video's problem
-            url = storage.join(output_path, manifest.MANIFEST_DIR, f"{fragment}.parquet")
-            return (f"{url}: unreadable, its video is not in the gallery "
-                    f"({storage.redact(f'{type(exc).__name__}: {exc}')[:300]})")
+            return _unreadable(output_path, fragment, exc)
+
+    def show(fragment: str, video: tuple[str, list[dict[str, Any]]] | str | None) -> dict[str, Any] | str:
+        video = read(fragment) if video is None else video
+        if isinstance(video, str):
+            return video
+        payload = data.video_payload(video[0], video[1], known or data.Dedup.empty())
+        storage.write_bytes_atomic(data_url(output_path, payload["fragment"]), script(payload))
+        return payload
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        results = list(pool.map(read, names))
-    videos = {f: r for f, r in zip(names, results, strict=True) if not isinstance(r, str)}
-    return videos, [r for r in results if isinstance(r, str)]
+        if dedup_info is None:  # a few videos: read them, then the dedup rows of their clips
+            videos = list(pool.map(read, names))
+            ids = [r["clip_uuid"] for v in videos if not isinstance(v, str) for r in v[1]]
+            known = data.read_dedup(output_path, ids)
+            results = list(pool.map(show, names, videos))
+        else:
+            known = dedup_info
+            results = list(pool.map(show, names, [None] * len(names)))
+    return [r for r in results if not isinstance(r, str)], [r for r in results if isinstance(r, str)]
 
 
 def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> GalleryBuild:
@@ -271,17 +284,13 @@ def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> Gall
     build = GalleryBuild(output_path)
     _write_static(output_path)
     wanted = present if videos is None else {manifest.fragment_name(r) for r in videos}
-    read, build.problems = _read_videos(output_path, wanted & present)
-    if videos is None:
-        dedup_info = data.read_dedup(output_path)
-    else:
-        dedup_info = data.read_dedup(output_path, [r["clip_uuid"] for _, rows in read.values() for r in rows])
-    payloads = [data.video_payload(rel, rows, dedup_info) for _, (rel, rows) in sorted(read.items())]
-    _write_fragments(output_path, payloads)
+    payloads, build.problems = _show_videos(output_path, wanted & present,
+                                            data.read_dedup(output_path) if videos is None else None)
     build.written = [p["fragment"] for p in payloads]
-    failed = (wanted & present) - read.keys()
+    shown = {p["fragment"] for p in payloads}
+    failed = (wanted & present) - shown
     if videos is None:  # every data file of a video not shown now goes
-        build.removed = sorted(_data_fragments(output_path) - read.keys())
+        build.removed = sorted(_data_fragments(output_path) - shown)
     else:
         build.removed = sorted((wanted - present) | failed)
     storage.remove_files([data_url(output_path, f) for f in build.removed])
