@@ -93,7 +93,7 @@ def test_one_card_per_manifest_row_with_what_the_manifest_says(out):
     assert {e["name"] for e in index.values()} == set(VIDEOS)
     for e in index.values():  # the index's column i is the fragment's clip i
         clips = payload(out, e["name"])["clips"]
-        assert e["cols"]["k"] == [(data.PASSED if c["passed"] else 0)
+        assert data.columns(e)["k"].tolist() == [(data.PASSED if c["passed"] else 0)
                                   | (data.HAS_CAPTION if any(w["captions"] for w in c["windows"]) else 0)
                                   | (data.HAS_PREVIEW if any(w["preview"] for w in c["windows"]) else 0)
                                   for c in clips]

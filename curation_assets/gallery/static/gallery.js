@@ -92,7 +92,7 @@ function filters() {
 
 function inRange(v, lo, hi) {
   if (lo === null && hi === null) return true;
-  if (typeof v !== "number") return false;
+  if (Number.isNaN(v)) return false;
   return (lo === null || v >= lo) && (hi === null || v <= hi);
 }
 
@@ -123,9 +123,9 @@ function selectClips(f) {
     const value = (p) => state.videos[p[0]].cols[col][p[1]];
     out.sort((p, q) => {
       const a = value(p), b = value(q);
-      if (a === null && b === null) return 0;
-      if (a === null) return 1;  // clips without the score last, either way
-      if (b === null) return -1;
+      if (Number.isNaN(a) && Number.isNaN(b)) return 0;
+      if (Number.isNaN(a)) return 1;  // clips without the score last, either way
+      if (Number.isNaN(b)) return -1;
       return (a - b) * sign || p[0] - q[0] || p[1] - q[1];
     });
   }
@@ -301,6 +301,26 @@ async function route() {
   await render();
 }
 
+// A summary's per-clip columns are base64 of little-endian arrays (float32, NaN: no score; uint8 flags).
+function unpack(text, Type, n) {
+  const bin = atob(text);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  if (bytes.length !== n * Type.BYTES_PER_ELEMENT) throw new Error("column length");
+  return new Type(bytes.buffer);
+}
+
+function videoOf(v) {
+  if (!v || !FRAGMENT_RE.test(v.f) || typeof v.name !== "string" || !Number.isInteger(v.clips) || !v.cols) return null;
+  try {
+    const cols = {d: unpack(v.cols.d, Float32Array, v.clips), m: unpack(v.cols.m, Float32Array, v.clips),
+                  a: unpack(v.cols.a, Float32Array, v.clips), k: unpack(v.cols.k, Uint8Array, v.clips)};
+    return {f: v.f, name: v.name, clips: v.clips, passed: Number(v.passed) || 0, cols};
+  } catch (e) {
+    return null;
+  }
+}
+
 async function start() {
   try {
     await loadScript("index.js");
@@ -309,8 +329,7 @@ async function start() {
     return;
   }
   const index = state.index || {};
-  state.videos = (Array.isArray(index.videos) ? index.videos : []).filter((v) => v && FRAGMENT_RE.test(v.f) &&
-    typeof v.name === "string" && v.cols && Array.isArray(v.cols.k) && v.cols.k.length === v.clips);
+  state.videos = (Array.isArray(index.videos) ? index.videos : []).map(videoOf).filter(Boolean);
   const clips = state.videos.reduce((n, v) => n + v.clips, 0);
   const passed = state.videos.reduce((n, v) => n + v.passed, 0);
   $("totals").textContent = `${state.videos.length} videos, ${clips} clips (${passed} passed, ${clips - passed} filtered)`;
