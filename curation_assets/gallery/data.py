@@ -11,6 +11,7 @@ order (span start), so a summary's column ``i`` and the fragment's clip ``i`` ar
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import math
 import re
@@ -225,9 +226,12 @@ def valid_summary(entry: Any) -> bool:
         return False
     if not all(isinstance(v, str) for v in cols.values()):
         return False
-    try:
-        if int(columns(entry)["k"].max(initial=0)) >= 8:
-            return False
+    n = entry["clips"]
+    try:  # lengths only (the page reads them as typed arrays), and flags below 8
+        for key, dtype in COLUMN_TYPES.items():
+            raw = binascii.a2b_base64(cols[key], strict_mode=True)
+            if len(raw) != n * np.dtype(dtype).itemsize or (key == "k" and raw and max(raw) >= 8):
+                return False
     except (ValueError, TypeError):  # binascii.Error is a ValueError
         return False
     return all(entry.get(k) is None or (isinstance(entry[k], list) and len(entry[k]) == 2

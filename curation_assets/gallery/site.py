@@ -146,19 +146,20 @@ def _names(folder: str, suffix: str) -> set[str]:
     """The fragment names of ``folder``'s ``<32 hex><suffix>`` files (one listing; a local folder's
     own entries only, without the recursive walk and stat of ``storage.list_files``: a one-video
     update lists 10k names three times)."""
-    out = set()
+    pattern = re.compile(r"([0-9a-f]{32})" + re.escape(suffix))
     if storage.is_local(folder):
         try:
             with os.scandir(storage.local_path(folder)) as entries:
-                names = [e.name for e in entries if e.is_file()]
+                names = [e.name for e in entries]
         except FileNotFoundError:
-            return out
-        return {n[:-len(suffix)] for n in names if n.endswith(suffix) and data.is_fragment_name(n[:-len(suffix)])}
+            return set()
+        return {m.group(1) for m in map(pattern.fullmatch, names) if m}
+    out = set()
     for url in storage.list_files(folder):
         name = url.rsplit("/", 1)[-1]
-        stem = name[:-len(suffix)]
-        if url[len(folder):].strip("/") == name and name.endswith(suffix) and data.is_fragment_name(stem):
-            out.add(stem)
+        m = pattern.fullmatch(name)
+        if m and url[len(folder):].strip("/") == name:
+            out.add(m.group(1))
     return out
 
 
