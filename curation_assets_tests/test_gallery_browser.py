@@ -2,12 +2,15 @@
 built from a real written layout, its manifest and its SemDeDup result: one card per clip, a filter
 and a sort change which clips are shown (by uuid), every request stays under the output folder, a
 hostile caption shows as text, a video's view, a search result page per the search contract, and
-paging. Screenshots are kept under the test's tmp_path."""
+paging; the same site from a static web server. Screenshots are kept under the test's tmp_path."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,23 @@ def test_paging_and_the_datacard_link(tmp_path, browser):
     act(browser, "document.getElementById('next').click()")
     third = browser.evaluate(SHOWN)
     assert len(second) == 24 and len(third) == 12 and len(set(first) | set(second) | set(third)) == 60
+
+
+def test_the_same_site_from_a_static_web_server(site_out, browser):
+    """Served by Python's own static server (what docs/gallery.md shows): the same cards, and every
+    request goes to that server, under the output folder it serves."""
+    out, _ = site_out
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        root = f"http://127.0.0.1:{server.server_address[1]}/"
+        requests = browser.requests_until(READY, navigate=root + "gallery/")
+        rows = manifest.read_manifest(str(out), columns=["clip_uuid"]).column("clip_uuid").to_pylist()
+        assert sorted(browser.evaluate(SHOWN)) == sorted(rows)
+        assert requests and all(u.startswith(root) for u in requests), requests
+        assert browser.evaluate("[...document.querySelectorAll('img.preview')].every(i => i.naturalWidth > 0)")
+    finally:
+        server.shutdown()
+        server.server_close()
