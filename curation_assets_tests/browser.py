@@ -113,3 +113,47 @@ class Chromium:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
+
+    def requests_until(self, until: str, navigate: str | None = None, expression: str | None = None,
+                       timeout_s: float = 60.0) -> list[str]:
+        """Every URL the page requests (DevTools ``Network.requestWillBeSent``) from navigating to
+        ``navigate`` or evaluating ``expression`` until ``until`` is true (then 0.5 s more). Reads the
+        protocol itself: :meth:`call` drops events."""
+        self.call("Network.enable")
+        urls: list[str] = []
+        pending: dict[int, str] = {}
+
+        def send(method: str, **params: Any) -> None:
+            self._id += 1
+            pending[self._id] = method
+            self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+
+        if navigate is not None:
+            send("Page.navigate", url=navigate)
+        if expression is not None:
+            send("Runtime.evaluate", expression=expression, awaitPromise=True)
+        deadline, done_at, next_poll = time.time() + timeout_s, None, 0.0
+        self.ws.settimeout(0.1)
+        try:
+            while time.time() < deadline and (done_at is None or time.time() < done_at):
+                if done_at is None and time.time() >= next_poll and "poll" not in pending.values():
+                    self._id += 1
+                    pending[self._id] = "poll"
+                    self.ws.send(json.dumps({"id": self._id, "method": "Runtime.evaluate",
+                                             "params": {"expression": until, "returnByValue": True}}))
+                    next_poll = time.time() + 0.25
+                try:
+                    message = json.loads(self.ws.recv())
+                except Exception:  # noqa: BLE001 - a quiet moment (the socket's timeout)
+                    continue
+                if message.get("method") == "Network.requestWillBeSent":
+                    urls.append(message["params"]["request"]["url"])
+                elif pending.pop(message.get("id", -1), None) == "poll":
+                    if message.get("result", {}).get("result", {}).get("value"):
+                        done_at = time.time() + 0.5
+        finally:
+            self.ws.settimeout(self.timeout_s)
+            self.call("Network.disable")
+        if done_at is None:
+            raise TimeoutError(f"{until} was not true within {timeout_s} s")
+        return urls

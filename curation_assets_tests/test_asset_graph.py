@@ -49,6 +49,7 @@ EXPECTED_UPSTREAM = {
     "webdataset_shards": {"clip_manifest", "semantic_dedup"},
     "energon_metadata": {"webdataset_shards"},
     "manifest_snapshot": {"clip_manifest"},  # defs/packaging/snapshot.py
+    "clip_gallery": {"clip_manifest"},  # defs/packaging/gallery.py
 }
 
 

@@ -71,6 +71,7 @@ def test_demo_copies_the_footage_and_curates_it(tmp_path, capsys):
     passed = _loaded_as_printed(text, out, tmp_path)
     assert len(passed) == summary["bigbuckbunny.mp4"]["passed"]
     assert _energon_keys(out, tmp_path, batch_size=1, workers="0") == passed
+    assert f"open the gallery:  {(out / 'gallery' / 'index.html').resolve().as_uri()}" in text
 
 
 def test_a_demo_whose_clips_are_all_filtered_says_so_instead_of_a_load_line(tmp_path, capsys):
@@ -87,7 +88,7 @@ def test_a_demo_whose_clips_are_all_filtered_says_so_instead_of_a_load_line(tmp_
     assert table and not any(r["passed"] for r in table)
 
 
-PACKAGES = {manifest.MANIFEST_DIR, "webdataset"}  # what `package manifest|shards` adds beside the layout
+PACKAGES = {manifest.MANIFEST_DIR, "webdataset", "gallery"}  # what `package manifest|shards` and `gallery` add
 
 
 def _check_layout(out: Path, videos: Path, names: list[str]) -> dict:

@@ -64,6 +64,8 @@ SKIP: list[tuple[str, str]] = [
     (r"^(docker|helm) ", "deployment: a container registry and a Kubernetes cluster"),
     (r"^curation-assets search ", "needs the Cosmos-Embed1 weights' text tower and an output curated with embeddings; "
                                   "test_search_planted.py runs the same command with the stand-in"),
+    (r"^python -m http\.server ", "starts a web server that serves until stopped (docs/gallery.md)"),
+    (r"^aws s3 website ", "needs a real S3 bucket with website hosting (docs/gallery.md)"),
     (r"--caption-(model-)?endpoint ", "needs the OpenAI-compatible caption servers it names (docs/models.md says so); "
                                      "test_captions_models.py runs the same flags against two local servers"),
 ]

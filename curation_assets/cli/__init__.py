@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..search.cli import add_search_parser
 
     add_search_parser(sub)
+    from ..gallery.cli import add_gallery_parser
+
+    add_gallery_parser(sub)
     return parser
 
 
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..search.cli import run_search
 
         return run_search(args)
+    if args.command == "gallery":
+        from ..gallery.cli import run_gallery
+
+        return run_gallery(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
