@@ -18,7 +18,7 @@ import pytest
 from curation_assets.cli import main
 from curation_assets.core import layout
 from curation_assets.search import cache, rank
-from curation_assets.search.gallery_file import script_json, search_document, slug, write_search
+from curation_assets.search.gallery_file import search_document, slug, write_search
 
 
 def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
@@ -214,11 +214,6 @@ def test_hostile_query_stays_a_string_inside_an_html_page(tmp_path):
         assert browser.wait_for("window.got && window.got.length === 2", timeout_s=30)
         assert browser.evaluate("window.alerted") == 0
         assert browser.evaluate("window.got") == [HOSTILE, HOSTILE]
-
-
-def test_script_json_is_the_same_value():
-    value = {"q": HOSTILE, "n": [1, 2.5, None]}
-    assert json.loads(script_json(value)) == value
 
 
 # ---------------------------------------------------------------------------------------------

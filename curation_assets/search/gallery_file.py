@@ -3,24 +3,19 @@
 The gallery is static and has no model, so the CLI embeds the query and leaves the ranking where
 the page can load it with a ``<script>`` tag (which works from ``file://``, unlike fetch):
 ``galleryLoad({"kind": "search", "query", "model", "created", "results": [{"clip_uuid", "score",
-"fragment"}]})``. The document is JSON with ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, so a
-query such as ``</script><script>...`` stays a string wherever the script is put.
+"fragment"}]})``. The file is written by the gallery's own writer (``gallery.site.script``: ASCII JSON with ``<``,
+``>`` and ``&`` escaped), so a query such as ``</script><script>...`` stays a string wherever the
+script is put.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ..core import storage
-
-GALLERY_DIR = "gallery"
-SEARCHES_DIR = "searches"
 SLUG_MAX = 64
 _HASH_CHARS = 8
 
@@ -34,16 +29,6 @@ def slug(query: str) -> str:
     return f"{words}-{digest}"
 
 
-_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def script_json(document: Any) -> str:
-    """JSON safe inside a ``<script>``: the characters HTML or old JavaScript treat specially,
-    escaped (still the same JSON value)."""
-    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
-    return re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group(0)], text)
-
-
 def search_document(query: str, model: str, results: Sequence[tuple[str, float, str]],
                     created: dt.datetime | None = None) -> dict[str, Any]:
     when = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
@@ -54,13 +39,13 @@ def search_document(query: str, model: str, results: Sequence[tuple[str, float, 
 
 
 def write_search(output_path: str, document: dict[str, Any]) -> tuple[str, str]:
-    """Write the script atomically; returns ``(its URL, the gallery link that opens it)``."""
+    """Write the script atomically, in the gallery's own data-file form (``gallery.site``: one
+    writer of the contract); returns ``(its URL, the gallery link that opens it)``."""
+    from ..gallery import site
+
     name = slug(document["query"])
-    url = storage.join(output_path, GALLERY_DIR, SEARCHES_DIR, f"{name}.js")
-    storage.write_text_atomic(url, f"galleryLoad({script_json(document)});\n")
-    index = storage.join(output_path, GALLERY_DIR, "index.html")
-    link = Path(storage.local_path(index)).as_uri() if storage.is_local(index) else index
-    return url, f"{link}#search={name}"
+    url = site.write_search(output_path, name, document)
+    return url, f"{site.page_url(output_path)}#search={name}"
 
 
-__all__ = ["GALLERY_DIR", "SEARCHES_DIR", "script_json", "search_document", "slug", "write_search"]
+__all__ = ["search_document", "slug", "write_search"]
