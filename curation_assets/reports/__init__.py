@@ -1,0 +1,1 @@
+"""Reports on a written dataset: the data card and the diff between two runs."""
