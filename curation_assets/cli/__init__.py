@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..packaging.cli import add_package_parser
 
     add_package_parser(sub)
+    from ..reports.datacard_cli import add_datacard_parser
+
+    add_datacard_parser(sub)
     return parser
 
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..packaging.cli import run_package
 
         return run_package(args)
+    if args.command == "datacard":
+        from ..reports.datacard_cli import run_datacard
+
+        return run_datacard(args)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -67,7 +67,7 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
                         stream: TextIO | None = None) -> int:
     """`package manifest` then `package shards` on the demo's output, parsed by the CLI's own parser
     (``parse``) and run by its own code (energon metadata only when megatron-energon is installed);
-    then where the shards are and one line that loads them. The worst exit status of the two."""
+    then where the shards are and one line that loads them; then the data card. The worst exit status."""
     from ..packaging.cli import run_package, section_from_args
     from ..packaging.shards import read_index
 
@@ -89,4 +89,6 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
         if energon_installed():
             print(f"with energon:     energon info {os.path.abspath(dest)}   "
                   "(loader code: docs/training-packages.md)", file=stream)
-    return rc
+    from ..reports.datacard_cli import run_datacard
+
+    return max(rc, run_datacard(parse(["datacard", "--output-path", output_path]), stream))

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..core import layout, storage
-from ..core.documents import VIDEO_VALUE_RULES, is_count, is_number, is_text_list, video_unusable
+from ..core.documents import is_count, is_number, is_text_list, video_unusable
 from ..core.options import settings_digest
 from ..packaging import dedup, manifest
 
@@ -218,8 +218,8 @@ def read_video_doc(output_path: str, rel_path: str, source_video: str | None) ->
     if bad:
         return VideoDoc(rel_path, None, None, f"{rel}: {bad}")
     duration = doc.get("duration")
-    ok = duration is not None and VIDEO_VALUE_RULES["duration"](duration) and math.isfinite(duration)
-    return VideoDoc(rel_path, float(duration) if ok else None, pipeline_record(doc))
+    known = is_number(duration) and duration >= 0 and math.isfinite(duration)
+    return VideoDoc(rel_path, float(duration) if is_number(duration) and known else None, pipeline_record(doc))
 
 
 def read_video_docs(output_path: str, videos: Mapping[str, str | None], workers: int = 16) -> list[VideoDoc]:
@@ -243,8 +243,8 @@ def _settings_sections(docs: list[VideoDoc], clips_by_hash: Mapping[str | None, 
         entry["videos"] += 1
     out = []
     for h, clips in sorted(clips_by_hash.items(), key=lambda p: (-p[1], str(p[0]))):
-        entry = by_hash.get(h) if h is not None else None
-        out.append({**(entry or {"settings_hash": h, "package": None, "version": None, "videos": 0,
+        found = by_hash.get(h) if h is not None else None
+        out.append({**(found or {"settings_hash": h, "package": None, "version": None, "videos": 0,
                                   "settings": None}), "clips": clips})
     return out
 
@@ -267,7 +267,7 @@ def _configured_models(sections: list[dict[str, Any]]) -> dict[str, list[str]]:
 def source_prefixes(sources: Iterable[str], top: int = TOP_PREFIXES) -> dict[str, Any]:
     """The sources' common folder and the videos under each folder one level below it (videos
     directly in it are listed under the folder itself)."""
-    split = [s.rstrip("/").split("/") for s in sources]
+    split: list[list[str]] = [s.rstrip("/").split("/") for s in sources]
     if not split:
         return {"common": None, "prefixes": []}
     common: list[str] = []
@@ -276,14 +276,13 @@ def source_prefixes(sources: Iterable[str], top: int = TOP_PREFIXES) -> dict[str
             break
         common.append(parts[0])
     counts: Counter[str] = Counter()
-    for parts in split:
-        below = parts[len(common):-1]
+    for path in split:
+        below = path[len(common):-1]
         counts["/".join(common + below[:1]) + "/"] += 1
-    rows = [{"prefix": p, "videos": n} for p, n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
-    rest = rows[top:]
-    rows = rows[:top]
-    if rest:
-        rows.append({"prefix": f"other ({len(rest)} prefixes)", "videos": sum(r["videos"] for r in rest)})
+    ranked = sorted(counts.items(), key=lambda x: (-x[1], x[0]))
+    rows: list[dict[str, Any]] = [{"prefix": p, "videos": n} for p, n in ranked[:top]]
+    if len(ranked) > top:
+        rows.append({"prefix": f"other ({len(ranked) - top} prefixes)", "videos": sum(n for _p, n in ranked[top:])})
     return {"common": "/".join(common) + "/" if common else None, "prefixes": rows}
 
 

@@ -61,7 +61,7 @@ def card_blocks(numbers: Mapping[str, Any], images: set[str]) -> list[Block]:
     missing = (f"; {n['videos_without_fragment']} video(s) without a manifest fragment are not counted"
                if n["videos_without_fragment"] else "")
     out.append(Block("p", f"Source: {_int(n['videos'])} videos, {_hours(n['hours_in'])}{lacking}{missing}."))
-    out.append(Block("table", headers=("clips", "count", "hours"), rows=(
+    out.append(Block("table", headers=("clips", "count", "duration"), rows=(
         ("in", _int(n["clips_in"]), _hours(n["hours_clips"])),
         ("passed", _int(n["clips_passed"]), _hours(n["hours_passed"])),
         ("filtered", _int(n["clips_filtered"]), _hours(n["hours_filtered"])))))
