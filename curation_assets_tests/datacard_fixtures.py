@@ -21,7 +21,7 @@ from curation_assets.packaging import manifest
 
 from .packaging_fixtures import make_inputs, options_for, write_result
 
-HOSTILE_SOURCE = "<i>dir</i> & 'q'|*/b.mp4"
+HOSTILE_SOURCE = "<img src=y onerror=alert(3)> & 'q'|*/b.mp4"
 HOSTILE_MODEL = '<img src=x onerror="alert(1)">|*m*'
 VIDEOS: dict[str, dict] = {
     "a.mp4": dict(seconds=4, width=320, height=256, audio=True),
