@@ -6,8 +6,6 @@ depending on ``semantic_dedup``, so a card never waits for (or triggers) a dedup
 numbers are numeric metadata, so Dagster's own plots show them across materialisations.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg
