@@ -48,6 +48,7 @@ EXPECTED_UPSTREAM = {
     "semantic_dedup": {"clip_manifest"},
     "webdataset_shards": {"clip_manifest", "semantic_dedup"},
     "energon_metadata": {"webdataset_shards"},
+    "data_card": {"clip_manifest"},  # defs/packaging/datacard.py: reads semdedup/ when there, never waits for it
 }
 
 

@@ -213,7 +213,8 @@ def test_source_prefixes():
 def test_the_cli_writes_the_card_or_says_which_command_writes_the_manifest(out, tmp_path, capsys):
     assert main(["datacard", "--output-path", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["clips_in"] == 4 and printed == json.loads((out / datacard.CARD_DIR / datacard.CARD_JSON).read_text())
+    written = json.loads((out / datacard.CARD_DIR / datacard.CARD_JSON).read_text())
+    assert printed["clips_in"] == 4 and printed == written
     assert main(["datacard", "--output-path", str(out)]) == 0
     assert str(out / datacard.CARD_MD) in capsys.readouterr().out
     empty = tmp_path / "empty"

@@ -59,7 +59,8 @@ def test_the_data_card_asset_records_its_numbers_as_numeric_metadata(layout_root
     assert isinstance(md["card"], dg.MarkdownMetadataValue) and "| passed | 2 |" in md["card"].value
     assert md["datacard_md"].value == str(out / datacard.CARD_MD) and (out / datacard.CARD_MD).exists()
     assert md["num_videos"].value == 3 and md["num_videos_without_manifest"].value == 0
-    assert build_definitions().resolve_assets_def(DATA_CARD).group_names_by_key[dg.AssetKey(DATA_CARD)] == PACKAGING_GROUP
+    card_def = build_definitions().resolve_assets_def(DATA_CARD)
+    assert card_def.group_names_by_key[dg.AssetKey(DATA_CARD)] == PACKAGING_GROUP
 
 
 def test_the_data_card_asset_fails_naming_the_manifest_when_there_is_none(layout_root, tmp_path):
