@@ -328,9 +328,11 @@ def card_numbers(output_path: str, table: pa.Table | None = None, *, missing_vid
     table = read_card_table(output_path) if table is None else table.select(READ_COLUMNS)
     if table.num_rows == 0:
         raise NoManifestError(no_manifest_message(output_path))
+    table = table.combine_chunks()  # a chunk per fragment: each compute call would pay per chunk
     passed = pc.fill_null(table.column("passed"), False).to_numpy(zero_copy_only=False)
     durations = _floats(table, DURATION)
-    videos = dict(zip(table.column("rel_path").to_pylist(), table.column("source_video").to_pylist(), strict=True))
+    pairs = table.group_by(["rel_path", "source_video"], use_threads=False).aggregate([])
+    videos = dict(zip(pairs.column("rel_path").to_pylist(), pairs.column("source_video").to_pylist(), strict=True))
     docs = read_video_docs(output_path, videos)
     hours_known = [d.duration_s for d in docs if d.duration_s is not None]
     clips_by_hash = dict(_value_counts(table.column("settings_hash")))
