@@ -195,11 +195,23 @@ def test_an_image_without_data_is_removed_and_said_n_a(out):
     assert "aesthetic_score_mean" not in datacard.metadata_numbers(card.numbers)  # not a zero
 
 
+def test_an_edited_manifest_with_infinite_numbers_still_gives_a_valid_card(out):
+    table = datacard.read_card_table(str(out))
+    for name in ("duration_s", "framerate", "motion_global_mean"):
+        values = table.column(name).to_pylist()
+        table = table.set_column(table.schema.get_field_index(name), name,
+                                 pa.array([float("inf")] + values[1:], table.schema.field(name).type))
+    n = datacard.write_datacard(str(out), table).numbers
+    assert json.loads((out / datacard.CARD_DIR / datacard.CARD_JSON).read_text()) == n
+    assert n["duration"]["not_scored"] == 1 and n["scores"]["motion_global_mean"]["not_scored"] == 1
+    assert {r["value"]: r["clips"] for r in n["framerate"]} == {25.0: 3, "n/a": 1}
+
+
 def test_histogram_bins_hold_every_value_once():
-    values = np.array([0.0, 1.0, np.nan, 1.0, 5.0])
-    hist = datacard.histogram(values, np.array([True, False, True, True, False]), bins=4)
+    values = np.array([0.0, 1.0, np.nan, 1.0, 5.0, np.inf])
+    hist = datacard.histogram(values, np.array([True, False, True, True, False, True]), bins=4)
     assert hist["counts"] == [3, 0, 0, 1] and hist["passed_counts"] == [2, 0, 0, 0]
-    assert (hist["scored"], hist["not_scored"]) == (4, 1)
+    assert (hist["scored"], hist["not_scored"]) == (4, 2)
     same = datacard.histogram(np.array([2.0, 2.0]), np.array([True, True]))
     assert sum(same["counts"]) == 2
 

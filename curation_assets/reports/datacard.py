@@ -108,13 +108,15 @@ def _resolution(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def _framerate(table: pa.Table) -> list[dict[str, Any]]:
-    return _top(_value_counts(pc.round(table.column("framerate"), 3)))
+    rate = pc.cast(table.column("framerate"), pa.float64())
+    return _top(_value_counts(pc.round(pc.if_else(pc.is_finite(rate), rate, pa.scalar(None, pa.float64())), 3)))
 
 
 def histogram(values: np.ndarray, passed: np.ndarray, bins: int = BINS) -> dict[str, Any]:
-    """A histogram of the non-null ``values`` (NaN is null): edges, counts, passed counts, and how
-    many had a value (``scored``) and how many not (``not_scored``)."""
-    ok = ~np.isnan(values)
+    """A histogram of the finite ``values`` (NaN is null; an infinite value, which no scorer gives,
+    counts as not scored): edges, counts, passed counts, and how many had a value (``scored``)
+    and how many not (``not_scored``)."""
+    ok = np.isfinite(values)
     scored, kept = values[ok], passed[ok]
     out: dict[str, Any] = {"scored": int(ok.sum()), "not_scored": int((~ok).sum())}
     if not len(scored):
@@ -338,7 +340,7 @@ def card_numbers(output_path: str, table: pa.Table | None = None, *, missing_vid
     clips_by_hash = dict(_value_counts(table.column("settings_hash")))
     settings = _settings_sections(docs, clips_by_hash)
     reasons = _value_counts(table.filter(pc.invert(table.column("passed"))).column("filtered_by"))
-    known_durations = np.nan_to_num(durations, nan=0.0)
+    known_durations = np.where(np.isfinite(durations), durations, 0.0)
     numbers: dict[str, Any] = {
         "output_path": storage.redact(output_path),
         "made_by": {"package": "curation-assets", "version": __version__},
