@@ -50,6 +50,7 @@ EXPECTED_UPSTREAM = {
     "energon_metadata": {"webdataset_shards"},
     "manifest_snapshot": {"clip_manifest"},  # defs/packaging/snapshot.py
     "clip_gallery": {"clip_manifest"},  # defs/packaging/gallery.py
+    "data_card": {"clip_manifest"},  # defs/packaging/datacard.py: reads semdedup/ when there, never waits for it
 }
 
 

@@ -23,7 +23,7 @@ EXPECTED_ASSET_KEYS = {
     "video_clips", "aesthetic_scores", "clip_embeddings", "clip_captions", "clips", "previews", "metas/v0", "ce1_embd", "ce1_embd_parquet",
     "processed_clip_chunks", "processed_videos",
     "clip_manifest", "semantic_dedup", "webdataset_shards", "energon_metadata",  # the training packages
-    "clip_gallery",
+    "clip_gallery", "data_card", "manifest_snapshot",
 }
 
 

@@ -19,6 +19,7 @@ from curation_assets.cli import main
 from curation_assets.cli.arguments import DEMO_INPUT_PATH, DEMO_OUTPUT_PATH
 from curation_assets.cli.demo import copy_demo_footage, sample_footage
 from curation_assets.packaging import manifest
+from curation_assets.reports import datacard
 
 from .layout_checks import check_layout
 
@@ -89,6 +90,7 @@ def test_a_demo_whose_clips_are_all_filtered_says_so_instead_of_a_load_line(tmp_
 
 
 PACKAGES = {manifest.MANIFEST_DIR, "webdataset", "gallery"}  # what `package manifest|shards` and `gallery` add
+PACKAGES |= {datacard.CARD_MD, datacard.CARD_DIR, datacard.CARD_HTML.split("/")[0]}  # and the data card
 
 
 def _check_layout(out: Path, videos: Path, names: list[str]) -> dict:

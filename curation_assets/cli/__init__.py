@@ -10,6 +10,7 @@ ranges), paying per-run overhead once per batch.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -24,6 +25,18 @@ from .stop import StopOnSignal
 __all__ = ["StopOnSignal", "UsageError", "build_parser", "dagster_home", "main", "options_from_args", "run_pipeline"]
 
 
+#: The commands beside run and demo, each (its module, the function adding its parser, its runner):
+#: a module's heavy imports wait until its command runs.
+TOOLS: dict[str, tuple[str, str, str]] = {
+    "package": ("..packaging.cli", "add_package_parser", "run_package"),
+    "gallery": ("..gallery.cli", "add_gallery_parser", "run_gallery"),
+    "search": ("..search.cli", "add_search_parser", "run_search"),
+    "datacard": ("..reports.datacard_cli", "add_datacard_parser", "run_datacard"),
+    "diff": ("..reports.diff_cli", "add_diff_parser", "run_diff"),
+    "snapshot": ("..reports.diff_cli", "add_diff_parser", "run_diff"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curation-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,18 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_arguments(sub.add_parser("demo", help=f"copy sample footage to {DEMO_INPUT_PATH}, curate it and "
                                                        "package the output (manifest, WebDataset shards)"),
                            demo=True)
-    from ..packaging.cli import add_package_parser
-
-    add_package_parser(sub)
-    from ..reports.diff_cli import add_diff_parser
-
-    add_diff_parser(sub)
-    from ..search.cli import add_search_parser
-
-    add_search_parser(sub)
-    from ..gallery.cli import add_gallery_parser
-
-    add_gallery_parser(sub)
+    for module, add, _run in dict.fromkeys(TOOLS.values()):  # diff and snapshot share one module
+        getattr(importlib.import_module(module, __package__), add)(sub)
     return parser
 
 
@@ -59,22 +62,9 @@ def _ignore_stop_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "package":
-        from ..packaging.cli import run_package
-
-        return run_package(args)
-    if args.command in ("diff", "snapshot"):
-        from ..reports.diff_cli import run_diff
-
-        return run_diff(args)
-    if args.command == "search":
-        from ..search.cli import run_search
-
-        return run_search(args)
-    if args.command == "gallery":
-        from ..gallery.cli import run_gallery
-
-        return run_gallery(args)
+    if args.command in TOOLS:
+        module, _add, run = TOOLS[args.command]
+        return int(getattr(importlib.import_module(module, __package__), run)(args))
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

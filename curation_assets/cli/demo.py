@@ -67,8 +67,8 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
                         stream: TextIO | None = None) -> int:
     """`package manifest` then `package shards` on the demo's output, parsed by the CLI's own parser
     (``parse``) and run by its own code (energon metadata only when megatron-energon is installed);
-    then where the shards are and one line that loads them; then the clip gallery and its URL. The
-    worst exit status of the three."""
+    then where the shards are and one line that loads them; then the data card, then the clip gallery
+    (which links the card) and its URL. The worst exit status."""
     from ..packaging.cli import run_package, section_from_args
     from ..packaging.shards import read_index
 
@@ -92,8 +92,10 @@ def package_demo_output(output_path: str, parse: Callable[[list[str]], argparse.
                   "(loader code: docs/training-packages.md)", file=stream)
     from ..gallery.cli import run_gallery
     from ..gallery.site import manifest_fragments
+    from ..reports.datacard_cli import run_datacard
 
     if not manifest_fragments(output_path):  # no clip at all: the manifest said so above
-        print("gallery: no clip to show", file=stream)
+        print("data card and gallery: no clip to show", file=stream)
         return rc
+    rc = max(rc, run_datacard(parse(["datacard", "--output-path", output_path]), stream))
     return max(rc, run_gallery(parse(["gallery", "--output-path", output_path]), stream))

@@ -27,6 +27,7 @@ from .packaging.assets import (
     packaging_jobs,
     packaging_settings_from_env,
 )
+from .packaging.datacard import datacard_assets
 from .packaging.gallery import gallery_assets
 from .packaging.snapshot import snapshot_assets
 from .shared.executors import executor_from_env
@@ -54,7 +55,8 @@ def build_definitions(settings: CurationSettings | None = None, caption_service:
             resources={"layout_io_manager": ClipLayoutIOManager(settings=bound),
                        "work_io_manager": WorkIOManager(settings=bound)}),
         dg.Definitions(  # packaging
-            assets=[*packaging_assets(blocking), *gallery_assets(), *snapshot_assets()], jobs=packaging_jobs(),
+            assets=[*packaging_assets(blocking), *datacard_assets(), *gallery_assets(), *snapshot_assets()],
+            jobs=packaging_jobs(),
             resources={"manifest_io_manager": ManifestIOManager(settings=bound),
                        "packaging_settings": packaging or packaging_settings_from_env()}),
         dg.Definitions(  # automation
