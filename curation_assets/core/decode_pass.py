@@ -76,21 +76,19 @@ class DecodePass:
 
     # -- positioning (a second pass)
     def seek_before(self, start_us: int) -> bool:
-        """Position the pass at a keyframe at or before span time ``start_us``: the first frame
-        decoded there must not be later (mov seeks by decode time, so a keyframe just after the start
-        can be chosen: the seek backs off a second, then five). Positioned again at that keyframe
-        with the decoder flushed. False (one decode position then) when no seek lands early enough."""
-        first = None
-        for back_us in (0, 1_000_000, 5_000_000):
-            target = int((self.origin + Fraction(start_us - back_us, 1_000_000)) / self.vtb)
-            self._seek(target)
-            first = self._first_frame_us()
-            if first is not None and first <= start_us:
-                self._seek(target)
-                return True
-        log.info("%s: a seek to %.3f s lands at %s: one decode position", self.name, start_us / 1e6,
-                 "the end" if first is None else f"{first / 1e6:.3f} s")
-        return False
+        """Position the pass at the keyframe at or before span time ``start_us`` and check that the
+        first frame decoded there is not later (a demuxer that seeks by decode time, or an index that
+        is off, could land after it); positioned again at that keyframe with the decoder flushed.
+        False (one decode position then) when the seek lands after the start."""
+        target = int((self.origin + Fraction(start_us, 1_000_000)) / self.vtb)
+        self._seek(target)
+        first = self._first_frame_us()
+        if first is None or first > start_us:
+            log.info("%s: a seek to %.3f s lands at %s: one decode position", self.name, start_us / 1e6,
+                     "the end" if first is None else f"{first / 1e6:.3f} s")
+            return False
+        self._seek(target)
+        return True
 
     def _seek(self, target: int) -> None:
         self.container.seek(target, stream=self.vstream, backward=True, any_frame=False)

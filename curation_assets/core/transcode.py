@@ -247,6 +247,8 @@ def _second_pass(jobs: list[ClipJob], options: TranscodeOptions, container: Any,
     try:
         second = DecodePass(other, name, later, params, origin, frame_duration, done, cores)
         if second.seek_before(later[0].start_us):
+            log.debug("%s: second decode position from %.3f s for %d of %d clips", name, later[0].span.start_s,
+                      len(later), len(jobs))
             return second
     except Exception as exc:
         log.info("%s: no second decode position (%s)", name, exc)
