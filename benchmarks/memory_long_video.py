@@ -113,8 +113,9 @@ def child_core(video: str, stride: float, tap: bool = False) -> dict:
     baseline = peak_rss_mb()
     started = time.perf_counter()
     models = dict(generate_embeddings="on", aesthetic_threshold=0.0, generate_captions=True) if tap else {}
+    # BENCH_DECODE_POSITIONS=1: one decode position (the default, 0, takes two on two or more cores)
     options = PipelineOptions(fixed_stride_split_duration=stride, generate_previews=True, motion_filter="score-only",
-                              **models)
+                              transcode_decode_positions=int(os.environ.get("BENCH_DECODE_POSITIONS", "0")), **models)
     with tempfile.TemporaryDirectory(prefix="memory_bench_spill_") as spill, RssTrace() as trace:
         # the spill the video_clips asset passes; --no-spill measures bytes held in memory
         target = work.VideoSpill(work.WorkArea(spill, os.path.join(spill, "out")), video, os.path.join(spill, "out"))

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -312,7 +312,8 @@ def _process_video(
                                  target_height=options.preview_target_height)
     tap = _frame_tap(options, models)
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
-                             preview=preview, preset=options.transcode_preset, tap=tap)
+                             preview=preview, preset=options.transcode_preset, tap=tap,
+                             decode_positions=options.transcode_decode_positions)
     by_span = {clip.span: clip for clip in result.clips}
     probes: dict = {}  # span -> ClipProbe (or the exception) of clips spilled to disk
     done = 0
@@ -339,11 +340,13 @@ def _process_video(
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
     try:
-        with opener() as source:
+        with ExitStack() as handles:  # a second decode position opens the source again (transcode_clips)
+            source = handles.enter_context(opener())
             if options.transcode_encoder == "copy":
                 outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished, tap)
             else:
-                outputs = transcode_clips(source, spans, topts, on_clip_done=finished)
+                outputs = transcode_clips(source, spans, topts, on_clip_done=finished,
+                                          reopen=lambda: handles.enter_context(opener()))
     except cancel.Interrupted:
         if motion_pool is not None:
             motion_pool.shutdown(wait=True, cancel_futures=True)

@@ -11,7 +11,9 @@ on the calling thread; every decoded frame goes to the encoder of each clip whos
 re-encode), and preview frames are picked off the same frames (:mod:`.previews`). Each clip has
 its own encoder thread fed through a small bounded queue, so the decoded video is never held in
 memory; PyAV releases the GIL in decode, encode, mux and scaling, so decoding, libx264's own
-frame threads and a finishing clip's flush overlap and keep the cores busy.
+frame threads and a finishing clip's flush overlap and keep the cores busy. Where cores would
+still idle, the later clips are encoded at the same time from a second decode position over the
+same source (:mod:`.decode_pass`: the same frames reach the same encoders, so the same bytes).
 
 Clip contents follow ``ffmpeg -ss <start> -to <end> -i src -c:v libx264 -c:a copy``: a frame
 belongs to a clip when its presentation time ``t`` satisfies ``start_s <= t < end_s`` (compared
@@ -30,23 +32,23 @@ Plain Python (PyAV); no dagster.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-import av
-
 from .clip_encoder import ClipJob, ClipOutput, ClipTap, ClipTapFactory, VideoParams
 from .cpus import usable_cores
-from .encoders import auto_encoder_threads, available_encoders, clone_frame, mp4_time_base, target_pix_fmt
+from .decode_pass import DecodePass, NoFramesError, split_point, wants_second_position
+from .encoders import auto_encoder_threads, available_encoders, mp4_time_base, target_pix_fmt
 from .model import Span
 from .options import DEFAULT_X264_PRESET
 from .previews import PreviewOptions
 from .probe import frame_period, frame_rate, open_video, probe_clip, source_name, span_origin_of
-from .timing import to_us as _to_us  # the span rule's microseconds (core.timing.in_span)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class TranscodeOptions:
     preview: PreviewOptions | None = None  # None = no previews
     preset: str = DEFAULT_X264_PRESET  # libx264 only
     tap: ClipTapFactory | None = None  # a ClipTap per clip (the model frames), None = none
+    # 0 = a second decode position where the cores would idle, 1 = one, 2 = two where the source allows
+    decode_positions: int = 0
 
 
 def open_source(source: Any) -> Any:
@@ -92,12 +96,22 @@ def open_source(source: Any) -> Any:
         raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
 
 
+def _reopener(source: Any, reopen: Callable[[], Any] | None) -> Callable[[], Any] | None:
+    """How to get a second handle on ``source``: ``reopen``, else the path itself, else none."""
+    if reopen is not None:
+        return reopen
+    if isinstance(source, (str, os.PathLike)):
+        return lambda: source
+    return None
+
+
 def transcode_clips(
     source: Any,
     spans: list[Span],
     options: TranscodeOptions = TranscodeOptions(),
     *,
     on_clip_done: Callable[[ClipOutput], None] | None = None,
+    reopen: Callable[[], Any] | None = None,
 ) -> list[ClipOutput]:
     """Transcode every span of ``source`` into an mp4 clip in memory, decoding the source once.
 
@@ -105,7 +119,9 @@ def transcode_clips(
     :class:`ClipOutput` per span, in the order of ``spans``. A clip that fails gets ``error``
     and ``data=None`` while the others complete; an unreadable source raises
     :class:`SourceReadError`. ``on_clip_done`` is called on the calling thread as each clip
-    finishes.
+    finishes. ``reopen`` gives another handle on the same source (a file-like source cannot be read
+    from two places at once; a path is opened again without it): with one, the later clips may be
+    encoded from a second decode position at the same time (``TranscodeOptions.decode_positions``).
     """
     if options.preset != DEFAULT_X264_PRESET and options.encoder != "libx264":
         raise TranscodeError(f"preset {options.preset!r} is an x264 preset; encoder {options.encoder!r} has none")
@@ -120,18 +136,18 @@ def transcode_clips(
         container.close()
         return []
     try:
-        return _transcode(container, name, spans, options, on_clip_done)
+        return _transcode(container, name, spans, options, on_clip_done, _reopener(source, reopen))
     finally:
         container.close()
 
 
 def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeOptions,
-               on_clip_done: Callable[[ClipOutput], None] | None) -> list[ClipOutput]:
+               on_clip_done: Callable[[ClipOutput], None] | None,
+               reopen: Callable[[], Any] | None) -> list[ClipOutput]:
     if not container.streams.video:
         raise SourceReadError(f"video source {name!r} has no video stream")
     vstream = container.streams.video[0]
     astream = container.streams.audio[0] if container.streams.audio else None
-    vstream.thread_type = "AUTO"
     vtb = vstream.time_base or Fraction(1, 90000)
     rate = frame_rate(vstream)
     frame_duration = frame_period(rate)
@@ -141,7 +157,6 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     origin = span_origin_of(container, vstream)  # core.timing.span_origin: the video's start if far later
     cores = usable_cores()
     threads = options.encoder_threads if options.encoder_threads > 0 else auto_encoder_threads(options.encoder, cores)
-    vstream.codec_context.thread_count = min(16, cores + 1)  # ffmpeg's decoder auto rule
     params = VideoParams(
         encoder=options.encoder,
         threads=threads,
@@ -157,12 +172,6 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     jobs = [ClipJob(i, s, params, astream, options.preview, frame_duration, done, options.tap)
             for i, s in enumerate(spans)]
     outputs: list[ClipOutput | None] = [None] * len(jobs)
-    pending: deque[ClipJob] = deque()
-    active: list[ClipJob] = []
-    audio_pos_us = -(1 << 62)
-    audio_eof = astream is None
-    last_t: Fraction | None = None
-    started: list[ClipJob] = []
 
     def report(job: ClipJob) -> None:
         outputs[job.index] = job.output
@@ -172,124 +181,87 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
             except Exception:  # a progress callback must not break the other clips
                 log.exception("on_clip_done callback failed")
 
+    runnable = []
     for job in sorted(jobs, key=lambda j: (j.start_us, j.end_us)):
         if job.end_us <= job.start_us:
             job.output.error = f"empty span [{job.span.start_s}, {job.span.end_s})"
             report(job)
         else:
-            pending.append(job)
+            runnable.append(job)
 
-    def drain_done(block: bool = False) -> None:
+    def drain_done(timeout: float | None = 0.0) -> None:
+        """Report the clips finished so far; with a timeout, wait that long (None: for ever) for one."""
         while True:
             try:
-                job = done.get(block=block, timeout=None) if block else done.get_nowait()
+                job = done.get_nowait() if timeout == 0.0 else done.get(timeout=timeout)
             except queue.Empty:
                 return
-            job.thread.join()
+            if job.thread.ident is not None:  # a clip never started has no encoder to wait for
+                job.thread.join()
             report(job)
-            if block:
+            if timeout != 0.0:
                 return
 
-    def activate_until(t_us: int) -> None:
-        while pending and pending[0].start_us <= t_us:
-            job = pending.popleft()
-            job.start()
-            started.append(job)
-            active.append(job)
-
-    def close_finished() -> None:
-        still = []
-        for job in active:
-            if job.video_done and (audio_eof or audio_pos_us >= job.end_us):
-                job.close()
-            else:
-                still.append(job)
-        active[:] = still
-
-    def on_frame(frame: av.VideoFrame) -> None:
-        nonlocal last_t
-        if frame.pts is not None:
-            t = Fraction(frame.pts) * vtb
-        else:
-            t = (last_t + frame_duration) if last_t is not None else Fraction(0)
-            frame.pts = int(round(t / vtb))
-            frame.time_base = vtb
-        last_t = t
-        t_us = _to_us(t - origin)
-        activate_until(t_us)
-        targets = []
-        for job in active:
-            if t_us >= job.end_us:
-                job.video_done = True
-            elif job.start_us <= t_us:
-                targets.append(job)
-        for k, job in enumerate(targets):
-            f = frame if k == len(targets) - 1 else clone_frame(frame, params.pix_fmt)
-            job.put(("v", f, t))
-        close_finished()
-
-    def on_audio(packet: Any) -> None:
-        nonlocal audio_pos_us
-        if packet.pts is None:
-            return
-        tb = Fraction(packet.time_base)
-        t_us = _to_us(Fraction(packet.pts) * tb - origin)
-        audio_pos_us = max(audio_pos_us, t_us)
-        activate_until(t_us)
-        data = None
-        for job in active:
-            if job.start_us <= t_us < job.end_us and not job.closed:
-                data = data if data is not None else bytes(packet)
-                job.put(("a", data, packet.pts, packet.dts, packet.duration, tb))
-        close_finished()
-
-    streams = [s for s in (vstream, astream) if s is not None]
-    decode_errors = 0
-    had_work = bool(pending)
+    first = DecodePass(container, name, runnable, params, origin, frame_duration, done, cores)
+    second = _second_pass(runnable, options, container, reopen, name, params, origin, frame_duration, done, cores)
+    if second is not None:
+        first.pending = deque(runnable[:len(runnable) - len(second.pending)])
+    stop = threading.Event()
+    second_thread = None
     try:
+        if second is not None:
+            second_thread = threading.Thread(target=_run_quietly, args=(second, stop), name="decode-position-2",
+                                             daemon=True)
+            second_thread.start()
         try:
-            for packet in container.demux(streams):
-                if packet.stream is astream:
-                    if packet.size == 0 and packet.pts is None:
-                        audio_eof = True
-                        close_finished()
-                    else:
-                        on_audio(packet)
-                    continue
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError as exc:  # a damaged packet: skip it, as ffmpeg does
-                    decode_errors += 1
-                    if decode_errors <= 3:
-                        log.warning("%s: decode error at pts %s: %s", name, packet.pts, exc)
-                    continue
-                for frame in frames:
-                    on_frame(frame)
-                drain_done()
-                if not pending and not active:
-                    break  # every span is behind us: no need to read the rest of the source
-        except av.error.FFmpegError as exc:
-            if last_t is None:
-                raise SourceReadError(f"cannot read video source {name!r}: {exc}") from exc
-            log.warning("%s: reading stopped at %.3f s: %s", name, float(last_t), exc)
-        if pending or active:
-            try:
-                for frame in vstream.codec_context.decode(None):
-                    on_frame(frame)
-            except av.error.FFmpegError:
-                pass
-        if had_work and last_t is None and not started:
-            raise SourceReadError(f"cannot read video source {name!r}: no video frame could be decoded")
+            first.run(drain_done)
+        except NoFramesError as exc:
+            raise SourceReadError(str(exc)) from exc
+        while second_thread is not None and second_thread.is_alive():
+            drain_done(timeout=0.2)
     finally:
-        audio_eof = True
-        for job in active:
-            job.video_done = True
-        close_finished()
-        for job in pending:  # never reached: the source ends before the span starts
-            job.output.error = (f"no video frames in span [{job.span.start_s:.3f}, {job.span.end_s:.3f}) s "
-                                f"(source ends at {float((last_t or origin) - origin + frame_duration):.3f} s)")
-            report(job)
-        pending.clear()
+        stop.set()  # set only matters when the first pass stopped early: the second has ended otherwise
+        if second_thread is not None:
+            second_thread.join()
+        if second is not None:
+            second.container.close()
         while any(o is None for o in outputs):
-            drain_done(block=True)
+            drain_done(timeout=None)
     return [o for o in outputs if o is not None]
+
+
+def _second_pass(jobs: list[ClipJob], options: TranscodeOptions, container: Any, reopen: Callable[[], Any] | None,
+                 name: str, params: VideoParams, origin: Fraction, frame_duration: Fraction, done: queue.Queue,
+                 cores: int) -> DecodePass | None:
+    """A second decode position for the later half of ``jobs`` (:mod:`.decode_pass`), or None where
+    it is not worth it, not possible (no way to open the source again) or not safe."""
+    fmt = getattr(container.format, "name", "") or ""
+    if reopen is None or not wants_second_position(options.decode_positions, options.encoder, fmt, len(jobs), cores):
+        return None
+    later = jobs[split_point(jobs):]
+    try:
+        other = open_video(reopen())
+    except Exception as exc:  # the first position still does all the work
+        log.info("%s: cannot open the source a second time (%s): one decode position", name, exc)
+        return None
+    try:
+        second = DecodePass(other, name, later, params, origin, frame_duration, done, cores)
+        if second.seek_before(later[0].start_us):
+            log.debug("%s: second decode position from %.3f s for %d of %d clips", name, later[0].span.start_s,
+                      len(later), len(jobs))
+            return second
+    except Exception as exc:
+        log.info("%s: no second decode position (%s)", name, exc)
+    other.close()
+    return None
+
+
+def _run_quietly(second: DecodePass, stop: threading.Event) -> None:
+    """The second position's thread: a failure there is its clips' (each gets the reason), not the run's."""
+    try:
+        second.run(lambda: None, stop)
+    except NoFramesError:
+        pass  # its clips carry the reason (DecodePass.finish)
+    except Exception as exc:  # pragma: no cover - DecodePass.run raises only NoFramesError
+        log.exception("%s: second decode position failed", second.name)
+        second.failure = second.failure or f"decoding the source failed: {exc!r}"
