@@ -353,7 +353,7 @@ def test_the_jobs_select_curation_or_packaging_never_both():
         return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.selected_asset_keys}
 
     package, per_video, curate = selected(pkg.PACKAGE_JOB_NAME), selected(pkg.MANIFEST_JOB_NAME), selected(CURATE_JOB_NAME)
-    assert package == set(pkg.DATASET_ASSETS) and per_video == {"clip_manifest"}
+    assert package == set(pkg.DATASET_ASSETS) and per_video == set(pkg.PER_VIDEO_ASSETS)
     assert not curate & (package | per_video) and "processed_videos" in curate
     assert defs.resolve_job_def(pkg.PACKAGE_JOB_NAME).partitions_def is None  # a schedule requests it as it is
 

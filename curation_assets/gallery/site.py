@@ -164,7 +164,8 @@ def _names(folder: str, suffix: str) -> set[str]:
 
 
 def manifest_fragments(output_path: str) -> set[str]:
-    return _names(storage.join(output_path, manifest.MANIFEST_DIR), ".parquet")
+    """The fragment names (without ``.parquet``) of the manifest's files (``manifest.fragment_urls``)."""
+    return {url.rsplit("/", 1)[-1].removesuffix(".parquet") for url in manifest.fragment_urls(output_path)}
 
 
 def _data_fragments(output_path: str) -> set[str]:

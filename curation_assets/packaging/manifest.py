@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -230,21 +231,34 @@ def write_fragment(output_path: str, video: VideoLayout, table: pa.Table | None 
 def remove_fragments(output_path: str, keep_rel_paths: set[str]) -> list[str]:
     """Remove the fragments of videos not in ``keep_rel_paths`` (deleted partitions). Only names
     this module writes (a 32-hex name + ``.parquet``) directly in ``manifest/`` are touched."""
-    folder = storage.join(output_path, MANIFEST_DIR)
     keep = {f"{fragment_name(r)}.parquet" for r in keep_rel_paths}
-    stale = []
-    for url in storage.list_files(folder):
-        name = url.rsplit("/", 1)[-1]
-        inside = url[len(folder):].strip("/")
-        if inside == name and _is_fragment_name(name) and name not in keep:
-            stale.append(url)
+    stale = [url for url in fragment_urls(output_path) if url.rsplit("/", 1)[-1] not in keep]
     storage.remove_files(stale)
     return stale
 
 
-def _is_fragment_name(name: str) -> bool:
-    stem, dot, ext = name.partition(".")
+def is_fragment_name(name: str) -> bool:
+    """A name this module writes: :func:`fragment_name` + ``.parquet`` (anything else in the
+    folder is not the manifest's and is never read or removed)."""
+    stem, _dot, ext = name.partition(".")
     return ext == "parquet" and len(stem) == 32 and all(c in "0123456789abcdef" for c in stem)
+
+
+def fragment_urls(output_path: str) -> list[str]:
+    """The manifest's fragment files, sorted: the names :func:`is_fragment_name` accepts, directly
+    in ``manifest/`` ([] when there is none). A local folder is read with one ``scandir`` (no
+    recursive walk and stat: a one-video gallery update lists 10k names)."""
+    folder = storage.join(output_path, MANIFEST_DIR)
+    if storage.is_local(folder):
+        try:
+            with os.scandir(storage.local_path(folder)) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(storage.join(folder, n) for n in names if is_fragment_name(n))
+    return sorted(url for url in storage.list_files(folder)
+                  if url[len(folder):].strip("/") == url.rsplit("/", 1)[-1]
+                  and is_fragment_name(url.rsplit("/", 1)[-1]))
 
 
 def manifest_dataset(output_path: str) -> ds.Dataset:
@@ -276,13 +290,10 @@ def _present(output_path: str, rel_paths: Iterable[str]) -> tuple[dict[str, str]
     """One listing of ``manifest/``: (fragment name -> URL of the wanted ones present, name -> rel
     path wanted, rel paths without a fragment, count of other videos' fragments)."""
     wanted = {f"{fragment_name(r)}.parquet": r for r in rel_paths}
-    folder = storage.join(output_path, MANIFEST_DIR)
     present: dict[str, str] = {}
     others = 0
-    for url in storage.list_files(folder):  # [] when the folder does not exist
+    for url in fragment_urls(output_path):
         name = url.rsplit("/", 1)[-1]
-        if url[len(folder):].strip("/") != name or not _is_fragment_name(name):
-            continue
         if name in wanted:
             present[name] = url
         else:

@@ -97,17 +97,6 @@ def snapshot_table(rows: pa.Table) -> pa.Table:
     return _snapshot_rows(rows).sort_by(_ORDER)
 
 
-def fragment_urls(output_path: str) -> list[str]:
-    """The manifest's fragment files (only the names ``packaging.manifest`` writes)."""
-    folder = storage.join(output_path, manifest.MANIFEST_DIR)
-    out = []
-    for url in storage.list_files(folder):
-        name = url.rsplit("/", 1)[-1]
-        if url[len(folder):].strip("/") == name and manifest._is_fragment_name(name):
-            out.append(url)
-    return sorted(out)
-
-
 _READ_SCHEMA = pa.schema([(name, manifest.COLUMNS[name][0]) for name in (*MANIFEST_COLUMNS, "windows")])
 
 
@@ -132,7 +121,7 @@ def _scan(output_path: str, max_workers: int = 8) -> tuple[pa.Table, list[str]]:
     pending: list[pa.Table] = []
     problems: list[str] = []
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        for rows in pool.map(_fragment_rows, fragment_urls(output_path)):
+        for rows in pool.map(_fragment_rows, manifest.fragment_urls(output_path)):
             if isinstance(rows, str):
                 problems.append(rows)
                 continue
@@ -309,5 +298,5 @@ def load(where: str) -> Snapshot:
 
 
 __all__ = ["CAPTION_COLUMNS", "MANIFEST_COLUMNS", "METADATA_KEY", "NoManifestError", "SCHEMA", "SNAPSHOT_DIR",
-           "Snapshot", "digest_of", "fragment_urls", "has_manifest", "list_snapshots", "load", "read_snapshot",
+           "Snapshot", "digest_of", "has_manifest", "list_snapshots", "load", "read_snapshot",
            "settings_records", "snapshot_of", "snapshot_table", "write_snapshot"]

@@ -45,8 +45,7 @@ def read_rows(output_path: str, clip_ids: Sequence[str]) -> dict[str, dict[str, 
 
 
 def manifest_present(output_path: str) -> bool:
-    return any(manifest._is_fragment_name(url.rsplit("/", 1)[-1])
-               for url in storage.list_files(storage.join(output_path, manifest.MANIFEST_DIR)))
+    return bool(manifest.fragment_urls(output_path))
 
 
 def recorded_variants(output_path: str) -> set[str]:

@@ -41,8 +41,11 @@ ENERGON_CHECK = "energon_metadata_consistent"
 SAMPLE_ROWS = 5
 PROBLEMS_SHOWN = 50
 
-#: The dataset-level packages: what ``package_training_data`` materialises.
-DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata")
+#: The dataset-level packages: what ``package_training_data`` materialises (the data card and the
+#: snapshot are defined in datacard.py and snapshot.py).
+DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata", "data_card", "manifest_snapshot")
+#: What ``package_clip_manifest`` materialises for each video of a run (clip_gallery: gallery.py).
+PER_VIDEO_ASSETS = ("clip_manifest", "clip_gallery")
 
 # ---------------------------------------------------------------------------------------------
 # The manifest as an input
@@ -148,7 +151,7 @@ def _problems_md(problems: list[str]) -> dict[str, Any]:
     return {"num_problems": len(problems), "problems": dg.MetadataValue.json(problems[:PROBLEMS_SHOWN])}
 
 
-def _videos_md(read: manifest.ManifestRead | manifest.FragmentDigests, source: ManifestInput,
+def videos_md(read: manifest.ManifestRead | manifest.FragmentDigests, source: ManifestInput,
               instance: dg.DagsterInstance) -> dict[str, Any]:
     stale = stale_manifest_partitions(instance)
     return {
@@ -238,7 +241,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
         try:
             summary = dedup.run_semdedup(output_path, packaging_settings.dedup_settings(), manifest=read.table)
         except dedup.NoEmbeddingsError as exc:  # a result of zeros would read as "no duplicates"
-            raise dg.Failure(str(exc), metadata=_videos_md(read, clip_manifest, context.instance)) from None
+            raise dg.Failure(str(exc), metadata=videos_md(read, clip_manifest, context.instance)) from None
         folder = dedup.dedup_dir(output_path)
         eps_rows = [dg.TableRecord(r) for r in summary["eps_table"]]
         duplicates = dedup.load_duplicate_ids(output_path)
@@ -255,7 +258,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             "sample_duplicates": dg.MetadataValue.json(sorted(duplicates)[:SAMPLE_ROWS]),
             "bytes": _sizes(folder),
             "location": dg.MetadataValue.path(folder),
-            **_videos_md(read, clip_manifest, context.instance),
+            **videos_md(read, clip_manifest, context.instance),
         }
         _warn_stale(context, md)
         context.log.info(f"semantic dedup: {summary['num_duplicates']} of {summary['num_clips']} clips are duplicates "
@@ -299,7 +302,7 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
             "index": dg.MetadataValue.path(storage.join(dest, shards.INDEX_FILE)),
             "location": dg.MetadataValue.path(dest),
             **_problems_md(result.problems),
-            **_videos_md(read, clip_manifest, context.instance),
+            **videos_md(read, clip_manifest, context.instance),
         }
         _warn_stale(context, md)
         return dg.MaterializeResult(metadata=md)
@@ -410,7 +413,7 @@ def packaging_jobs() -> list[Any]:
     return [
         dg.define_asset_job(PACKAGE_JOB_NAME, selection=dg.AssetSelection.assets(*DATASET_ASSETS),
                             description="The dataset-level training packages: semantic dedup, WebDataset shards, "
-                                        "Energon metadata, with their checks."),
-        dg.define_asset_job(MANIFEST_JOB_NAME, selection=dg.AssetSelection.assets("clip_manifest"),
-                            description="The clip manifest fragment of each selected video."),
+                                        "Energon metadata, with their checks; the data card and a snapshot."),
+        dg.define_asset_job(MANIFEST_JOB_NAME, selection=dg.AssetSelection.assets(*PER_VIDEO_ASSETS),
+                            description="The clip manifest fragment and the gallery fragment of each selected video."),
     ]

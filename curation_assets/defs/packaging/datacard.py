@@ -12,7 +12,7 @@ import dagster as dg
 
 from ...core import storage
 from ...reports import datacard
-from .assets import PACKAGING_GROUP, CurationSettings, ManifestInput, _videos_md
+from .assets import PACKAGING_GROUP, CurationSettings, ManifestInput, videos_md
 
 DATA_CARD = "data_card"
 
@@ -47,7 +47,7 @@ def datacard_assets() -> list[Any]:
         for problem in card.numbers["video_problems"]:
             context.log.warning(problem)
         context.log.info(f"data card: {storage.redact(card.md_url)}")
-        return dg.MaterializeResult(metadata={**_metadata(card), **_videos_md(read, clip_manifest, context.instance)})
+        return dg.MaterializeResult(metadata={**_metadata(card), **videos_md(read, clip_manifest, context.instance)})
 
     return [data_card]
 
