@@ -252,3 +252,19 @@ def test_the_card_on_s3(out, s3_bucket):
     assert card.html_url == f"{dest}/{datacard.CARD_HTML}" and b"<table>" in storage.read_bytes(card.html_url)
     for url in card.image_urls:
         assert url.startswith(f"{dest}/{datacard.CARD_DIR}/") and storage.read_bytes(url).startswith(b"\x89PNG")
+
+
+def test_a_gallery_built_before_the_card_links_it_once_the_card_is_written(out):
+    """The gallery's index says whether the card is there; writing the card afterwards rewrites the
+    index (and nothing else of the gallery), so the link appears without a gallery rebuild."""
+    from curation_assets.gallery import site
+
+    for stale in (out / datacard.CARD_HTML, out / datacard.CARD_MD):
+        stale.unlink(missing_ok=True)
+    site.build_gallery(str(out))
+    index = out / site.GALLERY_DIR / site.INDEX_FILE
+    assert site.read_script(index.read_bytes())["datacard"] is None
+    fragments = {p: p.read_bytes() for p in (out / site.GALLERY_DIR / site.DATA_DIR).glob("*.js")}
+    datacard.write_datacard(str(out))
+    assert site.read_script(index.read_bytes())["datacard"] == site.DATACARD_FILE
+    assert fragments and all(p.read_bytes() == b for p, b in fragments.items())

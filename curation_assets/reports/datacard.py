@@ -31,13 +31,14 @@ from .. import __version__
 from ..core import layout, storage
 from ..core.documents import is_count, is_number, is_text_list, video_unusable
 from ..core.options import settings_digest
+from ..gallery.site import DATACARD_FILE, GALLERY_DIR
 from ..packaging import dedup, manifest
 
 CARD_MD = "datacard.md"
 CARD_DIR = "datacard"
 CARD_JSON = "datacard.json"
 #: The HTML card, in the gallery's folder so the gallery can link it (its images: ``../datacard/``).
-CARD_HTML = "gallery/datacard.html"
+CARD_HTML = f"{GALLERY_DIR}/{DATACARD_FILE}"
 #: Histogram bins of each score and of the clip duration.
 BINS = 20
 #: Rows of a distribution table before the rest is summed as "other".
@@ -410,6 +411,18 @@ class WrittenCard:
     image_urls: tuple[str, ...]
 
 
+def _link_from_gallery(output_path: str) -> None:
+    """A gallery built before the card links it from now on (its index says whether the card is
+    there; only the index is rewritten)."""
+    from ..gallery import site
+
+    if storage.exists(site.index_url(output_path)):
+        try:
+            site.build_gallery(output_path, videos=[])
+        except site.NoManifestError:  # the manifest went since: the gallery is rebuilt with it
+            pass
+
+
 def write_datacard(output_path: str, table: pa.Table | None = None, *, missing_videos: int = 0) -> WrittenCard:
     """Build the card and write it, each file whole under its name (temp name, then rename):
     ``datacard/*.png``, ``datacard/datacard.json``, ``datacard.md`` and ``gallery/datacard.html``.
@@ -441,6 +454,7 @@ def write_datacard(output_path: str, table: pa.Table | None = None, *, missing_v
     storage.write_text_atomic(json_url, json.dumps(numbers, indent=2, sort_keys=True, allow_nan=False) + "\n")
     storage.write_text_atomic(md_url, markdown)
     storage.write_text_atomic(html_url, render_html(blocks))
+    _link_from_gallery(output_path)
     return WrittenCard(numbers, markdown, md_url, html_url, json_url, tuple(written))
 
 
