@@ -41,9 +41,10 @@ ENERGON_CHECK = "energon_metadata_consistent"
 SAMPLE_ROWS = 5
 PROBLEMS_SHOWN = 50
 
-#: The dataset-level packages: what ``package_training_data`` materialises (the data card and the
-#: snapshot are defined in datacard.py and snapshot.py).
-DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata", "data_card", "manifest_snapshot")
+#: The dataset-level packages: what ``package_training_data`` materialises. Not the data card nor
+#: the snapshot (datacard.py, snapshot.py): they read video documents, which packaging an
+#: unchanged dataset never does; they are materialised on their own.
+DATASET_ASSETS = ("semantic_dedup", "webdataset_shards", "energon_metadata")
 #: What ``package_clip_manifest`` materialises for each video of a run (clip_gallery: gallery.py).
 PER_VIDEO_ASSETS = ("clip_manifest", "clip_gallery")
 
@@ -413,7 +414,7 @@ def packaging_jobs() -> list[Any]:
     return [
         dg.define_asset_job(PACKAGE_JOB_NAME, selection=dg.AssetSelection.assets(*DATASET_ASSETS),
                             description="The dataset-level training packages: semantic dedup, WebDataset shards, "
-                                        "Energon metadata, with their checks; the data card and a snapshot."),
+                                        "Energon metadata, with their checks."),
         dg.define_asset_job(MANIFEST_JOB_NAME, selection=dg.AssetSelection.assets(*PER_VIDEO_ASSETS),
                             description="The clip manifest fragment and the gallery fragment of each selected video."),
     ]
