@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import time
 from collections.abc import Iterable
@@ -143,24 +142,10 @@ def _write_static(output_path: str) -> None:
 
 
 def _names(folder: str, suffix: str) -> set[str]:
-    """The fragment names of ``folder``'s ``<32 hex><suffix>`` files (one listing; a local folder's
-    own entries only, without the recursive walk and stat of ``storage.list_files``: a one-video
-    update lists 10k names three times)."""
+    """The fragment names of ``folder``'s ``<32 hex><suffix>`` files (one listing of the folder's own
+    files: ``storage.file_names``)."""
     pattern = re.compile(r"([0-9a-f]{32})" + re.escape(suffix))
-    if storage.is_local(folder):
-        try:
-            with os.scandir(storage.local_path(folder)) as entries:
-                names = [e.name for e in entries]
-        except FileNotFoundError:
-            return set()
-        return {m.group(1) for m in map(pattern.fullmatch, names) if m}
-    out = set()
-    for url in storage.list_files(folder):
-        name = url.rsplit("/", 1)[-1]
-        m = pattern.fullmatch(name)
-        if m and url[len(folder):].strip("/") == name:
-            out.add(m.group(1))
-    return out
+    return {m.group(1) for m in map(pattern.fullmatch, storage.file_names(folder)) if m}
 
 
 def manifest_fragments(output_path: str) -> set[str]:

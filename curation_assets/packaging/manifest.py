@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -246,19 +245,9 @@ def is_fragment_name(name: str) -> bool:
 
 def fragment_urls(output_path: str) -> list[str]:
     """The manifest's fragment files, sorted: the names :func:`is_fragment_name` accepts, directly
-    in ``manifest/`` ([] when there is none). A local folder is read with one ``scandir`` (no
-    recursive walk and stat: a one-video gallery update lists 10k names)."""
+    in ``manifest/`` ([] when there is none)."""
     folder = storage.join(output_path, MANIFEST_DIR)
-    if storage.is_local(folder):
-        try:
-            with os.scandir(storage.local_path(folder)) as entries:
-                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(storage.join(folder, n) for n in names if is_fragment_name(n))
-    return sorted(url for url in storage.list_files(folder)
-                  if url[len(folder):].strip("/") == url.rsplit("/", 1)[-1]
-                  and is_fragment_name(url.rsplit("/", 1)[-1]))
+    return [storage.join(folder, name) for name in storage.file_names(folder) if is_fragment_name(name)]
 
 
 def manifest_dataset(output_path: str) -> ds.Dataset:
