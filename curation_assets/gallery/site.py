@@ -276,8 +276,7 @@ def build_gallery(output_path: str, videos: Iterable[str] | None = None) -> Gall
     folder = storage.join(output_path, manifest.MANIFEST_DIR)
     present = manifest_fragments(output_path) if storage.exists(folder) else set()
     if not present:
-        raise NoManifestError(f"{folder}: no manifest fragments to show; write the manifest first "
-                              "(`curation-assets package manifest --output-path ...`, or materialise clip_manifest)")
+        raise NoManifestError(f"{folder}: no manifest fragments to show; {manifest.how_to_write(output_path)}")
     build = GalleryBuild(output_path)
     _write_static(output_path)
     wanted = present if videos is None else {manifest.fragment_name(r) for r in videos}

@@ -100,6 +100,12 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 SCHEMA = pa.schema([(name, t) for name, (t, _) in COLUMNS.items()])
 
 
+def how_to_write(output_path: str) -> str:
+    """What a command that needs the manifest tells a user who has none."""
+    return (f"write it with `curation-assets package manifest --output-path {storage.redact(output_path)}` "
+            "(or materialise the clip_manifest asset of the training_packages group)")
+
+
 def fragment_name(rel_path: str) -> str:
     """The fragment of one video: a hash of its relative path (stable, short, any name)."""
     return hashlib.sha256(rel_path.encode("utf-8")).hexdigest()[:32]
@@ -433,6 +439,9 @@ __all__ = [
     "fragment_digests",
     "fragment_problems",
     "fragment_url",
+    "fragment_urls",
+    "how_to_write",
+    "is_fragment_name",
     "location",
     "manifest_dataset",
     "manifest_table",

@@ -69,8 +69,7 @@ class NoManifestError(RuntimeError):
 
 def no_manifest_message(output_path: str) -> str:
     return (f"{storage.redact(storage.join(output_path, manifest.MANIFEST_DIR))}: no clip manifest (or it holds no "
-            "clip). Write it first: `curation-assets package manifest --output-path "
-            f"{storage.redact(output_path)}` (or materialise clip_manifest), then build the data card again")
+            f"clip); {manifest.how_to_write(output_path)}, then build the data card again")
 
 
 # ---------------------------------------------------------------------------------------------

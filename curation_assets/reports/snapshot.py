@@ -192,8 +192,7 @@ def snapshot_of(output_path: str) -> Snapshot:
     output_path = storage.normalize_url(output_path)
     if not has_manifest(output_path):
         raise NoManifestError(f"{storage.redact(output_path)} has no clip manifest "
-                              f"({manifest.MANIFEST_DIR}/): write it with `curation-assets package manifest "
-                              f"--output-path {storage.redact(output_path)}` or materialise clip_manifest")
+                              f"({manifest.MANIFEST_DIR}/): {manifest.how_to_write(output_path)}")
     table, unread = _scan(output_path)
     records, problems = settings_records(output_path, table)
     return Snapshot(table, records, output_path, output_path, problems=tuple(unread + problems))

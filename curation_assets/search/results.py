@@ -30,8 +30,7 @@ class SearchUsageError(ValueError):
 
 def missing_manifest_message(output_path: str) -> str:
     return (f"no manifest in {storage.join(output_path, manifest.MANIFEST_DIR)}/: search joins its results to the "
-            f"clip manifest for their source, span and preview; write it with `curation-assets package manifest "
-            f"--output-path {output_path}` (or materialise the clip_manifest asset of the training_packages group)")
+            f"clip manifest for their source, span and preview; {manifest.how_to_write(output_path)}")
 
 
 def read_rows(output_path: str, clip_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
