@@ -28,7 +28,7 @@ from ...core.layout_read import VideoLayout
 from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...packaging import dedup, energon, manifest, shards
 from ...partitions import VIDEOS_PARTITION_NAME, io_partition_keys, run_partition_keys, source_url_for_key
-from ..shared.outcomes import batch_failure
+from ..shared.outcomes import batch_failure, report_written
 from ..shared.policies import PER_VIDEO
 from ..shared.resources import CurationSettings, PackagingSettings, packaging_settings_from_env  # noqa: F401 (re-exported)
 
@@ -222,14 +222,8 @@ def packaging_assets(blocking_checks: bool = True) -> list[Any]:
                       "failing": dg.MetadataValue.json({k: v[:10]
                                                         for k, v in list(findings.items())[:PROBLEMS_SHOWN]})},
         )
-        failure = batch_failure(outcomes, "have no manifest (their partitions failed; the others were written)",
-                                allow_retries=True)
-        if failure:  # one materialisation per written video, then the run fails naming the others
-            for key, md in done.items():
-                yield dg.AssetMaterialization(asset_key="clip_manifest", partition=key, metadata=md)
-            raise failure
-        for key, md in done.items():
-            context.add_asset_metadata(md, partition_key=key)
+        report_written(context, "clip_manifest", done, batch_failure(
+            outcomes, "have no manifest (their partitions failed; the others were written)", allow_retries=True))
         yield dg.Output(None)
 
     @dg.asset(group_name=PACKAGING_GROUP, ins={"clip_manifest": dg.AssetIn(key="clip_manifest")}, kinds={"pytorch"})

@@ -14,7 +14,7 @@ from ...core.outcomes import VideoFailed, VideoOutcome, one_video
 from ...gallery import site
 from ...packaging import manifest
 from ...partitions import source_url_for_key
-from ..shared.outcomes import batch_failure
+from ..shared.outcomes import batch_failure, report_written
 from ..shared.policies import PER_VIDEO
 from ..shared.resources import CurationSettings
 from .assets import PACKAGING_GROUP
@@ -63,14 +63,8 @@ def gallery_assets() -> list[Any]:
                 context.log.error(f"{key}: not in the gallery: {outcome.reason}")
                 continue
             done[key] = _metadata(output_path, *built)
-        failure = batch_failure(outcomes, "are not in the gallery (their partitions failed; the others were written)",
-                                allow_retries=True)
-        if failure:
-            for key, md in done.items():
-                context.log_event(dg.AssetMaterialization(asset_key="clip_gallery", partition=key, metadata=md))
-            raise failure
-        for key, md in done.items():
-            context.add_asset_metadata(md, partition_key=key)
+        report_written(context, "clip_gallery", done, batch_failure(
+            outcomes, "are not in the gallery (their partitions failed; the others were written)", allow_retries=True))
         return dg.MaterializeResult()
 
     return [clip_gallery]

@@ -45,6 +45,19 @@ def batch_failure(outcomes: Iterable[VideoOutcome], what: str, *, also: Mapping[
                       allow_retries=allow_retries)
 
 
+def report_written(context: dg.AssetExecutionContext, asset: str, written: Mapping[str, Mapping[str, Any]],
+                   failure: dg.Failure | None) -> None:
+    """Each written video's metadata on its partition. When others failed (``failure``), each
+    written video gets its own materialisation first and then the step fails naming the others:
+    the written ones are not lost with the failed step."""
+    if failure is not None:
+        for key, md in written.items():
+            context.log_event(dg.AssetMaterialization(asset_key=asset, partition=key, metadata=dict(md)))
+        raise failure
+    for key, md in written.items():
+        context.add_asset_metadata(dict(md), partition_key=key)
+
+
 def raise_for(failure: dg.Failure | None) -> None:
     if failure is not None:
         raise failure
