@@ -138,9 +138,11 @@ class PipelineSection(Section):
                                  choices=ENCODERS, steps=_CLIPS)
     transcode_encoder_threads: int = _s(0, "encoder threads (0: every usable core)", ge=0, le=MAX_THREADS,
                                         steps=_CLIPS)
-    transcode_decode_positions: int = _s(0, "decode positions per video: the later clips encode from a second "
-                                            "one at the same time (same bytes); 0: where cores would idle, 1: one "
-                                            "(less memory: one encoder at a time), 2: two", ge=0, le=2,
+    transcode_decode_positions: int = _s(1, "decode positions per video: the later clips encode from a second "
+                                            "one at the same time (same bytes); 1: one (the default: two bought no "
+                                            "wall time on 2 cores, and an interrupt can hang them: "
+                                            "docs/performance.md), 0: two where cores would idle, 2: two",
+                                         ge=0, le=2,
                                          hashed=False)
     transcode_preset: str = _s(DEFAULT_X264_PRESET, "libx264 preset (medium: the reference's; veryfast encodes about "
                                                     "twice as fast)", choices=X264_PRESETS, steps=_CLIPS)
