@@ -394,3 +394,31 @@ def test_downscale_taps_match_opencv(shape):
     theirs = cv2.resize(m, None, fx=1 / 256, fy=1 / 256)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+class _Interrupt(BaseException):
+    """Like Dagster's ``DagsterExecutionInterruptedError``: not an Exception, not a core.cancel stop."""
+
+
+def test_an_interrupt_of_the_pipeline_leaves_no_motion_thread(tmp_path: Path):
+    """Motion scores run on a pool beside the encoders; an interrupt that is not the CLI's stop
+    (Dagster's own, raised in the step's thread) ends the pool too, or its threads outlive the step."""
+    import threading
+
+    from curation_assets.core.options import PipelineOptions
+    from curation_assets.core.pipeline import process_video
+
+    from .video_factory import make_video
+
+    video = make_video(tmp_path / "v.mp4", seconds=6, fps=25, width=128, height=128)
+    options = PipelineOptions(fixed_stride_split_duration=1.0, fixed_stride_min_clip_length_s=0.5,
+                              generate_previews=False, motion_filter="score-only", generate_embeddings=False)
+
+    def progress(p) -> None:
+        if p.clips_done == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt) as raised:
+        process_video(str(video), "v.mp4", lambda: open(video, "rb"), options, on_progress=progress)
+    assert raised.value  # the traceback (and with it the pipeline's frames) is still held here
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("motion")]

@@ -140,6 +140,12 @@ def _motion_of(out: object, pending: Future | None = None):
     return getattr(out, "motion", None)
 
 
+def _close_pool(pool: ThreadPoolExecutor | None) -> None:
+    """End the motion pool: queued scores are cancelled, a running one finishes its clip."""
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _frame_tap(options: PipelineOptions, models: ModelParts):
     """The model frames to take off the decode pass (``model_frames=source``): a clip tap factory
     for the frames the enabled model steps need, or None."""
@@ -347,46 +353,45 @@ def _process_video(
             else:
                 outputs = transcode_clips(source, spans, topts, on_clip_done=finished,
                                           reopen=lambda: handles.enter_context(opener()))
-    except cancel.Interrupted:
-        if motion_pool is not None:
-            motion_pool.shutdown(wait=True, cancel_futures=True)
-        raise
     except Exception as exc:
         result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
         for clip in result.clips:
             clip.errors["buffer"] = "empty"
-        if motion_pool is not None:
-            motion_pool.shutdown(wait=True, cancel_futures=True)
+        _close_pool(motion_pool)
         return result
-    if options.transcode_encoder == "copy":  # the snapped clips replace the requested spans
-        result.clips = [by_span[out.span] for out in outputs]
+    except BaseException:  # a stop (core.cancel) or Dagster's interrupt: no motion thread outlives the step
+        _close_pool(motion_pool)
+        raise
+    try:
+        if options.transcode_encoder == "copy":  # the snapped clips replace the requested spans
+            result.clips = [by_span[out.span] for out in outputs]
 
-    for out in outputs:
-        clip = by_span[out.span]
-        if out.error or not out.data:
-            clip.errors["transcode"] = out.error or "no frames in span"
-        else:
-            clip.encoded = out.data
-            clip.model_frames = out.model_frames
-            try:
-                probe = probes.get(out.span)
-                if probe is None:
-                    probe = probe_clip(as_bytes(out.data))
-                if isinstance(probe, Exception):
-                    raise probe
-                clip.probe = probe
-            except Exception as exc:
-                clip.errors["transcode"] = f"encoded clip unreadable: {exc}"
-        _check_clip_length(clip, metadata)
-        clip.windows = [Window(s, e, preview=out.previews.get((s, e))) for s, e in out.windows]
-        if preview is not None:
-            missing = [w.key for w in clip.windows if not w.preview]
-            if missing:
-                detail = getattr(out, "preview_error", None) or "no preview produced"
-                clip.errors.setdefault("preview", f"no preview for window {', '.join(missing)}: {detail}")
-        _score_motion(clip, options, out, motion_jobs.pop(out.span, None))
-    if motion_pool is not None:
-        motion_pool.shutdown(wait=True)
+        for out in outputs:
+            clip = by_span[out.span]
+            if out.error or not out.data:
+                clip.errors["transcode"] = out.error or "no frames in span"
+            else:
+                clip.encoded = out.data
+                clip.model_frames = out.model_frames
+                try:
+                    probe = probes.get(out.span)
+                    if probe is None:
+                        probe = probe_clip(as_bytes(out.data))
+                    if isinstance(probe, Exception):
+                        raise probe
+                    clip.probe = probe
+                except Exception as exc:
+                    clip.errors["transcode"] = f"encoded clip unreadable: {exc}"
+            _check_clip_length(clip, metadata)
+            clip.windows = [Window(s, e, preview=out.previews.get((s, e))) for s, e in out.windows]
+            if preview is not None:
+                missing = [w.key for w in clip.windows if not w.preview]
+                if missing:
+                    detail = getattr(out, "preview_error", None) or "no preview produced"
+                    clip.errors.setdefault("preview", f"no preview for window {', '.join(missing)}: {detail}")
+            _score_motion(clip, options, out, motion_jobs.pop(out.span, None))
+    finally:  # the scores were all waited for; on an interrupt while waiting, the rest are cancelled
+        _close_pool(motion_pool)
     log.info(
         "%s: %d clips (%d filtered by motion) in %.1fs",
         rel_path, len(result.clips), sum(1 for c in result.clips if c.filtered_by == "motion"),
