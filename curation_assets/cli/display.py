@@ -29,6 +29,10 @@ class ProgressPrinter:
         self.tty = self.stream.isatty()
         self.started = time.perf_counter()
 
+    def begin(self, rel_path: str, at: float) -> None:
+        """``rel_path``'s work began at ``at`` (``time.perf_counter``), before its first clip was done."""
+        self.videos.setdefault(rel_path, VideoProgress()).started = at
+
     def __call__(self, p: Any) -> None:
         v = self.videos.setdefault(p.rel_path, VideoProgress())
         v.clips_total = max(v.clips_total, p.clips_total)

@@ -96,27 +96,33 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     stop = StopOnSignal()
     # the steps report to this printer and ask this handler whether to stop (the run_control resource)
     control = CliRunControl.wired(printer, lambda: stop.requested)
-    defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service,
-                             run_control=control.as_resource())
-    resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
-
-    started = time.perf_counter()
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths, strict=True)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    started = time.perf_counter()
+    head = None
     try:
-        # a stop is honoured while this thread waits for another CLI's instance setup
-        with stop, cancel.stop_check(lambda: stop.requested), _open_instance(options.input_path, keys) as instance:
-            for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
-                if stop.requested:
-                    break
-                for result in stop.run(functools.partial(_execute_range, resolved_job, instance, batch, run_config)):
-                    collect_rows(result, batch, rows)
-                    if stop.requested and not result.success:
-                        _record_stop(instance, result.dagster_run)
+        # a stop is honoured from here on: while the first video begins, the definitions are built
+        # and this thread waits for another CLI's instance setup
+        with stop, cancel.stop_check(lambda: stop.requested):
+            head = _head_start(options, keys[0], printer, lambda: stop.requested)
+            defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service,
+                                     run_control=control.as_resource())
+            resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
+            with _open_instance(options.input_path, keys) as instance:
+                for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
+                    if stop.requested:
+                        break
+                    for result in stop.run(functools.partial(_execute_range, resolved_job, instance, batch,
+                                                             run_config)):
+                        collect_rows(result, batch, rows)
+                        if stop.requested and not result.success:
+                            _record_stop(instance, result.dagster_run)
     except cancel.Interrupted:  # stopped while waiting for another CLI's instance setup: nothing ran
         pass
     finally:
+        if head is not None:  # not claimed when the run stopped or failed before its first video
+            head.discard()
         printer.close()
     for row in rows.values():
         v = printer.videos.get(row.video)
@@ -133,6 +139,26 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     if stop.requested:
         return 130
     return 1 if any(r.errors for r in rows.values()) else 0
+
+
+def _head_start(options: PipelineOptions, key: str, printer: ProgressPrinter, stop) -> Any:
+    """Begin the first video's transcode step now (``core.head_start``), for the run's
+    ``video_clips`` step to take over: it would otherwise wait for the definitions, the instance and
+    the run to be set up. None when the key names no video under ``input_path`` (the step reports it)."""
+    from ..core import head_start
+    from ..models.video import MODEL_PARTS
+    from ..partitions import source_url_for_key
+
+    try:
+        source = source_url_for_key(options.input_path, key)
+        rel = storage.relative_to(options.input_path, source)
+    except ValueError:
+        return None
+    if not rel:
+        return None
+    head = head_start.begin(source, rel, options, stop=stop, models=MODEL_PARTS)
+    printer.begin(rel, head.started_at)
+    return head
 
 
 def _record_stop(instance: Any, run: Any) -> None:

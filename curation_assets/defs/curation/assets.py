@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from ... import curate, preflight
-from ...core import backfill, layout, steps, storage, writer
+from ...core import backfill, head_start, layout, steps, storage, writer
 from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, PipelineOptions
 from ...core.outcomes import VideoOutcome
@@ -112,8 +112,15 @@ def _clips_of_video(context: dg.AssetExecutionContext, run_control: RunControl, 
         if not p.finished and (options.verbose or (p.clips_total and p.clips_done == p.clips_total)):
             context.log.info(f"{counter} {p.rel_path}: clip {p.clips_done}/{p.clips_total}")
 
+    # the CLI begins its first video before the run starts (core.head_start): the step takes that work over
+    head = head_start.claim(source, rel, options)
     with run_control.watching():  # a stop is honoured while the video waits on a lock or decodes
-        result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress, models=MODEL_PARTS)
+        if head is not None:
+            started = min(started, head.started_at)
+            result, reused = head.take(on_progress)
+        else:
+            result, reused = steps.clips_of_video(source, rel, options, area, on_progress=on_progress,
+                                                  models=MODEL_PARTS)
     if reused:
         run_control.progress(Progress(rel, len(result.clips), len(result.clips), 0.0, finished=True, clip_errors={}))
         context.log.info(f"{counter} {rel}: reused the clips of an earlier run (same source and settings)")
@@ -126,6 +133,7 @@ def _clips_of_video(context: dg.AssetExecutionContext, run_control: RunControl, 
         "num_clips": len(result.clips),
         "num_clips_transcoded": sum(1 for c in result.clips if c.encoded),
         "reused": reused,
+        "began_before_run": head is not None,
         "video_duration_s": round(duration, 3),
         "wall_time_s": round(elapsed, 3),
         "video_seconds_per_second": round(duration / elapsed, 3) if elapsed > 0 and not reused else 0.0,
