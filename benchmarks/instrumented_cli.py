@@ -10,7 +10,9 @@ summed over calls made on pool or encoder threads while other work runs):
 
 ``startup``     process CPU until the CLI's ``main`` is entered (interpreter and imports it needs first)
 ``probe``       ``core.probe.probe_video`` of the source (thread)
-``video_clips`` ``core.pipeline.process_video``: split, decode, encode, previews, tap, motion (process)
+``video_clips`` ``core.pipeline.process_video``: split, decode, encode, previews, tap, motion (process,
+                less the CLI's own threads: the first video begins on a thread of its own while the
+                main thread builds the definitions and starts the run, ``core.head_start``)
 ``previews``    ``PreviewCollector.add`` + ``finish``: scaling the kept frames, WebP encoding (thread)
 ``tap``         the model-frame tap's ``add`` + ``finish`` (thread; 0 when no model step is on)
 ``motion``      ``core.motion.compute_motion_score`` per clip (thread)
@@ -57,6 +59,28 @@ def _timed(fn, part: str, clock):
     return wrapper
 
 
+# the threads that set up and drive the run (Dagster's work), never the transcode's
+_SETUP_THREADS = ("MainThread", "curation-run")
+
+
+def _setup_threads_cpu() -> float:
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name in _SETUP_THREADS and thread.ident is not None:
+            try:
+                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except OSError:  # ended between the listing and the reading
+                pass
+    return total
+
+
+def transcode_clock() -> float:
+    """Process CPU less that of the CLI's own threads: what the transcode's threads (its own, its
+    encoders', decoders', motion and preview work) used while it ran beside the run's setup. A setup
+    thread started meanwhile counts from 0, so its whole CPU is left out."""
+    return time.process_time() - _setup_threads_cpu()
+
+
 def _wrap(obj, name: str, part: str, clock) -> None:
     setattr(obj, name, _timed(getattr(obj, name), part, clock))
 
@@ -85,7 +109,7 @@ def install() -> None:
     from curation_assets.core import layout_checks, motion, pipeline, previews, writer
 
     _wrap(pipeline, "probe_video", "probe", time.thread_time)
-    _wrap(pipeline, "process_video", "video_clips", time.process_time)
+    _wrap(pipeline, "process_video", "video_clips", transcode_clock)
     _wrap(previews.PreviewCollector, "add", "previews", time.thread_time)
     _wrap(previews.PreviewCollector, "finish", "previews", time.thread_time)
     _wrap(motion, "compute_motion_score", "motion", time.thread_time)

@@ -24,6 +24,7 @@ gives the median over rounds.
 
     python benchmarks/reference_race.py --rounds 2 --nemo-python /path/to/nemo-venv/bin/python
     python benchmarks/reference_race.py --quick --rounds 3 --record   # what the CI guard compares
+    python benchmarks/reference_race.py --rounds 2 --video my_footage.mp4   # your own footage
 
 ``--record`` writes the CPU ratios to ``benchmarks/part_ratios.json`` under the mode run (``quick``
 or ``full``), with the machine, load and commit; ``curation_assets_tests/test_performance_guard.py``
@@ -104,12 +105,13 @@ def decode_cpu(video: Path) -> float:
     import av
 
     from curation_assets.core.cpus import usable_cores
+    from curation_assets.core.decode_pass import decoder_threads
 
     start = time.process_time()
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = min(16, usable_cores() + 1)  # as core.transcode sets it
+        stream.codec_context.thread_count = decoder_threads(usable_cores())  # as core.decode_pass sets it
         for _ in container.decode(stream):
             pass
     return time.process_time() - start
@@ -150,8 +152,30 @@ def our_parts(ours: dict[str, Any], decode: float) -> dict[str, float]:
     }
 
 
-def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print) -> dict[str, Any]:
-    video = footage.build_three_shot(12.0 if quick else 58.0)
+def own_footage(path: Path, work: Path) -> tuple[Path, float]:
+    """``path`` alone in a folder of its own (the CLI runs over a folder), and its length in seconds."""
+    import av
+
+    folder = work / "source"
+    folder.mkdir()
+    video = folder / path.name
+    try:
+        os.link(path, video)
+    except OSError:  # another filesystem
+        shutil.copyfile(path, video)
+    with av.open(str(video)) as container:
+        if container.duration is None:
+            raise SystemExit(f"--video {path}: no duration in its container")
+        return video, container.duration / 1_000_000
+
+
+def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print,
+         footage_file: Path | None = None) -> dict[str, Any]:
+    if footage_file is not None:
+        video, video_s = own_footage(footage_file, work)
+    else:
+        video_s = 12.0 if quick else 58.0
+        video = footage.build_three_shot(video_s)
     rows = []
     for r in range(rounds):
         order = ["ffmpeg", "nemo", "ours"]
@@ -170,18 +194,18 @@ def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=prin
                     f"(load {_load()})")
         row["parts_cpu_s"] = our_parts(row["ours"], row["decode_cpu_s"])
         rows.append(row)
-    return summarize(rows, video, quick)
+    return summarize(rows, video, quick, video_s)
 
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def summarize(rows: list[dict[str, Any]], video: Path, quick: bool) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: float) -> dict[str, Any]:
     ff_cpu = [r["ffmpeg"]["cpu_s"] for r in rows]
     summary: dict[str, Any] = {
         "mode": "quick" if quick else "full",
-        "video": video.name, "video_s": 12.0 if quick else 58.0, "rounds": len(rows),
+        "video": video.name, "video_s": round(video_s, 3), "rounds": len(rows),
         "ffmpeg": {"wall_s": _median([r["ffmpeg"]["wall_s"] for r in rows]), "cpu_s": _median(ff_cpu)},
         "ours": {"wall_s": _median([r["ours"]["wall_s"] for r in rows]),
                  "cpu_s": _median([r["ours"]["cpu_s"] for r in rows]),
@@ -264,16 +288,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nemo-python", default=os.environ.get("NEMO_CURATOR_PYTHON"),
                         help="the interpreter of an environment with nemo-curator==1.4.0 "
                              "(default: $NEMO_CURATOR_PYTHON; without it NeMo's path is not run)")
+    parser.add_argument("--video", type=Path, help="race on this file instead of the built footage (your own; "
+                                                   "with the same CLI settings: fixed stride 10 s)")
     parser.add_argument("--record", action="store_true", help=f"write the CPU ratios to {RATIOS_FILE.name}")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = parser.parse_args(argv)
     if args.nemo_python and not Path(args.nemo_python).exists():
         parser.error(f"--nemo-python {args.nemo_python}: no such interpreter")
+    if args.video is not None:
+        if args.quick or args.record:
+            parser.error("--video races on your own file: --quick and --record belong to the built footage "
+                         "(the guard's recorded ratios)")
+        if not args.video.is_file():
+            parser.error(f"--video {args.video}: no such file")
     if not args.nemo_python:
         print("NeMo Curator's path is not run: give --nemo-python (or NEMO_CURATOR_PYTHON), the interpreter of an "
               "environment with nemo-curator==1.4.0, av==17.1.0 and opencv-python-headless", flush=True)
     with tempfile.TemporaryDirectory(prefix="reference_race_") as tmp:
-        summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True))
+        summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True),
+                       footage_file=args.video)
     summary.update(commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
                    date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print()

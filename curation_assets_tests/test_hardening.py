@@ -178,8 +178,12 @@ def test_two_concurrent_cli_runs_on_one_instance(tmp_path):
 
 
 def _wait_for_transcoding(p, out: Path, tmp_path: Path, name: str) -> None:
+    """Until a clip is being made inside a run: the CLI begins its first video before the run starts
+    (``core.head_start``), and these tests are about stops within a run (a run's event log exists)."""
     deadline = time.monotonic() + 120
-    while not ((out / "_work").exists() and list((out / "_work").rglob("*.mp4"))):
+    runs = tmp_path / "home" / "history" / "runs"
+    while not ((out / "_work").exists() and list((out / "_work").rglob("*.mp4"))
+               and runs.is_dir() and [f for f in runs.glob("*.db") if f.name != "index.db"]):
         assert time.monotonic() < deadline and p.poll() is None, _log(tmp_path, name)
         time.sleep(0.05)
 
