@@ -395,16 +395,20 @@ def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
     assert not out.exists() or not (out / "processed_videos").exists()
 
 
-def test_dagsters_own_interrupt_is_not_retried_either(tmp_path):
+@pytest.mark.parametrize("positions", [1, 2])
+def test_dagsters_own_interrupt_is_not_retried_either(tmp_path, positions):
     """What a run worker gets when the UI terminates a daemon-launched run: SIGINT, raised by
     Dagster as ``DagsterExecutionInterruptedError`` inside the step (no ``core.cancel`` involved).
-    The step ends interrupted; it is not retried (with a RetryPolicy it was: dagster #15026)."""
+    The step ends interrupted; it is not retried (with a RetryPolicy it was: dagster #15026).
+    With two decode positions too: the interrupt, at whatever the step's thread is doing, ends
+    every thread of the transcode (it could leave the step waiting for ever: test_transcode_abort.py)."""
     from dagster._utils.interrupts import capture_interrupts
 
     videos, out = tmp_path / "in", tmp_path / "out"
     videos.mkdir()
     make_video(videos / "a.mp4", seconds=30, fps=25, width=640, height=360)
-    defs = build_definitions(CurationSettings.from_options(_options(videos, out, fixed_stride_split_duration=2.0)))
+    defs = build_definitions(CurationSettings.from_options(_options(videos, out, fixed_stride_split_duration=2.0,
+                                                                         transcode_decode_positions=positions)))
 
     def interrupt_once_transcoding() -> None:
         deadline = time.monotonic() + 120
@@ -427,3 +431,4 @@ def test_dagsters_own_interrupt_is_not_retried_either(tmp_path):
         assert failure.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
         assert elapsed < 30, elapsed  # not 5 + 15 + 35 s of retries
     assert not (out / "processed_videos").exists()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("decode-position-2", "clip-encoder-"))]

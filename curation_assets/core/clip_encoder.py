@@ -33,6 +33,15 @@ log = logging.getLogger(__name__)
 
 # Frames (or audio packets) waiting per clip encoder. Small: libx264 keeps its own lookahead.
 QUEUE_DEPTH = 8
+# How often a wait between the transcode's threads (a full or empty clip queue, the finished clips)
+# looks whether the transcode was aborted: no such wait is without a timeout.
+POLL_S = 0.05
+
+
+class Aborted(BaseException):
+    """The transcode was aborted (its ``abort`` event set: any BaseException in one of its threads,
+    Dagster's interrupt among them): a wait between its threads gives up instead of waiting for a
+    thread that stopped. Internal to the transcode: ``transcode_clips`` never raises it."""
 
 
 class ClipTap(Protocol):
@@ -207,7 +216,7 @@ class ClipJob:
 
     def __init__(self, index: int, span: Span, params: VideoParams, audio_template: Any,
                  preview: PreviewOptions | None, frame_duration: Fraction, done: queue.Queue,
-                 tap: ClipTapFactory | None = None) -> None:
+                 tap: ClipTapFactory | None = None, abort: threading.Event | None = None) -> None:
         self.index = index
         self.tap_factory = tap
         self.span = span
@@ -218,6 +227,7 @@ class ClipJob:
         self.preview = preview
         self.frame_duration = frame_duration
         self.done = done
+        self.abort = abort if abort is not None else threading.Event()  # the transcode's, shared by its threads
         self.q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self.thread = threading.Thread(target=self._run, name=f"clip-encoder-{index}", daemon=True)
         self.video_done = False
@@ -229,14 +239,41 @@ class ClipJob:
         self.thread.start()
 
     def put(self, item: Any) -> None:
-        self.q.put(item)
+        """Queue ``item`` for the encoder, waiting while its queue is full; raises :class:`Aborted`
+        once the transcode is aborted (the encoder may have stopped taking)."""
+        while True:
+            if self.abort.is_set():
+                raise Aborted()
+            try:
+                self.q.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                pass
 
     def close(self) -> None:
+        """The clip has all its frames: the encoder flushes and reports (nothing to do once aborted:
+        the encoder stops by itself)."""
         if not self.closed:
             self.closed = True
-            self.q.put(None)
+            try:
+                self.put(None)
+            except Aborted:
+                pass
 
     # -- encoder-thread side
+    def _take(self) -> Any:
+        """The next item of the queue (None: the clip is complete); raises :class:`Aborted` once the
+        transcode is aborted, whether the queue is empty (its producer may have stopped) or not."""
+        while True:
+            try:
+                item = self.q.get(timeout=POLL_S)
+            except queue.Empty:
+                item = queue.Empty
+            if self.abort.is_set():
+                raise Aborted()
+            if item is not queue.Empty:
+                return item
+
     def _run(self) -> None:
         out = self.output
         muxer = ClipMuxer(self.params, self.audio_template)
@@ -253,7 +290,7 @@ class ClipJob:
         count = 0
         try:
             while True:
-                item = self.q.get()
+                item = self._take()
                 if item is None:
                     break
                 kind = item[0]
@@ -298,15 +335,11 @@ class ClipJob:
                     out.previews = collector.finish()
                 except Exception as exc:
                     preview_error = f"preview encoding failed: {exc}"
+        except Aborted:
+            error = "the transcode was aborted"  # its outputs are not used: nothing else to do
         except BaseException as exc:  # never leave the demux loop waiting on a dead thread
             error = error or f"clip encoder crashed: {exc!r}"
-            while True:  # drain so the producer never blocks
-                try:
-                    if self.q.get(timeout=0.5) is None:
-                        break
-                except queue.Empty:
-                    if self.closed:
-                        break
+            self._drain()
         finally:
             if error is not None:
                 muxer.abort()
@@ -316,6 +349,17 @@ class ClipJob:
             if self.preview and not out.previews and out.windows and preview_error is None and error is None:
                 out.preview_error = "no preview produced"
             self.done.put(self)
+
+    def _drain(self) -> None:
+        """Take the rest of the queue unused until the clip is closed (its producer then never waits
+        on a full queue) or the transcode is aborted."""
+        while not self.abort.is_set():
+            try:
+                if self.q.get(timeout=POLL_S) is None:
+                    return
+            except queue.Empty:
+                if self.closed:
+                    return
 
     def _tap_result(self, tap: ClipTap, muxed: Fraction | None, predicted: Fraction) -> bytes | None:
         if muxed != predicted:  # the tap's timestamps would not be the clip's: keep nothing

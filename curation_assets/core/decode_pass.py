@@ -11,7 +11,13 @@ so its bytes are the same (tested).
 A second position is only taken on demuxers that seek each stream by its own sample index (the
 mov/mp4 family), so the frames and audio packets after the seek are those a read from the start
 gives; and only when the first frame decoded after the seek lies at or before the first clip's
-start (checked before any encoder starts). Plain Python (PyAV); no dagster.
+start (checked before any encoder starts).
+
+The passes and the clip encoders share the transcode's ``abort`` event: any BaseException that
+ends a pass (Dagster's interrupt raised in the calling thread at whatever it is doing, a stop, a
+crash of the second position's thread) sets it, and every wait between these threads (a full or
+empty clip queue) gives up once it is set (:class:`~.clip_encoder.Aborted`), so no thread waits for
+one that stopped. Plain Python (PyAV); no dagster.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import av
 
-from .clip_encoder import ClipJob, VideoParams
+from .clip_encoder import Aborted, ClipJob, VideoParams
 from .encoders import clone_frame
 from .timing import to_us as _to_us  # the span rule's microseconds (core.timing.in_span)
 
@@ -51,11 +57,14 @@ def decoder_threads(cores: int) -> int:
 class DecodePass:
     """Reads ``container`` from where it stands and feeds the frames and audio packets of ``jobs``
     (sorted by start) to their clip encoders; a job's encoder reports itself on ``done`` when its
-    clip is finished, and a job never started is put there with its error by :meth:`finish`."""
+    clip is finished, and a job never started is put there with its error by :meth:`finish`.
+    ``abort`` is the transcode's (the jobs' own): the pass stops at its next packet once it is set."""
 
     def __init__(self, container: Any, name: str, jobs: list[ClipJob], params: VideoParams, origin: Fraction,
-                 frame_duration: Fraction, done: queue.Queue, cores: int) -> None:
+                 frame_duration: Fraction, done: queue.Queue, cores: int,
+                 abort: threading.Event | None = None) -> None:
         self.container = container
+        self.abort = abort if abort is not None else threading.Event()
         self.name = name
         self.params = params
         self.origin = origin
@@ -107,19 +116,22 @@ class DecodePass:
         return None
 
     # -- the loop
-    def run(self, after_packet: Callable[[], None], stop: threading.Event | None = None) -> None:
-        """Demux and decode until every job is fed (or the source ends, or ``stop`` is set), calling
-        ``after_packet`` after each packet; :meth:`finish` runs on the way out, whatever happens.
-        Raises :class:`NoFramesError` when jobs were waiting and no frame decoded at all."""
+    def run(self, after_packet: Callable[[], None]) -> None:
+        """Demux and decode until every job is fed (or the source ends), calling ``after_packet``
+        after each packet; :meth:`finish` runs on the way out, whatever happens. Raises
+        :class:`NoFramesError` when jobs were waiting and no frame decoded at all, and
+        :class:`~.clip_encoder.Aborted` once the transcode is aborted; any other BaseException
+        that is not an Exception (an interrupt, raised by ``after_packet`` or at any moment) aborts
+        the transcode on its way out."""
         streams = [s for s in (self.vstream, self.astream) if s is not None]
         decode_errors = 0
         had_work = bool(self.pending)
         try:
             try:
                 for packet in self.container.demux(streams):
-                    if stop is not None and stop.is_set():
-                        self.failure = "stopped"
-                        return
+                    if self.abort.is_set():
+                        self.failure = "the transcode was aborted"
+                        raise Aborted()
                     if packet.stream is self.astream:
                         if packet.size == 0 and packet.pts is None:
                             self.audio_eof = True
@@ -153,12 +165,16 @@ class DecodePass:
             if had_work and self.last_t is None and not self.started:
                 self.failure = f"cannot read video source {self.name!r}: no video frame could be decoded"
                 raise NoFramesError(self.failure)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # set first: finish() then waits on no encoder
+                self.abort.set()
+            raise
         finally:
             self.finish()
 
     def finish(self) -> None:
-        """Close every clip still open (its encoder flushes and reports) and report the clips the
-        pass never reached, with why."""
+        """Close every clip still open (its encoder flushes and reports; once the transcode is
+        aborted, it stops instead) and report the clips the pass never reached, with why."""
         self.audio_eof = True
         for job in self.active:
             job.video_done = True

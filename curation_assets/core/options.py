@@ -140,8 +140,8 @@ class PipelineSection(Section):
                                         steps=_CLIPS)
     transcode_decode_positions: int = _s(1, "decode positions per video: the later clips encode from a second "
                                             "one at the same time (same bytes); 1: one (the default: two bought no "
-                                            "wall time on 2 cores, and an interrupt can hang them: "
-                                            "docs/performance.md), 0: two where cores would idle, 2: two",
+                                            "wall time on 2 cores, at more memory: docs/performance.md), 0: two "
+                                            "where cores would idle, 2: two",
                                          ge=0, le=2,
                                          hashed=False)
     transcode_preset: str = _s(DEFAULT_X264_PRESET, "libx264 preset (medium: the reference's; veryfast encodes about "

@@ -15,6 +15,12 @@ frame threads and a finishing clip's flush overlap and keep the cores busy. Wher
 still idle, the later clips are encoded at the same time from a second decode position over the
 same source (:mod:`.decode_pass`: the same frames reach the same encoders, so the same bytes).
 
+An interrupt of any kind (a BaseException: ``core.cancel.Interrupted``, Dagster's own interrupt
+raised in the calling thread at whatever it is doing, one raised by ``on_clip_done``) aborts the
+transcode: every wait between its threads gives up (:class:`~.clip_encoder.Aborted`), the second
+position's thread and every clip encoder thread have ended when :func:`transcode_clips` returns,
+``on_clip_done`` is not called again, and the exception propagates unchanged.
+
 Clip contents follow ``ffmpeg -ss <start> -to <end> -i src -c:v libx264 -c:a copy``: a frame
 belongs to a clip when its presentation time ``t`` satisfies ``start_s <= t < end_s`` (compared
 in microseconds, as FFmpeg does), timestamps start at 0, the time base and frame rate are the
@@ -41,7 +47,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .clip_encoder import ClipJob, ClipOutput, ClipTap, ClipTapFactory, VideoParams
+from .clip_encoder import POLL_S, Aborted, ClipJob, ClipOutput, ClipTap, ClipTapFactory, VideoParams
 from .cpus import usable_cores
 from .decode_pass import DecodePass, NoFramesError, split_point, wants_second_position
 from .encoders import auto_encoder_threads, available_encoders, mp4_time_base, target_pix_fmt
@@ -169,7 +175,8 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
     )
 
     done: queue.Queue = queue.Queue()
-    jobs = [ClipJob(i, s, params, astream, options.preview, frame_duration, done, options.tap)
+    abort = threading.Event()  # set by any BaseException that ends a pass: every wait between the threads ends
+    jobs = [ClipJob(i, s, params, astream, options.preview, frame_duration, done, options.tap, abort)
             for i, s in enumerate(spans)]
     outputs: list[ClipOutput | None] = [None] * len(jobs)
 
@@ -189,50 +196,78 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         else:
             runnable.append(job)
 
-    def drain_done(timeout: float | None = 0.0) -> None:
-        """Report the clips finished so far; with a timeout, wait that long (None: for ever) for one."""
-        while True:
-            try:
-                job = done.get_nowait() if timeout == 0.0 else done.get(timeout=timeout)
-            except queue.Empty:
-                return
-            if job.thread.ident is not None:  # a clip never started has no encoder to wait for
-                job.thread.join()
-            report(job)
-            if timeout != 0.0:
-                return
-
-    first = DecodePass(container, name, runnable, params, origin, frame_duration, done, cores)
-    second = _second_pass(runnable, options, container, reopen, name, params, origin, frame_duration, done, cores)
-    if second is not None:
-        first.pending = deque(runnable[:len(runnable) - len(second.pending)])
-    stop = threading.Event()
-    second_thread = None
-    try:
-        if second is not None:
-            second_thread = threading.Thread(target=_run_quietly, args=(second, stop), name="decode-position-2",
-                                             daemon=True)
-            second_thread.start()
+    def take_done(timeout: float = 0.0) -> bool:
+        """Report one finished clip, waiting up to ``timeout`` for it (0: none); whether there was one."""
         try:
-            first.run(drain_done)
-        except NoFramesError as exc:
-            raise SourceReadError(str(exc)) from exc
-        while second_thread is not None and second_thread.is_alive():
-            drain_done(timeout=0.2)
-    finally:
-        stop.set()  # set only matters when the first pass stopped early: the second has ended otherwise
-        if second_thread is not None:
-            second_thread.join()
-        if second is not None:
-            second.container.close()
-        while any(o is None for o in outputs):
-            drain_done(timeout=None)
+            job = done.get(timeout=timeout) if timeout else done.get_nowait()
+        except queue.Empty:
+            return False
+        if job.thread.ident is not None:  # a clip never started has no encoder to wait for
+            job.thread.join()  # it put itself on ``done`` last: ending
+        report(job)
+        return True
+
+    def drain_done() -> None:
+        """Report the clips finished so far."""
+        while take_done():
+            pass
+
+    workers: list[threading.Thread] = []  # the second position's, then the encoders' (ClipJob.thread)
+
+    def none_alive() -> bool:
+        return not any(t.is_alive() for t in workers + [j.thread for j in runnable])
+
+    second: DecodePass | None = None
+    failure: list[BaseException] = []  # what ended the second position's thread, when not an Exception
+    try:
+        try:
+            first = DecodePass(container, name, runnable, params, origin, frame_duration, done, cores, abort)
+            second = _second_pass(runnable, options, container, reopen, name, params, origin, frame_duration, done,
+                                  cores, abort)
+            if second is not None:
+                first.pending = deque(runnable[:len(runnable) - len(second.pending)])
+                workers.append(threading.Thread(target=_run_second, args=(second, failure), name="decode-position-2",
+                                                daemon=True))
+                workers[0].start()
+            try:
+                first.run(drain_done)
+            except NoFramesError as exc:
+                raise SourceReadError(str(exc)) from exc
+            while any(o is None for o in outputs):  # the last clips' flushes, the second position's clips
+                if abort.is_set():
+                    raise Aborted()
+                if not take_done(POLL_S) and none_alive() and done.empty():
+                    _lost(runnable, outputs, report)  # pragma: no cover - an encoder ended without reporting
+        except BaseException:
+            abort.set()  # first: every thread of the transcode stops at its next wait (or packet)
+            raise
+        finally:
+            for thread in workers + [j.thread for j in runnable]:
+                if thread.ident is not None:  # started (the second position starts encoders: it is first)
+                    thread.join()
+            if second is not None:
+                second.container.close()
+    except Aborted:
+        if failure:  # the second position's thread was interrupted: the transcode ends with its exception
+            raise failure[0] from None
+        raise  # pragma: no cover - only the second position's thread aborts without the caller's exception
     return [o for o in outputs if o is not None]
+
+
+def _lost(jobs: list[ClipJob], outputs: list[ClipOutput | None],
+          report: Callable[[ClipJob], None]) -> None:  # pragma: no cover - a safety net
+    """Every thread of the transcode ended and some clips never reported (an encoder thread ended
+    by a BaseException before it could): those fail, instead of being waited for."""
+    for job in jobs:
+        if outputs[job.index] is None:
+            job.output.error = job.output.error or "the clip's encoder ended without a result"
+            job.output.data = None
+            report(job)
 
 
 def _second_pass(jobs: list[ClipJob], options: TranscodeOptions, container: Any, reopen: Callable[[], Any] | None,
                  name: str, params: VideoParams, origin: Fraction, frame_duration: Fraction, done: queue.Queue,
-                 cores: int) -> DecodePass | None:
+                 cores: int, abort: threading.Event) -> DecodePass | None:
     """A second decode position for the later half of ``jobs`` (:mod:`.decode_pass`), or None where
     it is not worth it, not possible (no way to open the source again) or not safe."""
     fmt = getattr(container.format, "name", "") or ""
@@ -245,7 +280,7 @@ def _second_pass(jobs: list[ClipJob], options: TranscodeOptions, container: Any,
         log.info("%s: cannot open the source a second time (%s): one decode position", name, exc)
         return None
     try:
-        second = DecodePass(other, name, later, params, origin, frame_duration, done, cores)
+        second = DecodePass(other, name, later, params, origin, frame_duration, done, cores, abort)
         if second.seek_before(later[0].start_us):
             log.debug("%s: second decode position from %.3f s for %d of %d clips", name, later[0].span.start_s,
                       len(later), len(jobs))
@@ -256,12 +291,19 @@ def _second_pass(jobs: list[ClipJob], options: TranscodeOptions, container: Any,
     return None
 
 
-def _run_quietly(second: DecodePass, stop: threading.Event) -> None:
-    """The second position's thread: a failure there is its clips' (each gets the reason), not the run's."""
+def _run_second(second: DecodePass, failure: list[BaseException]) -> None:
+    """The second position's thread: a failure there is its clips' (each gets the reason), not the
+    run's; an interrupt there (any BaseException that is not an Exception) is the run's: it is kept
+    in ``failure`` and the transcode aborted, and the calling thread raises it."""
     try:
-        second.run(lambda: None, stop)
+        second.run(lambda: None)
     except NoFramesError:
         pass  # its clips carry the reason (DecodePass.finish)
+    except Aborted:
+        pass  # the calling thread aborted the transcode and raises its own exception
     except Exception as exc:  # pragma: no cover - DecodePass.run raises only NoFramesError
         log.exception("%s: second decode position failed", second.name)
         second.failure = second.failure or f"decoding the source failed: {exc!r}"
+    except BaseException as exc:
+        failure.append(exc)
+        second.abort.set()
