@@ -52,6 +52,18 @@ def source_url_for_key(input_path: str, key: str) -> str:
     return storage.resolve_under(input_path, rel_path_from_key(key))
 
 
+def video_of_key(input_path: str, key: str) -> tuple[str, str] | None:
+    """``(source URL, path relative to input_path)`` of the video a key names, or None when it names
+    none under ``input_path``: the one reading of a key the transcode step and the CLI's head start
+    (``core.head_start``) both make, so a claim matches the step's own video."""
+    try:
+        source = source_url_for_key(input_path, key)
+        rel = storage.relative_to(input_path, source)
+    except ValueError:
+        return None
+    return (source, rel) if rel else None
+
+
 def discover_video_keys(input_path: str, extensions: tuple[str, ...] | None = None) -> list[str]:
     """Partition keys of every video file under ``input_path``, sorted."""
     return [key_from_rel_path(rel) for rel in sources.list_videos(input_path, extensions)]

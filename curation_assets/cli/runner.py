@@ -147,15 +147,12 @@ def _head_start(options: PipelineOptions, key: str, printer: ProgressPrinter, st
     the run to be set up. None when the key names no video under ``input_path`` (the step reports it)."""
     from ..core import head_start
     from ..models.video import MODEL_PARTS
-    from ..partitions import source_url_for_key
+    from ..partitions import video_of_key
 
-    try:
-        source = source_url_for_key(options.input_path, key)
-        rel = storage.relative_to(options.input_path, source)
-    except ValueError:
+    video = video_of_key(options.input_path, key)
+    if video is None:
         return None
-    if not rel:
-        return None
+    source, rel = video
     head = head_start.begin(source, rel, options, stop=stop, models=MODEL_PARTS)
     printer.begin(rel, head.started_at)
     return head

@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from ... import curate, preflight
-from ...core import backfill, head_start, layout, steps, storage, writer
+from ...core import backfill, head_start, layout, steps, writer
 from ...core.model import ClipAnnotations, VideoResult
 from ...core.options import STEPS, PipelineOptions
 from ...core.outcomes import VideoOutcome
@@ -31,7 +31,7 @@ from ...core.pipeline import Progress
 from ...core.work import WorkArea
 from ...models._weights import ModelWeightsMissing
 from ...models.video import MODEL_PARTS
-from ...partitions import DatasetMismatch, bind_dataset, run_partition_keys
+from ...partitions import DatasetMismatch, bind_dataset, run_partition_keys, video_of_key
 from ..shared.outcomes import batch_failure, observe_failure, raise_for
 from ..shared.policies import PER_VIDEO, retried
 from ..shared.resources import AestheticModel, CaptionService, CurationSettings, EmbeddingModel
@@ -97,14 +97,12 @@ def _clips_of_video(context: dg.AssetExecutionContext, run_control: RunControl, 
                     area: WorkArea, key: str, counter: str) -> VideoResult:
     """One video's transcode step (``core.steps.clips_of_video``), its progress and its metadata."""
     started = time.perf_counter()
-    source = source_for_key(options.input_path, key)
-    try:
-        rel = storage.relative_to(options.input_path, source)
-    except ValueError:
-        rel = ""
-    if not rel:
+    video = video_of_key(options.input_path, key)
+    if video is None:
         context.log.error(f"{counter} {key!r}: refused (not a video under input_path)")
-        return steps.failed(source, key, "key", f"partition key {key!r} names no video under input_path", options)
+        return steps.failed(source_for_key(options.input_path, key), key, "key",
+                            f"partition key {key!r} names no video under input_path", options)
+    source, rel = video
     context.log.info(f"{counter} {rel}: processing")
 
     def on_progress(p: Progress) -> None:
