@@ -346,23 +346,19 @@ def _process_video(
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
     try:
-        with ExitStack() as handles:  # a second decode position opens the source again (transcode_clips)
-            source = handles.enter_context(opener())
-            if options.transcode_encoder == "copy":
-                outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished, tap)
-            else:
-                outputs = transcode_clips(source, spans, topts, on_clip_done=finished,
-                                          reopen=lambda: handles.enter_context(opener()))
-    except Exception as exc:
-        result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
-        for clip in result.clips:
-            clip.errors["buffer"] = "empty"
-        _close_pool(motion_pool)
-        return result
-    except BaseException:  # a stop (core.cancel) or Dagster's interrupt: no motion thread outlives the step
-        _close_pool(motion_pool)
-        raise
-    try:
+        try:
+            with ExitStack() as handles:  # a second decode position opens the source again (transcode_clips)
+                source = handles.enter_context(opener())
+                if options.transcode_encoder == "copy":
+                    outputs = _copy_clips(source, spans, preview, options, by_span, source_url, finished, tap)
+                else:
+                    outputs = transcode_clips(source, spans, topts, on_clip_done=finished,
+                                              reopen=lambda: handles.enter_context(opener()))
+        except Exception as exc:
+            result.errors["transcode"] = f"{source_url}: transcoding failed ({type(exc).__name__}: {exc})"
+            for clip in result.clips:
+                clip.errors["buffer"] = "empty"
+            return result
         if options.transcode_encoder == "copy":  # the snapped clips replace the requested spans
             result.clips = [by_span[out.span] for out in outputs]
 
@@ -390,7 +386,7 @@ def _process_video(
                     detail = getattr(out, "preview_error", None) or "no preview produced"
                     clip.errors.setdefault("preview", f"no preview for window {', '.join(missing)}: {detail}")
             _score_motion(clip, options, out, motion_jobs.pop(out.span, None))
-    finally:  # the scores were all waited for; on an interrupt while waiting, the rest are cancelled
+    finally:  # on any way out (a stop, Dagster's interrupt, a failure): queued scores are cancelled
         _close_pool(motion_pool)
     log.info(
         "%s: %d clips (%d filtered by motion) in %.1fs",
