@@ -134,4 +134,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from curation_assets.cli import leave
+
+    leave(main())  # as the console script ends (the parts file is written by an atexit function)

@@ -1,7 +1,5 @@
 """`python -m curation_assets.cli ...`, as the `curation-assets` console script."""
 
-import sys
+from . import console_main
 
-from . import main
-
-sys.exit(main())
+console_main()
