@@ -23,10 +23,14 @@ import os
 import dagster as dg
 
 from .core import sources, storage
-from .core.keys import key_from_rel_path, rel_path_from_key
+from .core.dataset import DATASET_FILE, bound_dataset, source_url_for_key, video_of_key
+from .core.keys import key_from_rel_path
+
+__all__ = ["DATASET_FILE", "DATASET_KEY", "VIDEOS_PARTITION_NAME", "DatasetMismatch", "bind_dataset", "bound_dataset",
+           "discover_video_keys", "io_partition_keys", "run_partition_keys", "source_url_for_key", "video_of_key",
+           "videos_partitions"]
 
 VIDEOS_PARTITION_NAME = "videos"
-DATASET_FILE = "curation_assets_dataset.json"
 DATASET_KEY = "curation_assets/dataset_input_path"  # in the instance's key-value storage
 
 videos_partitions = dg.DynamicPartitionsDefinition(name=VIDEOS_PARTITION_NAME)
@@ -47,37 +51,9 @@ def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else []
 
 
-def source_url_for_key(input_path: str, key: str) -> str:
-    """The video a partition key addresses; refuses keys that would leave ``input_path``."""
-    return storage.resolve_under(input_path, rel_path_from_key(key))
-
-
-def video_of_key(input_path: str, key: str) -> tuple[str, str] | None:
-    """``(source URL, path relative to input_path)`` of the video a key names, or None when it names
-    none under ``input_path``: the one reading of a key the transcode step and the CLI's head start
-    (``core.head_start``) both make, so a claim matches the step's own video."""
-    try:
-        source = source_url_for_key(input_path, key)
-        rel = storage.relative_to(input_path, source)
-    except ValueError:
-        return None
-    return (source, rel) if rel else None
-
-
 def discover_video_keys(input_path: str, extensions: tuple[str, ...] | None = None) -> list[str]:
     """Partition keys of every video file under ``input_path``, sorted."""
     return [key_from_rel_path(rel) for rel in sources.list_videos(input_path, extensions)]
-
-
-def bound_dataset(instance_root: str) -> str | None:
-    """The input folder this instance's partitions belong to, or None when it is not bound yet."""
-    try:
-        with open(os.path.join(instance_root, DATASET_FILE), encoding="utf-8") as f:
-            doc = json.load(f)
-    except (FileNotFoundError, ValueError):
-        return None
-    value = doc.get("input_path") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 def bind_dataset(instance: dg.DagsterInstance, input_path: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..core import storage
-from .arguments import DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_service_from_args, options_from_args
+from .arguments import DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_section_from_args, options_from_args
 from .demo import copy_demo_footage, package_demo_output
 from .runner import dagster_home, run_pipeline
 from .stop import StopOnSignal
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo footage in {video_dir}: {', '.join(p.name for p in copied)}")
         options = options_from_args(args)
         rc = run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
-                          home=args.dagster_home, caption_service=caption_service_from_args(args))
+                          home=args.dagster_home, caption_service=caption_section_from_args(args))
         if args.command == "demo" and rc != 130:  # the whole story: the packages of what was written
             rc = max(rc, package_demo_output(options.output_path, build_parser().parse_args))
         if rc == 130:  # stopped: the process leaves with 130, which a further signal must not turn

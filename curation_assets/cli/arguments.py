@@ -96,9 +96,18 @@ class UsageError(Exception):
 
 
 def caption_service_from_args(args: argparse.Namespace):
-    """The caption endpoint config: ``CURATION_CAPTION_*`` environment variables, then flags."""
-    from ..core.caption_settings import caption_env_values
+    """The ``caption_service`` resource of :func:`caption_section_from_args` (imports Dagster)."""
     from ..definitions import CaptionService
+
+    return CaptionService(**caption_section_from_args(args).model_dump())
+
+
+def caption_section_from_args(args: argparse.Namespace):
+    """The caption endpoint config, the ``caption_service`` resource's section without Dagster (the
+    CLI's first video begins before Dagster is imported): ``CURATION_CAPTION_*`` environment
+    variables, then flags."""
+    from ..core.caption_settings import caption_env_values
+    from ..models.owners import CaptionServiceSection
 
     overrides = {"base_url": args.caption_endpoint, "model": args.caption_served_model,
                  "api_key_env": args.caption_api_key_env, "enhance_base_url": args.enhance_endpoint,
@@ -113,7 +122,7 @@ def caption_service_from_args(args: argparse.Namespace):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         values["endpoints"] = entries
-    service = CaptionService(**values)
+    service = CaptionServiceSection(**values)
     options = options_from_args(args)
     if options.generate_captions:
         try:  # every caption model has an endpoint: said before any video is decoded, not per step

@@ -33,7 +33,7 @@ def dagster_home(explicit: str | None, input_path: str) -> Path:
     An instance holds one input folder's partitions (``partitions.bind_dataset``): when the
     default instance belongs to another folder, this folder gets its own under
     ``<home>/datasets/``; an explicit ``--dagster-home`` of another folder is refused."""
-    from ..partitions import bound_dataset
+    from ..core.dataset import bound_dataset
 
     home = Path(explicit or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     bound = bound_dataset(str(home))
@@ -62,23 +62,16 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     # one source, one identity: the input folder by its real path, before anything names a video
     options = options.replace(input_path=sources.canonical_input(options.input_path))
     from .. import preflight
+    from ..core.caption_settings import CaptionSection, caption_env_values
+    from ..models.owners import AestheticSection, CaptionServiceSection, EmbedderSection, caption_models
 
     _refuse(preflight.cli_problems(video_limit=video_limit, videos_per_run=videos_per_run))
-    from ..definitions import (
-        CURATE_JOB_NAME,
-        AestheticModel,
-        CurationSettings,
-        EmbeddingModel,
-        batched,
-        build_definitions,
-        caption_service_from_env,
-    )
-    from .control import CliRunControl  # imports the code location: only when a run is made
-
-    caption_service = caption_service or caption_service_from_env()
-    found = preflight.problems(options, embedder=EmbeddingModel().embedder(options),
-                               scorer=AestheticModel().scorer(options),
-                               caption_client=caption_service.client(options) if options.generate_captions else None)
+    # Dagster-free up to the first video's head start: the checks build the model owners from the
+    # sections the run's resources subclass, so the transcode begins before Dagster is imported
+    caption: CaptionSection = caption_service or CaptionServiceSection(**caption_env_values())
+    found = preflight.problems(options, embedder=EmbedderSection().embedder(options),
+                               scorer=AestheticSection().scorer(options),
+                               caption_client=caption_models(caption, options) if options.generate_captions else None)
     _refuse(found)
     scan = sources.scan_videos(options.input_path, options.video_extensions)
     rel_paths = scan.videos
@@ -94,19 +87,25 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
                  f"(Dagster instance: {home_dir})\n")
     printer = ProgressPrinter(len(keys))
     stop = StopOnSignal()
-    # the steps report to this printer and ask this handler whether to stop (the run_control resource)
-    control = CliRunControl.wired(printer, lambda: stop.requested)
     rows = {key: VideoRow(rel) for key, rel in zip(keys, rel_paths, strict=True)}
     level = "DEBUG" if options.verbose else "CRITICAL"  # the summary below reports failures
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     started = time.perf_counter()
     head = None
+    notices: list[str] = []
     try:
-        # a stop is honoured from here on: while the first video begins, the definitions are built
-        # and this thread waits for another CLI's instance setup
+        # a stop is honoured from here on: while the first video begins, Dagster is imported, the
+        # definitions are built and this thread waits for another CLI's instance setup
         with stop, cancel.stop_check(lambda: stop.requested):
             head = _head_start(options, keys[0], printer, lambda: stop.requested)
-            defs = build_definitions(CurationSettings.from_options(options), caption_service=caption_service,
+            from ..definitions import CURATE_JOB_NAME, CaptionService, CurationSettings, batched, build_definitions
+            from .control import CliRunControl  # imports the code location: only when a run is made
+
+            # the steps report to this printer and ask this handler whether to stop (the run_control resource)
+            control = CliRunControl.wired(printer, lambda: stop.requested)
+            notices = control.notices
+            service = caption if isinstance(caption, CaptionService) else CaptionService(**caption.model_dump())
+            defs = build_definitions(CurationSettings.from_options(options), caption_service=service,
                                      run_control=control.as_resource())
             resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
             with _open_instance(options.input_path, keys) as instance:
@@ -134,7 +133,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
     print_summary(list(rows.values()), time.perf_counter() - started, stream)
     if report is not None:  # the caller's copy of the table (pipeline.run's result)
         report.extend(rows.values())
-    for message in control.notices:
+    for message in notices:
         stream.write(f"note: {message}\n")
     if stop.requested:
         return 130
@@ -146,8 +145,8 @@ def _head_start(options: PipelineOptions, key: str, printer: ProgressPrinter, st
     ``video_clips`` step to take over: it would otherwise wait for the definitions, the instance and
     the run to be set up. None when the key names no video under ``input_path`` (the step reports it)."""
     from ..core import head_start
+    from ..core.dataset import video_of_key
     from ..models.video import MODEL_PARTS
-    from ..partitions import video_of_key
 
     video = video_of_key(options.input_path, key)
     if video is None:

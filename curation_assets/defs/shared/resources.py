@@ -3,7 +3,10 @@ the model owners.
 
 Each settings resource subclasses its section, the one definition of its fields (core: Dagster-free):
 ``CurationSettings`` is ``core.options.PipelineSection``, ``PackagingSettings`` is
-``packaging.settings.PackagingSection``, ``CaptionService`` is ``core.caption_settings.CaptionSection``.
+``packaging.settings.PackagingSection``, ``CaptionService`` is ``models.owners.CaptionServiceSection``
+(``core.caption_settings.CaptionSection`` and the clients it makes); the model owners ``EmbeddingModel``
+and ``AestheticModel`` are ``models.owners.EmbedderSection`` and ``AestheticSection``, so the CLI's
+preflight builds the same owners before it imports Dagster.
 The environment (``CURATION_*``, ``CURATION_PACKAGE_*``, ``CURATION_CAPTION_*``) applies when the
 code location loads, the launchpad overrides it per run and the CLI builds them from its flags.
 """
@@ -14,8 +17,9 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from ...core.caption_settings import CaptionSection, caption_env_values
+from ...core.caption_settings import caption_env_values
 from ...core.options import ENV_PREFIX, PipelineOptions, PipelineSection, location_settings, options_from_env
+from ...models.owners import AestheticSection, CaptionServiceSection, EmbedderSection
 from ...packaging.settings import PackagingSection, packaging_env_values
 
 __all__ = ["AestheticModel", "CaptionService", "CurationSettings", "EmbeddingModel", "PackagingSettings",
@@ -87,77 +91,18 @@ def packaging_settings_from_env(environ: Mapping[str, str] | None = None) -> Pac
     return PackagingSettings(**packaging_env_values(environ))
 
 
-def _decode_workers(configured: int) -> int:
-    """``configured`` threads, or one per CPU this process may use when 0 (or less)."""
-    from ...core.cpus import usable_cores
-
-    return configured if configured > 0 else usable_cores()
+class EmbeddingModel(dg.ConfigurableResource, EmbedderSection):
+    """Owns the Cosmos-Embed1 model (``models/owners.py`` defines its settings). The loaded model is
+    cached per process, so every partition of a run (and every run of a long-lived process) reuses it."""
 
 
-class EmbeddingModel(dg.ConfigurableResource):
-    """Owns the Cosmos-Embed1 model: device, dtype and batch size. The loaded model is cached per
-    process, so every partition of a run (and every run of a long-lived process) reuses it."""
-
-    device: str = ""  # "" = cuda when available, else cpu
-    dtype: str = ""  # "" = bf16 on GPU, fp32 on CPU
-    batch_size: int = 16
-    # threads decoding clips ahead of the model; 0 = one per usable core. At 720p decoding, not
-    # the GPU, sets the embedding rate (README, "where the GPU step should run").
-    decode_workers: int = 0
-
-    def embedder(self, options: PipelineOptions):
-        from ...models import CosmosEmbedder
-
-        return CosmosEmbedder(options.embedding_algorithm, model_dir=options.model_dir or None,
-                              allow_download=options.allow_model_download, device=self.device or None,
-                              dtype=self.dtype or None, batch_size=self.batch_size,
-                              decode_workers=_decode_workers(self.decode_workers))
-
-
-class AestheticModel(dg.ConfigurableResource):
+class AestheticModel(dg.ConfigurableResource, AestheticSection):
     """Owns CLIP ViT-L/14 and the aesthetic MLP (cached per process like the embedder)."""
 
-    device: str = ""
-    dtype: str = ""
-    batch_size: int = 64
-    decode_workers: int = 0  # as EmbeddingModel's: 0 = one per usable core
 
-    def scorer(self, options: PipelineOptions):
-        from ...models import AestheticScorer
-
-        return AestheticScorer(model_dir=options.model_dir or None, allow_download=options.allow_model_download,
-                               reduction=options.aesthetic_reduction, device=self.device or None,
-                               dtype=self.dtype or None, batch_size=self.batch_size,
-                               decode_workers=_decode_workers(self.decode_workers))
-
-
-class CaptionService(dg.ConfigurableResource, CaptionSection):
+class CaptionService(dg.ConfigurableResource, CaptionServiceSection):
     """The OpenAI-compatible chat-completions endpoints for captions and their enhancement
     (``core/caption_settings.py`` defines each setting; the API key is never one of them)."""
-
-    def client(self, options: PipelineOptions):
-        """One client per caption model, in ``caption_models`` order; the i-th enhanced caption
-        model enhances the i-th caption model's text (``[]``: no captions)."""
-        from ...core.caption_settings import model_endpoint
-        from ...models import CaptionClient, CaptionModels
-        from ...models.captions import DEFAULT_CAPTION_PROMPT
-
-        clients, enhance = [], []
-        for i, key in enumerate(options.caption_models):
-            own = model_endpoint(self, key, first=i == 0, enhance=False)
-            paired = options.enhanced_caption_models[i] if i < len(options.enhanced_caption_models) else None
-            text = model_endpoint(self, paired, first=i == 0, enhance=True) if paired else None
-            clients.append(CaptionClient(
-                own.base_url, own.model, api_key_env=own.api_key_env or None,
-                prompt=self.prompt or DEFAULT_CAPTION_PROMPT, caption_key=key,
-                timeout_s=self.timeout_s, max_retries=self.max_retries, backoff_s=self.backoff_s,
-                max_concurrency=self.max_concurrency, max_frames=self.max_frames or None,
-                enhance_base_url=text.base_url if text else None, enhance_model=text.model if text else None,
-                enhance_api_key_env=(text.api_key_env or None) if text else None,
-                enhance_key=paired or f"{key}_lm",
-            ))
-            enhance.append(paired is not None and options.enhance_captions)
-        return CaptionModels(clients, enhance)
 
 
 def caption_service_from_env(environ: Mapping[str, str] | None = None) -> CaptionService:
