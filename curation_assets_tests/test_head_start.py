@@ -170,3 +170,40 @@ def test_an_unclaimed_head_start_is_stopped_by_the_cli(tmp_path, monkeypatch):
         run_pipeline(_options(videos, tmp_path / "out"), home=str(tmp_path / "home"), stream=io.StringIO())
     assert len(begun) == 1 and not begun[0]._thread.is_alive()
     assert not [t for t in threading.enumerate() if t.name in ("curation-head-start", "decode-position-2")]
+
+
+HEAD_BEFORE_DAGSTER = """
+import sys
+from curation_assets.core import head_start
+from curation_assets import cli
+
+begin = head_start.begin
+seen = []
+
+def recording(*args, **kwargs):
+    seen.append("dagster" in sys.modules)
+    return begin(*args, **kwargs)
+
+head_start.begin = recording
+status = cli.main(sys.argv[1:])
+print("DAGSTER AT HEAD START:", seen)
+sys.exit(status)
+"""
+
+
+def test_the_first_video_begins_before_dagster_is_imported(tmp_path):
+    """The head start's point is to begin before the CLI's Dagster work (imports, definitions,
+    instance, run): importing Dagster alone takes over half a second of a core. A module on the
+    way there that imports Dagster again (the preflight's model owners, the caption section, the
+    instance's dataset file) moves the first frame back behind all of it."""
+    import subprocess
+    import sys
+
+    videos = _videos(tmp_path, n=1, seconds=2)
+    proc = subprocess.run([sys.executable, "-c", HEAD_BEFORE_DAGSTER, "run", "--video-dir", str(videos),
+                           "--output-path", str(tmp_path / "out"), "--dagster-home", str(tmp_path / "home"),
+                           "--no-generate-embeddings", "--fixed-stride-split-duration", "1",
+                           "--fixed-stride-min-clip-length-s", "0.5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DAGSTER AT HEAD START: [False]" in proc.stdout, proc.stdout[-2000:]
