@@ -422,3 +422,33 @@ def test_an_interrupt_of_the_pipeline_leaves_no_motion_thread(tmp_path: Path):
         process_video(str(video), "v.mp4", lambda: open(video, "rb"), options, on_progress=progress)
     assert raised.value  # the traceback (and with it the pipeline's frames) is still held here
     assert not [t.name for t in threading.enumerate() if t.name.startswith("motion")]
+
+
+@pytest.mark.parametrize("motion_filter", ["score-only", "disable"])
+def test_an_unreadable_encoded_clip_is_that_clips_error(tmp_path: Path, monkeypatch, motion_filter):
+    """Clips are probed as they finish (on the motion pool when motion is scored, else after the
+    transcode); a probe that fails is the clip's own error either way, and its other clips stand."""
+    from curation_assets.core import transcode
+    from curation_assets.core.options import PipelineOptions
+    from curation_assets.core.pipeline import process_video
+
+    from .video_factory import make_video
+
+    video = make_video(tmp_path / "v.mp4", seconds=3, fps=25, width=128, height=128)
+    options = PipelineOptions(fixed_stride_split_duration=1.0, fixed_stride_min_clip_length_s=0.5,
+                              generate_previews=False, motion_filter=motion_filter, generate_embeddings=False)
+    real = transcode.probe_clip
+    calls = []
+
+    def second_fails(data: bytes):
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return real(data)
+
+    monkeypatch.setattr(transcode, "probe_clip", second_fails)
+    result = process_video(str(video), "v.mp4", lambda: open(video, "rb"), options)
+    errors = [c.errors.get("transcode", "") for c in result.clips]
+    assert len(result.clips) == 3 and len(calls) == 3
+    assert sum("encoded clip unreadable" in e for e in errors) == 1, errors
+    assert sum(c.probe is not None for c in result.clips) == 2

@@ -126,6 +126,17 @@ def _motion_task(source) -> object:
         return exc
 
 
+def _probe_task(data: bytes) -> object:
+    """``probe_clip`` for a pool thread: the clip's probe, or the exception it raised (recorded on
+    the clip when the clips are assembled, as a probe made there would be)."""
+    from .transcode import probe_clip
+
+    try:
+        return probe_clip(data)
+    except Exception as exc:  # noqa: BLE001 - the clip's own error, not the pool's
+        return exc
+
+
 def _motion_of(out: object, pending: Future | None = None):
     """The motion score computed already (by a :func:`_motion_task`, or by the cutter:
     ``stream_copy.CopyClipOutput``), else None; raises the MotionDecodeError recorded."""
@@ -321,7 +332,7 @@ def _process_video(
                              preview=preview, preset=options.transcode_preset, tap=tap,
                              decode_positions=options.transcode_decode_positions)
     by_span = {clip.span: clip for clip in result.clips}
-    probes: dict = {}  # span -> ClipProbe (or the exception) of clips spilled to disk
+    probes: dict = {}  # span -> ClipProbe (or the exception, or a pool's Future of either) of finished clips
     done = 0
     # Motion scores start as each clip finishes, on one thread per core (each decode is
     # single-threaded), so they overlap the encoding of the next clips instead of running one
@@ -342,6 +353,8 @@ def _process_video(
             # a local spill is read back from its file; a remote one is scored from the bytes in hand
             source = as_source(out.data) if spill is None or spill.local else as_bytes(data)
             motion_jobs[out.span] = motion_pool.submit(_motion_task, source)
+            if spill is None:  # probed beside the next clips' encoding, not one after another at the end
+                probes[out.span] = motion_pool.submit(_probe_task, as_bytes(out.data))
         if on_progress:
             on_progress(Progress(rel_path, done, len(spans), out.span.end_s - out.span.start_s))
 
@@ -371,6 +384,8 @@ def _process_video(
                 clip.model_frames = out.model_frames
                 try:
                     probe = probes.get(out.span)
+                    if isinstance(probe, Future):
+                        probe = probe.result()
                     if probe is None:
                         probe = probe_clip(as_bytes(out.data))
                     if isinstance(probe, Exception):
