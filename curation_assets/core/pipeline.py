@@ -127,8 +127,9 @@ def _motion_task(source) -> object:
 
 
 def _probe_task(data: bytes) -> object:
-    """``probe_clip`` for a pool thread: the clip's probe, or the exception it raised (recorded on
-    the clip when the clips are assembled, as a probe made there would be)."""
+    """``probe_clip`` for a pool thread (or a spill, before the bytes leave memory): the clip's
+    probe, or the exception it raised (recorded on the clip when the clips are assembled, as a
+    probe made there would be)."""
     from .transcode import probe_clip
 
     try:
@@ -262,14 +263,9 @@ def process_video(
 
 def _spill(out, clip: Clip, spill: VideoSpill, probes: dict) -> None:
     """Move a finished clip's bytes (and previews) out of memory, probing the clip first."""
-    from .transcode import probe_clip
-
     if out.error or not out.data or isinstance(out.data, SpilledBytes):
         return
-    try:
-        probes[out.span] = probe_clip(out.data)
-    except Exception as exc:  # recorded on the clip below, as without spilling
-        probes[out.span] = exc
+    probes[out.span] = _probe_task(out.data)  # a failure is recorded on the clip below, as without spilling
     uid = str(clip.uuid)
     out.data = spill.clip(uid, out.data)
     out.previews = {k: spill.preview(uid, k[0], k[1], v) if v else v for k, v in out.previews.items()}
