@@ -12,7 +12,10 @@ rotates from round to round so each sees the same machine:
             NeMo's stages for probe, fixed stride, libx264 transcode, motion vectors + filter,
             writer (no previews: its default CPU settings). Skipped, and said so, without it;
 ``ours``    ``curation-assets run`` (fixed stride 10 s, motion ``score-only``, previews, no
-            embeddings) through ``instrumented_cli.py``, which times the pipeline's own functions.
+            embeddings) through ``instrumented_cli.py``, which times the pipeline's own functions;
+``core``    (``--core``) ``core_path.py``: the same work without Dagster (its steps, the writer, the
+            layout checks), into the same output path: its files' sha256 must equal the CLI's.
+            The difference to ``ours`` is what Dagster's run costs around the work.
 
 Our parts, in CPU seconds: ``probe``; ``decode`` (the source decoded alone with the transcode's
 decoder settings, measured here in the same round); ``encode`` (the ``video_clips`` step less
@@ -127,10 +130,31 @@ def run_ours(video: Path, work: Path) -> dict[str, Any]:
                               *CLI_ARGS], env=env)
     measured = json.loads(parts_file.read_text())
     clips = len(list((out / "clips").glob("*.mp4"))) + len(list((out / "filtered_clips").glob("*.mp4")))
+    digest = output_digest(out)
     for path in (out, home):
         shutil.rmtree(path, ignore_errors=True)
-    return {"wall_s": wall, "cpu_s": cpu, "measured": measured, "clips": clips,
+    return {"wall_s": wall, "cpu_s": cpu, "measured": measured, "clips": clips, "digest": digest,
             "heavy_modules": measured.get("heavy_modules", [])}
+
+
+def run_core(video: Path, work: Path) -> dict[str, Any]:
+    """``core_path.py``: the same work without Dagster, into the path the CLI writes (the same bytes)."""
+    out = work / "ours_out"
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    wall, cpu, _ = _child([sys.executable, str(HERE / "core_path.py"), "run", "--video-dir", str(video.parent),
+                           "--output-path", str(out), *CLI_ARGS], env=env)
+    digest = output_digest(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": cpu, "digest": digest}
+
+
+def output_digest(out: Path) -> dict[str, str]:
+    """sha256 of every file a run wrote outside its work area, by path under ``out``."""
+    import hashlib
+
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and "_work" not in p.relative_to(out).parts}
 
 
 def our_parts(ours: dict[str, Any], decode: float) -> dict[str, float]:
@@ -180,7 +204,7 @@ def installed_bytecode() -> None:
 
 
 def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print,
-         footage_file: Path | None = None) -> dict[str, Any]:
+         footage_file: Path | None = None, core: bool = False) -> dict[str, Any]:
     installed_bytecode()
     if footage_file is not None:
         video, video_s = own_footage(footage_file, work)
@@ -189,8 +213,8 @@ def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=prin
         video = footage.build_three_shot(video_s)
     rows = []
     for r in range(rounds):
-        order = ["ffmpeg", "nemo", "ours"]
-        order = order[r % 3:] + order[:r % 3]
+        order = ["ffmpeg", "nemo", "ours", *(["core"] if core else [])]
+        order = order[r % len(order):] + order[:r % len(order)]
         row: dict[str, Any] = {"load_before": _load()}
         for who in order:
             if who == "ffmpeg":
@@ -200,6 +224,8 @@ def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=prin
             elif who == "ours":
                 row["ours"] = run_ours(video, work)
                 row["decode_cpu_s"] = decode_cpu(video)
+            elif who == "core":
+                row["core"] = run_core(video, work)
             if who in row:
                 log(f"round {r + 1} {who}: wall {row[who]['wall_s']:.1f} s, CPU {row[who]['cpu_s']:.1f} s "
                     f"(load {_load()})")
@@ -232,6 +258,17 @@ def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: flo
                        **({"nemo_wall_s": r["nemo"]["wall_s"], "nemo_cpu_s": r["nemo"]["cpu_s"]} if "nemo" in r else {})}
                       for r in rows],
     }
+    if all("core" in r for r in rows):
+        summary["core"] = {
+            "wall_s": _median([r["core"]["wall_s"] for r in rows]),
+            "cpu_s": _median([r["core"]["cpu_s"] for r in rows]),
+            "wall_ratio": _median([r["core"]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
+            "cpu_ratio": _median([r["core"]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows]),
+            "same_bytes_as_cli": all(r["core"]["digest"] == r["ours"]["digest"] for r in rows),
+            "files": len(rows[0]["core"]["digest"]),
+        }
+        for r, p in zip(rows, summary["per_round"], strict=True):
+            p.update(core_wall_s=r["core"]["wall_s"], core_cpu_s=r["core"]["cpu_s"])
     if all("nemo" in r for r in rows):
         summary["nemo"] = {
             "wall_s": _median([r["nemo"]["wall_s"] for r in rows]),
@@ -259,6 +296,10 @@ def table(s: dict[str, Any]) -> str:
     o = s["ours"]
     lines.append(f"| **ours, whole CLI** | {o['wall_s']:.1f} | {o['cpu_s']:.1f} | **{o['wall_ratio']:.2f}** | "
                  f"**{o['cpu_ratio']:.2f}** |")
+    if "core" in s:
+        c = s["core"]
+        lines.append(f"| ours without Dagster (`core_path.py`{'' if c['same_bytes_as_cli'] else ', OTHER BYTES'}) | "
+                     f"{c['wall_s']:.1f} | {c['cpu_s']:.1f} | {c['wall_ratio']:.2f} | {c['cpu_ratio']:.2f} |")
     for p in PARTS:
         lines.append(f"| of which {p} | | {s['parts'][p]['cpu_s']:.2f} | | {s['parts'][p]['cpu_ratio']:.3f} |")
     if "nemo" in s:
@@ -301,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: $NEMO_CURATOR_PYTHON; without it NeMo's path is not run)")
     parser.add_argument("--video", type=Path, help="race on this file instead of the built footage (your own; "
                                                    "with the same CLI settings: fixed stride 10 s)")
+    parser.add_argument("--core", action="store_true",
+                        help="also run core_path.py: the same work without Dagster (the floor under the CLI)")
     parser.add_argument("--record", action="store_true", help=f"write the CPU ratios to {RATIOS_FILE.name}")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = parser.parse_args(argv)
@@ -317,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
               "environment with nemo-curator==1.4.0, av==17.1.0 and opencv-python-headless", flush=True)
     with tempfile.TemporaryDirectory(prefix="reference_race_") as tmp:
         summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True),
-                       footage_file=args.video)
+                       footage_file=args.video, core=args.core)
     summary.update(commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
                    date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print()
