@@ -238,6 +238,13 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _against_ffmpeg(rows: list[dict[str, Any]], who: str) -> dict[str, float]:
+    """``who``'s median wall and CPU seconds, and its median ratios to ffmpeg's in the same round."""
+    return {"wall_s": _median([r[who]["wall_s"] for r in rows]), "cpu_s": _median([r[who]["cpu_s"] for r in rows]),
+            "wall_ratio": _median([r[who]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
+            "cpu_ratio": _median([r[who]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows])}
+
+
 def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: float) -> dict[str, Any]:
     ff_cpu = [r["ffmpeg"]["cpu_s"] for r in rows]
     summary: dict[str, Any] = {
@@ -260,10 +267,7 @@ def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: flo
     }
     if all("core" in r for r in rows):
         summary["core"] = {
-            "wall_s": _median([r["core"]["wall_s"] for r in rows]),
-            "cpu_s": _median([r["core"]["cpu_s"] for r in rows]),
-            "wall_ratio": _median([r["core"]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
-            "cpu_ratio": _median([r["core"]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows]),
+            **_against_ffmpeg(rows, "core"),
             "same_bytes_as_cli": all(r["core"]["digest"] == r["ours"]["digest"] for r in rows),
             "files": len(rows[0]["core"]["digest"]),
         }
@@ -271,10 +275,7 @@ def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: flo
             p.update(core_wall_s=r["core"]["wall_s"], core_cpu_s=r["core"]["cpu_s"])
     if all("nemo" in r for r in rows):
         summary["nemo"] = {
-            "wall_s": _median([r["nemo"]["wall_s"] for r in rows]),
-            "cpu_s": _median([r["nemo"]["cpu_s"] for r in rows]),
-            "wall_ratio": _median([r["nemo"]["wall_s"] / r["ffmpeg"]["wall_s"] for r in rows]),
-            "cpu_ratio": _median([r["nemo"]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows]),
+            **_against_ffmpeg(rows, "nemo"),
             "ours_over_nemo_wall": _median([r["ours"]["wall_s"] / r["nemo"]["wall_s"] for r in rows]),
             "ours_over_nemo_cpu": _median([r["ours"]["cpu_s"] / r["nemo"]["cpu_s"] for r in rows]),
             "parts": {p: _median([r["nemo"]["parts"][p]["cpu_s"] / r["ffmpeg"]["cpu_s"] for r in rows])
