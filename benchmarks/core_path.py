@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
     options = options.replace(input_path=sources.canonical_input(options.input_path))
-    if options.generate_embeddings == "on" or options.generate_captions or options.aesthetic_threshold is not None:
+    if options.generate_embeddings != "off" or options.generate_captions or options.aesthetic_threshold is not None:
         raise SystemExit("core_path.py measures runs with the model steps off (the race's settings)")
     area = WorkArea.for_options(options)
     failed = 0
@@ -43,10 +43,8 @@ def main(argv: list[str]) -> int:
         source = video[0]
         result, _ = steps.clips_of_video(source, rel, options, area, models=MODEL_PARTS)
         results = {key: result}
-        notes = {"aesthetic_scores": "aesthetic filter off (no aesthetic_threshold)",
-                 "clip_embeddings": "embeddings off (generate_embeddings=off)",
-                 "clip_captions": "captions off (generate_captions=false)"}
-        annotations = {step: curate.skipped_step(results, options, step, notes[step])[key] for step in STEPS[1:]}
+        annotations = {step: curate.skipped_step(results, options, step, curate.OFF_NOTES[step])[key]
+                       for step in STEPS[1:]}
         done = curate.write_one(key, result, annotations, options, area)
         outcomes = layout_checks.check_video(options.output_path, rel, result.source_video) if done.outcome.ok else {}
         ok = done.outcome.ok and all(o.passed for o in outcomes.values())

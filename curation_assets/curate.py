@@ -26,6 +26,10 @@ from .core.work import WorkArea
 from .models import stages
 
 NO_CLIPS = "no clips (the video failed or could not be read)"
+#: model step -> the note its value carries when the setting turns it off (``skipped_step``)
+OFF_NOTES = {"aesthetic_scores": "aesthetic filter off (no aesthetic_threshold)",
+             "clip_embeddings": "embeddings off (generate_embeddings=off)",
+             "clip_captions": "captions off (generate_captions=false)"}
 Stage = Callable[[dict[str, VideoResult]], dict[str, ClipAnnotations]]
 
 
@@ -160,5 +164,5 @@ def _write(result: VideoResult, annotations: dict[str, ClipAnnotations | None], 
         raise VideoFailed("write", storage.redact(f"{type(exc).__name__}: {exc}")) from None
 
 
-__all__ = ["Write", "aesthetic_step", "caption_step", "embedding_step", "run_stage", "skipped",
+__all__ = ["OFF_NOTES", "Write", "aesthetic_step", "caption_step", "embedding_step", "run_stage", "skipped",
            "skipped_step", "with_filters_applied", "write_one"]

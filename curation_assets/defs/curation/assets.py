@@ -169,7 +169,7 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
     options, results = settings.options(), _of_run(context, video_clips)
     if options.aesthetic_threshold is None:
         return _report(context, curate.skipped_step(results, options, "aesthetic_scores",
-                                                    "aesthetic filter off (no aesthetic_threshold)"),
+                                                    curate.OFF_NOTES["aesthetic_scores"]),
                        "aesthetic_scores")
     scorer = aesthetic_model.scorer(options)
     try:
@@ -190,7 +190,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
     options, results = settings.options(), _of_run(context, video_clips)
     if options.generate_embeddings == "off":
         return _report(context, curate.skipped_step(results, options, "clip_embeddings",
-                                                    "embeddings off (generate_embeddings=off)"), "embeddings")
+                                                    curate.OFF_NOTES["clip_embeddings"]), "embeddings")
     embedder = embedding_model.embedder(options)
     try:
         embedder.resolve()
@@ -214,7 +214,7 @@ def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings,
     options, results = settings.options(), _of_run(context, video_clips)
     if not options.generate_captions:
         return _report(context, curate.skipped_step(results, options, "clip_captions",
-                                                    "captions off (generate_captions=false)"), "captioned_clips")
+                                                    curate.OFF_NOTES["clip_captions"]), "captioned_clips")
     client = caption_service.client(options)
     context.log.info(f"captioning with {client!r}")
     return _report(context, curate.caption_step(results, options, client, aesthetic_scores), "captioned_clips")
