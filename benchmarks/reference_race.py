@@ -120,14 +120,18 @@ def decode_cpu(video: Path) -> float:
     return time.process_time() - start
 
 
+def _our_env() -> dict[str, str]:
+    """The environment our runs get: this checkout's package first on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def run_ours(video: Path, work: Path) -> dict[str, Any]:
     out, home, parts_file = work / "ours_out", work / "ours_home", work / "parts.json"
     for path in (out, home):
         shutil.rmtree(path, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     wall, cpu, proc = _child([sys.executable, str(HERE / "instrumented_cli.py"), str(parts_file), "run",
                               "--video-dir", str(video.parent), "--output-path", str(out), "--dagster-home", str(home),
-                              *CLI_ARGS], env=env)
+                              *CLI_ARGS], env=_our_env())
     measured = json.loads(parts_file.read_text())
     clips = len(list((out / "clips").glob("*.mp4"))) + len(list((out / "filtered_clips").glob("*.mp4")))
     digest = output_digest(out)
@@ -141,9 +145,8 @@ def run_core(video: Path, work: Path) -> dict[str, Any]:
     """``core_path.py``: the same work without Dagster, into the path the CLI writes (the same bytes)."""
     out = work / "ours_out"
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     wall, cpu, _ = _child([sys.executable, str(HERE / "core_path.py"), "run", "--video-dir", str(video.parent),
-                           "--output-path", str(out), *CLI_ARGS], env=env)
+                           "--output-path", str(out), *CLI_ARGS], env=_our_env())
     digest = output_digest(out)
     shutil.rmtree(out, ignore_errors=True)
     return {"wall_s": wall, "cpu_s": cpu, "digest": digest}
