@@ -136,11 +136,15 @@ def reference_decode(clip: bytes) -> tuple[list[np.ndarray], tuple[int, int]]:
                 continue
             if i == 0:
                 shape = (frame.height, frame.width)
-            for sd in frame.side_data:
-                if sd.type == av.sidedata.sidedata.Type.MOTION_VECTORS:
-                    # columns after dropping `source`: w h src_x src_y dst_x dst_y flags mx my scale
-                    mv_list.append(structured_to_unstructured(sd.to_ndarray())[:, 1:].astype(np.float32))
-                    break
+            # the reference loops over frame.side_data for the MOTION_VECTORS entry; looked up by
+            # type here (PyAV 18.1.1 iterates the types, earlier releases the side data)
+            try:
+                sd = frame.side_data[av.sidedata.sidedata.Type.MOTION_VECTORS]
+            except KeyError:
+                sd = None
+            if sd is not None:
+                # columns after dropping `source`: w h src_x src_y dst_x dst_y flags mx my scale
+                mv_list.append(structured_to_unstructured(sd.to_ndarray())[:, 1:].astype(np.float32))
             if len(mv_list) >= max_frames:
                 break
     return mv_list, shape

@@ -174,10 +174,13 @@ class MotionSampler:
                     f"but got a resolution of {self.width}x{self.height}",
                 )
                 return
-        for side_data in frame.side_data:
-            if side_data.type == self._mv_type:
-                self.frames.append(side_data.to_ndarray())
-                break
+        # Looked up by type: PyAV 18.1.1's container iterates the side data's types, earlier
+        # releases the side data themselves; indexing by type is the same in both.
+        try:
+            vectors = frame.side_data[self._mv_type]
+        except KeyError:  # no motion vectors on this frame (an intra frame)
+            return
+        self.frames.append(vectors.to_ndarray())
 
     def fail(self, exc: BaseException) -> None:
         """The decode feeding this sampler failed (the reference's ``decode_failed``)."""
