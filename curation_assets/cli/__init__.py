@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..core import storage
+from . import startup_gc
 from .arguments import DEMO_INPUT_PATH, UsageError, add_pipeline_arguments, caption_section_from_args, options_from_args
 from .demo import copy_demo_footage, package_demo_output
 from .runner import dagster_home, run_pipeline
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def console_main() -> NoReturn:
     """The ``curation-assets`` console script and ``python -m curation_assets.cli``: :func:`main`,
-    then :func:`leave`."""
+    then :func:`leave`. The garbage collector waits out the start-up (:mod:`.startup_gc`)."""
+    startup_gc.pause()
     leave(main())
 
 
@@ -91,7 +93,8 @@ def _ignore_stop_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in TOOLS:
+    if args.command in TOOLS:  # a start-up that pays for itself only before a curation run's Dagster run
+        startup_gc.resume()
         module, _add, run = TOOLS[args.command]
         return int(getattr(importlib.import_module(module, __package__), run)(args))
     verbose = getattr(args, "verbose", False)
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         rc = run_pipeline(options, video_limit=args.video_limit, videos_per_run=args.videos_per_run,
                           home=args.dagster_home, caption_service=caption_section_from_args(args))
+        startup_gc.resume()  # already done where the run began its work; not where it ended before
         if args.command == "demo" and rc != 130:  # the whole story: the packages of what was written
             rc = max(rc, package_demo_output(options.output_path, build_parser().parse_args))
         if rc == 130:  # stopped: the process leaves with 130, which a further signal must not turn

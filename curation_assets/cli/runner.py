@@ -17,6 +17,7 @@ from ..core import cancel, locks, sources, storage
 from ..core.keys import key_from_rel_path
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions
+from . import startup_gc
 from .arguments import UsageError
 from .display import ProgressPrinter, VideoRow, collect_rows, print_summary
 from .stop import StopOnSignal
@@ -109,6 +110,7 @@ def run_pipeline(options: PipelineOptions, *, video_limit: int | None = None, vi
                                      run_control=control.as_resource())
             resolved_job = defs.resolve_job_def(CURATE_JOB_NAME)
             with _open_instance(options.input_path, keys) as instance:
+                startup_gc.resume()  # start-up is over: the console script's paused collector runs again
                 for batch in batched(keys, videos_per_run or VIDEOS_PER_RUN_DEFAULT):
                     if stop.requested:
                         break
