@@ -75,10 +75,11 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+def _child(cmd: list[str], env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
     """Run ``cmd`` to completion: its wall and CPU seconds (it and its children, waited for)."""
     c0, w0 = cpu_children(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall, cpu = time.perf_counter() - w0, cpu_children() - c0
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
