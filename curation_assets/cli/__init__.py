@@ -93,7 +93,7 @@ def _ignore_stop_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in TOOLS:  # a start-up that pays for itself only before a curation run's Dagster run
+    if args.command in TOOLS:  # no Dagster to load: the collector is back for the command's own work
         startup_gc.resume()
         module, _add, run = TOOLS[args.command]
         return int(getattr(importlib.import_module(module, __package__), run)(args))

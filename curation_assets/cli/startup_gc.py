@@ -4,9 +4,12 @@ Importing Dagster, building the definitions and opening the instance leave a few
 objects that live as long as the process. While they pile up, the collector walks them again and
 again (a full pass each time the long-lived objects grew by a quarter), for nothing: they are
 module state, not garbage. ``pause`` stops the collector where the console script begins;
-``resume`` (once the instance is open, before the first run) moves everything alive into the
-permanent generation (``gc.freeze``, never scanned again) and starts the collector as it was, so
-the cycles the runs make are collected as usual. Figures: docs/performance.md.
+``resume`` (once the instance is open, before the first run) moves every object there is into the
+permanent generation (``gc.freeze``: never scanned again; the little cyclic garbage the imports
+leave stays with them) and starts the collector again, so the cycles the runs make are collected
+as usual. The first video's transcode, begun beside the start-up, makes next to no cyclic
+garbage, so a long wait for another CLI's instance lock piles none up. Figures:
+docs/performance.md.
 
 Only the console script pauses it (``console_main``): a Python caller's process, a notebook, the
 code server, is not the CLI's to freeze; there ``resume`` does nothing.
