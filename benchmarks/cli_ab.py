@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def run_cli(checkout: Path, video: Path, work: Path) -> dict[str, Any]:
     folder does not shadow it)."""
     out, home = work / "out", work / "home"
     for path in (out, home):
-        subprocess.run(["rm", "-rf", str(path)], check=True)
+        shutil.rmtree(path, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     cmd = [sys.executable, "-m", "curation_assets.cli", "run", "--video-dir", str(video.parent),
            "--output-path", str(out), "--dagster-home", str(home), *CLI_ARGS]
@@ -72,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cli_ab_") as tmp:
         work = Path(tmp)
         before = work / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.before],
-                       check=True)
+        added = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.before],
+                               capture_output=True, text=True)
+        if added.returncode != 0:
+            raise SystemExit(f"--before {args.before}: no worktree of it: {added.stderr.strip()}")
         try:
             for checkout in (before, ROOT):  # bytecode, as an install leaves it (reference_race.installed_bytecode)
                 compileall.compile_dir(str(checkout / "curation_assets"), quiet=1)
