@@ -43,8 +43,7 @@ def main(argv: list[str]) -> int:
         source = video[0]
         result, _ = steps.clips_of_video(source, rel, options, area, models=MODEL_PARTS)
         results = {key: result}
-        annotations = {step: curate.skipped_step(results, options, step, curate.OFF_NOTES[step])[key]
-                       for step in STEPS[1:]}
+        annotations = {step: curate.skipped_step(results, options, step)[key] for step in STEPS[1:]}
         done = curate.write_one(key, result, annotations, options, area)
         outcomes = layout_checks.check_video(options.output_path, rel, result.source_video) if done.outcome.ok else {}
         ok = done.outcome.ok and all(o.passed for o in outcomes.values())

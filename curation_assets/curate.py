@@ -87,9 +87,10 @@ def caption_step(results: dict[str, VideoResult], options: PipelineOptions, clie
 
 
 def skipped_step(results: dict[str, VideoResult], options: PipelineOptions, step: str,
-                 note: str) -> dict[str, ClipAnnotations]:
-    """A model step that is off (or has no weights, in auto mode) for every video of the run."""
-    return _stamp(skipped(list(results), note), results, options, step)
+                 note: str | None = None) -> dict[str, ClipAnnotations]:
+    """A model step that is off (or has no weights, in auto mode) for every video of the run;
+    ``note`` None: the step's setting turned it off (``OFF_NOTES``)."""
+    return _stamp(skipped(list(results), OFF_NOTES[step] if note is None else note), results, options, step)
 
 
 # ---------------------------------------------------------------------------------------------

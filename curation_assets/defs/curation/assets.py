@@ -168,8 +168,7 @@ def aesthetic_scores(context: dg.AssetExecutionContext, settings: CurationSettin
     """CLIP ViT-L/14 + LAION aesthetic MLP score per clip, when an aesthetic threshold is set."""
     options, results = settings.options(), _of_run(context, video_clips)
     if options.aesthetic_threshold is None:
-        return _report(context, curate.skipped_step(results, options, "aesthetic_scores",
-                                                    curate.OFF_NOTES["aesthetic_scores"]),
+        return _report(context, curate.skipped_step(results, options, "aesthetic_scores"),
                        "aesthetic_scores")
     scorer = aesthetic_model.scorer(options)
     try:
@@ -189,8 +188,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, settings: CurationSetting
     asked for explicitly (generate_embeddings=on), a note and no embeddings in auto mode."""
     options, results = settings.options(), _of_run(context, video_clips)
     if options.generate_embeddings == "off":
-        return _report(context, curate.skipped_step(results, options, "clip_embeddings",
-                                                    curate.OFF_NOTES["clip_embeddings"]), "embeddings")
+        return _report(context, curate.skipped_step(results, options, "clip_embeddings"), "embeddings")
     embedder = embedding_model.embedder(options)
     try:
         embedder.resolve()
@@ -213,8 +211,7 @@ def clip_captions(context: dg.AssetExecutionContext, settings: CurationSettings,
     optionally an enhanced caption from a text model (generate_captions / enhance_captions)."""
     options, results = settings.options(), _of_run(context, video_clips)
     if not options.generate_captions:
-        return _report(context, curate.skipped_step(results, options, "clip_captions",
-                                                    curate.OFF_NOTES["clip_captions"]), "captioned_clips")
+        return _report(context, curate.skipped_step(results, options, "clip_captions"), "captioned_clips")
     client = caption_service.client(options)
     context.log.info(f"captioning with {client!r}")
     return _report(context, curate.caption_step(results, options, client, aesthetic_scores), "captioned_clips")
