@@ -17,8 +17,6 @@ makes other bytes says so and exits 1).
 from __future__ import annotations
 
 import argparse
-import compileall
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import footage  # noqa: E402
 from measure import DEFAULT_RESULTS, append_record, git_commit  # noqa: E402
-from reference_race import CLI_ARGS, _child, output_digest, own_footage  # noqa: E402
+from reference_race import CLI_ARGS, _child, _our_env, installed_bytecode, output_digest, own_footage  # noqa: E402
 
 
 def tiny_video(work: Path) -> Path:
@@ -54,10 +52,9 @@ def run_cli(checkout: Path, video: Path, work: Path) -> dict[str, Any]:
     out, home = work / "out", work / "home"
     for path in (out, home):
         shutil.rmtree(path, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
     cmd = [sys.executable, "-m", "curation_assets.cli", "run", "--video-dir", str(video.parent),
            "--output-path", str(out), "--dagster-home", str(home), *CLI_ARGS]
-    wall, cpu, _ = _child(cmd, env=env, cwd=work)
+    wall, cpu, _ = _child(cmd, env=_our_env(checkout), cwd=work)
     return {"wall_s": wall, "cpu_s": cpu, "digest": output_digest(out)}
 
 
@@ -78,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if added.returncode != 0:
             raise SystemExit(f"--before {args.before}: no worktree of it: {added.stderr.strip()}")
         try:
-            for checkout in (before, ROOT):  # bytecode, as an install leaves it (reference_race.installed_bytecode)
-                compileall.compile_dir(str(checkout / "curation_assets"), quiet=1)
+            for checkout in (before, ROOT):
+                installed_bytecode(checkout)
             if args.video is not None:
                 video, _ = own_footage(args.video, work)
             elif args.footage is not None:

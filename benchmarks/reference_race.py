@@ -121,9 +121,9 @@ def decode_cpu(video: Path) -> float:
     return time.process_time() - start
 
 
-def _our_env() -> dict[str, str]:
-    """The environment our runs get: this checkout's package first on the path."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+def _our_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment our runs get: the package of ``root`` (this checkout) first on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
 def run_ours(video: Path, work: Path) -> dict[str, Any]:
@@ -197,14 +197,14 @@ def own_footage(path: Path, work: Path) -> tuple[Path, float]:
         return video, container.duration / 1_000_000
 
 
-def installed_bytecode() -> None:
-    """Our package's modules compiled to bytecode, as ``pip install`` leaves them (and as any run
+def installed_bytecode(root: Path = ROOT) -> None:
+    """The package of ``root`` (this checkout) compiled to bytecode, as ``pip install`` leaves them (and as any run
     after the first finds them): a checkout run under ``PYTHONDONTWRITEBYTECODE`` would otherwise
     compile about 110 modules from source on every run (0.25 s of start-up that no user's install
     pays). NeMo's environment is a pip install: its modules already have theirs."""
     import compileall
 
-    compileall.compile_dir(str(ROOT / "curation_assets"), quiet=1)
+    compileall.compile_dir(str(root / "curation_assets"), quiet=1)
 
 
 def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print,
