@@ -140,9 +140,9 @@ def reference_decode(clip: bytes) -> tuple[list[np.ndarray], tuple[int, int]]:
             # type here (PyAV 18.1.1 iterates the types, earlier releases the side data)
             try:
                 sd = frame.side_data[av.sidedata.sidedata.Type.MOTION_VECTORS]
-            except KeyError:
-                sd = None
-            if sd is not None:
+            except KeyError:  # no motion vectors on this frame
+                pass
+            else:
                 # columns after dropping `source`: w h src_x src_y dst_x dst_y flags mx my scale
                 mv_list.append(structured_to_unstructured(sd.to_ndarray())[:, 1:].astype(np.float32))
             if len(mv_list) >= max_frames:
