@@ -12,6 +12,7 @@ from ..core.caption_settings import ENV_PREFIX as CAPTION_ENV_PREFIX
 from ..core.caption_settings import CaptionSection
 from ..core.options import VIDEOS_PER_RUN as VIDEOS_PER_RUN_DEFAULT
 from ..core.options import PipelineOptions, Setting, base_type, parse_text, setting_fields
+from ..core.settings import flag_help
 
 # where `curation-assets demo` puts its footage and its outputs unless told otherwise
 DEMO_INPUT_PATH = "data/videos"
@@ -38,18 +39,18 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, demo: bool = False) ->
             continue
         flag = _flag(name, meta)
         if name == "input_path" and not demo:
-            p.add_argument(flag, dest=name, required=True, help=meta.help)
+            p.add_argument(flag, dest=name, required=True, help=flag_help(meta.help))
             continue
         if name == "output_path" and not demo:
-            p.add_argument(flag, dest=name, required=True, help=meta.help)
+            p.add_argument(flag, dest=name, required=True, help=flag_help(meta.help))
             continue
         shown = {"input_path": DEMO_INPUT_PATH, "output_path": DEMO_OUTPUT_PATH}.get(name) or _default_text(default)
-        help_text = meta.help if default == "" else f"{meta.help} (default: {shown})"
+        help_text = flag_help(meta.help if default == "" else f"{meta.help} (default: {shown})")
         scalar, _optional = base_type(kind)
         if name == "generate_embeddings":
             group = p.add_mutually_exclusive_group()
             group.add_argument(flag, dest=name, nargs="?", const="on", choices=meta.choices, default=argparse.SUPPRESS,
-                               help=f"{meta.help} (default: auto; the flag alone means on)")
+                               help=flag_help(f"{meta.help} (default: auto; the flag alone means on)"))
             group.add_argument("--no-generate-embeddings", dest=name, action="store_const", const="off",
                                default=argparse.SUPPRESS,
                                help="skip the Cosmos-Embed1 embeddings (generate_embeddings=off)")

@@ -41,6 +41,12 @@ class Setting:
     location: bool = False
 
 
+def flag_help(text: str) -> str:
+    """``text`` as an argparse flag's help: argparse %-formats help strings (``%(default)s``), so a
+    literal % of a setting's help or default is doubled."""
+    return text.replace("%", "%%")
+
+
 def setting_field(default: Any, help: str, **meta: Any) -> Any:
     """A section's field: its default, its help (the launchpad's description) and its
     :class:`Setting`, kept in the field's pydantic metadata."""

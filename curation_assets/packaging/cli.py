@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ..core import layout, storage
 from ..core.layout_read import VideoLayout, read_video_layout
-from ..core.settings import base_type, parse_text, section_fields
+from ..core.settings import base_type, flag_help, parse_text, section_fields
 from ..settings_doc import default_text
 from . import dedup, manifest, shards
 from .settings import PackagingSection, package_flags
@@ -53,7 +53,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser, command: str) -> None
     help, default and type are the setting's (``packaging/settings.py``)."""
     for name, kind, default, meta in section_fields(PackagingSection):
         for flag in (f for c, f in package_flags(name) if c == command):
-            help_text = f"{meta.help} (default: {default_text(default, kind)})"
+            help_text = flag_help(f"{meta.help} (default: {default_text(default, kind)})")
             if base_type(kind)[0] is bool:
                 parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                                     help=help_text)
