@@ -23,6 +23,7 @@ def test_every_commands_help_renders():
     for path, parser in _parsers(build_parser()):
         seen[path] = parser.format_help()  # raises on a stray % in any flag's help
     assert {"curation-assets run", "curation-assets demo", "curation-assets package"} <= set(seen)
+    assert "about 7% less encode CPU" in seen["curation-assets run"]
 
 
 def test_flag_help_keeps_the_text_argparse_shows():

@@ -89,6 +89,7 @@ class VideoParams:
     pix_fmt: str
     color: dict[str, int] = field(default_factory=dict)
     preset: str = DEFAULT_X264_PRESET
+    x264_avx512: bool = False  # libx264's AVX-512 functions where they are exact (core.x264_cpu)
 
 
 class _NoFrames(Exception):
@@ -114,10 +115,11 @@ class ClipMuxer:
     def _open(self, frame: av.VideoFrame) -> None:
         p = self.params
         self.container = av.open(self.buf, mode="w", format="mp4")
-        # preset medium is x264's default (passed explicitly: same bytes, tested); x264_cpu: why no AVX-512
-        options = {"preset": p.preset, **x264_options()} if p.encoder == "libx264" else {}
+        width, height = encodable_size(p.encoder, p.pix_fmt, frame.width, frame.height)
+        # preset medium is x264's default (passed explicitly: same bytes, tested); x264_cpu: when AVX-512
+        options = {"preset": p.preset, **x264_options(width, avx512=p.x264_avx512)} if p.encoder == "libx264" else {}
         vs = self.container.add_stream(p.encoder, rate=p.rate, options=options)
-        vs.width, vs.height = encodable_size(p.encoder, p.pix_fmt, frame.width, frame.height)
+        vs.width, vs.height = width, height
         vs.pix_fmt = p.pix_fmt
         vs.time_base = p.time_base
         cc = vs.codec_context

@@ -325,7 +325,8 @@ def _process_video(
                                  target_height=options.preview_target_height)
     tap = _frame_tap(options, models)
     topts = TranscodeOptions(encoder=options.transcode_encoder, encoder_threads=options.transcode_encoder_threads,
-                             preview=preview, preset=options.transcode_preset, tap=tap,
+                             preview=preview, preset=options.transcode_preset,
+                             x264_avx512=options.transcode_x264_avx512, tap=tap,
                              decode_positions=options.transcode_decode_positions)
     by_span = {clip.span: clip for clip in result.clips}
     probes: dict = {}  # span -> ClipProbe (or the exception, or a pool's Future of either) of finished clips

@@ -36,6 +36,10 @@ class Setting:
     path: bool = False  # a local path or URL: made absolute (local) before use and hashing
     hashed: bool = True  # part of the `pipeline` record's settings_hash (shapes the output)
     steps: tuple[str, ...] = ()  # the intermediate steps whose values it shapes (core.layout.STEPS)
+    # a setting added after outputs were written: in the `pipeline` record and the step digests only
+    # when set away from its default, so what earlier versions wrote keeps its record, data version
+    # and step keys (core.options.recorded_settings)
+    recorded_when_set: bool = False
     # a setting of the code location (sensor, schedule, checks), read when it loads or ticks: no
     # CLI flag, and a run's own config may not change it (the run would not use it)
     location: bool = False

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import sources, storage
 from .model import UNWRITABLE_FAILURES, ClipAnnotations, SpilledBytes, VideoResult
-from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings
+from .options import STEPS, PipelineOptions, settings_digest, step_digest, step_settings_changed
 from .outcomes import one_video
 from .pipeline import NO_MODELS, ModelParts, ProgressCallback, process_video
 from .work import VideoSpill, WorkArea, result_doc, result_value
@@ -148,7 +148,7 @@ def prepare_write(result: VideoResult, annotations: dict[str, ClipAnnotations | 
         if key in result.errors:
             return Prepared(result, (key, result.errors[key]))
     record = result.record or {}
-    changed = [n for n, v in step_settings(options, CLIPS_STEP).items() if record.get("settings", {}).get(n) != v]
+    changed = step_settings_changed(options, CLIPS_STEP, record.get("settings", {}))
     if changed or record.get("version") != options.record()["version"]:
         what = f" (changed: {', '.join(changed)})" if changed else " (another version of curation-assets)"
         return Prepared(result, ("stale", f"video_clips of {result.rel_path} was made with other settings{what}: "

@@ -87,6 +87,7 @@ class TranscodeOptions:
     encoder_threads: int = 0  # 0 = auto: see auto_encoder_threads() (libx264: 1.5 per usable core)
     preview: PreviewOptions | None = None  # None = no previews
     preset: str = DEFAULT_X264_PRESET  # libx264 only
+    x264_avx512: bool = False  # libx264 only: its AVX-512 functions where they are exact (core.x264_cpu)
     tap: ClipTapFactory | None = None  # a ClipTap per clip (the model frames), None = none
     # 0 = a second decode position where the cores would idle, 1 = one, 2 = two where the source allows
     decode_positions: int = 0
@@ -131,6 +132,8 @@ def transcode_clips(
     """
     if options.preset != DEFAULT_X264_PRESET and options.encoder != "libx264":
         raise TranscodeError(f"preset {options.preset!r} is an x264 preset; encoder {options.encoder!r} has none")
+    if options.x264_avx512 and options.encoder != "libx264":
+        raise TranscodeError(f"x264_avx512 chooses libx264's functions; encoder {options.encoder!r} is not libx264")
     usable = available_encoders()
     if options.encoder not in usable:
         raise TranscodeError(
@@ -172,6 +175,7 @@ def _transcode(container: Any, name: str, spans: list[Span], options: TranscodeO
         color={k: getattr(vcc, k) for k in ("color_range", "color_primaries", "color_trc", "colorspace")
                if getattr(vcc, k, None)},
         preset=options.preset,
+        x264_avx512=options.x264_avx512,
     )
 
     done: queue.Queue = queue.Queue()

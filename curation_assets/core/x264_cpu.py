@@ -1,22 +1,28 @@
-"""libx264 without its AVX-512 functions, so a clip's bytes depend on its frames alone.
+"""libx264's AVX-512 functions only where they are exact, so a clip's bytes depend on its frames
+alone.
 
 On a CPU with AVX-512, libx264 (core 165, the one PyAV's wheels bundle) uses AVX-512 code in
 the macroblock-tree rate control (preset medium's ``mbtree``) that works past the end of each row
-of lowres macroblocks when the row is not a multiple of 8 of them (a frame width that is not a
-multiple of 128 px, such as 320): it reads motion vectors, costs and propagate amounts beyond
-the row, past the end of x264's buffers in the last row, and adds what it computes from them
-into the reference frames' costs. What it reads there is heap memory x264 never wrote, so the
-same frames encode to different bytes depending on what the process allocated before (another
-thread, such as the model-frame tap converting frames, is enough). Found by filling new heap
-memory with glibc's ``MALLOC_PERTURB_``: encodes 320, 352, 448 and 576 px wide change with the
-fill; 256, 384, 512 and 640 px wide ones do not, and none does with ``mbtree=0`` or without
-AVX-512 (``test_x264_cpu.py`` fails without this module).
+of lowres macroblocks when the row is not a multiple of 8 of them (a frame width of 320 px, 20
+macroblocks, say): it reads motion vectors, costs and propagate amounts beyond the row, past the
+end of x264's buffers in the last row, and adds what it computes from them into the reference
+frames' costs. What it reads there is heap memory x264 never wrote, so the same frames encode to
+different bytes depending on what the process allocated before (another thread, such as the
+model-frame tap converting frames, is enough). Found by filling new heap memory with glibc's
+``MALLOC_PERTURB_``: encodes 320, 352, 368, 400, 448, 528 and 576 px wide change with the fill;
+256, 384, 512, 640, 896, 1152 and 1270 px wide ones (16 to 80 macroblocks) do not, and none does
+with ``mbtree=0`` or without AVX-512 (``test_x264_cpu.py``).
 
-Without AVX-512 x264 takes its AVX2 functions, which work row by row exactly; its SIMD levels
-agree with each other (x264's checkasm), and for widths a multiple of 128 px the clips are byte
-for byte those of an AVX-512 run (tested). :func:`x264_options` hands libx264 the CPU flags it
-detects itself, less AVX-512 (x264's ``asm`` parameter takes them as a number); CPUs without
-AVX-512 keep x264's own choice.
+By default (``transcode_x264_avx512`` off) libx264 gets the CPU flags it detects itself, less
+AVX-512 (x264's ``asm`` parameter takes them as a number): it takes its AVX2 functions, which
+work row by row exactly, on every CPU, so a clip's bytes do not depend on whether the machine
+has AVX-512. With the setting on, a clip whose macroblock row is a multiple of 8 (1280, 1920,
+3840 px wide ...) keeps x264's own choice, AVX-512 included: about 7% less encode CPU on the
+race's 720p footage (docs/performance.md), deterministic, but not the AVX2 bytes: x264's AVX-512
+macroblock-tree cost divides exactly (``vdivps``) where its AVX2 code approximates the reciprocal
+(``rcpps`` and a Newton step), so some clips differ from those of a CPU without AVX-512, as
+ffmpeg's own do. Other widths keep the mask either way. CPUs without AVX-512 keep x264's own
+choice.
 
 Plain Python (ctypes on the libx264 PyAV has loaded); no dagster.
 """
@@ -29,10 +35,13 @@ from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
-__all__ = ["X264_CPU_AVX512", "x264_cpu_mask", "x264_options"]
+__all__ = ["AVX512_ROW_MULTIPLE", "X264_CPU_AVX512", "avx512_exact", "x264_cpu_mask", "x264_options"]
 
 # x264.h: "AVX-512 {F, CD, BW, DQ, VL}, requires OS support"
 X264_CPU_AVX512 = 1 << 16
+# Macroblocks per row that libx264's AVX-512 macroblock-tree code handles without reading past it.
+AVX512_ROW_MULTIPLE = 8
+MACROBLOCK_PX = 16
 
 
 def _loaded_libx264() -> str | None:
@@ -65,16 +74,25 @@ def x264_cpu_mask() -> int | None:
         lib.x264_cpu_detect.argtypes = []
         detected = int(lib.x264_cpu_detect())
     except (OSError, AttributeError) as exc:
-        log.warning("cannot ask %s for its CPU flags (%s): clips whose width is not a "
-                    "multiple of 128 px may encode to different bytes from run to run", path, exc)
+        log.warning("cannot ask %s for its CPU flags (%s): clips whose macroblock row is not a "
+                    "multiple of 8 (320 px wide, say) may encode to different bytes from run to run", path, exc)
         return None
     if not detected & X264_CPU_AVX512:
         return None
     return detected & ~X264_CPU_AVX512
 
 
-def x264_options() -> dict[str, str]:
-    """Encoder options for libx264 (merged into the stream's options): its CPU flags without
-    AVX-512 where it would use them, nothing elsewhere."""
+def avx512_exact(width: int) -> bool:
+    """Whether libx264's AVX-512 code stays within a row of frames ``width`` px wide: its
+    macroblocks per row (x264 pads the width to whole macroblocks) are a multiple of 8."""
+    return -(-width // MACROBLOCK_PX) % AVX512_ROW_MULTIPLE == 0
+
+
+def x264_options(width: int, *, avx512: bool = False) -> dict[str, str]:
+    """Encoder options for libx264 (merged into the stream's options) for frames ``width`` px
+    wide: its CPU flags without AVX-512 where it would use them, unless ``avx512`` asks for them
+    and the width is one :func:`avx512_exact` allows; nothing elsewhere."""
     mask = x264_cpu_mask()
-    return {} if mask is None else {"x264-params": f"asm={mask}"}
+    if mask is None or (avx512 and avx512_exact(width)):
+        return {}
+    return {"x264-params": f"asm={mask}"}
