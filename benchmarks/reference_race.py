@@ -126,13 +126,13 @@ def _our_env(root: Path = ROOT) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
-def run_ours(video: Path, work: Path) -> dict[str, Any]:
+def run_ours(video: Path, work: Path, cli_args: list[str] = CLI_ARGS) -> dict[str, Any]:
     out, home, parts_file = work / "ours_out", work / "ours_home", work / "parts.json"
     for path in (out, home):
         shutil.rmtree(path, ignore_errors=True)
     wall, cpu, proc = _child([sys.executable, str(HERE / "instrumented_cli.py"), str(parts_file), "run",
                               "--video-dir", str(video.parent), "--output-path", str(out), "--dagster-home", str(home),
-                              *CLI_ARGS], env=_our_env())
+                              *cli_args], env=_our_env())
     measured = json.loads(parts_file.read_text())
     clips = len(list((out / "clips").glob("*.mp4"))) + len(list((out / "filtered_clips").glob("*.mp4")))
     digest = output_digest(out)
@@ -142,12 +142,12 @@ def run_ours(video: Path, work: Path) -> dict[str, Any]:
             "heavy_modules": measured.get("heavy_modules", [])}
 
 
-def run_core(video: Path, work: Path) -> dict[str, Any]:
+def run_core(video: Path, work: Path, cli_args: list[str] = CLI_ARGS) -> dict[str, Any]:
     """``core_path.py``: the same work without Dagster, into the path the CLI writes (the same bytes)."""
     out = work / "ours_out"
     shutil.rmtree(out, ignore_errors=True)
     wall, cpu, _ = _child([sys.executable, str(HERE / "core_path.py"), "run", "--video-dir", str(video.parent),
-                           "--output-path", str(out), *CLI_ARGS], env=_our_env())
+                           "--output-path", str(out), *cli_args], env=_our_env())
     digest = output_digest(out)
     shutil.rmtree(out, ignore_errors=True)
     return {"wall_s": wall, "cpu_s": cpu, "digest": digest}
@@ -208,7 +208,7 @@ def installed_bytecode(root: Path = ROOT) -> None:
 
 
 def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print,
-         footage_file: Path | None = None, core: bool = False) -> dict[str, Any]:
+         footage_file: Path | None = None, core: bool = False, cli_args: list[str] = CLI_ARGS) -> dict[str, Any]:
     installed_bytecode()
     if footage_file is not None:
         video, video_s = own_footage(footage_file, work)
@@ -226,10 +226,10 @@ def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=prin
             elif who == "nemo" and nemo_python:
                 row["nemo"] = run_nemo(nemo_python, video, work)
             elif who == "ours":
-                row["ours"] = run_ours(video, work)
+                row["ours"] = run_ours(video, work, cli_args)
                 row["decode_cpu_s"] = decode_cpu(video)
             elif who == "core":
-                row["core"] = run_core(video, work)
+                row["core"] = run_core(video, work, cli_args)
             if who in row:
                 log(f"round {r + 1} {who}: wall {row[who]['wall_s']:.1f} s, CPU {row[who]['cpu_s']:.1f} s "
                     f"(load {_load()})")
@@ -349,9 +349,15 @@ def main(argv: list[str] | None = None) -> int:
                                                    "with the same CLI settings: fixed stride 10 s)")
     parser.add_argument("--core", action="store_true",
                         help="also run core_path.py: the same work without Dagster (the floor under the CLI)")
+    parser.add_argument("--x264-avx512", action="store_true",
+                        help="our runs with --transcode-x264-avx512: libx264's AVX-512 functions where they are "
+                             "exact (faster on AVX-512 CPUs; other clip bytes than the default's)")
     parser.add_argument("--record", action="store_true", help=f"write the CPU ratios to {RATIOS_FILE.name}")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = parser.parse_args(argv)
+    if args.record and args.x264_avx512:
+        parser.error("--record writes the guard's ratios, those of the default settings: not with --x264-avx512")
+    cli_args = [*CLI_ARGS, "--transcode-x264-avx512"] if args.x264_avx512 else CLI_ARGS
     if args.nemo_python and not Path(args.nemo_python).exists():
         parser.error(f"--nemo-python {args.nemo_python}: no such interpreter")
     if args.video is not None:
@@ -365,12 +371,13 @@ def main(argv: list[str] | None = None) -> int:
               "environment with nemo-curator==1.4.0, av==17.1.0 and opencv-python-headless", flush=True)
     with tempfile.TemporaryDirectory(prefix="reference_race_") as tmp:
         summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True),
-                       footage_file=args.video, core=args.core)
-    summary.update(commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
+                       footage_file=args.video, core=args.core, cli_args=cli_args)
+    summary.update(cli_args=cli_args, commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
                    date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print()
     print(f"{summary['video']} ({summary['video_s']:g} s), {summary['rounds']} rounds, medians; commit "
-          f"{summary['commit']}, {summary['cpus']} CPUs, load before each round {summary['loads']}")
+          f"{summary['commit']}, {summary['cpus']} CPUs, load before each round {summary['loads']}"
+          f"{'; ours with --transcode-x264-avx512' if args.x264_avx512 else ''}")
     print(table(summary))
     if summary["ours"]["heavy_modules"]:
         print(f"heavy modules the CLI run imported: {', '.join(summary['ours']['heavy_modules'])}")
