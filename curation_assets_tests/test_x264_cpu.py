@@ -167,6 +167,22 @@ def test_the_setting_reaches_the_encoders(sources):
     assert not any("AVX512" in line for line in _x264_capabilities(sources[320], True))
 
 
+def test_a_run_says_where_the_setting_changes_nothing(caplog):
+    from curation_assets.core import x264_cpu
+
+    x264_cpu._say_what_avx512_does.cache_clear()
+    with caplog.at_level("INFO", logger="curation_assets.core.x264_cpu"):
+        x264_options(320, avx512=True)
+        x264_options(384, avx512=True)
+        x264_options(320)
+    said = [r.getMessage() for r in caplog.records]
+    if AVX512:
+        assert said == ["transcode_x264_avx512: 320 px wide clips (20 macroblocks a row, not a multiple of 8) are "
+                        "encoded without AVX-512, whose code would read past the row"]
+    else:
+        assert len(said) == 1 and "finds no AVX-512 on this CPU" in said[0]
+
+
 def test_the_setting_is_recorded_only_when_set():
     """Added after outputs were written: left at its default it is in no record, digest or data
     version, so what earlier versions wrote stays current; set, it makes video_clips stale both ways."""

@@ -93,6 +93,20 @@ def x264_options(width: int, *, avx512: bool = False) -> dict[str, str]:
     wide: its CPU flags without AVX-512 where it would use them, unless ``avx512`` asks for them
     and the width is one :func:`avx512_exact` allows; nothing elsewhere."""
     mask = x264_cpu_mask()
+    if avx512:
+        _say_what_avx512_does(mask is not None, width)
     if mask is None or (avx512 and avx512_exact(width)):
         return {}
     return {"x264-params": f"asm={mask}"}
+
+
+@lru_cache(maxsize=64)
+def _say_what_avx512_does(cpu_has_it: bool, width: int) -> None:
+    """Once per width: where ``transcode_x264_avx512`` changes nothing, and why (a --verbose run shows it)."""
+    if not cpu_has_it:
+        log.info("transcode_x264_avx512: libx264 finds no AVX-512 on this CPU (or cannot be asked): "
+                 "clips are encoded as without the setting")
+    elif not avx512_exact(width):
+        log.info("transcode_x264_avx512: %d px wide clips (%d macroblocks a row, not a multiple of %d) are "
+                 "encoded without AVX-512, whose code would read past the row", width,
+                 -(-width // MACROBLOCK_PX), AVX512_ROW_MULTIPLE)
