@@ -91,6 +91,8 @@ def settings_table() -> str:
         marks = []
         if not setting.hashed:
             marks.append("not in `settings_hash`")
+        elif setting.recorded_when_set:
+            marks.append("in `settings_hash` only when set")
         meaning = _cell(setting.help) + (f" ({'; '.join(marks)})" if marks else "")
         rows.append(f"| `{name}` | {flag} | {default_text(default, kind)} | {_bounds(setting)} | {meaning} |")
     return "\n".join(rows)
