@@ -11,6 +11,7 @@ Dagster resource ``CurationSettings`` (a subclass, ``defs/shared/resources.py``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import types
@@ -387,23 +388,23 @@ def step_settings_changed(options: PipelineOptions, step: str, recorded: dict[st
     """The settings of ``step`` whose values differ from those ``recorded`` (a record leaves out a
     :attr:`Setting.recorded_when_set` setting at its default)."""
     return [name for name in _step_fields(step)
-            if json.loads(json.dumps(getattr(options, name))) != recorded.get(name, _unrecorded(name)[1])]
+            if json.loads(json.dumps(getattr(options, name))) != recorded.get(name, _left_out().get(name))]
 
 
-def _unrecorded(name: str) -> tuple[bool, Any]:
-    """Whether a record leaves ``name`` out at its default (:attr:`Setting.recorded_when_set`), and
-    what a record without it says of it: that default (as JSON), else None."""
-    field = PipelineSection.model_fields[name]
-    if setting_of(field).recorded_when_set:
-        return True, json.loads(json.dumps(field.default))
-    return False, None
+@functools.cache
+def _left_out() -> dict[str, Any]:
+    """The :attr:`Setting.recorded_when_set` settings, each with its default (as JSON): what a
+    record without one of them says of it."""
+    return {name: json.loads(json.dumps(default)) for name, _k, default, meta in setting_fields()
+            if meta.recorded_when_set}
 
 
 def recorded_settings(options: PipelineOptions, names: list[str]) -> dict[str, Any]:
     """``names``' values as records and digests hold them (JSON types), less the
     :attr:`Setting.recorded_when_set` settings left at their defaults."""
     values = json.loads(json.dumps({name: getattr(options, name) for name in names}))
-    return {name: value for name, value in values.items() if _unrecorded(name) != (True, value)}
+    left_out = _left_out()
+    return {name: value for name, value in values.items() if name not in left_out or value != left_out[name]}
 
 
 def settings_digest(values: dict[str, Any]) -> str:

@@ -82,10 +82,15 @@ def x264_cpu_mask() -> int | None:
     return detected & ~X264_CPU_AVX512
 
 
+def macroblocks_per_row(width: int) -> int:
+    """x264's macroblocks across a frame ``width`` px wide (it pads the width to whole macroblocks)."""
+    return -(-width // MACROBLOCK_PX)
+
+
 def avx512_exact(width: int) -> bool:
     """Whether libx264's AVX-512 code stays within a row of frames ``width`` px wide: its
-    macroblocks per row (x264 pads the width to whole macroblocks) are a multiple of 8."""
-    return -(-width // MACROBLOCK_PX) % AVX512_ROW_MULTIPLE == 0
+    macroblocks per row are a multiple of 8."""
+    return macroblocks_per_row(width) % AVX512_ROW_MULTIPLE == 0
 
 
 def x264_options(width: int, *, avx512: bool = False) -> dict[str, str]:
@@ -109,4 +114,4 @@ def _say_what_avx512_does(cpu_has_it: bool, width: int) -> None:
     elif not avx512_exact(width):
         log.info("transcode_x264_avx512: %d px wide clips (%d macroblocks a row, not a multiple of %d) are "
                  "encoded without AVX-512, whose code would read past the row", width,
-                 -(-width // MACROBLOCK_PX), AVX512_ROW_MULTIPLE)
+                 macroblocks_per_row(width), AVX512_ROW_MULTIPLE)
