@@ -7,6 +7,12 @@ rotates from round to round so each sees the same machine:
 
 ``ffmpeg``  ``ffmpeg -i src -c:v libx264 -preset medium -crf 23 -c:a copy out.mp4``: one decode, one
             encode, x264's own thread count (Debian's ffmpeg);
+``ffmpeg, our x264 functions``  (on a CPU where our clips' libx264 is given other CPU flags than its
+            own choice: AVX-512 masked, ``core.x264_cpu``) the same command with
+            ``-x264-params asm=<our clips' flags>``: ffmpeg at the instruction set our clips are
+            encoded with, so the table tells that choice's cost from the pipeline's own. Not the
+            issue's baseline (plain ffmpeg stays the one every ratio divides by); skipped where the
+            flags are x264's own;
 ``nemo``    ``nemo_reference_path.py`` under ``--nemo-python`` (a separate environment with
             ``nemo-curator==1.4.0`` from PyPI, its video extras and opencv-python-headless):
             NeMo's stages for probe, fixed stride, libx264 transcode, motion vectors + filter,
@@ -86,12 +92,26 @@ def _child(cmd: list[str], env: dict[str, str] | None = None,
     return wall, cpu, proc
 
 
-def run_ffmpeg(video: Path, work: Path) -> dict[str, Any]:
+def run_ffmpeg(video: Path, work: Path, x264_params: str | None = None) -> dict[str, Any]:
+    """Single-pass ffmpeg; ``x264_params``: its libx264 given these parameters (our clips' CPU flags)."""
     out = work / "ffmpeg.mp4"
+    params = ["-x264-params", x264_params] if x264_params else []
     wall, cpu, _ = _child([footage.ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video),
-                           "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-c:a", "copy", str(out)])
+                           "-c:v", "libx264", "-preset", "medium", "-crf", "23", *params, "-c:a", "copy", str(out)])
     out.unlink()
     return {"wall_s": wall, "cpu_s": cpu}
+
+
+def our_x264_params(video: Path, cli_args: list[str] = CLI_ARGS) -> str | None:
+    """The ``x264-params`` our clips of ``video`` get with ``cli_args`` (``core.x264_cpu``: the CPU
+    flags libx264 is given, AVX-512 masked on CPUs that have it); None where x264 chooses its own."""
+    import av
+
+    from curation_assets.core.x264_cpu import x264_options
+
+    with av.open(str(video)) as container:
+        width = container.streams.video[0].codec_context.width
+    return x264_options(width, avx512="--transcode-x264-avx512" in cli_args).get("x264-params")
 
 
 def run_nemo(python: str, video: Path, work: Path) -> dict[str, Any]:
@@ -208,21 +228,28 @@ def installed_bytecode(root: Path = ROOT) -> None:
 
 
 def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=print,
-         footage_file: Path | None = None, core: bool = False, cli_args: list[str] = CLI_ARGS) -> dict[str, Any]:
+         footage_file: Path | None = None, core: bool = False, cli_args: list[str] = CLI_ARGS,
+         same_functions: bool = False) -> dict[str, Any]:
+    """``same_functions``: also time ffmpeg with our clips' x264 CPU flags, where they are not x264's own."""
     installed_bytecode()
     if footage_file is not None:
         video, video_s = own_footage(footage_file, work)
     else:
         video_s = 12.0 if quick else 58.0
         video = footage.build_three_shot(video_s)
+    ours_params = our_x264_params(video, cli_args) if same_functions else None
+    if same_functions:
+        log(f"our clips' libx264 parameters here: {ours_params or 'none (x264 chooses its own CPU functions)'}")
     rows = []
     for r in range(rounds):
-        order = ["ffmpeg", "nemo", "ours", *(["core"] if core else [])]
+        order = ["ffmpeg", "nemo", "ours", *(["core"] if core else []), *(["ffmpeg_same"] if ours_params else [])]
         order = order[r % len(order):] + order[:r % len(order)]
         row: dict[str, Any] = {"load_before": _load()}
         for who in order:
             if who == "ffmpeg":
                 row["ffmpeg"] = run_ffmpeg(video, work)
+            elif who == "ffmpeg_same":
+                row["ffmpeg_same"] = run_ffmpeg(video, work, ours_params)
             elif who == "nemo" and nemo_python:
                 row["nemo"] = run_nemo(nemo_python, video, work)
             elif who == "ours":
@@ -235,7 +262,10 @@ def race(rounds: int, quick: bool, nemo_python: str | None, work: Path, log=prin
                     f"(load {_load()})")
         row["parts_cpu_s"] = our_parts(row["ours"], row["decode_cpu_s"])
         rows.append(row)
-    return summarize(rows, video, quick, video_s)
+    summary = summarize(rows, video, quick, video_s)
+    if ours_params:
+        summary["ffmpeg_same"]["x264_params"] = ours_params
+    return summary
 
 
 def _median(values: list[float]) -> float:
@@ -277,6 +307,19 @@ def summarize(rows: list[dict[str, Any]], video: Path, quick: bool, video_s: flo
         }
         for r, p in zip(rows, summary["per_round"], strict=True):
             p.update(core_wall_s=r["core"]["wall_s"], core_cpu_s=r["core"]["cpu_s"])
+    if rows and all("ffmpeg_same" in r for r in rows):
+        same = "ffmpeg_same"
+        summary[same] = {
+            **_against_ffmpeg(rows, same),
+            # ours against ffmpeg at our clips' instruction set: the pipeline's own cost, that choice aside
+            "ours_over_wall": _median([r["ours"]["wall_s"] / r[same]["wall_s"] for r in rows]),
+            "ours_over_cpu": _median([r["ours"]["cpu_s"] / r[same]["cpu_s"] for r in rows]),
+            **({"core_over_wall": _median([r["core"]["wall_s"] / r[same]["wall_s"] for r in rows]),
+                "core_over_cpu": _median([r["core"]["cpu_s"] / r[same]["cpu_s"] for r in rows])}
+               if all("core" in r for r in rows) else {}),
+        }
+        for r, p in zip(rows, summary["per_round"], strict=True):
+            p.update(ffmpeg_same_wall_s=r[same]["wall_s"], ffmpeg_same_cpu_s=r[same]["cpu_s"])
     if all("nemo" in r for r in rows):
         summary["nemo"] = {
             **_against_ffmpeg(rows, "nemo"),
@@ -310,6 +353,14 @@ def table(s: dict[str, Any]) -> str:
     if "nemo" in s:
         n = s["nemo"]
         lines.append(f"| ours / NeMo | | | **{n['ours_over_nemo_wall']:.2f}** | {n['ours_over_nemo_cpu']:.2f} |")
+    if "ffmpeg_same" in s:
+        f = s["ffmpeg_same"]
+        lines.append(f"| single-pass ffmpeg with our clips' x264 functions (`{f['x264_params']}`) | "
+                     f"{f['wall_s']:.1f} | {f['cpu_s']:.1f} | {f['wall_ratio']:.2f} | {f['cpu_ratio']:.2f} |")
+        lines.append(f"| ours, whole CLI / that ffmpeg | | | {f['ours_over_wall']:.2f} | {f['ours_over_cpu']:.2f} |")
+        if "core_over_wall" in f:
+            lines.append(f"| ours without Dagster / that ffmpeg | | | {f['core_over_wall']:.2f} | "
+                         f"{f['core_over_cpu']:.2f} |")
     return "\n".join(lines)
 
 
@@ -352,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--x264-avx512", action="store_true",
                         help="our runs with --transcode-x264-avx512: libx264's AVX-512 functions where they are "
                              "exact (faster on AVX-512 CPUs; other clip bytes than the default's)")
+    parser.add_argument("--no-same-functions", dest="same_functions", action="store_false",
+                        help="do not also time ffmpeg with our clips' x264 CPU flags (run by default on CPUs where "
+                             "they differ from x264's own choice: AVX-512 masked)")
     parser.add_argument("--record", action="store_true", help=f"write the CPU ratios to {RATIOS_FILE.name}")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     args = parser.parse_args(argv)
@@ -371,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
               "environment with nemo-curator==1.4.0, av==17.1.0 and opencv-python-headless", flush=True)
     with tempfile.TemporaryDirectory(prefix="reference_race_") as tmp:
         summary = race(args.rounds, args.quick, args.nemo_python, Path(tmp), log=lambda m: print(m, flush=True),
-                       footage_file=args.video, core=args.core, cli_args=cli_args)
+                       footage_file=args.video, core=args.core, cli_args=cli_args, same_functions=args.same_functions)
     summary.update(cli_args=cli_args, commit=git_commit(), cpus=os.cpu_count(), load_after=_load(),
                    date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print()

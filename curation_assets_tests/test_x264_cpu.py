@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ import pytest
 
 import curation_assets
 from curation_assets.cli import build_parser, options_from_args
+from curation_assets.core.encoders import available_encoders
 from curation_assets.core.model import Span
 from curation_assets.core.options import PipelineOptions, setting_fields, step_digest, step_settings_changed
 from curation_assets.core.pipeline import process_video
@@ -141,6 +143,9 @@ def test_the_widths_avx512_handles_exactly():
 
 def _x264_capabilities(source: Path, x264_avx512: bool) -> list[str]:
     """What libx264 says it uses, for each clip of a pipeline run over ``source``."""
+    # the run's first check of which encoders open opens a libx264 with its own CPU flags (it encodes
+    # nothing): done before the capture, so the lines are those of the clips' encoders alone
+    available_encoders()
     with av.logging.Capture(local=False) as logs:
         previous = av.logging.get_level()
         av.logging.set_level(av.logging.INFO)
@@ -165,6 +170,37 @@ def test_the_setting_reaches_the_encoders(sources):
     off = _x264_capabilities(sources[384], False)
     assert off and not any("AVX512" in line for line in off), off
     assert not any("AVX512" in line for line in _x264_capabilities(sources[320], True))
+
+
+def _ffmpeg_capabilities(source: Path, x264_params: str | None) -> str:
+    """What Debian's ffmpeg's libx264 says it uses encoding ``source`` with ``x264_params``."""
+    params = ["-x264-params", x264_params] if x264_params else []
+    done = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "info", "-i", str(source), "-frames:v", "5",
+                           "-c:v", "libx264", "-preset", "medium", *params, "-f", "null", "-"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return next(line.split("cpu capabilities:", 1)[1].strip() for line in done.stderr.splitlines()
+                if "cpu capabilities:" in line)
+
+
+@needs_avx512
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the race's baseline is Debian's ffmpeg")
+def test_the_race_times_ffmpeg_with_the_functions_our_clips_use(sources):
+    """``reference_race.py``'s second baseline: ffmpeg's libx264 given our clips' parameters uses
+    the functions our clips' libx264 uses (AVX-512 masked), where plain ffmpeg uses AVX-512; with
+    ``--transcode-x264-avx512`` at a width it allows, there is no such baseline (x264's own choice)."""
+    sys.path.insert(0, str(Path(curation_assets.__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import reference_race
+    finally:
+        sys.path.pop(0)
+    ours = {line.split("cpu capabilities:", 1)[1].strip() for line in _x264_capabilities(sources[320], False)}
+    params = reference_race.our_x264_params(sources[320])
+    assert params is not None
+    assert ours == {_ffmpeg_capabilities(sources[320], params)}, (ours, params)
+    assert "AVX512" in _ffmpeg_capabilities(sources[320], None)
+    assert reference_race.our_x264_params(sources[384], [*reference_race.CLI_ARGS, "--transcode-x264-avx512"]) is None
+    assert reference_race.our_x264_params(sources[320], [*reference_race.CLI_ARGS, "--transcode-x264-avx512"])
 
 
 def test_a_run_says_where_the_setting_changes_nothing(caplog):
