@@ -111,6 +111,7 @@ def test_a_video_whose_source_is_back_is_not_removed(tmp_path):
     assert all_files(out) == files
 
 
+@pytest.mark.slow
 def test_a_transient_failure_of_a_step_is_retried_with_backoff(tmp_path, s3_server, s3_bucket):
     """The work area lives in a bucket that does not exist yet: the first attempt of video_clips
     cannot store its value and fails as a whole; the bucket appears; the retry (5 s later) works."""
@@ -190,6 +191,7 @@ def test_a_page_budget_on_a_local_input_is_refused():
     assert PipelineOptions(input_path="s3://bucket/in", watch_list_pages_per_tick=3).watch_list_pages_per_tick == 3
 
 
+@pytest.mark.slow
 def test_steps_after_video_clips_follow_it_when_automation_is_on(tmp_path):
     videos, out = tmp_path / "in", tmp_path / "out"
     videos.mkdir()

@@ -76,6 +76,7 @@ def _clip_frames(path: Path) -> tuple[int, int]:
         return len(frames), frames[0].rotation
 
 
+@pytest.mark.slow
 def test_bad_input_corpus_in_one_ranged_run(tmp_path):
     corpus = tmp_path / "corpus"
     cases = make_bad_inputs(corpus)

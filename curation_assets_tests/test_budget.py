@@ -141,6 +141,7 @@ def test_raising_the_budget_processes_the_video_again(tmp_path):
     assert not reused and not result.errors and len(result.clips) == 1
 
 
+@pytest.mark.slow
 def test_a_batch_holds_one_videos_memory(tmp_path):
     """Videos one after the other in one process: resident memory after each video comes back to
     the first one's (its frames were released), however many came before."""

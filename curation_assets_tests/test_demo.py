@@ -60,6 +60,7 @@ def test_the_demo_footage_is_the_installed_samples_copied_once(tmp_path):
     assert dst.read_bytes() == b"kept"
 
 
+@pytest.mark.slow
 def test_demo_copies_the_footage_and_curates_it(tmp_path, capsys):
     videos, out = tmp_path / "videos", tmp_path / "out"
     rc = main(["demo", "--video-dir", str(videos), "--output-path", str(out), "--dagster-home", str(tmp_path / "home"),
@@ -75,6 +76,7 @@ def test_demo_copies_the_footage_and_curates_it(tmp_path, capsys):
     assert f"open the gallery:  {(out / 'gallery' / 'index.html').resolve().as_uri()}" in text
 
 
+@pytest.mark.slow
 def test_a_demo_whose_clips_are_all_filtered_says_so_instead_of_a_load_line(tmp_path, capsys):
     """Every clip filtered out: the packages are built (the manifest lists the filtered clip), the
     train split is empty, and the demo says so rather than print a line that would load nothing."""

@@ -63,6 +63,7 @@ def test_a_write_or_move_onto_a_full_disk_is_one_line_naming_the_file(tmp_path):
         assert _files(disk) == ["small.json"]
 
 
+@pytest.mark.slow
 def test_the_writer_on_a_full_disk_fails_that_video_alone(tmp_path):
     videos = tmp_path / "in"
     videos.mkdir()

@@ -264,6 +264,7 @@ class _FullFileSystem:
         return "fullfs://out"
 
 
+@pytest.mark.slow
 def test_a_full_disk_names_its_cause_per_video(tmp_path):
     videos = tmp_path / "in"
     videos.mkdir()

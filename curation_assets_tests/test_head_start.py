@@ -57,6 +57,7 @@ def _digests(out: Path) -> dict[str, str]:
             if not f.startswith("_work/")}
 
 
+@pytest.mark.slow
 def test_the_cli_run_takes_over_its_first_video_with_the_same_bytes(tmp_path):
     videos = _videos(tmp_path)
     out, home = tmp_path / "out", tmp_path / "home"

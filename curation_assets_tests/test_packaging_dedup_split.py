@@ -73,6 +73,7 @@ def _files(dest: Path) -> dict[str, tuple[int, str]]:
             for p in sorted(dest.rglob("*")) if p.is_file() and p.name != "split.yaml"}
 
 
+@pytest.mark.slow
 def test_split_excludes_are_what_energon_leaves_out_and_a_new_threshold_rewrites_only_split_yaml(out, capsys):
     eps1, eps2 = _thresholds(out)
     dups1, dups2 = dedup.load_duplicate_ids(str(out), eps1), dedup.load_duplicate_ids(str(out), eps2)

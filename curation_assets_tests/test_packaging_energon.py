@@ -131,6 +131,7 @@ def _batches(dest: Path, batch_size: int, worker_config, count: int) -> list:
     return [batch for _, batch in zip(range(count), loader, strict=False)]
 
 
+@pytest.mark.slow
 def test_energon_defaults_batch_clips_with_and_without_errors_captions_and_embeddings(mixed_dest, mixed_output):
     """Energon's default worker config and default batching. Energon logs a batch that its
     batching fails on and skips it, so the loaders here re-raise instead (nothing else changed),
@@ -164,6 +165,7 @@ def test_energon_defaults_batch_clips_with_and_without_errors_captions_and_embed
     assert mixed == {"errors", "caption", "embedding_url"}
 
 
+@pytest.mark.slow
 def test_a_train_split_smaller_than_the_workers_says_what_to_change(mixed_output, tmp_path):
     from megatron.energon import WorkerConfig, get_loader, get_val_dataset
 

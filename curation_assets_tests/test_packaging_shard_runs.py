@@ -67,6 +67,7 @@ def assert_index_is_the_disk(dest: Path) -> dict:
     return index
 
 
+@pytest.mark.slow
 def test_two_runs_with_different_settings_at_once_leave_a_consistent_index(out):
     dest = out / "webdataset" / "default"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

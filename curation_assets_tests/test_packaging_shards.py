@@ -210,6 +210,7 @@ def test_a_damaged_shard_is_found(out):
     assert shards.verify_shards(str(dest), result.index) == [f"{path.relative_to(dest)}: size or hash differs from the index"]
 
 
+@pytest.mark.slow
 def test_energon_opens_the_dataset_and_iterates_every_sample(out):
     """Each split once through energon's validation loader with its default worker config and
     default batching: every selected clip, as the typed ``ClipSample``."""

@@ -395,6 +395,7 @@ def test_sigterm_while_another_cli_sets_up_the_instance_exits_quickly(tmp_path):
     assert not out.exists() or not (out / "processed_videos").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positions", [1, 2])
 def test_dagsters_own_interrupt_is_not_retried_either(tmp_path, positions):
     """What a run worker gets when the UI terminates a daemon-launched run: SIGINT, raised by
