@@ -112,10 +112,13 @@ def our_x264_params(video: Path, cli_args: list[str] = CLI_ARGS) -> str | None:
     flags libx264 is given, AVX-512 masked on CPUs that have it); None where x264 chooses its own."""
     import av
 
+    from curation_assets.core.encoders import encodable_size, target_pix_fmt
     from curation_assets.core.x264_cpu import x264_options
 
     with av.open(str(video)) as container:
-        width = container.streams.video[0].codec_context.width
+        cc = container.streams.video[0].codec_context
+        # the width the clip encoder gives libx264 (an odd one is made even first: clip_encoder._open)
+        width, _ = encodable_size("libx264", target_pix_fmt("libx264", cc.pix_fmt), cc.width, cc.height)
     return x264_options(width, avx512="--transcode-x264-avx512" in cli_args).get("x264-params")
 
 

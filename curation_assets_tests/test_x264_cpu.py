@@ -185,7 +185,7 @@ def _ffmpeg_capabilities(source: Path, x264_params: str | None) -> str:
 
 @needs_avx512
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the race's baseline is Debian's ffmpeg")
-def test_the_race_times_ffmpeg_with_the_functions_our_clips_use(sources):
+def test_the_race_times_ffmpeg_with_the_functions_our_clips_use(sources, tmp_path):
     """``reference_race.py``'s second baseline: ffmpeg's libx264 given our clips' parameters uses
     the functions our clips' libx264 uses (AVX-512 masked), where plain ffmpeg uses AVX-512; with
     ``--transcode-x264-avx512`` at a width it allows, there is no such baseline (x264's own choice)."""
@@ -201,6 +201,13 @@ def test_the_race_times_ffmpeg_with_the_functions_our_clips_use(sources):
     assert "AVX512" in _ffmpeg_capabilities(sources[320], None)
     assert reference_race.our_x264_params(sources[384], [*reference_race.CLI_ARGS, "--transcode-x264-avx512"]) is None
     assert reference_race.our_x264_params(sources[320], [*reference_race.CLI_ARGS, "--transcode-x264-avx512"])
+    # an odd width is encoded one pixel narrower: 385 px (25 macroblocks) as 384 (24), where AVX-512 is kept
+    odd = tmp_path / "w385.mkv"  # FFV1: H.264 cannot store 4:2:0 frames of an odd width
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"testsrc=size=385x256:rate={FPS}", "-t", "2", "-c:v", "ffv1", "-pix_fmt", "yuv420p", str(odd)],
+                   check=True, timeout=120)
+    assert all("AVX512" in line for line in _x264_capabilities(odd, True))
+    assert reference_race.our_x264_params(odd, [*reference_race.CLI_ARGS, "--transcode-x264-avx512"]) is None
 
 
 def test_a_run_says_where_the_setting_changes_nothing(caplog):
