@@ -387,8 +387,8 @@ def step_digest(options: PipelineOptions, step: str) -> str:
 def step_settings_changed(options: PipelineOptions, step: str, recorded: dict[str, Any]) -> list[str]:
     """The settings of ``step`` whose values differ from those ``recorded`` (a record leaves out a
     :attr:`Setting.recorded_when_set` setting at its default)."""
-    return [name for name in _step_fields(step)
-            if json.loads(json.dumps(getattr(options, name))) != recorded.get(name, _left_out().get(name))]
+    values = _json_values(options, _step_fields(step))
+    return [name for name, value in values.items() if value != recorded.get(name, _left_out().get(name))]
 
 
 @functools.cache
@@ -399,10 +399,15 @@ def _left_out() -> dict[str, Any]:
             if meta.recorded_when_set}
 
 
+def _json_values(options: PipelineOptions, names: list[str]) -> dict[str, Any]:
+    """``names``' values as records hold them: JSON types (tuples as lists, and so on)."""
+    return json.loads(json.dumps({name: getattr(options, name) for name in names}))
+
+
 def recorded_settings(options: PipelineOptions, names: list[str]) -> dict[str, Any]:
     """``names``' values as records and digests hold them (JSON types), less the
     :attr:`Setting.recorded_when_set` settings left at their defaults."""
-    values = json.loads(json.dumps({name: getattr(options, name) for name in names}))
+    values = _json_values(options, names)
     left_out = _left_out()
     return {name: value for name, value in values.items() if name not in left_out or value != left_out[name]}
 
