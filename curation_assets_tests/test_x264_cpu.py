@@ -184,6 +184,7 @@ def _ffmpeg_capabilities(source: Path, x264_params: str | None) -> str:
 
 
 @needs_avx512
+# Debian's ffmpeg is what the race times; CI installs it (Makefile DEBIAN_PACKAGES), so this skips only elsewhere
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the race's baseline is Debian's ffmpeg")
 def test_the_race_times_ffmpeg_with_the_functions_our_clips_use(sources, tmp_path):
     """``reference_race.py``'s second baseline: ffmpeg's libx264 given our clips' parameters uses
